@@ -1,0 +1,66 @@
+# sipreg: `make demo` runs the mission locally, `make test` runs every test.
+# Both start from a clean clone: the venv, pinned dependencies and generated code are made here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.12, so the venv does too (pyenv keeps one on this machine's kind).
+# The first candidate that really runs wins (a pyenv shim may exist without the version behind it).
+PYTHON312 ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null) \
+	$$(command -v python3.12); do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' \
+	2>/dev/null && { echo "$$p"; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO_OUT := layers/common/sipreg/proto
+PROTOS := $(shell find protos -name '*.proto')
+PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
+
+.PHONY: help venv proto test unit integration e2e lint demo bench clean
+
+help:
+	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
+	@echo "make test   run every test (unit, integration, e2e)"
+	@echo "make lint   ruff + mypy (+ template checks)"
+	@echo "make proto  generate Python code from protos/"
+
+$(STAMP): pyproject.toml layers/common/requirements.txt constraints.txt
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
+	$(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-r layers/common/requirements.txt -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Generated code imports by proto package path (`from wgtwo...`); it lives inside the sipreg
+# package, so those imports are rewritten to `from sipreg.proto.wgtwo...` as part of generation.
+$(PROTO_STAMP): $(PROTOS) $(STAMP)
+	rm -rf $(PROTO_OUT)/wgtwo
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
+		--pyi_out=$(PROTO_OUT) $(PROTOS)
+	find $(PROTO_OUT)/wgtwo -name '*.py*' -exec sed -i -E 's/^(\s*)from wgtwo\./\1from sipreg.proto.wgtwo./' {} +
+	find $(PROTO_OUT)/wgtwo -type d -exec touch {}/__init__.py \;
+	touch $@
+
+proto: $(PROTO_STAMP)
+
+test: $(PROTO_STAMP)
+	$(PY) -m pytest -q
+
+unit: $(PROTO_STAMP)
+	$(PY) -m pytest -q tests/unit
+
+integration: $(PROTO_STAMP)
+	$(PY) -m pytest -q tests/integration
+
+lint: $(PROTO_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+demo: $(PROTO_STAMP)
+	$(PY) -m devstack.demo
+
+clean:
+	rm -rf $(VENV) $(PROTO_OUT)/wgtwo .mypy_cache .ruff_cache .pytest_cache

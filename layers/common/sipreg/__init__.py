@@ -1,0 +1,1 @@
+"""sipreg: keeps WG2 Virtual SIP Registrations right."""
