@@ -1,0 +1,58 @@
+"""Settings from the environment, in one place.
+
+Each function reads the group it needs once, at cold start: a missing or malformed variable
+fails loudly there, naming the variable, instead of at the first event.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sipreg.models import ApiVersion
+
+
+class AuthMode(StrEnum):
+    USER = "user"  # authorization-code tokens, one per subscriber; the core takes the MSISDN from it
+    CLIENT = "client"  # one client-credentials token for the deployment; phone_number in each request
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable configuration."""
+
+
+class _FromEnv(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Self:
+        source = os.environ if environ is None else environ
+        values = {
+            name: source[field.alias]
+            for name, field in cls.model_fields.items()
+            if field.alias and field.alias in source and source[field.alias] != ""
+        }
+        try:
+            return cls.model_validate(values, by_name=True)
+        except ValidationError as error:
+            aliases = {name: field.alias for name, field in cls.model_fields.items()}
+            problems = "; ".join(
+                f"{aliases.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}"
+                for e in error.errors(include_input=False)
+            )
+            raise ConfigError(f"bad configuration: {problems}") from None
+
+
+class CoreSettings(_FromEnv):
+    """How to reach the operator's core (`SipBreakoutService`)."""
+
+    endpoint: str = Field(alias="CORE_ENDPOINT", min_length=3)
+    api_version: ApiVersion = Field(ApiVersion.V0, alias="API_VERSION")
+    auth_mode: AuthMode = Field(AuthMode.USER, alias="AUTH_MODE")
+    # TLS unless the endpoint is loopback and plaintext is asked for explicitly.
+    plaintext: bool = Field(False, alias="CORE_PLAINTEXT")
+    ca_file: str | None = Field(None, alias="CORE_CA_FILE")
+    deadline_seconds: float = Field(5.0, alias="CORE_DEADLINE_SECONDS", gt=0, le=60)

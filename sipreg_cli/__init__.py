@@ -1,0 +1,36 @@
+"""The `sipreg` command: operator tools around a local or deployed sipreg.
+
+Each subcommand is a module here with `register(subparsers)`, which adds its parser and sets
+`run(args) -> int` as the parser's default `func`. This package is an operator tool, not part of
+the Lambda layer, so it may use `devstack` (e.g. `sipreg devstack up`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Subcommand modules, in the order `sipreg --help` lists them.
+_SUBCOMMANDS: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sipreg", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in _SUBCOMMANDS:
+        importlib.import_module(f"sipreg_cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
