@@ -43,9 +43,9 @@ def moto_endpoint() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server._server.server_address  # type: ignore[attr-defined]  # moto keeps it private
+    port = server._server.server_address[1]  # type: ignore[union-attr]  # moto keeps it private
     try:
-        yield f"http://{host}:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
 

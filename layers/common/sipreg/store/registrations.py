@@ -1,0 +1,156 @@
+"""The Registrations table: what each (MSISDN, sip_uri) should be, what the core holds, and why.
+
+Key: pk `msisdn`, sk `sip_uri`. Active registrations also carry `refresh_shard` and
+`expires_at`, which put them in the sparse `RefreshDue` index: the refresher finds what is about
+to expire with one query per shard, never a scan, and the shards keep a million registrations off
+one hot partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+
+from sipreg.aws import dynamodb_table
+from sipreg.models import Msisdn, OptionalPrefix, RouteType, SipUri
+
+REFRESH_INDEX = "RefreshDue"
+REFRESH_SHARDS = 16
+# How many event ids a record remembers to absorb redelivered or resent duplicates.
+RECENT_EVENT_IDS = 20
+
+
+class RegistrationStatus(StrEnum):
+    PENDING = "pending"
+    AWAITING_CONSENT = "awaiting_consent"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    CONSENT_REVOKED = "consent_revoked"
+    FAILED = "failed"
+
+
+class RouteSpec(BaseModel):
+    """The parameters of one registration on the core (desired or applied)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    route_type: RouteType
+    mobile_originating_prefix: OptionalPrefix = None
+    mobile_terminating_prefix: OptionalPrefix = None
+
+
+class RegistrationRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    msisdn: Msisdn
+    sip_uri: SipUri
+    status: RegistrationStatus
+    desired: RouteSpec | None = None  # None: the registration should not exist
+    applied: RouteSpec | None = None  # what the core holds as far as we know; None: nothing
+    expires_at: datetime | None = None  # when the core drops it unless refreshed
+    last_error: str | None = None
+    last_event_id: str | None = None
+    last_event_type: str | None = None
+    last_event_at: datetime | None = None  # occurred_at of the newest event applied (stale guard)
+    recent_event_ids: tuple[str, ...] = ()
+    updated_at: datetime
+    version: int = 0  # optimistic lock: each save expects the version it read
+
+    def seen(self, event_id: str) -> bool:
+        return event_id in self.recent_event_ids
+
+
+class ConcurrentUpdateError(Exception):
+    """Someone saved the record after we read it; re-read and decide again."""
+
+
+def refresh_shard(msisdn: str) -> str:
+    digest = hashlib.blake2b(msisdn.encode(), digest_size=2).digest()
+    return str(int.from_bytes(digest) % REFRESH_SHARDS)
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _to_item(record: RegistrationRecord) -> dict[str, Any]:
+    item = record.model_dump(mode="json", exclude_none=True)
+    item["recent_event_ids"] = list(record.recent_event_ids)
+    if record.status is RegistrationStatus.ACTIVE and record.expires_at is not None:
+        # Only active records enter the sparse refresh index, keyed by expiry in epoch seconds.
+        item["refresh_shard"] = refresh_shard(record.msisdn)
+        item["refresh_due"] = _epoch(record.expires_at)
+    return item
+
+
+def _from_item(item: dict[str, Any]) -> RegistrationRecord:
+    cleaned = {key: int(value) if isinstance(value, Decimal) else value for key, value in item.items()}
+    return RegistrationRecord.model_validate(cleaned)
+
+
+class RegistrationStore:
+    def __init__(self, table_name: str) -> None:
+        self._table = dynamodb_table(table_name)
+
+    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None:
+        found = self._table.get_item(Key={"msisdn": msisdn, "sip_uri": sip_uri}, ConsistentRead=True)
+        item = found.get("Item")
+        return _from_item(item) if item else None
+
+    def list_for(self, msisdn: str) -> list[RegistrationRecord]:
+        records: list[RegistrationRecord] = []
+        query: dict[str, Any] = {"KeyConditionExpression": Key("msisdn").eq(msisdn), "ConsistentRead": True}
+        while True:
+            page = self._table.query(**query)
+            records.extend(_from_item(item) for item in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return records
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def save(self, record: RegistrationRecord, *, read_version: int | None) -> RegistrationRecord:
+        """Writes `record` as version read_version + 1; `read_version=None` means it must be new."""
+        saved = record.model_copy(update={"version": (read_version or 0) + 1})
+        if read_version is None:
+            condition = Attr("msisdn").not_exists()
+        else:
+            condition = Attr("version").eq(read_version)
+        try:
+            self._table.put_item(Item=_to_item(saved), ConditionExpression=condition)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise ConcurrentUpdateError(
+                    f"{record.sip_uri} changed since version {read_version}"
+                ) from None
+            raise
+        return saved
+
+    def due_for_refresh(
+        self, shard: str, before: datetime, *, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[RegistrationRecord], dict[str, Any] | None]:
+        """Active records of one shard expiring before `before`, soonest first, one page."""
+        query: dict[str, Any] = {
+            "IndexName": REFRESH_INDEX,
+            "KeyConditionExpression": Key("refresh_shard").eq(shard) & Key("refresh_due").lt(_epoch(before)),
+            "Limit": limit,
+        }
+        if start_key:
+            query["ExclusiveStartKey"] = start_key
+        page = self._table.query(**query)
+        return [_from_item(item) for item in page["Items"]], page.get("LastEvaluatedKey")
+
+    def all_shards(self) -> Iterator[str]:
+        return (str(shard) for shard in range(REFRESH_SHARDS))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
