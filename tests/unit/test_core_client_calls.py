@@ -1,0 +1,235 @@
+"""Given a client over a fake channel (the gRPC port's boundary), calls go out and come back as expected.
+
+The fake records what the stub sends and answers like grpc's futures do; the real wire is in
+tests/integration/test_core_client_*.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from sipreg.config import AuthMode, CoreSettings
+from sipreg.core import (
+    Applied,
+    CoreCall,
+    Deleted,
+    GrpcCoreClient,
+    Operation,
+    Rejected,
+    Transient,
+    Unauthenticated,
+    _cached_client,
+    core_client,
+)
+from sipreg.models import ApiVersion, Registration, RouteType
+from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
+from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as v1
+
+TOKEN = "tok-5ecret.value"
+Metadata = tuple[tuple[str, str], ...]
+FORK = Registration(msisdn="+4799990000", sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK)
+
+
+class FakeRpcError(grpc.RpcError, grpc.Call):  # type: ignore[misc]
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class FakeFuture:
+    def __init__(self, log: list[str], answer: Any) -> None:
+        self._log, self._answer = log, answer
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        callback(self)
+
+    def result(self) -> Any:
+        self._log.append("result")
+        if isinstance(self._answer, BaseException):
+            raise self._answer
+        return self._answer
+
+
+class FakeChannel:
+    """Answers every call with `answer`; records (method, request, timeout, metadata)."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.sent: list[tuple[str, Any, float, Metadata]] = []
+        self.log: list[str] = []
+
+    def unary_unary(self, method: str, **_: Any) -> Any:
+        channel = self
+
+        class Method:
+            def future(
+                self, request: Any, timeout: float, metadata: tuple[tuple[str, str], ...]
+            ) -> FakeFuture:
+                channel.sent.append((method, request, timeout, metadata))
+                channel.log.append("start")
+                return FakeFuture(channel.log, channel.answer)
+
+        return Method()
+
+    def close(self) -> None:
+        pass
+
+
+def client(
+    answer: Any, version: ApiVersion = ApiVersion.V1, deadline: float = 2.5
+) -> tuple[GrpcCoreClient, FakeChannel]:
+    channel = FakeChannel(answer)
+    return GrpcCoreClient(channel, version, AuthMode.USER, deadline), channel  # type: ignore[arg-type]
+
+
+def test_upsert_sends_one_bearer_header_and_the_deadline_and_returns_the_ttl() -> None:
+    core, channel = client(
+        v1.UpsertRegistrationResponse(status_code="STATUS_CODE_OK", time_to_live=Duration(seconds=3600))
+    )
+
+    outcome = core.upsert(FORK, TOKEN)
+
+    assert outcome == Applied(ttl_seconds=3600.0)
+    [(method, request, timeout, metadata)] = channel.sent
+    assert method == "/wgtwo.sipbreakout.v1.SipBreakoutService/UpsertRegistration"
+    assert request.registration.sip_uri == "sips:pbx.acme.example"
+    assert timeout == 2.5
+    assert [value for key, value in metadata if key == "authorization"] == [f"Bearer {TOKEN}"]
+
+
+def test_delete_calls_the_v0_delete_method_when_configured_for_v0() -> None:
+    core, channel = client(v0.DeleteRegistrationResponse(status_code="STATUS_CODE_OK"), version=ApiVersion.V0)
+
+    assert core.delete(FORK, TOKEN) == Deleted()
+    assert channel.sent[0][0] == "/wgtwo.sipbreakout.v0.SipBreakoutService/DeleteRegistration"
+
+
+def test_a_grpc_error_status_comes_back_as_an_outcome_not_an_exception() -> None:
+    core, _ = client(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"))
+
+    assert core.upsert(FORK, TOKEN) == Transient(code="UNAVAILABLE", detail="connection refused")
+
+
+def test_a_cancelled_call_is_transient() -> None:
+    core, _ = client(grpc.FutureCancelledError())
+
+    assert core.upsert(FORK, TOKEN) == Transient(code="CANCELLED", detail="the call was cancelled")
+
+
+@pytest.mark.parametrize("route_type", [RouteType.LOOP_MO, RouteType.LOOP_MT, RouteType.INGRESS])
+@pytest.mark.parametrize("operation", list(Operation))
+def test_v0_refuses_route_types_it_lacks_before_any_call(route_type, operation) -> None:
+    core, channel = client(v0.UpsertRegistrationResponse(status_code="STATUS_CODE_OK"), version=ApiVersion.V0)
+    registration = FORK.model_copy(update={"route_type": route_type})
+
+    outcome = core.apply_many([CoreCall(operation, registration, TOKEN)])[0]
+
+    assert isinstance(outcome, Rejected)
+    assert not outcome.by_core
+    assert outcome.message.startswith("route_type:")
+    assert route_type.proto_name in outcome.message
+    assert channel.sent == []
+
+
+@pytest.mark.parametrize("route_type", [RouteType.LOOP_MO, RouteType.LOOP_MT, RouteType.INGRESS])
+def test_v1_sends_the_route_types_v0_lacks(route_type) -> None:
+    core, channel = client(v1.UpsertRegistrationResponse(status_code="STATUS_CODE_OK"))
+
+    assert isinstance(core.upsert(FORK.model_copy(update={"route_type": route_type}), TOKEN), Applied)
+    assert len(channel.sent) == 1
+
+
+@pytest.mark.parametrize("token", ["", "has space", "line\nbreak", "nön-ascii"])
+def test_a_token_no_header_can_carry_is_unauthenticated_without_a_call(token) -> None:
+    core, channel = client(v1.UpsertRegistrationResponse(status_code="STATUS_CODE_OK"))
+
+    assert isinstance(core.upsert(FORK, token), Unauthenticated)
+    assert channel.sent == []
+
+
+def test_apply_many_starts_every_call_before_waiting_and_keeps_the_order() -> None:
+    core, channel = client(
+        v0.UpsertRegistrationResponse(status_code="STATUS_CODE_OK", time_to_live=Duration(seconds=60)),
+        version=ApiVersion.V0,
+    )
+    others = [FORK.model_copy(update={"msisdn": f"+479999000{n}"}) for n in range(5)]
+    calls = [CoreCall(Operation.UPSERT, registration, TOKEN) for registration in others]
+    calls.insert(
+        2, CoreCall(Operation.UPSERT, FORK.model_copy(update={"route_type": RouteType.INGRESS}), TOKEN)
+    )
+
+    outcomes = core.apply_many(calls)
+
+    assert channel.log == ["start"] * 5 + ["result"] * 5
+    assert [type(outcome) for outcome in outcomes] == [Applied, Applied, Rejected, Applied, Applied, Applied]
+
+
+def test_the_token_never_reaches_an_outcome_or_a_log_line(caplog) -> None:
+    echoing = FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, f"unknown token {TOKEN}")
+    core, _ = client(echoing)
+    caplog.set_level(logging.DEBUG, logger="sipreg.core")
+
+    outcome = core.upsert(FORK, TOKEN)
+
+    assert outcome == Unauthenticated(detail="unknown token [token]")
+    assert TOKEN not in repr(CoreCall(Operation.UPSERT, FORK, TOKEN))
+    assert caplog.records
+    assert all(
+        TOKEN not in record.getMessage() and TOKEN not in str(record.__dict__) for record in caplog.records
+    )
+
+
+def test_each_call_logs_one_line_with_method_masked_number_outcome_and_time(caplog) -> None:
+    core, _ = client(
+        v1.UpsertRegistrationResponse(
+            status_code="STATUS_CODE_NOT_ACCEPTABLE", error_message="+4799990000 is barred"
+        )
+    )
+    caplog.set_level(logging.INFO, logger="sipreg.core")
+
+    core.upsert(FORK, TOKEN)
+
+    [record] = caplog.records
+    assert record.method == "upsert"
+    assert record.msisdn == "+47******00"
+    assert record.outcome == "rejected"
+    assert record.ms >= 0
+    assert "+4799990000" not in record.getMessage()
+
+
+def test_the_cached_factory_builds_one_client_per_settings_and_reuses_it() -> None:
+    _cached_client.cache_clear()
+    first = CoreSettings.from_env({"CORE_ENDPOINT": "127.0.0.1:50051", "CORE_PLAINTEXT": "1"})
+    other = CoreSettings.from_env({"CORE_ENDPOINT": "127.0.0.1:50052", "CORE_PLAINTEXT": "1"})
+    try:
+        assert core_client(first) is core_client(first.model_copy())
+        assert core_client(other) is not core_client(first)
+    finally:
+        for built in (core_client(first), core_client(other)):
+            built.close()
+        _cached_client.cache_clear()
+
+
+def test_the_cached_factory_reads_the_environment_when_given_no_settings(monkeypatch) -> None:
+    _cached_client.cache_clear()
+    monkeypatch.setenv("CORE_ENDPOINT", "localhost:50051")
+    monkeypatch.setenv("CORE_PLAINTEXT", "true")
+    monkeypatch.setenv("API_VERSION", "v1")
+    try:
+        built = core_client()
+        assert built is core_client()
+        assert built.api_version is ApiVersion.V1
+    finally:
+        core_client().close()
+        _cached_client.cache_clear()

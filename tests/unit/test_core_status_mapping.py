@@ -1,0 +1,106 @@
+"""Given any answer of the core, the client returns one typed outcome and never raises."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from sipreg.core import (
+    Applied,
+    Deleted,
+    Operation,
+    PermissionDenied,
+    Rejected,
+    Transient,
+    Unauthenticated,
+    outcome_from_rpc_error,
+    outcome_from_status,
+    outcome_name,
+)
+
+S = grpc.StatusCode
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (S.UNAUTHENTICATED, Unauthenticated(detail="token expired")),
+        (S.PERMISSION_DENIED, PermissionDenied(detail="token expired")),
+        (S.INVALID_ARGUMENT, Rejected(message="INVALID_ARGUMENT: token expired")),
+        (S.UNAVAILABLE, Transient(code="UNAVAILABLE", detail="token expired")),
+        (S.DEADLINE_EXCEEDED, Transient(code="DEADLINE_EXCEEDED", detail="token expired")),
+        (S.RESOURCE_EXHAUSTED, Transient(code="RESOURCE_EXHAUSTED", detail="token expired")),
+        (S.INTERNAL, Transient(code="INTERNAL", detail="token expired")),
+        (S.UNKNOWN, Transient(code="UNKNOWN", detail="token expired")),
+        (S.ABORTED, Transient(code="ABORTED", detail="token expired")),
+        (S.CANCELLED, Transient(code="CANCELLED", detail="token expired")),
+        (S.UNIMPLEMENTED, Transient(code="UNIMPLEMENTED", detail="token expired")),
+        (S.FAILED_PRECONDITION, Transient(code="FAILED_PRECONDITION", detail="token expired")),
+        (S.NOT_FOUND, Transient(code="NOT_FOUND", detail="token expired")),
+    ],
+)
+def test_grpc_status_maps_to_its_outcome(code, expected) -> None:
+    assert outcome_from_rpc_error(code, "token expired") == expected
+
+
+def test_grpc_status_without_details_names_the_code() -> None:
+    assert outcome_from_rpc_error(S.UNAVAILABLE, "") == Transient(code="UNAVAILABLE", detail="UNAVAILABLE")
+
+
+def test_ok_upsert_is_applied_with_the_ttl_the_core_returned() -> None:
+    outcome = outcome_from_status(Operation.UPSERT, 1, "", Duration(seconds=3599, nanos=500_000_000))
+
+    assert outcome == Applied(ttl_seconds=3599.5)
+
+
+def test_ok_upsert_without_ttl_says_it_does_not_know() -> None:
+    assert outcome_from_status(Operation.UPSERT, 1, "", None) == Applied(ttl_seconds=None)
+
+
+def test_ok_delete_is_deleted() -> None:
+    assert outcome_from_status(Operation.DELETE, 1, "", None) == Deleted()
+
+
+@pytest.mark.parametrize("operation", list(Operation))
+def test_not_acceptable_is_rejected_with_the_cores_message(operation) -> None:
+    outcome = outcome_from_status(operation, 2, "sip_uri: port out of range", None)
+
+    assert outcome == Rejected(message="sip_uri: port out of range", by_core=True)
+
+
+def test_not_acceptable_without_message_still_says_why_it_failed() -> None:
+    outcome = outcome_from_status(Operation.UPSERT, 2, "", None)
+
+    assert isinstance(outcome, Rejected)
+    assert "not acceptable" in outcome.message
+
+
+@pytest.mark.parametrize("operation", list(Operation))
+def test_unspecified_status_is_transient_because_we_cannot_tell_what_happened(operation) -> None:
+    outcome = outcome_from_status(operation, 0, "", Duration(seconds=3600))
+
+    assert isinstance(outcome, Transient)
+    assert outcome.code == "STATUS_CODE_UNSPECIFIED"
+    assert outcome.detail
+
+
+def test_status_code_from_a_newer_core_is_transient_and_named_by_number() -> None:
+    outcome = outcome_from_status(Operation.UPSERT, 7, "later", None)
+
+    assert outcome == Transient(code="STATUS_CODE_7", detail="later")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "name"),
+    [
+        (Applied(ttl_seconds=3600), "applied"),
+        (Deleted(), "deleted"),
+        (Rejected(message="x"), "rejected"),
+        (Unauthenticated(detail="x"), "unauthenticated"),
+        (PermissionDenied(detail="x"), "permissiondenied"),
+        (Transient(code="UNAVAILABLE", detail="x"), "transient:UNAVAILABLE"),
+    ],
+)
+def test_outcome_names_are_short_labels_for_logs(outcome, name) -> None:
+    assert outcome_name(outcome) == name
