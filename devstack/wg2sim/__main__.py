@@ -1,0 +1,190 @@
+"""wg2sim: a local emulator of WG2's core (SipBreakoutService v0 + v1) with an admin HTTP API.
+
+Binds 127.0.0.1 only. When ready it prints one JSON line to stdout and flushes it:
+
+    {"grpc": 50123, "http": 8123, "ca_file": null}
+
+(`ca_file` is the PEM of the self-signed certificate with --tls, valid for localhost and
+127.0.0.1; trust it as the root. It is deleted when the emulator stops.) It then serves until
+SIGTERM or SIGINT and exits 0.
+
+gRPC (one port, both versions): every call needs `authorization: Bearer <token>` metadata.
+Unknown/expired token -> UNAUTHENTICATED; token without the version's scope (v0
+`call.control:answer_and_initiate`, v1 `call.routing:write`) -> PERMISSION_DENIED. A user token
+carries its MSISDN; a client token needs `phone_number`. Bad sip_uri, route type or prefixes
+are answered STATUS_CODE_NOT_ACCEPTABLE with `error_message`. Registrations live 3600 emulator
+seconds from the last upsert; deleting an unknown one is answered OK (idempotent).
+
+Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
+  POST   /_admin/tokens         {"msisdn": "+47...", "scopes": [...], "ttl": 3600}
+                                -> {"access_token", "expires_in"}; no msisdn mints a client
+                                token; scopes default to both service scopes
+  GET    /_admin/registrations  {"registrations": [{"msisdn", "sip_uri", "route_type", ..., "expires_at"}]}
+  GET    /_admin/stats          {"calls": {"/<service>/<method>": {"OK": n, "UNAUTHENTICATED": n, ...}},
+                                 "faults_injected": {"latency": n, "unavailable": n, "stall": n}}
+  GET    /_admin/faults         the fault set in force
+  POST   /_admin/faults         {"unavailable_rate": 0.3, "stall_rate": 0.05, "latency_ms": [20, 80] or 50,
+                                 "msisdns": ["+47..."]}: replaces the whole fault set (a missing key is off)
+  DELETE /_admin/faults         no faults
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from devstack.wg2sim.faults import FaultConfig, parse_latency, parse_msisdns, parse_rate
+from devstack.wg2sim.server import Wg2simServer
+from devstack.wg2sim.state import DEFAULT_TOKEN_TTL_SECONDS, Wg2Sim
+from devstack.wg2sim.tls import write_self_signed
+from devstack.wg2sim.validation import FieldError
+
+log = logging.getLogger("devstack.wg2sim")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level, format="wg2sim %(levelname)s %(message)s")
+    faults = FaultConfig(
+        unavailable_rate=args.unavailable_rate,
+        stall_rate=args.stall_rate,
+        latency_ms=args.latency_ms,
+        msisdns=parse_msisdns(args.fault_msisdn, "--fault-msisdn"),
+    )
+    sim = Wg2Sim(time_scale=args.time_scale, token_ttl_seconds=args.token_ttl, faults=faults)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with tempfile.TemporaryDirectory(prefix="wg2sim-") as workdir:
+        tls = write_self_signed(Path(workdir)) if args.tls else None
+        try:
+            server = Wg2simServer(sim, grpc_port=args.grpc_port, http_port=args.http_port, tls=tls)
+        except OSError as error:
+            print(f"wg2sim: cannot listen: {error}", file=sys.stderr)
+            return 1
+        server.start()
+        ready = {"grpc": server.grpc_port, "http": server.http_port, "ca_file": tls and str(tls.cert_file)}
+        print(json.dumps(ready), flush=True)
+        log.info("serving %s (time scale %s)", ready, args.time_scale)
+        while not stopping.wait(0.2):
+            pass
+        log.info("stopping")
+        server.stop()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.wg2sim",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--grpc-port", type=_port, default=0, help="gRPC port on 127.0.0.1 (0 = any free port; default 0)"
+    )
+    parser.add_argument(
+        "--http-port",
+        type=_port,
+        default=0,
+        help="admin HTTP port on 127.0.0.1 (0 = any free port; default 0)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        help="the emulator clock runs this many times faster than real time; every TTL (tokens, "
+        "registrations) is in emulator seconds, injected latency and stalls stay real (default 1)",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve gRPC over TLS with a generated self-signed certificate (see ca_file)",
+    )
+    parser.add_argument(
+        "--token-ttl",
+        type=_positive_int,
+        default=DEFAULT_TOKEN_TTL_SECONDS,
+        help="lifetime of minted tokens when none is asked for, in emulator seconds "
+        f"(default {DEFAULT_TOKEN_TTL_SECONDS})",
+    )
+    faults = parser.add_argument_group("faults at start-up (change them at run time with /_admin/faults)")
+    faults.add_argument(
+        "--unavailable-rate",
+        type=_cli(parse_rate),
+        default=0.0,
+        metavar="F",
+        help="fraction of calls failing UNAVAILABLE (0-1; default 0)",
+    )
+    faults.add_argument(
+        "--stall-rate",
+        type=_cli(parse_rate),
+        default=0.0,
+        metavar="F",
+        help="fraction of calls stalling until the caller's deadline passes (at most 30 s), then "
+        "DEADLINE_EXCEEDED (0-1; default 0)",
+    )
+    faults.add_argument(
+        "--latency-ms",
+        type=_cli(parse_latency),
+        default=(0, 0),
+        metavar="MS",
+        help="added latency per call: fixed '50' or uniform range '20-80' (default 0)",
+    )
+    faults.add_argument(
+        "--fault-msisdn",
+        action="append",
+        default=[],
+        metavar="E164",
+        help="apply the faults only to calls for this MSISDN (the token's, or the request's "
+        "phone_number); repeatable; default: every call",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="stderr log level (default WARNING)",
+    )
+    return parser
+
+
+def _cli(parse: Any) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text, "value")
+        except FieldError as error:
+            raise argparse.ArgumentTypeError(error.message) from None
+
+    return convert
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0-65535)")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The emulator's HTTP side: one Flask app; the admin API is a blueprint, the OIDC provider
+plugs in as another one sharing the same `Wg2Sim` (and so the same token registry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from devstack.wg2sim.faults import FaultConfig
+from devstack.wg2sim.state import Wg2Sim
+from devstack.wg2sim.tokens import SIP_BREAKOUT_SCOPES
+from devstack.wg2sim.validation import FieldError, e164_problem
+
+TOKEN_KEYS = ("msisdn", "scopes", "ttl")
+
+
+def create_http_app(sim: Wg2Sim) -> Flask:
+    app = Flask(__name__)
+    app.extensions["wg2sim"] = sim
+    app.register_blueprint(admin_blueprint(sim))
+    return app
+
+
+def admin_blueprint(sim: Wg2Sim) -> Blueprint:
+    admin = Blueprint("wg2sim_admin", __name__, url_prefix="/_admin")
+
+    @admin.errorhandler(FieldError)
+    def bad_input(error: FieldError) -> ResponseReturnValue:
+        return jsonify(error=error.message, field=error.field), 400
+
+    @admin.post("/tokens")
+    def mint_token() -> ResponseReturnValue:
+        """`{"msisdn": "+47...", "scopes": [...], "ttl": 3600}`; no msisdn mints a client token.
+
+        `scopes` defaults to both SipBreakoutService scopes, `ttl` (emulator seconds) to
+        `--token-ttl`.
+        """
+        body = _json_object()
+        _reject_unknown_keys(body, TOKEN_KEYS)
+        token = sim.tokens.mint(
+            msisdn=_optional_msisdn(body.get("msisdn")),
+            scopes=_scopes(body.get("scopes", list(SIP_BREAKOUT_SCOPES))),
+            ttl_seconds=_ttl(body.get("ttl", sim.token_ttl_seconds)),
+        )
+        return jsonify(access_token=token.access_token, expires_in=token.expires_in(sim.clock.now()))
+
+    @admin.get("/registrations")
+    def registrations() -> ResponseReturnValue:
+        return jsonify(registrations=[r.to_json() for r in sim.registrations.list()])
+
+    @admin.get("/stats")
+    def stats() -> ResponseReturnValue:
+        return jsonify(sim.stats.snapshot())
+
+    @admin.get("/faults")
+    def faults() -> ResponseReturnValue:
+        return jsonify(faults=sim.faults.to_json())
+
+    @admin.post("/faults")
+    def set_faults() -> ResponseReturnValue:
+        """Replaces the whole fault set: a key left out is switched off."""
+        sim.set_faults(FaultConfig.from_json(_json_object()))
+        return jsonify(faults=sim.faults.to_json())
+
+    @admin.delete("/faults")
+    def clear_faults() -> ResponseReturnValue:
+        sim.clear_faults()
+        return jsonify(faults=sim.faults.to_json())
+
+    return admin
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise FieldError("body", "expected a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _reject_unknown_keys(body: dict[str, Any], known: tuple[str, ...]) -> None:
+    for key in body:
+        if key not in known:
+            raise FieldError(key, f"unknown field; expected some of {', '.join(known)}")
+
+
+def _optional_msisdn(value: Any) -> str | None:
+    if value is None:
+        return None
+    problem = e164_problem(value, "msisdn") if isinstance(value, str) else "msisdn must be a string"
+    if problem:
+        raise FieldError("msisdn", problem)
+    return str(value)
+
+
+def _scopes(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(s, str) and s.strip() for s in value):
+        raise FieldError("scopes", "expected a list of scope names")
+    return value
+
+
+def _ttl(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FieldError("ttl", "expected a whole number of seconds, at least 1")
+    return value

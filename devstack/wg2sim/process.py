@@ -1,0 +1,165 @@
+"""Run wg2sim as a real subprocess (tests, demo, local stack) and drive its admin API.
+
+with Wg2simProcess.start(time_scale=3600, tls=True) as sim:
+    token = sim.mint_token(msisdn="+4799990000")
+    ...  # gRPC to sim.grpc_target, trusting sim.ca_file
+    assert sim.registrations() == [...]
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from types import TracebackType
+from typing import IO, Any, Self
+
+import httpx
+
+from devstack.wg2sim.tokens import SIP_BREAKOUT_SCOPES
+
+STARTUP_TIMEOUT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+class Wg2simStartError(RuntimeError):
+    """The emulator did not announce itself; the message carries its stderr."""
+
+
+class Wg2simAdminError(RuntimeError):
+    """The admin API refused a request (e.g. 400 naming the bad field)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text}"
+        )
+        self.status_code = response.status_code
+        self.body = response.text
+
+
+class Wg2simProcess:
+    def __init__(self, process: subprocess.Popen[bytes], stderr: IO[bytes], ready: dict[str, Any]) -> None:
+        self.process = process
+        self.grpc_port: int = ready["grpc"]
+        self.http_port: int = ready["http"]
+        self.ca_file: str | None = ready["ca_file"]
+        self._stderr = stderr
+        self._http = httpx.Client(base_url=self.http_url, timeout=5.0)
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        time_scale: float = 1.0,
+        tls: bool = False,
+        token_ttl: int | None = None,
+        extra_args: Sequence[str] = (),
+        startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
+    ) -> Self:
+        """Starts `python -m devstack.wg2sim` on free ports and waits for its ready line."""
+        args = [sys.executable, "-m", "devstack.wg2sim", "--grpc-port", "0", "--http-port", "0"]
+        args += ["--time-scale", str(time_scale)]
+        args += ["--tls"] if tls else []
+        args += ["--token-ttl", str(token_ttl)] if token_ttl is not None else []
+        args += list(extra_args)
+        # stderr goes to a file, never an unread pipe that could fill up and block the child.
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)  # noqa: S603
+        try:
+            ready = _read_ready_line(process, startup_timeout)
+        except Wg2simStartError as error:
+            process.kill()
+            process.wait()
+            stderr.seek(0)
+            detail = stderr.read().decode(errors="replace").strip()
+            stderr.close()
+            raise Wg2simStartError(f"{error}; exit code {process.returncode}; stderr:\n{detail}") from None
+        return cls(process, stderr, ready)
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    # --- admin API ----------------------------------------------------------------------------
+
+    def mint_token(
+        self,
+        msisdn: str | None = None,
+        scopes: Sequence[str] = SIP_BREAKOUT_SCOPES,
+        ttl: int = 3600,
+    ) -> str:
+        """A user token for `msisdn`, or a client token without one; ttl in emulator seconds."""
+        body = {"msisdn": msisdn, "scopes": list(scopes), "ttl": ttl}
+        return str(self._admin("POST", "/_admin/tokens", json=body)["access_token"])
+
+    def registrations(self) -> list[dict[str, Any]]:
+        return list(self._admin("GET", "/_admin/registrations")["registrations"])
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        """Replaces the fault set, e.g. `set_faults(unavailable_rate=1.0, msisdns=["+47..."])`."""
+        return dict(self._admin("POST", "/_admin/faults", json=faults)["faults"])
+
+    def clear_faults(self) -> None:
+        self._admin("DELETE", "/_admin/faults")
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._admin("GET", "/_admin/stats"))
+
+    def _admin(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        response = self._http.request(method, path, json=json)
+        if response.is_error:
+            raise Wg2simAdminError(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+        """SIGTERM, then wait; kills it if it does not stop in time. Returns the exit code."""
+        self._http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+        self._stderr.close()
+        return self.process.returncode
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    lines: queue.Queue[bytes] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        raise Wg2simStartError(f"no ready line within {timeout} s") from None
+    try:
+        ready = json.loads(line)
+        if not isinstance(ready, dict) or not {"grpc", "http", "ca_file"} <= ready.keys():
+            raise ValueError(line)
+    except ValueError:
+        raise Wg2simStartError(f"expected the JSON ready line, got {line!r}") from None
+    return ready

@@ -1,0 +1,60 @@
+"""Runs both front ends of one `Wg2Sim` on loopback: gRPC (plain or TLS) and HTTP."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import grpc
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from devstack.wg2sim.grpc_service import create_grpc_server
+from devstack.wg2sim.http_app import create_http_app
+from devstack.wg2sim.state import Wg2Sim
+from devstack.wg2sim.tls import TlsFiles
+
+LOOPBACK = "127.0.0.1"
+
+
+class Wg2simServer:
+    """Start, read the bound ports, stop. Also usable in-process (e.g. by a local stack)."""
+
+    def __init__(
+        self,
+        sim: Wg2Sim,
+        *,
+        grpc_port: int = 0,
+        http_port: int = 0,
+        tls: TlsFiles | None = None,
+    ) -> None:
+        self.sim = sim
+        self.tls = tls
+        self._grpc_server = create_grpc_server(sim)
+        address = f"{LOOPBACK}:{grpc_port}"
+        try:
+            if tls is None:
+                self.grpc_port = self._grpc_server.add_insecure_port(address)
+            else:
+                credentials = grpc.ssl_server_credentials([(tls.key_pem, tls.cert_pem)])
+                self.grpc_port = self._grpc_server.add_secure_port(address, credentials)
+        except RuntimeError as error:  # grpcio's way of saying the bind failed
+            raise OSError(f"cannot bind gRPC to {address}: {error}") from None
+        # The per-request access log would only repeat what /_admin/stats counts.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._http_server: BaseWSGIServer = make_server(
+            LOOPBACK, http_port, create_http_app(sim), threaded=True
+        )
+        self.http_port = self._http_server.server_port
+        self._http_thread = threading.Thread(
+            target=self._http_server.serve_forever, name="wg2sim-http", daemon=True
+        )
+
+    def start(self) -> None:
+        self._grpc_server.start()
+        self._http_thread.start()
+
+    def stop(self, grace_seconds: float = 1.0) -> None:
+        """In-flight calls get `grace_seconds`, then are cancelled (stalled ones wake at once)."""
+        self._http_server.shutdown()
+        self._http_server.server_close()
+        self._grpc_server.stop(grace_seconds).wait()
