@@ -56,3 +56,15 @@ class CoreSettings(_FromEnv):
     plaintext: bool = Field(False, alias="CORE_PLAINTEXT")
     ca_file: str | None = Field(None, alias="CORE_CA_FILE")
     deadline_seconds: float = Field(5.0, alias="CORE_DEADLINE_SECONDS", gt=0, le=60)
+
+
+class EventsApiSettings(_FromEnv):
+    """The events API: where events go, where the signing secrets live, what the status route reads."""
+
+    events_queue_url: str = Field(alias="EVENTS_QUEUE_URL", min_length=1)
+    # Secrets Manager id (ARN or name) of the webhook signing secrets; JSON shape in sipreg.signing.
+    webhook_secret_arn: str = Field(alias="WEBHOOK_SECRET_ARN", min_length=1)
+    # How long a read secret is reused before Secrets Manager is asked again (rotation delay).
+    webhook_secret_max_age: int = Field(300, alias="WEBHOOK_SECRET_MAX_AGE", ge=0, le=3600)
+    registrations_table: str = Field(alias="REGISTRATIONS_TABLE", min_length=3)
+    event_log_table: str = Field(alias="EVENT_LOG_TABLE", min_length=3)

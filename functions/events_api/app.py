@@ -1,0 +1,202 @@
+"""The events API (HTTP API, payload 2.0): provisioning events in, registration status out.
+
+Thin on purpose: the raw-request gate, then powertools routes and validation, each route one call
+into `sipreg.api.service`. Regenerate the published OpenAPI document with
+`python functions/events_api/app.py > docs/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cache
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, BeforeValidator
+
+from sipreg.api.models import Accepted, EventsRequest, Problem, SubscriberStatus
+from sipreg.api.problems import (
+    PROBLEM_JSON,
+    Answer,
+    ApiError,
+    NoSuchRouteError,
+    UnsupportedMediaTypeError,
+    problem_for,
+    validation_problem,
+    without_default_validation_answers,
+)
+from sipreg.api.service import EventsService
+from sipreg.config import EventsApiSettings
+from sipreg.events import InvalidEventsError, MsisdnField
+from sipreg.signing import HEADER
+
+logger = Logger()
+app = APIGatewayHttpResolver(enable_validation=True)
+
+SECURITY: list[dict[str, list[str]]] = [{"SipregSignature": []}]
+# A '+' may arrive percent-encoded in the path (%2B).
+PathMsisdn = Annotated[
+    MsisdnField, BeforeValidator(lambda value: unquote(value) if isinstance(value, str) else value)
+]
+
+
+def _problem_response(description: str) -> OpenAPIResponse:
+    return {"description": description, "content": {PROBLEM_JSON: {"model": Problem}}}
+
+
+def _json_response(description: str, model: type[BaseModel]) -> OpenAPIResponse:
+    return {"description": description, "content": {"application/json": {"model": model}}}
+
+
+_COMMON: dict[int, OpenAPIResponse] = {
+    400: _problem_response("Invalid request: `errors` names each field and why; nothing was done."),
+    401: _problem_response("Missing, stale, future or wrong `Sipreg-Signature`."),
+    413: _problem_response("Body over 256 KiB."),
+}
+
+
+def _answer(answer: Answer) -> Response[str]:
+    return Response(status_code=answer.status, content_type=PROBLEM_JSON, body=answer.body())
+
+
+@app.exception_handler([ApiError, InvalidEventsError])  # type: ignore[untyped-decorator]  # powertools leaves it untyped
+def _domain_error(error: Exception) -> Response[str]:
+    return _answer(problem_for(error))
+
+
+@app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]  # powertools leaves it untyped
+def _unsupported(_: RequestUnsupportedContentType) -> Response[str]:
+    return _answer(problem_for(UnsupportedMediaTypeError()))
+
+
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # powertools leaves it untyped
+def _invalid(error: RequestValidationError) -> Response[str]:
+    return _answer(validation_problem(error.errors()))
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[str]:
+    return _answer(problem_for(NoSuchRouteError()))
+
+
+def _service() -> EventsService:
+    service: EventsService = app.context["service"]
+    return service
+
+
+@app.post(
+    "/v1/events",
+    summary='Send one event, or up to 100 as {"events": [...]}; all or nothing',
+    status_code=202,
+    responses={
+        202: {
+            "description": "Every event is on the queue.",
+            "content": {"application/json": {"model": Accepted}},
+        },
+        **_COMMON,
+        415: _problem_response("Content type is not application/json."),
+        503: _problem_response("Some events did not reach the queue: `not_accepted` lists them."),
+    },
+    security=SECURITY,
+    tags=["events"],
+)
+def post_events(request: Annotated[EventsRequest, Body()]) -> Response[str]:
+    return Response(202, "application/json", _service().accept(request).model_dump_json())
+
+
+@app.get(
+    "/v1/registrations/<msisdn>",
+    summary="Every registration of an MSISDN: desired and applied state, status, recent events",
+    responses={
+        200: {
+            "description": "What sipreg knows.",
+            "content": {"application/json": {"model": SubscriberStatus}},
+        },
+        **_COMMON,
+        404: _problem_response("Unknown MSISDN."),
+    },
+    security=SECURITY,
+    tags=["registrations"],
+)
+def get_registrations(msisdn: Annotated[PathMsisdn, Path()]) -> Response[str]:
+    return Response(200, "application/json", _service().status(msisdn).model_dump_json())
+
+
+@app.post(
+    "/v1/subscribers/<msisdn>/revoke",
+    summary="Revoke a subscriber: delete all its registrations and tokens (queued)",
+    status_code=202,
+    responses={
+        202: {
+            "description": "The revoke is on the queue.",
+            "content": {"application/json": {"model": Accepted}},
+        },
+        **_COMMON,
+        503: _problem_response("The revoke did not reach the queue; send again."),
+    },
+    security=SECURITY,
+    tags=["subscribers"],
+)
+def post_revoke(msisdn: Annotated[PathMsisdn, Path()]) -> Response[str]:
+    return Response(202, "application/json", _service().revoke(msisdn).model_dump_json())
+
+
+@cache
+def openapi_document() -> str:
+    """The API's OpenAPI document as published (`docs/openapi.json` holds a copy)."""
+    generated = app.get_openapi_json_schema(
+        title="sipreg events API",
+        version="1.0.0",
+        description=(
+            "Provisioning events in, registration status out. Sign every request: header "
+            '`Sipreg-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." + raw body)>`, '
+            "within 5 minutes of our clock. Errors are RFC 9457 problem documents."
+        ),
+        security_schemes={"SipregSignature": APIKey.model_validate({"name": HEADER, "in": APIKeyIn.header})},
+    )
+    return json.dumps(without_default_validation_answers(json.loads(generated)), indent=2, sort_keys=True)
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def get_openapi() -> Response[str]:
+    return Response(200, "application/json", openapi_document())
+
+
+@cache
+def _default_service() -> EventsService:
+    # Once per process: settings, SQS client and the secrets cache live across warm invocations.
+    return EventsService.from_settings(EventsApiSettings.from_env())
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, service: EventsService | None = None
+) -> dict[str, Any]:
+    service = service or _default_service()
+    try:
+        service.admit(event)
+    except (ApiError, InvalidEventsError) as refused:
+        answer = problem_for(refused)
+        return {
+            "statusCode": answer.status,
+            "headers": {"Content-Type": PROBLEM_JSON},
+            "body": answer.body(),
+            "isBase64Encoded": False,
+        }
+    app.context["service"] = service  # read by the routes; powertools clears it after resolve
+    return app.resolve(event, context)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(openapi_document() + "\n")

@@ -1,0 +1,99 @@
+"""The events API's request and response shapes; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from sipreg.events import ExternalEvent
+from sipreg.store.event_log import EventLogEntry
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
+
+MAX_BATCH = 100
+
+
+class EventBatch(BaseModel):
+    """Up to 100 events, accepted all together or not at all."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    events: list[ExternalEvent] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def _body_shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "events" in value else "event"
+
+
+# The tags ("event", "batch") appear in validation error locations; `problems` removes them.
+SHAPE_TAGS = frozenset({"event", "batch"})
+EventsRequest = Annotated[
+    Annotated[ExternalEvent, Tag("event")] | Annotated[EventBatch, Tag("batch")],
+    Discriminator(_body_shape),
+]
+
+
+class Accepted(BaseModel):
+    """The ids of the events now on the queue (in request order)."""
+
+    accepted: list[str]
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="Dotted path, e.g. `events.3.registration.sip_uri`.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; `errors`, `accepted` and `not_accepted` appear where they apply."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[FieldProblem] | None = None
+    accepted: list[str] | None = None
+    not_accepted: list[str] | None = Field(
+        None, description="Ids that did not reach the queue; sending them again is safe."
+    )
+
+
+class RegistrationView(BaseModel):
+    sip_uri: str
+    status: RegistrationStatus
+    desired: RouteSpec | None = Field(None, description="What the registration should be; null: none.")
+    applied: RouteSpec | None = Field(None, description="What the core holds as far as we know.")
+    expires_at: datetime | None = None
+    last_error: str | None = None
+    last_event_id: str | None = None
+    last_event_type: str | None = None
+    last_event_at: datetime | None = None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: RegistrationRecord) -> RegistrationView:
+        return cls.model_validate(record.model_dump(include=set(cls.model_fields)))
+
+
+class EventLogView(BaseModel):
+    event_id: str
+    event_type: str
+    outcome: str
+    reason: str | None = None
+    sip_uri: str | None = None
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, entry: EventLogEntry) -> EventLogView:
+        return cls.model_validate(entry.model_dump(include=set(cls.model_fields)))
+
+
+class SubscriberStatus(BaseModel):
+    """Every registration of one MSISDN, and what recently happened to its events (newest first)."""
+
+    msisdn: str
+    registrations: list[RegistrationView]
+    events: list[EventLogView]

@@ -1,0 +1,165 @@
+"""Domain errors and their HTTP answers (RFC 9457 problem documents), in this one module.
+
+Routes and the gate raise the errors below (or let validation raise); `problem_for` turns any of
+them into a status and a document. Nothing here repeats caller input back, and 401 says nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from sipreg.api.models import MAX_BATCH, SHAPE_TAGS, Problem
+from sipreg.events import InvalidEventsError, describe
+from sipreg.models import FieldError
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE = "urn:sipreg:problem:"
+
+
+class ApiError(Exception):
+    """A request the API answers with a problem document instead of doing it."""
+
+
+class NotAuthenticatedError(ApiError):
+    pass
+
+
+class BodyTooLargeError(ApiError):
+    pass
+
+
+class UnsupportedMediaTypeError(ApiError):
+    pass
+
+
+class InvalidRequestError(ApiError):
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        super().__init__("invalid request")
+        self.errors = tuple(errors)
+
+
+class UnknownMsisdnError(ApiError):
+    pass
+
+
+class NoSuchRouteError(ApiError):
+    pass
+
+
+class NotAcceptedError(ApiError):
+    """Some events did not reach the queue; the others did."""
+
+    def __init__(self, accepted: Sequence[str], not_accepted: Sequence[str]) -> None:
+        super().__init__("not accepted")
+        self.accepted = tuple(accepted)
+        self.not_accepted = tuple(not_accepted)
+
+
+class SecretsUnavailableError(ApiError):
+    """The signing secrets could not be read; no request can be checked until they can."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    problem: Problem
+
+    def body(self) -> str:
+        # json.dumps escapes what UTF-8 cannot carry (a lone surrogate in an unknown field name).
+        return json.dumps(self.problem.model_dump(mode="json", exclude_none=True))
+
+
+def _problem(
+    status: HTTPStatus, *, kind: str | None = None, detail: str | None = None, **extra: Any
+) -> Answer:
+    return Answer(
+        status=status.value,
+        problem=Problem(
+            type=f"{_TYPE}{kind}" if kind else "about:blank",
+            title=status.phrase,
+            status=status.value,
+            detail=detail,
+            **extra,
+        ),
+    )
+
+
+_MAX_TEXT = 200  # an unknown field's name is repeated back: never at any length
+
+
+def _field_problems(errors: Iterable[FieldError]) -> list[dict[str, str]]:
+    return [
+        {"field": (error.field or "body")[:_MAX_TEXT], "message": error.message[:_MAX_TEXT]}
+        for error in errors
+    ]
+
+
+# Errors answered with a fixed status and detail; the rest are spelled out in `problem_for`.
+_FIXED: dict[type[ApiError], tuple[HTTPStatus, str | None]] = {
+    NotAuthenticatedError: (HTTPStatus.UNAUTHORIZED, None),  # no detail: nothing to learn from it
+    BodyTooLargeError: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "the body must be at most 256 KiB"),
+    UnsupportedMediaTypeError: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json"),
+    UnknownMsisdnError: (HTTPStatus.NOT_FOUND, "sipreg knows nothing of this MSISDN"),
+    NoSuchRouteError: (HTTPStatus.NOT_FOUND, "no such route"),
+    SecretsUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "try again later"),
+}
+
+
+def problem_for(error: Exception) -> Answer:
+    """The answer to a domain error; anything else is a bug and is raised again."""
+    match error:
+        case InvalidEventsError() | InvalidRequestError():
+            return _problem(
+                HTTPStatus.BAD_REQUEST,
+                kind="invalid-request",
+                detail="nothing was done; correct the fields listed in errors",
+                errors=_field_problems(error.errors),
+            )
+        case NotAcceptedError():
+            return _problem(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                kind="not-accepted",
+                detail="some events did not reach the queue; send those again (resending is safe)",
+                accepted=list(error.accepted),
+                not_accepted=list(error.not_accepted),
+            )
+        case ApiError() if type(error) in _FIXED:
+            status, detail = _FIXED[type(error)]
+            return _problem(status, detail=detail)
+    raise error
+
+
+def validation_problem(errors: Sequence[Any]) -> Answer:
+    """powertools' RequestValidationError details as our 400: field paths without `body` or union tags."""
+    found = []
+    for detail in errors:
+        loc = list(detail.get("loc", ()))
+        if loc[:1] == ["body"]:
+            loc = loc[1:]
+            if loc[:1] and loc[0] in SHAPE_TAGS:
+                loc = loc[1:]
+        elif loc[:1] == ["path"]:
+            loc = loc[1:]
+        kind = detail.get("type")
+        if kind == "json_invalid":
+            found.append(FieldError(field="body", message="must be valid JSON"))
+        elif kind in ("too_short", "too_long") and loc == ["events"]:
+            found.append(FieldError(field="events", message=f"must hold 1 to {MAX_BATCH} events"))
+        else:
+            found.append(describe({**detail, "loc": tuple(loc)}))
+    return problem_for(InvalidRequestError(found))
+
+
+def without_default_validation_answers(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document without powertools' generic 422: validation answers are our 400 above."""
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(name, None)
+    return document

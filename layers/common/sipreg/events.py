@@ -1,0 +1,323 @@
+"""The event model: one JSON envelope for everything that changes a registration.
+
+External producers (CRM, billing, the events API) may send only `registration.upsert` and
+`registration.delete`. The internal types (`registration.refresh`, `subscriber.consented`,
+`subscriber.revoke`) share the envelope and travel on the same queue, but only sipreg's own code
+creates them: `parse_events(..., allow_internal=False)` and the API refuse them.
+
+Field paths in errors are dotted with list indexes as numbers, e.g. `events.3.registration.sip_uri`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+from sipreg.models import (
+    FieldError,
+    Msisdn,
+    OptionalPrefix,
+    Registration,
+    RouteType,
+    SipUri,
+)
+
+MAX_SOURCE_LENGTH = 64
+
+
+class EventType(StrEnum):
+    REGISTRATION_UPSERT = "registration.upsert"
+    REGISTRATION_DELETE = "registration.delete"
+    # Internal: made by sipreg itself (refresher, consent callback, revoke route).
+    REGISTRATION_REFRESH = "registration.refresh"
+    SUBSCRIBER_CONSENTED = "subscriber.consented"
+    SUBSCRIBER_REVOKE = "subscriber.revoke"
+
+    @property
+    def external(self) -> bool:
+        return self in EXTERNAL_TYPES
+
+
+EXTERNAL_TYPES = frozenset({EventType.REGISTRATION_UPSERT, EventType.REGISTRATION_DELETE})
+
+
+# --- field types --------------------------------------------------------------------------------
+
+_EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def check_event_id(value: str) -> str:
+    if not _EVENT_ID.fullmatch(value):
+        raise ValueError("must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'")
+    return value
+
+
+EventId = Annotated[
+    str,
+    AfterValidator(check_event_id),
+    Field(json_schema_extra={"pattern": "^[A-Za-z0-9._:-]{1,128}$", "minLength": 1, "maxLength": 128}),
+]
+
+# RFC 3339 date-time: 'T' between date and time, and an offset (Z or +hh:mm) always.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if isinstance(value, datetime):  # built in code, not parsed: pydantic checks it has an offset
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time with offset, e.g. 2025-01-31T12:00:00Z")
+    return value
+
+
+OccurredAt = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+
+def _check_source(value: str) -> str:
+    if not 1 <= len(value) <= MAX_SOURCE_LENGTH or not value.isprintable():
+        raise ValueError(f"must be 1 to {MAX_SOURCE_LENGTH} printable characters")
+    return value
+
+
+Source = Annotated[
+    str, AfterValidator(_check_source), Field(json_schema_extra={"minLength": 1, "maxLength": 64})
+]
+
+MsisdnField = Annotated[
+    Msisdn,
+    Field(json_schema_extra={"pattern": r"^\+[1-9][0-9]{7,14}$", "examples": ["+4799990000"]}),
+]
+SipUriField = Annotated[
+    SipUri,
+    Field(
+        description="`sips:` host [`:` port]; no user part, parameters or headers",
+        json_schema_extra={"pattern": "^[sS][iI][pP][sS]:", "examples": ["sips:pbx.example.com:5061"]},
+    ),
+]
+PrefixField = Annotated[OptionalPrefix, Field(json_schema_extra={"pattern": "^[0-9]{0,8}$"})]
+
+
+# --- registration parts -------------------------------------------------------------------------
+
+
+class RegistrationSpec(BaseModel):
+    """What an upsert asks for: the registration of the event's MSISDN at `sip_uri`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    route_type: RouteType
+    sip_uri: SipUriField
+    mobile_originating_prefix: PrefixField = None
+    mobile_terminating_prefix: PrefixField = None
+
+    def for_msisdn(self, msisdn: str) -> Registration:
+        return Registration(msisdn=msisdn, **self.model_dump())
+
+
+class RegistrationRef(BaseModel):
+    """Names one registration of the event's MSISDN; (MSISDN, sip_uri) identifies it.
+
+    A delete needs only `sip_uri`; the other fields are accepted (and checked) so a producer may
+    send the same registration object it upserted, but they change nothing.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sip_uri: SipUriField
+    route_type: RouteType | None = None
+    mobile_originating_prefix: PrefixField = None
+    mobile_terminating_prefix: PrefixField = None
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: EventId = Field(description="Producer-chosen and unique per event; resending it is safe.")
+    msisdn: MsisdnField
+    occurred_at: OccurredAt = Field(description="When the change happened at the producer (RFC 3339).")
+    source: Source | None = Field(None, description="Who sent it, e.g. `crm`; for the event log.")
+
+
+class UpsertEvent(_Envelope):
+    """Add or replace the MSISDN's registration at `registration.sip_uri`."""
+
+    type: Literal[EventType.REGISTRATION_UPSERT]
+    registration: RegistrationSpec
+
+
+class DeleteEvent(_Envelope):
+    """Remove the MSISDN's registration at `registration.sip_uri`."""
+
+    type: Literal[EventType.REGISTRATION_DELETE]
+    registration: RegistrationRef
+
+
+class RefreshEvent(_Envelope):
+    """Internal: re-upsert an active registration before its TTL on the core runs out."""
+
+    type: Literal[EventType.REGISTRATION_REFRESH]
+    registration: RegistrationRef
+
+
+class ConsentedEvent(_Envelope):
+    """Internal: the subscriber granted consent; apply what waits for it."""
+
+    type: Literal[EventType.SUBSCRIBER_CONSENTED]
+
+
+class RevokeEvent(_Envelope):
+    """Internal: delete every registration of the MSISDN and revoke its tokens."""
+
+    type: Literal[EventType.SUBSCRIBER_REVOKE]
+
+
+ExternalEvent = Annotated[UpsertEvent | DeleteEvent, Field(discriminator="type")]
+Event = Annotated[
+    UpsertEvent | DeleteEvent | RefreshEvent | ConsentedEvent | RevokeEvent,
+    Field(discriminator="type"),
+]
+AnyEvent = UpsertEvent | DeleteEvent | RefreshEvent | ConsentedEvent | RevokeEvent
+
+_EXTERNAL: TypeAdapter[UpsertEvent | DeleteEvent] = TypeAdapter(ExternalEvent)
+_ANY: TypeAdapter[AnyEvent] = TypeAdapter(Event)
+
+
+# --- parsing and errors -------------------------------------------------------------------------
+
+
+class InvalidEventsError(ValueError):
+    """One or more events were refused; `errors` names each field and why."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in self.errors))
+
+
+_TAGS = frozenset(EventType)
+_ALLOWED = {
+    False: ", ".join(sorted(EXTERNAL_TYPES)),
+    True: ", ".join(sorted(EventType)),
+}
+
+# Our wording for pydantic's generic errors; our own validators already say why.
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "dict_type": "must be an object",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "timezone_aware": "must have a UTC offset, e.g. 2025-01-31T12:00:00Z",
+    "datetime_from_date_parsing": "must be a valid date and time",
+    "datetime_parsing": "must be a valid date and time",
+}
+
+
+def event_path(loc: Sequence[str | int]) -> str:
+    """A dotted field path from a pydantic location, without the union's type tags."""
+    return ".".join(str(part) for part in loc if not (isinstance(part, str) and part in _TAGS))
+
+
+def describe(detail: Mapping[str, Any], *, allow_internal: bool = False) -> FieldError:
+    """One pydantic error as a field-named reason in our words; never echoes the input."""
+    loc = list(detail["loc"])
+    kind = detail["type"]
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append("type")
+        message = f"must be one of: {_ALLOWED[allow_internal]}"
+        if kind == "union_tag_not_found":
+            message = "is required; " + message
+        elif not allow_internal and detail.get("ctx", {}).get("tag") in _TAGS:
+            message += " (internal event types cannot be sent from outside)"
+    elif kind == "enum" and loc and loc[-1] == "route_type":
+        message = f"must be one of: {', '.join(RouteType)} (any case)"
+    else:
+        message = _MESSAGES.get(kind, detail["msg"].removeprefix("Value error, "))
+    return FieldError(field=event_path(loc), message=message)
+
+
+def describe_all(
+    error: ValidationError, *, prefix: Sequence[str | int] = (), allow_internal: bool = False
+) -> list[FieldError]:
+    return [
+        describe({**detail, "loc": (*prefix, *detail["loc"])}, allow_internal=allow_internal)
+        for detail in error.errors(include_url=False, include_input=False)
+    ]
+
+
+def parse_event(data: Any, *, allow_internal: bool = False) -> AnyEvent:
+    """One event from JSON-like data; raises `InvalidEventsError` naming each bad field."""
+    return parse_events([data], allow_internal=allow_internal, prefix=None)[0]
+
+
+def parse_events(
+    items: Sequence[Any], *, allow_internal: bool = False, prefix: str | None = "events"
+) -> list[AnyEvent]:
+    """Every event or none: all problems of all events in one `InvalidEventsError`.
+
+    Paths are `<prefix>.<index>.<field>` (just `<field>` when prefix is None: one event).
+    """
+    adapter = _ANY if allow_internal else _EXTERNAL
+    slots: list[AnyEvent | None] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(items):
+        position: tuple[str | int, ...] = () if prefix is None else (prefix, index)
+        try:
+            slots.append(adapter.validate_python(item))
+        except ValidationError as error:
+            slots.append(None)
+            errors.extend(describe_all(error, prefix=position, allow_internal=allow_internal))
+    if prefix is not None:
+        errors.extend(repeated_ids(slots, prefix=prefix))
+    if errors:
+        raise InvalidEventsError(errors)
+    return [event for event in slots if event is not None]
+
+
+def repeated_ids(events: Sequence[AnyEvent | None], *, prefix: str) -> list[FieldError]:
+    """Ids must be distinct in one batch: the queue deduplicates on them, so a repeat would be lost.
+
+    `None` stands for an event that did not validate (it keeps the others' indexes right).
+    """
+    first_seen: dict[str, int] = {}
+    errors = []
+    for index, event in enumerate(events):
+        if event is None:
+            continue
+        if event.id in first_seen:
+            errors.append(
+                FieldError(f"{prefix}.{index}.id", f"repeats the id of {prefix}.{first_seen[event.id]}")
+            )
+        first_seen.setdefault(event.id, index)
+    return errors
+
+
+def to_json(event: AnyEvent) -> str:
+    """The wire form (queue message body): compact JSON, absent optionals left out."""
+    return event.model_dump_json(exclude_none=True)
+
+
+def from_json(body: str | bytes) -> AnyEvent:
+    """An event read back from the queue (internal types allowed)."""
+    try:
+        return _ANY.validate_json(body)
+    except ValidationError as error:
+        raise InvalidEventsError(describe_all(error, allow_internal=True)) from None
