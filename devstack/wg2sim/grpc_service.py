@@ -232,7 +232,9 @@ def _refuse_if_any(problems: list[str | None]) -> None:
 def create_grpc_server(sim: Wg2Sim) -> grpc.Server:
     """Both API versions on one server; the caller adds the port (plain or TLS) and starts it."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="wg2sim-grpc")
+        futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="wg2sim-grpc"),
+        # gRPC sets SO_REUSEPORT by default: a second emulator could then share a fixed port.
+        options=[("grpc.so_reuseport", 0)],
     )
     for version in (V0, V1):
         version.pb2_grpc.add_SipBreakoutServiceServicer_to_server(SipBreakoutServicer(sim, version), server)

@@ -108,6 +108,9 @@ class Wg2simProcess:
         """Replaces the fault set, e.g. `set_faults(unavailable_rate=1.0, msisdns=["+47..."])`."""
         return dict(self._admin("POST", "/_admin/faults", json=faults)["faults"])
 
+    def faults(self) -> dict[str, Any]:
+        return dict(self._admin("GET", "/_admin/faults")["faults"])
+
     def clear_faults(self) -> None:
         self._admin("DELETE", "/_admin/faults")
 
