@@ -43,8 +43,17 @@ class Wg2simAdminError(RuntimeError):
 
 
 class Wg2simProcess:
-    def __init__(self, process: subprocess.Popen[bytes], stderr: IO[bytes], ready: dict[str, Any]) -> None:
+    """A running `python -m devstack.wg2sim` child; build it with `start()`."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        stderr: IO[bytes],
+        ready: dict[str, Any],
+        time_scale: float = 1.0,
+    ) -> None:
         self.process = process
+        self.time_scale = time_scale
         self.grpc_port: int = ready["grpc"]
         self.http_port: int = ready["http"]
         self.ca_file: str | None = ready["ca_file"]
@@ -79,7 +88,7 @@ class Wg2simProcess:
             detail = stderr.read().decode(errors="replace").strip()
             stderr.close()
             raise Wg2simStartError(f"{error}; exit code {process.returncode}; stderr:\n{detail}") from None
-        return cls(process, stderr, ready)
+        return cls(process, stderr, ready, time_scale)
 
     @property
     def grpc_target(self) -> str:
