@@ -1,0 +1,60 @@
+"""boto3 clients of the host itself (provisioning, SQS polling), pointed at the AWS endpoint."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# moto's accounts do not check keys; these stand in when the caller's environment has none.
+_LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+def local_credentials() -> dict[str, str]:
+    """The credentials functions and the host use: the caller's, else local placeholders."""
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        return {k: os.environ[k] for k in keys if os.environ.get(k)}
+    return dict(_LOCAL_CREDENTIALS)
+
+
+class Clients:
+    def __init__(self, endpoint: str, region: str) -> None:
+        credentials = local_credentials()
+        self.endpoint = endpoint
+        self.region = region
+        self._session = boto3.session.Session(
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
+            region_name=region,
+        )
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.RLock()  # boto3 sessions are not thread-safe
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self.new_client(service)
+            return self._clients[service]
+
+    def new_client(self, service: str, connections: int = 10) -> Any:
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=3,
+            read_timeout=30,
+            max_pool_connections=connections,
+        )
+        with self._lock:
+            return self._session.client(service, endpoint_url=self.endpoint, config=config)
+
+    def account_id(self) -> str:
+        """The account the endpoint works in (moto: 123456789012 unless configured otherwise)."""
+        return str(self.client("sts").get_caller_identity()["Account"])

@@ -1,0 +1,219 @@
+"""What each `AWS::Serverless::Function` is, locally: code, handler, limits, environment, events."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack.host.aws import local_credentials
+from devstack.host.resources import Stack
+from devstack.host.template import FUNCTION, Resource, TemplateError, iter_events, text_value
+
+log = logging.getLogger(__name__)
+
+LAYER_TYPES = ("AWS::Serverless::LayerVersion",)
+_RESOLVED_PROPERTIES = (
+    "Handler",
+    "Runtime",
+    "CodeUri",
+    "InlineCode",
+    "Timeout",
+    "MemorySize",
+    "Environment",
+    "Layers",
+    "ReservedConcurrentExecutions",
+    "PackageType",
+)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    type: str
+    properties: dict[str, Any]  # resolved
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    name: str
+    arn: str
+    handler: str
+    code_dir: Path
+    python_paths: tuple[Path, ...]  # code directory first, then layers, as Lambda's sys.path
+    timeout: float
+    memory_mb: int
+    concurrency: int
+    env: dict[str, str]
+    events: tuple[EventSpec, ...]
+
+    def events_of(self, *types: str) -> list[EventSpec]:
+        return [e for e in self.events if e.type in types]
+
+
+def build_functions(
+    stack: Stack,
+    env_overrides: Mapping[str, str],
+    function_env_overrides: Mapping[str, Mapping[str, str]],
+    inline_code_dir: Path,
+) -> dict[str, FunctionSpec]:
+    specs: dict[str, FunctionSpec] = {}
+    api_urls = _api_url_rewrites(stack)
+    for resource in stack.template.of_type(FUNCTION):
+        spec = _build_one(stack, resource, api_urls, inline_code_dir)
+        if spec is None:
+            continue
+        spec.env.update(env_overrides)
+        spec.env.update(function_env_overrides.get(resource.logical_id, {}))
+        specs[resource.logical_id] = spec
+    unknown = sorted(set(function_env_overrides) - set(specs))
+    if unknown:
+        raise TemplateError(f"environment overrides name functions the template lacks: {unknown}")
+    return specs
+
+
+def _build_one(
+    stack: Stack, resource: Resource, api_urls: Mapping[str, str], inline_code_dir: Path
+) -> FunctionSpec | None:
+    logical_id = resource.logical_id
+    props = {key: stack.resolve(resource, key) for key in _RESOLVED_PROPERTIES if key in resource.properties}
+    runtime = str(props.get("Runtime", ""))
+    if props.get("PackageType") == "Image" or not runtime.startswith("python"):
+        log.warning("%s: only zip python functions run locally (runtime %r); skipped", logical_id, runtime)
+        return None
+    handler = str(props.get("Handler") or "")
+    if not handler:
+        raise TemplateError(f"Resources.{logical_id}.Properties.Handler: missing")
+    code_dir = _code_dir(stack, logical_id, props, handler, inline_code_dir)
+    name = stack.ref(logical_id)
+    memory = int(props.get("MemorySize", 128))
+    timeout = float(props.get("Timeout", 3))
+    events = tuple(
+        EventSpec(event_name, event_type, _resolve_event(stack, logical_id, event_name, event_props))
+        for event_name, event_type, event_props in iter_events(resource.properties)
+    )
+    variables = (props.get("Environment") or {}).get("Variables") or {}
+    env = {
+        **_runtime_env(
+            name=name, handler=handler, memory=memory, runtime=runtime, code_dir=code_dir, stack=stack
+        ),
+        **{key: _rewrite_api_urls(text_value(value), api_urls) for key, value in variables.items()},
+        "AWS_ENDPOINT_URL": stack.clients.endpoint,
+        # No X-Ray daemon runs locally; powertools' tracer would only complain.
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    return FunctionSpec(
+        logical_id=logical_id,
+        name=name,
+        arn=stack.get_att(logical_id, "Arn"),
+        handler=handler,
+        code_dir=code_dir,
+        python_paths=(code_dir, *_layer_dirs(stack, logical_id, props.get("Layers") or [])),
+        timeout=timeout,
+        memory_mb=memory,
+        concurrency=_concurrency(props, events),
+        env=env,
+        events=events,
+    )
+
+
+def _resolve_event(stack: Stack, logical_id: str, event_name: str, properties: Any) -> dict[str, Any]:
+    where = f"Resources.{logical_id}.Properties.Events.{event_name}.Properties"
+    resolved = stack.resolver.resolve(properties, where)
+    if not isinstance(resolved, dict):
+        raise TemplateError(f"{where}: expected a mapping")
+    return resolved
+
+
+def _code_dir(
+    stack: Stack, logical_id: str, props: Mapping[str, Any], handler: str, inline_dir: Path
+) -> Path:
+    if "InlineCode" in props:
+        code_dir = inline_dir / logical_id
+        code_dir.mkdir(parents=True, exist_ok=True)
+        module = handler.rpartition(".")[0].replace(".", "/")
+        (code_dir / f"{module}.py").write_text(str(props["InlineCode"]), encoding="utf-8")
+        return code_dir
+    code_uri = props.get("CodeUri", ".")
+    if not isinstance(code_uri, str):
+        raise TemplateError(f"Resources.{logical_id}.Properties.CodeUri: only a local folder runs locally")
+    code_dir = (stack.template.base_dir / code_uri).resolve()
+    if not code_dir.is_dir():
+        raise TemplateError(f"Resources.{logical_id}.Properties.CodeUri: {code_dir} is not a folder")
+    return code_dir
+
+
+def _layer_dirs(stack: Stack, logical_id: str, layers: list[Any]) -> list[Path]:
+    """Layers declared in the template, by their local content folder (`python/` inside if built)."""
+    by_arn = {
+        stack.ref(layer.logical_id): layer
+        for layer in stack.template.of_type(*LAYER_TYPES)
+        if isinstance(layer.properties.get("ContentUri"), str)
+    }
+    found = []
+    for arn in layers:
+        layer = by_arn.get(arn)
+        if layer is None:
+            log.debug("%s: layer %s is not in the template; skipped", logical_id, arn)
+            continue
+        content = (stack.template.base_dir / layer.properties["ContentUri"]).resolve()
+        found.append(content / "python" if (content / "python").is_dir() else content)
+    return found
+
+
+def _concurrency(props: Mapping[str, Any], events: tuple[EventSpec, ...]) -> int:
+    """Reserved concurrency if set; else one at a time, or what an SQS source's scaling allows."""
+    if "ReservedConcurrentExecutions" in props:
+        return int(props["ReservedConcurrentExecutions"])
+    scaling = [
+        int((e.properties.get("ScalingConfig") or {}).get("MaximumConcurrency", 1))
+        for e in events
+        if e.type == "SQS"
+    ]
+    return max([1, *scaling])
+
+
+def _runtime_env(
+    *, name: str, handler: str, memory: int, runtime: str, code_dir: Path, stack: Stack
+) -> dict[str, str]:
+    """What the Lambda service sets in every execution environment (reserved variables)."""
+    region = stack.pseudo.region
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
+        "_HANDLER": handler,
+        "LAMBDA_TASK_ROOT": str(code_dir),
+        "LAMBDA_RUNTIME_DIR": str(Path(__file__).parent),
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONUNBUFFERED": "1",
+        **local_credentials(),
+    }
+
+
+def _api_url_rewrites(stack: Stack) -> dict[str, str]:
+    """`https://<api id>.execute-api.<region>.<suffix>` -> the local server of that API."""
+    rewrites = {}
+    for logical_id, url in stack.api_endpoints.items():
+        api_id = stack.ref(logical_id)
+        public = f"https://{api_id}.execute-api.{stack.pseudo.region}.{stack.pseudo.url_suffix}"
+        rewrites[public] = url
+    return rewrites
+
+
+def _rewrite_api_urls(value: str, rewrites: Mapping[str, str]) -> str:
+    for public, local in rewrites.items():
+        value = re.sub(re.escape(public) + r"(?=/|$)", local, value)
+    return value

@@ -1,0 +1,293 @@
+"""`LocalHost`: runs a SAM template's functions locally, wired exactly as the template says."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from devstack.host.aws import Clients
+from devstack.host.functions import FunctionSpec, build_functions
+from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
+from devstack.host.invoker import FunctionRuntime
+from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, Stack
+from devstack.host.schedules import Schedule, Scheduler, make_schedule
+from devstack.host.sqs_source import SqsEventSource
+from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, load_template
+
+log = logging.getLogger("devstack.host")
+
+MOTO_ACCOUNT_ID = "123456789012"
+
+
+class LocalHost:
+    """Provisions the template's resources at `aws_endpoint` and runs its functions.
+
+    `start()` creates tables, queues, keys and secrets, then serves the HTTP APIs, polls the SQS
+    event sources and fires the schedules; `stop()` ends all of it. Functions run in worker
+    processes (see `invoker`), started on their first invocation and kept warm.
+    """
+
+    def __init__(
+        self,
+        template_path: str | Path,
+        aws_endpoint: str,
+        *,
+        parameter_overrides: Mapping[str, str] | None = None,
+        env_overrides: Mapping[str, str] | None = None,
+        function_env_overrides: Mapping[str, Mapping[str, str]] | None = None,
+        secret_values: Mapping[str, str] | None = None,
+        time_factor: float = 1.0,
+        http_port: int = 0,
+        stack_name: str = "sipreg-local",
+        region: str | None = None,
+        sqs_wait_seconds: int = 1,
+        log_dir: str | Path | None = None,
+        init_timeout: float = 30.0,
+        prewarm: bool = False,
+    ) -> None:
+        self.template_path = Path(template_path).resolve()
+        self.aws_endpoint = aws_endpoint
+        self.parameter_overrides = dict(parameter_overrides or {})
+        self.env_overrides = dict(env_overrides or {})
+        self.function_env_overrides = {k: dict(v) for k, v in (function_env_overrides or {}).items()}
+        self.secret_values = dict(secret_values or {})
+        self.time_factor = time_factor
+        self.http_port = http_port
+        self.stack_name = stack_name
+        self.region = (
+            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        )
+        self.sqs_wait_seconds = sqs_wait_seconds
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.init_timeout = init_timeout
+        self.prewarm = prewarm
+        self.apis: dict[str, HttpApi] = {}
+        self.functions: dict[str, FunctionSpec] = {}
+        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.sources: list[SqsEventSource] = []
+        self.schedules: list[Schedule] = []
+        self.stack: Stack | None = None
+        self._scheduler: Scheduler | None = None
+        self._logs: list[IO[Any]] = []
+        self._inline_dir: Path | None = None
+        self._started = False
+
+    # --- the API other code uses --------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str | None:
+        """Base URL of the template's HTTP API (the implicit one first), None if it has none."""
+        if IMPLICIT_HTTP_API in self.apis:
+            return self.apis[IMPLICIT_HTTP_API].url
+        return next((api.url for api in self.apis.values()), None)
+
+    @property
+    def api_urls(self) -> dict[str, str]:
+        return {logical_id: api.url for logical_id, api in self.apis.items()}
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """Logical id -> {"Type", "Ref", and attributes such as "Arn", "QueueUrl"}."""
+        if self.stack is None:
+            return {}
+        return {logical_id: p.describe() for logical_id, p in self.stack.physical.items()}
+
+    def invoke(self, function_logical_id: str, event: Any) -> Any:
+        """Invokes a function synchronously (RequestResponse); raises InvocationError on its error."""
+        return self._runtime(function_logical_id).invoke(event)
+
+    def trigger_schedule(self, function_logical_id: str, name: str | None = None) -> Any:
+        """Fires a function's schedule now (the one named, or its only one); returns the result."""
+        self._runtime(function_logical_id)
+        found = [
+            s
+            for s in self.schedules
+            if s.function.spec.logical_id == function_logical_id and name in (None, s.name)
+        ]
+        if len(found) != 1 or self._scheduler is None:
+            names = [s.name for s in self.schedules if s.function.spec.logical_id == function_logical_id]
+            raise ValueError(f"{function_logical_id} has schedules {names}; name one of them")
+        return self._scheduler.fire(found[0])
+
+    def secret_string(self, logical_id: str) -> str:
+        """The value a secret of the template was seeded with (read back from the endpoint)."""
+        arn = self.resources[logical_id]["Ref"]
+        clients = Clients(self.aws_endpoint, self.region)
+        return str(clients.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+
+    def start(self) -> LocalHost:
+        if self._started:
+            raise RuntimeError("this host has already been started")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stops schedules, pollers, servers and workers; quick (about one SQS poll wait)."""
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        with ThreadPoolExecutor(max_workers=max(len(self.sources), 1)) as pool:
+            list(pool.map(SqsEventSource.stop, self.sources))
+        for api in self.apis.values():
+            api.stop()
+        for runtime in self.runtimes.values():
+            runtime.close()
+        for stream in self._logs:
+            stream.close()
+        if self._inline_dir is not None:
+            shutil.rmtree(self._inline_dir, ignore_errors=True)
+        self._scheduler, self.sources, self.apis, self.runtimes, self._logs = None, [], {}, {}, []
+
+    def __enter__(self) -> LocalHost:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- wiring -------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        clients = Clients(self.aws_endpoint, self.region)
+        pseudo = Pseudo(region=self.region, account_id=self._account_id(clients), stack_name=self.stack_name)
+        template = Template(
+            load_template(self.template_path), self.template_path.parent, pseudo, self.parameter_overrides
+        )
+        stack = self.stack = Stack(template, clients, {}, self.secret_values)
+        self._bind_apis(stack)
+        stack.provision()
+        self._inline_dir = Path(tempfile.mkdtemp(prefix="devstack-host-"))
+        self.functions = build_functions(
+            stack, self.env_overrides, self.function_env_overrides, self._inline_dir
+        )
+        for logical_id, spec in self.functions.items():
+            self.runtimes[logical_id] = FunctionRuntime(spec, self._output_for(logical_id), self.init_timeout)
+        self._wire_events(stack, clients)
+        self._scheduler = Scheduler(self.schedules, pseudo.account_id, self.region, self.time_factor)
+        if self.prewarm:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(FunctionRuntime.prewarm, self.runtimes.values()))
+        for api in self.apis.values():
+            api.start()
+        for source in self.sources:
+            source.start()
+        self._scheduler.start()
+        log.info(
+            "local host ready: %d functions, %d routes, %d SQS sources, %d schedules",
+            len(self.runtimes),
+            sum(len(a.routes) for a in self.apis.values()),
+            len(self.sources),
+            len(self.schedules),
+        )
+
+    def _account_id(self, clients: Clients) -> str:
+        try:
+            return clients.account_id()
+        except (BotoCoreError, ClientError):
+            log.debug("the endpoint has no STS; assuming moto's default account")
+            return MOTO_ACCOUNT_ID
+
+    def _bind_apis(self, stack: Stack) -> None:
+        """Listens for each HTTP API before provisioning, so `ApiEndpoint` names the local URL."""
+        template = stack.template
+        logical_ids = [r.logical_id for r in template.of_type(HTTP_API)]
+        implicit = any(
+            event.get("Type") == "HttpApi" and "ApiId" not in (event.get("Properties") or {})
+            for function in template.of_type(FUNCTION)
+            for event in (function.properties.get("Events") or {}).values()
+        )
+        if implicit:
+            logical_ids.insert(0, IMPLICIT_HTTP_API)
+        for position, logical_id in enumerate(logical_ids):
+            resource = template.resources.get(logical_id)
+            stage = stack.resolve(resource, "StageName", DEFAULT_ROUTE) if resource else DEFAULT_ROUTE
+            api = HttpApi(logical_id, self.http_port if position == 0 else 0, str(stage))
+            self.apis[logical_id] = api
+            stack.api_endpoints[logical_id] = api.url
+
+    def _wire_events(self, stack: Stack, clients: Clients) -> None:
+        by_api_id = {stack.ref(logical_id): api for logical_id, api in self.apis.items()}
+        for api in self.apis.values():
+            api.api_id, api.account_id = stack.ref(api.logical_id), stack.pseudo.account_id
+        for logical_id, spec in self.functions.items():
+            runtime = self.runtimes[logical_id]
+            for event in spec.events:
+                props = event.properties
+                where = f"Resources.{logical_id}.Properties.Events.{event.name}"
+                if event.type == "HttpApi":
+                    target = by_api_id.get(
+                        props["ApiId"] if "ApiId" in props else stack.ref(IMPLICIT_HTTP_API)
+                    )
+                    if target is None:
+                        raise TemplateError(f"{where}.Properties.ApiId: not an HttpApi of this template")
+                    method = str(props.get("Method", "ANY")).upper()
+                    target.routes.append(Route(method, str(props.get("Path", DEFAULT_ROUTE)), runtime))
+                elif event.type == "SQS":
+                    self.sources.append(
+                        SqsEventSource(runtime, event.name, props, clients, self.sqs_wait_seconds)
+                    )
+                elif event.type in ("Schedule", "ScheduleV2"):
+                    self.schedules.append(self._event_schedule(stack, runtime, event.name, event.type, props))
+                else:
+                    log.warning("%s: event type %s is not run locally", where, event.type)
+        self._resource_schedules(stack)
+
+    def _event_schedule(
+        self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
+    ) -> Schedule:
+        generated = stack.generated_name(f"{runtime.spec.logical_id}{name}", 64)
+        schedule_name = str(props.get("Name") or generated)
+        if type_ == "ScheduleV2":
+            arn = stack.arn("scheduler", f"schedule/{props.get('GroupName', 'default')}/{schedule_name}")
+            return make_schedule(runtime, name, "scheduler", arn, props)
+        return make_schedule(runtime, name, "rule", stack.arn("events", f"rule/{schedule_name}"), props)
+
+    def _resource_schedules(self, stack: Stack) -> None:
+        """Schedules declared as resources, targeting a function of the template by its ARN."""
+        by_arn = {spec.arn: self.runtimes[logical_id] for logical_id, spec in self.functions.items()}
+        for resource in stack.template.of_type("AWS::Events::Rule", "AWS::Scheduler::Schedule"):
+            props = stack.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
+            if "ScheduleExpression" not in props:
+                continue
+            rule = resource.type == "AWS::Events::Rule"
+            targets = props.get("Targets", []) if rule else [props.get("Target", {})]
+            for target in targets:
+                runtime = by_arn.get(target.get("Arn"))
+                if runtime is None:
+                    log.debug("%s: target %s is not a local function", resource.logical_id, target.get("Arn"))
+                    continue
+                arn = stack.get_att(resource.logical_id, "Arn")
+                settings = {**props, "Input": target.get("Input")}
+                self.schedules.append(
+                    make_schedule(
+                        runtime, resource.logical_id, "rule" if rule else "scheduler", arn, settings
+                    )
+                )
+
+    def _output_for(self, logical_id: str) -> int | IO[Any]:
+        """Where a function's stdout/stderr go: `<log_dir>/<LogicalId>.log`, else our stderr."""
+        if self.log_dir is None:
+            return 2
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        stream = (self.log_dir / f"{logical_id}.log").open("ab")
+        self._logs.append(stream)
+        return stream
+
+    def _runtime(self, function_logical_id: str) -> FunctionRuntime:
+        if function_logical_id not in self.runtimes:
+            raise KeyError(f"no running function {function_logical_id!r}; functions: {sorted(self.runtimes)}")
+        return self.runtimes[function_logical_id]

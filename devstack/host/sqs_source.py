@@ -1,0 +1,169 @@
+"""An SQS event source mapping, run as the Lambda service runs one.
+
+Pollers long-poll the queue, gather up to BatchSize records (waiting up to
+MaximumBatchingWindowInSeconds for more), invoke the function, and delete what succeeded:
+everything on success, nothing on an error, and with ReportBatchItemFailures all records but the
+reported ones. Failed records stay in the queue, come back after the visibility timeout, and the
+queue's redrive policy moves them to the dead-letter queue. MaximumConcurrency pollers run at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from devstack.host.aws import Clients
+from devstack.host.invoker import FunctionRuntime, InvocationError
+
+log = logging.getLogger(__name__)
+
+_MAX_RECEIVE = 10  # SQS hands out at most 10 messages per ReceiveMessage
+
+
+class SqsEventSource:
+    def __init__(
+        self,
+        function: FunctionRuntime,
+        event_name: str,
+        properties: Mapping[str, Any],
+        clients: Clients,
+        wait_seconds: int = 1,
+    ) -> None:
+        self.function = function
+        self.name = f"{function.spec.logical_id}.{event_name}"
+        self.queue_arn = str(properties["Queue"])
+        self.batch_size = int(properties.get("BatchSize", 10))
+        self.window = float(properties.get("MaximumBatchingWindowInSeconds", 0))
+        self.reports_failures = "ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or [])
+        self.enabled = properties.get("Enabled", True) not in (False, "false", "False")
+        scaling = properties.get("ScalingConfig") or {}
+        self.concurrency = int(scaling.get("MaximumConcurrency", function.spec.concurrency or 1))
+        self.wait_seconds = max(0, min(int(wait_seconds), 20))
+        if properties.get("FilterCriteria"):
+            log.warning("%s: FilterCriteria is not applied locally; every record is delivered", self.name)
+        _, _, _, self.region, account, queue_name = self.queue_arn.split(":", 5)
+        self._sqs = clients.new_client("sqs", connections=self.concurrency + 2)
+        self.queue_url = self._sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)[
+            "QueueUrl"
+        ]
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if not self.enabled:
+            log.info("%s: disabled in the template (Enabled: false)", self.name)
+            return
+        for number in range(self.concurrency):
+            thread = threading.Thread(target=self._run, name=f"sqs-{self.name}-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=self.wait_seconds + 5)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                messages = self._gather()
+                if messages:
+                    self._deliver(messages)
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                log.exception("%s: polling failed; retrying in 1 s", self.name)
+                self._stopping.wait(1)
+
+    def _gather(self) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        window_ends: float | None = None
+        while len(batch) < self.batch_size and not self._stopping.is_set():
+            wait = self.wait_seconds
+            if window_ends is not None:
+                left = window_ends - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(wait, max(int(left), 0))
+            received = self._sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(_MAX_RECEIVE, self.batch_size - len(batch)),
+                WaitTimeSeconds=wait,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            batch += received
+            if batch and window_ends is None:
+                if self.window <= 0:
+                    break
+                window_ends = time.monotonic() + self.window
+            if window_ends is not None and not received and wait == 0:
+                time.sleep(min(0.05, max(window_ends - time.monotonic(), 0)))
+        return batch
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        records = [self.record(m) for m in messages]
+        try:
+            result = self.function.invoke({"Records": records}, trigger=f"sqs:{self.name}")
+        except InvocationError:
+            return  # the whole batch comes back after the visibility timeout
+        failed = (
+            self._failed_ids(result, {r["messageId"] for r in records}) if self.reports_failures else set()
+        )
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), _MAX_RECEIVE):
+            chunk = done[start : start + _MAX_RECEIVE]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+            response = self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            if response.get("Failed"):
+                log.warning("%s: %d deletes failed", self.name, len(response["Failed"]))
+
+    def _failed_ids(self, result: Any, batch_ids: set[str]) -> set[str]:
+        """Records the function reported; an answer Lambda cannot read fails the whole batch."""
+        if result is None or result == "":
+            return set()
+        failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+        if failures is None:
+            return set() if isinstance(result, dict) else batch_ids
+        ids = {f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures}
+        if not ids <= batch_ids:
+            log.warning("%s: batchItemFailures names unknown records; the whole batch fails", self.name)
+            return batch_ids
+        return {i for i in ids if i is not None}
+
+    def record(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        """The record shape Lambda builds from one received message."""
+        record: dict[str, Any] = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {k: str(v) for k, v in (message.get("Attributes") or {}).items()},
+            "messageAttributes": {
+                name: _message_attribute(value)
+                for name, value in (message.get("MessageAttributes") or {}).items()
+            },
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": self.region,
+        }
+        if "MD5OfMessageAttributes" in message:
+            record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+        return record
+
+
+def _message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    converted: dict[str, Any] = {
+        "stringListValues": list(value.get("StringListValues", [])),
+        "binaryListValues": [base64.b64encode(v).decode() for v in value.get("BinaryListValues", [])],
+        "dataType": value["DataType"],
+    }
+    if "StringValue" in value:
+        converted["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        converted["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+    return converted
