@@ -351,20 +351,11 @@ class _Done:
 class _InFlight:
     """A call on the wire; `result()` waits for it, maps the answer, logs one line, once."""
 
-    def __init__(
-        self,
-        future: grpc.Future[Any],
-        operation: Operation,
-        registration: Registration,
-        token: str,
-        api: ApiVersion,
-    ) -> None:
+    def __init__(self, future: grpc.Future[Any], call: CoreCall, api: ApiVersion, started: float) -> None:
         self._future = future
-        self._operation = operation
-        self._registration = registration
-        self._token = token
+        self._call = call
         self._api = api
-        self._started = time.perf_counter()
+        self._started = started
         self._finished: float | None = None
         self._outcome: CoreOutcome | None = None
         future.add_done_callback(self._mark_finished)
@@ -376,7 +367,7 @@ class _InFlight:
         if self._outcome is None:
             outcome = self._resolve()
             finished = self._finished or time.perf_counter()
-            _log_call(self._api, self._operation, self._registration, outcome, finished - self._started)
+            _log_call(self._api, self._call, outcome, finished - self._started)
             self._outcome = outcome
         return self._outcome
 
@@ -386,10 +377,10 @@ class _InFlight:
         except grpc.FutureCancelledError:
             return Transient(code=grpc.StatusCode.CANCELLED.name, detail="the call was cancelled")
         except grpc.RpcError as error:
-            call: grpc.Call = error  # type: ignore[assignment]  # a failed future's error is its Call
-            outcome = outcome_from_rpc_error(call.code(), call.details() or "")
-            return _without_token(outcome, self._token)
-        return _without_token(_outcome_from_response(self._operation, response), self._token)
+            ended: grpc.Call = error  # type: ignore[assignment]  # a failed future's error is its Call
+            outcome = outcome_from_rpc_error(ended.code(), ended.details() or "")
+            return _without_token(outcome, self._call.token)
+        return _without_token(_outcome_from_response(self._call.operation, response), self._call.token)
 
 
 def _without_token(outcome: CoreOutcome, token: str) -> CoreOutcome:
@@ -404,21 +395,25 @@ def _without_token(outcome: CoreOutcome, token: str) -> CoreOutcome:
     return outcome
 
 
-def _log_call(
-    api: ApiVersion, operation: Operation, registration: Registration, outcome: CoreOutcome, seconds: float
-) -> None:
+def _log_call(api: ApiVersion, call: CoreCall, outcome: CoreOutcome, seconds: float) -> None:
     # Kind and code only: free-text answers may quote the full number; the caller stores them.
     name = outcome_name(outcome)
-    masked = mask_msisdn(registration.msisdn)
+    masked = mask_msisdn(call.registration.msisdn)
     ms = round(seconds * 1000, 1)
     logger.info(
         "core %s %s %s -> %s in %.1f ms",
         api,
-        operation,
+        call.operation,
         masked,
         name,
         ms,
-        extra={"core_api": str(api), "method": str(operation), "msisdn": masked, "outcome": name, "ms": ms},
+        extra={
+            "core_api": str(api),
+            "method": str(call.operation),
+            "msisdn": masked,
+            "outcome": name,
+            "ms": ms,
+        },
     )
 
 
@@ -456,13 +451,13 @@ class GrpcCoreClient:
 
     def upsert_future(self, registration: Registration, token: str) -> PendingOutcome:
         """Starts the call and returns at once; `.result()` waits for its outcome."""
-        return self._start(Operation.UPSERT, registration, token)
+        return self._start(CoreCall(Operation.UPSERT, registration, token))
 
     def delete_future(self, registration: Registration, token: str) -> PendingOutcome:
-        return self._start(Operation.DELETE, registration, token)
+        return self._start(CoreCall(Operation.DELETE, registration, token))
 
     def apply_many(self, calls: Sequence[CoreCall]) -> list[CoreOutcome]:
-        pending = [self._start(call.operation, call.registration, call.token) for call in calls]
+        pending = [self._start(call) for call in calls]
         return [each.result() for each in pending]
 
     def close(self) -> None:
@@ -474,25 +469,25 @@ class GrpcCoreClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _start(self, operation: Operation, registration: Registration, token: str) -> PendingOutcome:
-        refused: CoreOutcome | None = unsupported_route_type(self._api_version, registration)
-        if refused is None and not _sendable_token(token):
+    def _start(self, call: CoreCall) -> PendingOutcome:
+        refused: CoreOutcome | None = unsupported_route_type(self._api_version, call.registration)
+        if refused is None and not _sendable_token(call.token):
             refused = Unauthenticated(detail="the token is empty or holds characters a header cannot carry")
         if refused is not None:
-            _log_call(self._api_version, operation, registration, refused, 0.0)
+            _log_call(self._api_version, call, refused, 0.0)
             return _Done(refused)
-        if operation is Operation.UPSERT:
-            request = build_upsert_request(self._api_version, self._auth_mode, registration)
+        if call.operation is Operation.UPSERT:
+            request = build_upsert_request(self._api_version, self._auth_mode, call.registration)
             method = self._stub.UpsertRegistration
         else:
-            request = build_delete_request(self._api_version, self._auth_mode, registration)
+            request = build_delete_request(self._api_version, self._auth_mode, call.registration)
             method = self._stub.DeleteRegistration
         # Per-call metadata on TLS and plaintext alike (call credentials are refused on insecure
         # channels); the channel carries no credentials of its own, so exactly one header goes out.
-        future = method.future(
-            request, timeout=self._deadline, metadata=(("authorization", f"Bearer {token}"),)
-        )
-        return _InFlight(future, operation, registration, token, self._api_version)
+        metadata = (("authorization", f"Bearer {call.token}"),)
+        started = time.perf_counter()
+        future = method.future(request, timeout=self._deadline, metadata=metadata)
+        return _InFlight(future, call, self._api_version, started)
 
 
 @cache
