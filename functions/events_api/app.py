@@ -185,7 +185,7 @@ def lambda_handler(
 ) -> dict[str, Any]:
     service = service or _default_service()
     try:
-        service.admit(event)
+        event = service.admit(event)
     except (ApiError, InvalidEventsError) as refused:
         answer = problem_for(refused)
         return {

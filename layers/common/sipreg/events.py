@@ -152,7 +152,7 @@ class _Envelope(BaseModel):
     id: EventId = Field(description="Producer-chosen and unique per event; resending it is safe.")
     msisdn: MsisdnField
     occurred_at: OccurredAt = Field(description="When the change happened at the producer (RFC 3339).")
-    source: Source | None = Field(None, description="Who sent it, e.g. `crm`; for the event log.")
+    source: Source | None = Field(default=None, description="Who sent it, e.g. `crm`; for the event log.")
 
 
 class UpsertEvent(_Envelope):

@@ -59,15 +59,15 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def admit(
-    event: Mapping[str, Any],
+    event: dict[str, Any],
     secrets: Callable[[], Sequence[str]],
     *,
     now: float | None = None,
-) -> None:
-    """Raises the problem that stops this request, or returns so the routes may handle it."""
+) -> dict[str, Any]:
+    """Raises the problem that stops this request, or returns the request for the routes."""
     route = route_of(event)
     if route in PUBLIC_ROUTES:
-        return
+        return event
     body = raw_body(event)
     if len(body) > MAX_BODY_BYTES:
         raise BodyTooLargeError()
@@ -77,6 +77,10 @@ def admit(
         if not _is_json(_header(event, "content-type")):
             raise UnsupportedMediaTypeError()
         _check_json(body)
+        # Media types are case-insensitive; the validation behind us reads only lower case.
+        headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+        return {**event, "headers": {**headers, "content-type": "application/json"}}
+    return event
 
 
 def _check_json(body: bytes) -> None:

@@ -64,8 +64,8 @@ class Problem(BaseModel):
 class RegistrationView(BaseModel):
     sip_uri: str
     status: RegistrationStatus
-    desired: RouteSpec | None = Field(None, description="What the registration should be; null: none.")
-    applied: RouteSpec | None = Field(None, description="What the core holds as far as we know.")
+    desired: RouteSpec | None = Field(default=None, description="What the registration should be; null: none.")
+    applied: RouteSpec | None = Field(default=None, description="What the core holds as far as we know.")
     expires_at: datetime | None = None
     last_error: str | None = None
     last_event_id: str | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -107,9 +107,9 @@ class EventsService:
             event_log=EventLog(settings.event_log_table),
         )
 
-    def admit(self, event: Mapping[str, Any]) -> None:
-        """The raw-request checks (size, signature, content type); raises the problem that stops it."""
-        gate.admit(event, self._secrets)
+    def admit(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The raw-request checks (size, signature, content type): the request to route, or raises."""
+        return gate.admit(event, self._secrets)
 
     def accept(self, request: UpsertEvent | DeleteEvent | EventBatch) -> Accepted:
         """Queues every event or raises `InvalidEventsError` (nothing queued) / `NotAcceptedError`."""

@@ -1,0 +1,149 @@
+"""Helpers for the events API tests: the handler module, API Gateway payload 2.0 requests, fakes.
+
+The fakes stand at the service's ports (queue, secrets, stores) and are for unit tests only;
+integration tests use the real adapters against moto server.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sipreg import signing
+from sipreg.events import AnyEvent
+from sipreg.queue import SendResult
+from sipreg.store.event_log import EventLogEntry
+from sipreg.store.registrations import RegistrationRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_PATH = ROOT / "functions" / "events_api" / "app.py"
+SAMPLES = ROOT / "events" / "events_api"
+SECRET = "unit-test-signing-secret"
+
+
+def load_app() -> ModuleType:
+    """functions/events_api/app.py, imported once by path (as Lambda does, it is not a package)."""
+    name = "events_api_app"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, APP_PATH)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+class LambdaContext:
+    function_name = "EventsApiFunction"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:EventsApiFunction"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+def http_event(
+    method: str,
+    path: str,
+    body: bytes | str | dict[str, Any] | None = None,
+    *,
+    secret: str | None = SECRET,
+    content_type: str | None = "application/json",
+    base64_body: bool = False,
+    timestamp: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) request, signed with `secret` unless it is None."""
+    if isinstance(body, dict):
+        raw = json.dumps(body).encode()
+    elif isinstance(body, str):
+        raw = body.encode()
+    else:
+        raw = body or b""
+    all_headers = {"host": "api.example.test"}
+    if content_type is not None:
+        all_headers["content-type"] = content_type
+    if secret is not None:
+        all_headers["sipreg-signature"] = signing.sign(raw, secret, timestamp=timestamp)
+    all_headers.update(headers or {})
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": all_headers,
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "requestId": "test",
+            "routeKey": "$default",
+            "stage": "$default",
+        },
+        "isBase64Encoded": base64_body,
+    }
+    if raw:
+        try:
+            event["body"] = base64.b64encode(raw).decode() if base64_body else raw.decode()
+        except UnicodeDecodeError:  # API Gateway base64-encodes what is not text
+            event["body"], event["isBase64Encoded"] = base64.b64encode(raw).decode(), True
+    return event
+
+
+def resign(event: dict[str, Any], secret: str = SECRET) -> dict[str, Any]:
+    """A sample event signed again, now, so it passes the 5-minute tolerance."""
+    raw = event.get("body") or ""
+    body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+    return {**event, "headers": {**event["headers"], "sipreg-signature": signing.sign(body, secret)}}
+
+
+@dataclass
+class FakeQueue:
+    """Accepts everything, except the ids listed in `refuse` (as SQS failing those entries)."""
+
+    refuse: set[str] = field(default_factory=set)
+    sent: list[AnyEvent] = field(default_factory=list)
+
+    def send(self, events: Sequence[AnyEvent]) -> SendResult:
+        taken = [event for event in events if event.id not in self.refuse]
+        self.sent.extend(taken)
+        return SendResult(
+            accepted=tuple(e.id for e in taken),
+            not_accepted=tuple(e.id for e in events if e.id in self.refuse),
+        )
+
+
+@dataclass
+class FakeRegistrations:
+    records: list[RegistrationRecord] = field(default_factory=list)
+
+    def list_for(self, msisdn: str) -> list[RegistrationRecord]:
+        return [record for record in self.records if record.msisdn == msisdn]
+
+
+@dataclass
+class FakeEventLog:
+    entries: list[EventLogEntry] = field(default_factory=list)
+
+    def recent(self, msisdn: str, *, limit: int = 50) -> list[EventLogEntry]:
+        return [entry for entry in self.entries if entry.msisdn == msisdn][:limit]
+
+
+def upsert(event_id: str = "evt-1", msisdn: str = "+4799990000", **overrides: Any) -> dict[str, Any]:
+    """A valid `registration.upsert` event as JSON-like data."""
+    event: dict[str, Any] = {
+        "id": event_id,
+        "type": "registration.upsert",
+        "msisdn": msisdn,
+        "registration": {"route_type": "fork", "sip_uri": "sips:pbx.example.com:5061"},
+        "occurred_at": "2025-06-01T12:00:00Z",
+    }
+    event.update(overrides)
+    return event

@@ -1,0 +1,506 @@
+"""The events API handler, as API Gateway calls it, with fakes at the service's ports."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from sipreg.api.problems import SecretsUnavailableError
+from sipreg.api.service import EventsService
+from sipreg.events import DeleteEvent, EventType, RevokeEvent, UpsertEvent
+from sipreg.store.event_log import EventLogEntry
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
+from tests.events_api_support import (
+    ROOT,
+    SAMPLES,
+    SECRET,
+    FakeEventLog,
+    FakeQueue,
+    FakeRegistrations,
+    LambdaContext,
+    http_event,
+    load_app,
+    resign,
+    upsert,
+)
+
+app = load_app()
+MSISDN = "+4799990000"
+
+
+@pytest.fixture
+def queue() -> FakeQueue:
+    return FakeQueue()
+
+
+@pytest.fixture
+def registrations() -> FakeRegistrations:
+    return FakeRegistrations()
+
+
+@pytest.fixture
+def event_log() -> FakeEventLog:
+    return FakeEventLog()
+
+
+@pytest.fixture
+def service(queue: FakeQueue, registrations: FakeRegistrations, event_log: FakeEventLog) -> EventsService:
+    return EventsService(
+        queue=queue,
+        secrets=lambda: (SECRET, "previous-secret"),
+        registrations=registrations,
+        event_log=event_log,
+        clock=lambda: datetime(2025, 6, 1, 12, tzinfo=UTC),
+    )
+
+
+def call(service: EventsService, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    answer = app.lambda_handler(event, LambdaContext(), service=service)
+    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+    body = json.loads(answer["body"]) if answer.get("body") else {}
+    return answer["statusCode"], body, headers
+
+
+def post_events(
+    service: EventsService, body: Any, **options: Any
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return call(service, http_event("POST", "/v1/events", body, **options))
+
+
+# --- POST /v1/events ----------------------------------------------------------------------------
+
+
+def test_one_event_is_queued_and_answered_202_with_its_id(service: EventsService, queue: FakeQueue) -> None:
+    status, body, headers = post_events(service, upsert("evt-1"))
+
+    assert (status, body) == (202, {"accepted": ["evt-1"]})
+    assert headers["content-type"] == "application/json"
+    assert len(queue.sent) == 1
+    assert isinstance(queue.sent[0], UpsertEvent)
+    assert queue.sent[0].registration.sip_uri == "sips:pbx.example.com:5061"
+
+
+def test_a_batch_is_queued_in_order(service: EventsService, queue: FakeQueue) -> None:
+    batch = {"events": [upsert(f"evt-{n}", msisdn=f"+47999900{n:02}") for n in range(100)]}
+
+    status, body, _ = post_events(service, batch)
+
+    assert status == 202
+    assert body["accepted"] == [f"evt-{n}" for n in range(100)]
+    assert [event.id for event in queue.sent] == body["accepted"]
+
+
+def test_a_batch_with_bad_events_is_refused_whole_naming_each_by_index_and_field(
+    service: EventsService, queue: FakeQueue
+) -> None:
+    batch = {
+        "events": [
+            upsert("ok-0"),
+            upsert("bad-1", msisdn="12345"),
+            upsert("ok-2"),
+            upsert("bad-3", registration={"route_type": "fork", "sip_uri": "sip:pbx.example.com"}),
+            upsert("bad-4", type="subscriber.revoke"),
+            upsert("bad-5", colour="blue"),
+        ]
+    }
+
+    status, body, headers = post_events(service, batch)
+
+    assert status == 400
+    assert headers["content-type"] == "application/problem+json"
+    assert body["status"] == 400
+    assert body["type"] == "urn:sipreg:problem:invalid-request"
+    assert [error["field"] for error in body["errors"]] == [
+        "events.1.msisdn",
+        "events.3.registration.sip_uri",
+        "events.4.type",
+        "events.5.colour",
+    ]
+    assert body["errors"][0]["message"].startswith("must be E.164")
+    assert "internal" in body["errors"][2]["message"]
+    assert body["errors"][3]["message"] == "is not a known field"
+    assert queue.sent == []
+
+
+def test_a_single_bad_event_is_refused_naming_its_fields(service: EventsService, queue: FakeQueue) -> None:
+    status, body, _ = post_events(service, upsert(occurred_at="2025-06-01T12:00:00", msisdn="+1"))
+
+    assert status == 400
+    assert {error["field"] for error in body["errors"]} == {"msisdn", "occurred_at"}
+    assert queue.sent == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        pytest.param({"events": []}, "events", "must hold 1 to 100 events", id="empty batch"),
+        pytest.param(
+            {"events": [upsert(f"e{n}") for n in range(101)]}, "events", "must hold 1 to 100 events", id="101"
+        ),
+        pytest.param(
+            {"events": [upsert("a"), upsert("a")]}, "events.1.id", "repeats the id of events.0", id="dup"
+        ),
+        pytest.param({"events": [upsert(), 5]}, "events.1", "must be an object", id="not an object"),
+        pytest.param({"events": "all"}, "events", "must be a list", id="events not a list"),
+        pytest.param(
+            {"events": [upsert()], "more": 1}, "more", "is not a known field", id="unknown beside events"
+        ),
+        pytest.param([upsert()], "body", "must be one event object", id="a bare list"),
+        pytest.param("text", "body", "must be one event object", id="a JSON string"),
+        pytest.param(b"", "body", "is required", id="empty body"),
+        pytest.param(b"{nope", "body", "must be valid JSON", id="broken JSON"),
+        pytest.param(b"[" * 100_000, "body", "must be valid JSON", id="nested too deep"),
+        pytest.param(b'{"id": "\xff"}', "body", "must be UTF-8", id="not UTF-8"),
+    ],
+)
+def test_malformed_bodies_get_400_naming_what_is_wrong(
+    service: EventsService, queue: FakeQueue, body: Any, field: str, message: str
+) -> None:
+    if isinstance(body, list | str):
+        body = json.dumps(body)
+    status, answer, _ = post_events(service, body)
+
+    assert status == 400
+    assert {"field": field, "message": message} in [
+        {"field": e["field"], "message": e["message"][: len(message)]} for e in answer["errors"]
+    ]
+    assert queue.sent == []
+
+
+def test_a_partial_queue_failure_is_503_naming_exactly_the_ids_not_accepted(
+    service: EventsService, queue: FakeQueue
+) -> None:
+    queue.refuse = {"evt-3", "evt-11"}
+    batch = {"events": [upsert(f"evt-{n}", msisdn=f"+47999900{n:02}") for n in range(15)]}
+
+    status, body, headers = post_events(service, batch)
+
+    assert status == 503
+    assert headers["content-type"] == "application/problem+json"
+    assert body["not_accepted"] == ["evt-3", "evt-11"]
+    assert body["accepted"] == [f"evt-{n}" for n in range(15) if n not in (3, 11)]
+
+
+def test_a_delete_event_is_queued_as_a_delete(service: EventsService, queue: FakeQueue) -> None:
+    delete = {
+        **upsert("del-1"),
+        "type": "registration.delete",
+        "registration": {"sip_uri": "sips:pbx.example.com"},
+    }
+
+    status, _, _ = post_events(service, delete)
+
+    assert status == 202
+    assert isinstance(queue.sent[0], DeleteEvent)
+
+
+# --- the gate: signature, size, content type ----------------------------------------------------
+
+NOW = int(datetime.now(UTC).timestamp())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"secret": None}, id="missing"),
+        pytest.param({"secret": "wrong-secret"}, id="wrong secret"),
+        pytest.param({"timestamp": NOW - 600}, id="stale"),
+        pytest.param({"timestamp": NOW + 600}, id="future"),
+        pytest.param({"headers": {"sipreg-signature": "t=1,v1=00"}}, id="garbage"),
+    ],
+)
+def test_unsigned_or_badly_signed_requests_get_401_without_detail(
+    service: EventsService, queue: FakeQueue, options: dict[str, Any]
+) -> None:
+    status, body, headers = post_events(service, upsert(msisdn="bad"), **options)
+
+    assert status == 401
+    assert body == {"type": "about:blank", "title": "Unauthorized", "status": 401}
+    assert headers["content-type"] == "application/problem+json"
+    assert queue.sent == []
+
+
+def test_a_body_changed_after_signing_gets_401(service: EventsService, queue: FakeQueue) -> None:
+    event = http_event("POST", "/v1/events", upsert("evt-1"))
+    event["body"] = event["body"].replace("evt-1", "evt-2")
+
+    status, _, _ = call(service, event)
+
+    assert status == 401
+    assert queue.sent == []
+
+
+def test_a_signature_with_the_previous_secret_is_accepted(service: EventsService) -> None:
+    status, _, _ = post_events(service, upsert(), secret="previous-secret")
+
+    assert status == 202
+
+
+def test_every_route_but_the_openapi_document_needs_a_signature(service: EventsService) -> None:
+    for method, path in [
+        ("GET", f"/v1/registrations/{MSISDN}"),
+        ("POST", f"/v1/subscribers/{MSISDN}/revoke"),
+    ]:
+        status, _, _ = call(service, http_event(method, path, secret=None))
+        assert status == 401, path
+
+    status, document, _ = call(service, http_event("GET", "/v1/openapi.json", secret=None))
+    assert status == 200
+    assert document["openapi"].startswith("3.")
+
+
+def test_a_base64_body_is_verified_and_read_as_the_bytes_sent(
+    service: EventsService, queue: FakeQueue
+) -> None:
+    status, body, _ = post_events(service, upsert("b64-1"), base64_body=True)
+
+    assert (status, body) == (202, {"accepted": ["b64-1"]})
+    assert queue.sent[0].id == "b64-1"
+
+
+def test_a_body_over_256_kib_gets_413(service: EventsService, queue: FakeQueue) -> None:
+    padded = json.dumps(upsert()).encode()[:-1] + b"," + b" " * (256 * 1024) + b'"x": 1}'
+
+    status, body, _ = post_events(service, padded)
+
+    assert status == 413
+    assert body["status"] == 413
+    assert queue.sent == []
+
+
+def test_a_body_of_exactly_256_kib_is_read(service: EventsService) -> None:
+    raw = json.dumps(upsert()).encode()
+    padded = raw[:-1] + b" " * (256 * 1024 - len(raw)) + b"}"
+    assert len(padded) == 256 * 1024
+
+    status, _, _ = post_events(service, padded)
+
+    assert status == 202
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/xml"]
+)
+def test_a_body_that_is_not_declared_json_gets_415(
+    service: EventsService, queue: FakeQueue, content_type: str | None
+) -> None:
+    status, body, _ = post_events(service, upsert(), content_type=content_type)
+
+    assert status == 415
+    assert body["title"] == "Unsupported Media Type"
+    assert queue.sent == []
+
+
+def test_json_with_a_charset_is_json(service: EventsService) -> None:
+    status, _, _ = post_events(service, upsert(), content_type="Application/JSON; charset=utf-8")
+
+    assert status == 202
+
+
+def test_unreadable_signing_secrets_answer_503_not_500(service: EventsService) -> None:
+    def unavailable() -> tuple[str, ...]:
+        raise SecretsUnavailableError()
+
+    service._secrets = unavailable
+
+    status, body, _ = post_events(service, upsert())
+
+    assert status == 503
+    assert "secret" not in json.dumps(body).lower()
+
+
+def test_no_answer_ever_contains_the_signing_secret(service: EventsService) -> None:
+    bodies = [
+        post_events(service, upsert(source=SECRET[:60]))[1],
+        post_events(service, upsert(msisdn=SECRET))[1],
+        post_events(service, upsert(), secret="wrong")[1],
+    ]
+
+    assert all(SECRET not in json.dumps(body) for body in bodies)
+
+
+def test_an_unknown_route_gets_a_404_problem(service: EventsService) -> None:
+    status, body, _ = call(service, http_event("GET", "/v1/nothing-here"))
+
+    assert (status, body["title"]) == (404, "Not Found")
+
+
+# --- GET /v1/registrations/{msisdn} -------------------------------------------------------------
+
+
+def test_the_status_of_a_known_msisdn_lists_its_registrations_and_events(
+    service: EventsService, registrations: FakeRegistrations, event_log: FakeEventLog
+) -> None:
+    moment = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    registrations.records.append(
+        RegistrationRecord(
+            msisdn=MSISDN,
+            sip_uri="sips:pbx.example.com",
+            status=RegistrationStatus.ACTIVE,
+            desired=RouteSpec(route_type="fork"),  # type: ignore[arg-type]
+            applied=RouteSpec(route_type="fork"),  # type: ignore[arg-type]
+            expires_at=moment,
+            last_event_id="evt-1",
+            last_event_type="registration.upsert",
+            last_event_at=moment,
+            recent_event_ids=("evt-1",),
+            updated_at=moment,
+            version=3,
+        )
+    )
+    event_log.entries.append(
+        EventLogEntry(
+            msisdn=MSISDN,
+            event_id="evt-1",
+            event_type="registration.upsert",
+            outcome="active",
+            recorded_at=moment,
+        )
+    )
+
+    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}"))
+
+    assert status == 200
+    assert body["msisdn"] == MSISDN
+    [registration] = body["registrations"]
+    assert registration["status"] == "active"
+    assert registration["desired"]["route_type"] == "fork"
+    assert registration["applied"]["route_type"] == "fork"
+    assert registration["expires_at"] == "2025-06-01T12:00:00Z"
+    assert registration["last_event_id"] == "evt-1"
+    assert "version" not in registration and "recent_event_ids" not in registration
+    assert body["events"] == [
+        {
+            "event_id": "evt-1",
+            "event_type": "registration.upsert",
+            "outcome": "active",
+            "reason": None,
+            "sip_uri": None,
+            "recorded_at": "2025-06-01T12:00:00Z",
+        }
+    ]
+
+
+def test_the_status_of_an_unknown_msisdn_is_404(service: EventsService) -> None:
+    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}"))
+
+    assert status == 404
+    assert body["status"] == 404
+
+
+def test_a_percent_encoded_plus_in_the_path_is_the_same_msisdn(
+    service: EventsService, event_log: FakeEventLog
+) -> None:
+    event_log.entries.append(
+        EventLogEntry(msisdn=MSISDN, event_id="e", event_type="t", outcome="o", recorded_at=datetime.now(UTC))
+    )
+
+    status, body, _ = call(service, http_event("GET", "/v1/registrations/%2B4799990000"))
+
+    assert (status, body["msisdn"]) == (200, MSISDN)
+
+
+@pytest.mark.parametrize("msisdn", ["4799990000", "+47", "+4799990000x", "%2Bhello"])
+def test_a_malformed_msisdn_in_the_path_is_400_naming_it(service: EventsService, msisdn: str) -> None:
+    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{msisdn}"))
+
+    assert status == 400
+    assert [error["field"] for error in body["errors"]] == ["msisdn"]
+
+
+# --- POST /v1/subscribers/{msisdn}/revoke -------------------------------------------------------
+
+
+def test_a_revoke_queues_an_internal_revoke_event(service: EventsService, queue: FakeQueue) -> None:
+    status, body, _ = call(service, http_event("POST", f"/v1/subscribers/{MSISDN}/revoke"))
+
+    assert status == 202
+    [event] = queue.sent
+    assert isinstance(event, RevokeEvent)
+    assert event.type is EventType.SUBSCRIBER_REVOKE
+    assert event.msisdn == MSISDN
+    assert body == {"accepted": [event.id]}
+
+
+def test_a_revoke_the_queue_did_not_take_is_503(service: EventsService, queue: FakeQueue) -> None:
+    class Refusing(FakeQueue):
+        def send(self, events: Any) -> Any:
+            self.refuse = {event.id for event in events}
+            return super().send(events)
+
+    service._queue = Refusing()
+
+    status, body, _ = call(service, http_event("POST", f"/v1/subscribers/{MSISDN}/revoke"))
+
+    assert status == 503
+    assert len(body["not_accepted"]) == 1
+
+
+# --- the samples in events/ and the published OpenAPI document -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("post_event.json", 202),
+        ("post_events_batch.json", 202),
+        ("post_events_base64.json", 202),
+        ("get_registrations.json", 404),
+        ("post_revoke.json", 202),
+        ("get_openapi.json", 200),
+    ],
+)
+def test_each_sample_request_is_answered_as_documented(
+    service: EventsService, sample: str, expected: int
+) -> None:
+    event = json.loads((SAMPLES / sample).read_text())
+
+    status, _, _ = call(service, resign(event))
+
+    assert status == expected
+
+
+def test_a_sample_replayed_as_signed_long_ago_is_refused(service: EventsService) -> None:
+    event = json.loads((SAMPLES / "post_event.json").read_text())
+
+    assert call(service, event)[0] == 401
+
+
+def test_the_sample_batch_body_is_the_documented_example(service: EventsService, queue: FakeQueue) -> None:
+    event = json.loads((SAMPLES / "post_events_base64.json").read_text())
+    body = json.loads(base64.b64decode(event["body"]))
+
+    call(service, resign(event))
+
+    assert [e.id for e in queue.sent] == [body["id"]]
+
+
+def test_the_published_openapi_document_matches_the_api() -> None:
+    published = json.loads((ROOT / "docs" / "openapi.json").read_text())
+
+    assert published == json.loads(app.openapi_document()), (
+        "docs/openapi.json is stale: regenerate with `python functions/events_api/app.py > docs/openapi.json`"
+    )
+
+
+def test_the_openapi_document_describes_the_problem_answers_and_the_signature() -> None:
+    document = json.loads(app.openapi_document())
+    post = document["paths"]["/v1/events"]["post"]
+
+    assert set(post["responses"]) == {"202", "400", "401", "413", "415", "503"}
+    assert "application/problem+json" in post["responses"]["400"]["content"]
+    assert post["security"] == [{"SipregSignature": []}]
+    assert document["components"]["securitySchemes"]["SipregSignature"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Sipreg-Signature",
+    }
+    assert set(document["paths"]) == {
+        "/v1/events",
+        "/v1/registrations/{msisdn}",
+        "/v1/subscribers/{msisdn}/revoke",
+    }
