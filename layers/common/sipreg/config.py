@@ -7,10 +7,11 @@ fails loudly there, naming the variable, instead of at the first event.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from sipreg.models import ApiVersion
 
@@ -68,3 +69,49 @@ class EventsApiSettings(_FromEnv):
     webhook_secret_max_age: int = Field(300, alias="WEBHOOK_SECRET_MAX_AGE", ge=0, le=3600)
     registrations_table: str = Field(alias="REGISTRATIONS_TABLE", min_length=3)
     event_log_table: str = Field(alias="EVENT_LOG_TABLE", min_length=3)
+
+
+def _split(separator: str | None) -> Callable[[Any], Any]:
+    def split(value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part for part in (p.strip() for p in value.split(separator)) if part)
+        return value
+
+    return split
+
+
+class TokenSettings(_FromEnv):
+    """The OAuth 2.0 client and the token store: what every function that needs a token reads."""
+
+    identity_server_url: str = Field(alias="IDENTITY_SERVER_URL", pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
+    # The ID token's `iss`; the identity server's base URL unless it says otherwise.
+    issuer: str | None = Field(None, alias="OIDC_ISSUER", min_length=1)
+    client_id: str = Field(alias="CLIENT_ID", min_length=1)
+    # Secrets Manager id (ARN or name) of the client secret: never the secret itself.
+    client_secret_arn: str = Field(alias="CLIENT_SECRET_ARN", min_length=1)
+    subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE", min_length=3)
+    data_key_id: str = Field(alias="DATA_KEY_ID", min_length=1)
+    api_version: ApiVersion = Field(ApiVersion.V0, alias="API_VERSION")
+    auth_mode: AuthMode = Field(AuthMode.USER, alias="AUTH_MODE")
+    # Refresh when less than this is left of an access token's life.
+    refresh_margin_seconds: int = Field(120, alias="TOKEN_REFRESH_MARGIN_SECONDS", ge=0, le=3000)
+    http_timeout_seconds: float = Field(5.0, alias="IDENTITY_SERVER_TIMEOUT_SECONDS", gt=0, le=30)
+    secret_max_age_seconds: int = Field(300, alias="CLIENT_SECRET_MAX_AGE_SECONDS", ge=0)
+
+    @property
+    def oidc_issuer(self) -> str:
+        return self.issuer or self.identity_server_url.rstrip("/")
+
+
+class ConsentSettings(TokenSettings):
+    """The two consent functions: what `/oauth/start` and `/oauth/callback` need besides tokens."""
+
+    callback_url: str = Field(alias="CALLBACK_URL", pattern=r"^https?://[^/?#]+/[^?#]*$")
+    oauth_states_table: str = Field(alias="OAUTH_STATES_TABLE", min_length=3)
+    # Comma-separated URLs: a `return_to` must have one's scheme, host and port and start with its path.
+    return_to_allowlist: Annotated[tuple[str, ...], BeforeValidator(_split(","))] = Field(
+        (), alias="RETURN_TO_ALLOWLIST"
+    )
+    # Space-separated; empty means the default for the API version (see sipreg.tokens).
+    scopes: Annotated[tuple[str, ...], BeforeValidator(_split(None))] = Field((), alias="SCOPES")
+    events_queue_url: str | None = Field(None, alias="EVENTS_QUEUE_URL", min_length=1)

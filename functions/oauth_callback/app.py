@@ -1,0 +1,65 @@
+"""`GET /oauth/callback?code=...&state=...` (or `error=...`): finish a consent (HTTP API, payload 2.0).
+
+Thin: hand the query to `sipreg.consent`, then answer with a small page (success names the MSISDN
+masked, a failure says what to do) or a 302 to the flow's `return_to`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sipreg import pages
+from sipreg.consent import Consented, ConsentFlow, Declined, consent_flow
+from sipreg.models import mask_msisdn
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+
+
+def _html(page: pages.Page) -> Response[str]:
+    return Response(page.status, headers=dict(pages.SECURITY_HEADERS), body=page.html)
+
+
+def _redirect(return_to: str, **params: str) -> Response[str]:
+    parts = urlsplit(return_to)
+    query = "&".join(part for part in (parts.query, urlencode(params)) if part)
+    location = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    return Response(
+        302, headers={"Location": location, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    )
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # powertools leaves it untyped
+def _unexpected(error: Exception) -> Response[str]:
+    logger.exception("oauth_callback failed: %s", type(error).__name__)
+    return _html(pages.unavailable())
+
+
+@app.get("/oauth/callback")
+def callback() -> Response[str]:
+    flow: ConsentFlow = app.context["flow"]
+    outcome = flow.callback(app.current_event.query_string_parameters or {})
+    match outcome:
+        case Consented(msisdn=msisdn, return_to=str(return_to)):
+            return _redirect(return_to, consent="granted")
+        case Consented(msisdn=msisdn):
+            return _html(pages.consented(mask_msisdn(msisdn)))
+        case Declined(return_to=str(return_to)):
+            return _redirect(return_to, consent="declined")
+        case Declined():
+            return _html(pages.declined())
+        case _:
+            return _html(pages.refused(outcome.reason))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
+) -> dict[str, Any]:
+    app.context["flow"] = flow or consent_flow()  # read by the route; powertools clears it after resolve
+    return app.resolve(event, context)

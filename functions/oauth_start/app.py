@@ -1,0 +1,52 @@
+"""`GET /oauth/start?msisdn=...&return_to=...`: begin a subscriber's consent (HTTP API, payload 2.0).
+
+Thin: read the two optional parameters, ask `sipreg.consent` for the authorization URL, answer
+302 there (or a 400 page naming the bad parameter). The logic lives in `sipreg.consent`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sipreg import pages
+from sipreg.consent import BadRequestError, ConsentFlow, consent_flow
+
+logger = Logger()
+app = APIGatewayHttpResolver()
+
+
+def _html(page: pages.Page) -> Response[str]:
+    return Response(page.status, headers=dict(pages.SECURITY_HEADERS), body=page.html)
+
+
+@app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]  # powertools leaves it untyped
+def _bad_request(error: BadRequestError) -> Response[str]:
+    return _html(pages.bad_request(error.field, error.message))
+
+
+@app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+def _unexpected(error: Exception) -> Response[str]:
+    logger.exception("oauth_start failed: %s", type(error).__name__)
+    return _html(pages.unavailable())
+
+
+@app.get("/oauth/start")
+def start() -> Response[str]:
+    query = app.current_event.query_string_parameters or {}
+    flow: ConsentFlow = app.context["flow"]
+    url = flow.start(msisdn=query.get("msisdn") or None, return_to=query.get("return_to") or None)
+    return Response(
+        302, headers={"Location": url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
+) -> dict[str, Any]:
+    app.context["flow"] = flow or consent_flow()  # read by the route; powertools clears it after resolve
+    return app.resolve(event, context)

@@ -1,0 +1,381 @@
+"""The consent flow: `/oauth/start` and `/oauth/callback` as plain logic, with ports injected.
+
+    flow = consent_flow()                                      # one per process
+    url = flow.start(msisdn="+4799990000", return_to=None)     # 302 the browser there
+    outcome = flow.callback({"code": ..., "state": ...})       # Consented | Declined | Refused
+
+Start keeps a fresh state (256 random bits), PKCE verifier and nonce in the OAuthStates table.
+The callback consumes that state exactly once, exchanges the code (with the verifier), checks
+the ID token (signature by the identity server's JWKS, `iss`, `aud`, `exp`, `nonce`), takes the
+MSISDN from its `phone_number` (or `/userinfo`), stores the KMS-encrypted tokens and announces
+`subscriber.consented` so registrations waiting for consent get applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cache
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from sipreg.config import ConfigError, ConsentSettings
+from sipreg.models import check_msisdn, mask_msisdn
+from sipreg.store.oauth_states import (
+    LIFETIME_SECONDS,
+    OAuthState,
+    OAuthStates,
+    OAuthStateStore,
+    StateProblem,
+    StateRefusedError,
+)
+from sipreg.tokens import (
+    GrantRejectedError,
+    IdentityServer,
+    IdentityServerRejectedError,
+    IdentityServerUnavailableError,
+    TokenResponse,
+    TokenService,
+    build_token_service,
+    default_user_scopes,
+    identity_server,
+)
+
+logger = logging.getLogger(__name__)
+
+ID_TOKEN_ALGORITHMS = ("RS256",)
+CLOCK_LEEWAY_SECONDS = 30
+
+
+# --- outcomes -----------------------------------------------------------------------------------
+
+
+class BadRequestError(ValueError):
+    """A start or callback parameter is wrong; `field` names it. Nothing was changed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class RefusalReason(StrEnum):
+    STATE_MISSING = "state_missing"
+    STATE_UNKNOWN = "state_unknown"  # never issued, or used already
+    STATE_EXPIRED = "state_expired"
+    CODE_MISSING = "code_missing"
+    CODE_REFUSED = "code_refused"  # the identity server said invalid_grant
+    ID_TOKEN_INVALID = "id_token_invalid"  # noqa: S105  # a reason, not a secret
+    NO_PHONE_NUMBER = "no_phone_number"
+    IDENTITY_SERVER_DOWN = "identity_server_down"  # transient: try again later
+    CLIENT_REFUSED = "client_refused"  # our client configuration: the operator must fix it
+
+
+@dataclass(frozen=True)
+class Consented:
+    msisdn: str
+    return_to: str | None
+
+
+@dataclass(frozen=True)
+class Declined:
+    """The subscriber (or the identity server) said no; nothing was stored."""
+
+    error: str
+    return_to: str | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The callback could not complete; nothing was stored."""
+
+    reason: RefusalReason
+    transient: bool = False
+
+
+CallbackOutcome = Consented | Declined | Refused
+
+
+class ConsentEvents(Protocol):
+    """Announces a new consent (the queue in production; a list in unit tests)."""
+
+    def consented(self, msisdn: str) -> None: ...
+
+
+class QueueConsentEvents:
+    """`subscriber.consented` on the events queue (FIFO group = the MSISDN)."""
+
+    def __init__(self, queue_url: str, *, source: str = "oauth_callback") -> None:
+        from sipreg.queue import EventQueue  # noqa: PLC0415  # boto3 only when used
+
+        self._queue = EventQueue(queue_url)
+        self._source = source
+
+    def consented(self, msisdn: str) -> None:
+        from sipreg.events import ConsentedEvent, EventType  # noqa: PLC0415
+
+        event = ConsentedEvent(
+            id=f"consented-{uuid.uuid4().hex}",
+            type=EventType.SUBSCRIBER_CONSENTED,
+            msisdn=msisdn,
+            occurred_at=datetime.now(UTC),
+            source=self._source,
+        )
+        result = self._queue.send([event])
+        if not result.complete:
+            raise IdentityServerUnavailableError("the consent was stored but could not be announced")
+
+
+# --- ID tokens ----------------------------------------------------------------------------------
+
+
+class IdTokenError(ValueError):
+    """The ID token is not one we can trust (the message says which check failed)."""
+
+
+class IdTokenVerifier:
+    """Checks ID tokens against the identity server's JWKS, fetched once and cached per process.
+
+    Keys rotate without notice: a token signed with a `kid` we do not know triggers one refetch.
+    """
+
+    def __init__(
+        self,
+        fetch_jwks: Callable[[], dict[str, Any]],
+        *,
+        issuer: str,
+        audience: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._fetch = fetch_jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._clock = clock
+        self._keys: Any = None
+        self._lock = threading.Lock()
+
+    def _key_set(self, *, refetch: bool) -> Any:
+        from joserfc.jwk import KeySet  # noqa: PLC0415
+
+        with self._lock:
+            if self._keys is None or refetch:
+                self._keys = KeySet.import_key_set(self._fetch())  # type: ignore[arg-type]
+            return self._keys
+
+    def verify(self, id_token: str, *, nonce: str) -> dict[str, Any]:
+        from joserfc import jwt  # noqa: PLC0415
+        from joserfc.errors import InvalidKeyIdError, JoseError  # noqa: PLC0415
+
+        try:
+            try:
+                token = jwt.decode(id_token, self._key_set(refetch=False), algorithms=ID_TOKEN_ALGORITHMS)
+            except InvalidKeyIdError:
+                token = jwt.decode(id_token, self._key_set(refetch=True), algorithms=ID_TOKEN_ALGORITHMS)
+            claims: dict[str, Any] = dict(token.claims)
+            jwt.JWTClaimsRegistry(
+                now=int(self._clock()),
+                leeway=CLOCK_LEEWAY_SECONDS,
+                iss={"essential": True, "value": self._issuer},
+                aud={"essential": True, "value": self._audience},
+                exp={"essential": True},
+                nonce={"essential": True, "value": nonce},
+            ).validate(claims)
+        except (JoseError, ValueError) as error:
+            raise IdTokenError(f"ID token rejected: {type(error).__name__}") from None
+        return claims
+
+
+# --- the flow -----------------------------------------------------------------------------------
+
+
+class ConsentFlow:
+    def __init__(
+        self,
+        *,
+        states: OAuthStates,
+        tokens: TokenService,
+        identity: IdentityServer,
+        id_tokens: IdTokenVerifier,
+        events: ConsentEvents,
+        scopes: tuple[str, ...],
+        return_to_allowlist: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._states = states
+        self._tokens = tokens
+        self._identity = identity
+        self._id_tokens = id_tokens
+        self._events = events
+        self._scopes = scopes
+        self._allowed_return = tuple(_url_parts(url) for url in return_to_allowlist)
+        self._clock = clock
+
+    # -- /oauth/start -----------------------------------------------------------------------------
+
+    def start(self, *, msisdn: str | None, return_to: str | None) -> str:
+        """The authorization URL to send the browser to; BadRequestError names a bad parameter."""
+        if msisdn is not None:
+            try:
+                check_msisdn(msisdn)
+            except ValueError as error:
+                raise BadRequestError("msisdn", str(error)) from None
+        if return_to is not None and not self._return_allowed(return_to):
+            raise BadRequestError("return_to", "is not on this service's list of allowed return addresses")
+        now = self._clock()
+        record = OAuthState(
+            state=secrets.token_urlsafe(32),  # 256 random bits
+            code_verifier=secrets.token_urlsafe(64),  # 86 characters (RFC 7636: 43 to 128)
+            nonce=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + LIFETIME_SECONDS,
+            return_to=return_to,
+            login_hint=msisdn,
+        )
+        self._states.put(record)
+        logger.info("consent flow started%s", f" for {mask_msisdn(msisdn)}" if msisdn else "")
+        return self._identity.authorization_url(
+            state=record.state,
+            code_verifier=record.code_verifier,
+            nonce=record.nonce,
+            scopes=self._scopes,
+            login_hint=msisdn,
+        )
+
+    def _return_allowed(self, url: str) -> bool:
+        parts = _url_parts(url)
+        if parts is None:
+            return False
+        scheme, netloc, path = parts
+        for allowed in self._allowed_return:
+            if allowed is None:
+                continue
+            a_scheme, a_netloc, a_path = allowed
+            if (scheme, netloc) == (a_scheme, a_netloc) and (
+                path == a_path or path.startswith(a_path.rstrip("/") + "/")
+            ):
+                return True
+        return False
+
+    # -- /oauth/callback --------------------------------------------------------------------------
+
+    def callback(self, params: Mapping[str, str]) -> CallbackOutcome:
+        pending = self._consume(params.get("state"))
+        if isinstance(pending, Refused):
+            return pending
+        if params.get("error"):
+            error = params["error"][:64]
+            logger.info("consent declined at the identity server: %s", error)
+            return Declined(error=error, return_to=pending.return_to)
+        code = params.get("code")
+        if not code:
+            return Refused(RefusalReason.CODE_MISSING)
+        try:
+            return self._finish(code, pending)
+        except (IdentityServerRejectedError, IdentityServerUnavailableError, IdTokenError) as error:
+            return _refusal_for(error)
+
+    def _consume(self, state: str | None) -> OAuthState | Refused:
+        """The flow's saved state, taken out of the table (so it works once), or why not."""
+        if not state:
+            return Refused(RefusalReason.STATE_MISSING)
+        try:
+            return self._states.consume(state, now=self._clock())
+        except StateRefusedError as refused:
+            logger.warning("callback with a %s state refused", refused.reason.value)
+            if refused.reason is StateProblem.EXPIRED:
+                return Refused(RefusalReason.STATE_EXPIRED)
+            return Refused(RefusalReason.STATE_UNKNOWN)
+
+    def _finish(self, code: str, pending: OAuthState) -> CallbackOutcome:
+        answer = self._identity.exchange_code(code, code_verifier=pending.code_verifier)
+        if answer.id_token is None:
+            raise IdTokenError("ID token missing from the token response (was `openid` granted?)")
+        claims = self._id_tokens.verify(answer.id_token, nonce=pending.nonce)
+        msisdn = self._phone_number(claims, answer)
+        if msisdn is None:
+            logger.error("no usable phone_number in the ID token or /userinfo")
+            return Refused(RefusalReason.NO_PHONE_NUMBER)
+        subject = claims.get("sub")
+        self._tokens.record_consent(msisdn, answer, subject=subject if isinstance(subject, str) else None)
+        self._events.consented(msisdn)
+        logger.info("consent stored for %s", mask_msisdn(msisdn))
+        return Consented(msisdn=msisdn, return_to=pending.return_to)
+
+    def _phone_number(self, claims: Mapping[str, Any], answer: TokenResponse) -> str | None:
+        number = claims.get("phone_number")
+        if not isinstance(number, str):
+            number = self._identity.userinfo(answer.access_token).get("phone_number")
+        if not isinstance(number, str):
+            return None
+        try:
+            return check_msisdn(number)
+        except ValueError:
+            return None
+
+
+def _refusal_for(error: Exception) -> Refused:
+    """What a failure after the state was consumed means for the subscriber (logged, no secrets)."""
+    match error:
+        case GrantRejectedError():
+            logger.warning("the identity server refused the authorization code")
+            return Refused(RefusalReason.CODE_REFUSED)
+        case IdentityServerRejectedError(error=code):
+            logger.error("the identity server refused this client: %s", code)
+            return Refused(RefusalReason.CLIENT_REFUSED)
+        case IdentityServerUnavailableError():
+            logger.warning("identity server unavailable during the callback: %s", error)
+            return Refused(RefusalReason.IDENTITY_SERVER_DOWN, transient=True)
+        case _:
+            logger.error("%s", error)
+            return Refused(RefusalReason.ID_TOKEN_INVALID)
+
+
+def _url_parts(url: str) -> tuple[str, str, str] | None:
+    """(scheme, host[:port], path) of an absolute http(s) URL without user info; else None."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if any(c in url for c in "\\\r\n\t "):
+        return None
+    return parts.scheme, parts.netloc.lower(), parts.path or "/"
+
+
+# --- wiring -------------------------------------------------------------------------------------
+
+
+def build_consent_flow(
+    settings: ConsentSettings,
+    *,
+    identity: IdentityServer | None = None,
+    events: ConsentEvents | None = None,
+) -> ConsentFlow:
+    client = identity or identity_server(settings, redirect_uri=settings.callback_url)
+    if events is None:
+        if settings.events_queue_url is None:
+            raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")
+        events = QueueConsentEvents(settings.events_queue_url)
+    return ConsentFlow(
+        states=OAuthStateStore(settings.oauth_states_table),
+        tokens=build_token_service(settings, identity=client),
+        identity=client,
+        id_tokens=IdTokenVerifier(client.jwks, issuer=settings.oidc_issuer, audience=settings.client_id),
+        events=events,
+        scopes=settings.scopes or default_user_scopes(settings.api_version),
+        return_to_allowlist=settings.return_to_allowlist,
+    )
+
+
+@cache
+def consent_flow() -> ConsentFlow:
+    """The process-wide flow, configured from the environment (`ConsentSettings`)."""
+    return build_consent_flow(ConsentSettings.from_env())
