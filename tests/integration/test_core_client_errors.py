@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import socket
 from collections.abc import Callable, Iterator
 
@@ -14,22 +13,22 @@ from sipreg.config import AuthMode, CoreSettings
 from sipreg.core import GrpcCoreClient, PermissionDenied, Rejected, Transient, Unauthenticated
 from sipreg.models import ApiVersion, Registration, RouteType
 
-_numbers = itertools.count(4791000001)
 ClientFactory = Callable[..., GrpcCoreClient]
 SCOPE = {ApiVersion.V0: SCOPE_V0, ApiVersion.V1: SCOPE_V1}
 OTHER_SCOPE = {ApiVersion.V0: SCOPE_V1, ApiVersion.V1: SCOPE_V0}
 
 
-def registration() -> Registration:
-    return Registration(
-        msisdn=f"+{next(_numbers)}", sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK
-    )
+@pytest.fixture
+def sim(wg2sim: Wg2simProcess) -> Wg2simProcess:
+    return wg2sim
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Wg2simProcess]:
-    with Wg2simProcess.start() as running:
-        yield running
+@pytest.fixture
+def registration(new_msisdn: Callable[[], str]) -> Callable[[], Registration]:
+    def make() -> Registration:
+        return Registration(msisdn=new_msisdn(), sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK)
+
+    return make
 
 
 @pytest.fixture
@@ -60,7 +59,7 @@ def make_client(sim: Wg2simProcess) -> Iterator[ClientFactory]:
 
 
 @pytest.mark.parametrize("version", list(ApiVersion))
-def test_an_unknown_token_is_unauthenticated(make_client, version) -> None:
+def test_an_unknown_token_is_unauthenticated(make_client, version, registration) -> None:
     outcome = make_client(version).upsert(registration(), "not-a-token-the-core-knows")
 
     assert isinstance(outcome, Unauthenticated)
@@ -68,7 +67,9 @@ def test_an_unknown_token_is_unauthenticated(make_client, version) -> None:
 
 
 @pytest.mark.parametrize("version", list(ApiVersion))
-def test_a_token_without_the_versions_scope_is_permission_denied(sim, make_client, version) -> None:
+def test_a_token_without_the_versions_scope_is_permission_denied(
+    sim, make_client, version, registration
+) -> None:
     wanted = registration()
     token = sim.mint_token(msisdn=wanted.msisdn, scopes=[OTHER_SCOPE[version]])
 
@@ -78,7 +79,9 @@ def test_a_token_without_the_versions_scope_is_permission_denied(sim, make_clien
     assert SCOPE[version] in outcome.detail
 
 
-def test_a_user_token_for_another_number_in_client_mode_is_rejected_by_the_core(sim, make_client) -> None:
+def test_a_user_token_for_another_number_in_client_mode_is_rejected_by_the_core(
+    sim, make_client, registration
+) -> None:
     wanted = registration()
     someone_else = sim.mint_token(msisdn="+4791999999")
 
@@ -90,7 +93,9 @@ def test_a_user_token_for_another_number_in_client_mode_is_rejected_by_the_core(
 
 
 @pytest.mark.parametrize("version", list(ApiVersion))
-def test_what_the_core_finds_unacceptable_comes_back_with_its_message(sim, make_client, version) -> None:
+def test_what_the_core_finds_unacceptable_comes_back_with_its_message(
+    sim, make_client, version, registration
+) -> None:
     # A registration our own model would refuse, built unchecked, stands in for a stricter core.
     wanted = registration()
     bad = Registration.model_construct(
@@ -108,7 +113,7 @@ def test_what_the_core_finds_unacceptable_comes_back_with_its_message(sim, make_
     assert "sip_uri" in outcome.message
 
 
-def test_an_endpoint_nobody_listens_on_is_transient_unavailable(make_client) -> None:
+def test_an_endpoint_nobody_listens_on_is_transient_unavailable(make_client, registration) -> None:
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]

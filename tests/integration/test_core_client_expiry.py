@@ -1,12 +1,13 @@
-"""Given a wg2sim core whose clock runs 1800x fast, registrations and tokens run out in seconds.
+"""Given a wg2sim core whose clock runs fast, registrations and tokens run out in real seconds.
 
-The TTL the client reports is in core seconds (3600); at this scale that is 2 real seconds.
+The session's shared fast emulator (`wg2sim_fast`). The TTL the client reports is in core
+seconds (3600); at the emulator's time scale that passes in about a real second.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -15,15 +16,12 @@ from sipreg.config import CoreSettings
 from sipreg.core import Applied, GrpcCoreClient, Unauthenticated
 from sipreg.models import Registration, RouteType
 
-TIME_SCALE = 1800
-LONG_LIVED = 10**8  # core seconds: outlives the test at any scale
-FORK = Registration(msisdn="+4794000001", sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK)
+LONG_LIVED = 10**9  # core seconds: a token that outlives the test at any time scale
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Wg2simProcess]:
-    with Wg2simProcess.start(time_scale=TIME_SCALE) as running:
-        yield running
+@pytest.fixture
+def sim(wg2sim_fast: Wg2simProcess) -> Wg2simProcess:
+    return wg2sim_fast
 
 
 @pytest.fixture
@@ -35,21 +33,30 @@ def core(sim: Wg2simProcess) -> Iterator[GrpcCoreClient]:
         yield client
 
 
-def test_a_registration_disappears_when_the_ttl_the_core_returned_runs_out(sim, core) -> None:
-    outcome = core.upsert(FORK, sim.mint_token(msisdn=FORK.msisdn, ttl=LONG_LIVED))
+@pytest.fixture
+def fork(new_msisdn: Callable[[], str]) -> Registration:
+    return Registration(msisdn=new_msisdn(), sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK)
+
+
+def held_by_core(sim: Wg2simProcess, msisdn: str) -> bool:
+    return any(r["msisdn"] == msisdn for r in sim.registrations())
+
+
+def test_a_registration_disappears_when_the_ttl_the_core_returned_runs_out(sim, core, fork) -> None:
+    outcome = core.upsert(fork, sim.mint_token(msisdn=fork.msisdn, ttl=LONG_LIVED))
 
     assert isinstance(outcome, Applied)
     assert outcome.ttl_seconds == 3600.0
-    assert [r["msisdn"] for r in sim.registrations()] == [FORK.msisdn]
-    real_ttl = outcome.ttl_seconds / TIME_SCALE
+    assert held_by_core(sim, fork.msisdn)
+    real_ttl = outcome.ttl_seconds / sim.time_scale
     deadline = time.monotonic() + real_ttl + 3
-    while sim.registrations() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert sim.registrations() == []
+    while held_by_core(sim, fork.msisdn) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not held_by_core(sim, fork.msisdn)
 
 
-def test_an_expired_token_is_unauthenticated(sim, core) -> None:
-    token = sim.mint_token(msisdn=FORK.msisdn, ttl=1)  # one core second: gone in under a millisecond
+def test_an_expired_token_is_unauthenticated(sim, core, fork) -> None:
+    token = sim.mint_token(msisdn=fork.msisdn, ttl=1)  # one core second: gone within a millisecond
     time.sleep(0.01)
 
-    assert isinstance(core.upsert(FORK, token), Unauthenticated)
+    assert isinstance(core.upsert(fork, token), Unauthenticated)

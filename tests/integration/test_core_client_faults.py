@@ -1,14 +1,14 @@
 """Given a wg2sim core with injected faults, gRPC's own retry policy and the deadline do their work.
 
-Faults are limited to each test's own MSISDNs and cleared afterwards.
+The session's shared emulator (`wg2sim_faults` clears faults around each test); faults are limited
+to each test's own MSISDNs.
 """
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -17,21 +17,29 @@ from sipreg.config import CoreSettings
 from sipreg.core import SERVICE_CONFIG, Applied, CoreCall, GrpcCoreClient, Operation, Transient, outcome_name
 from sipreg.models import ApiVersion, Registration, RouteType
 
-_numbers = itertools.count(4792000001)
 UPSERT_PATH = "/wgtwo.sipbreakout.v1.SipBreakoutService/UpsertRegistration"
 MAX_ATTEMPTS = SERVICE_CONFIG["methodConfig"][0]["retryPolicy"]["maxAttempts"]
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Wg2simProcess]:
-    with Wg2simProcess.start() as running:
-        yield running
+@pytest.fixture
+def faults(wg2sim_faults: Wg2simProcess) -> Wg2simProcess:
+    return wg2sim_faults
 
 
 @pytest.fixture
-def faults(sim: Wg2simProcess) -> Iterator[Wg2simProcess]:
-    yield sim
-    sim.clear_faults()
+def upserts(faults: Wg2simProcess, new_msisdn: Callable[[], str]) -> Callable[[int], list[CoreCall]]:
+    def make(count: int) -> list[CoreCall]:
+        numbers = [new_msisdn() for _ in range(count)]
+        return [
+            CoreCall(
+                Operation.UPSERT,
+                Registration(msisdn=msisdn, sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK),
+                faults.mint_token(msisdn=msisdn),
+            )
+            for msisdn in numbers
+        ]
+
+    return make
 
 
 def client_for(sim: Wg2simProcess, deadline: float = 3.0) -> GrpcCoreClient:
@@ -46,24 +54,12 @@ def client_for(sim: Wg2simProcess, deadline: float = 3.0) -> GrpcCoreClient:
     return GrpcCoreClient.from_settings(settings)
 
 
-def upserts(sim: Wg2simProcess, count: int) -> list[CoreCall]:
-    numbers = [f"+{next(_numbers)}" for _ in range(count)]
-    return [
-        CoreCall(
-            Operation.UPSERT,
-            Registration(msisdn=msisdn, sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK),
-            sim.mint_token(msisdn=msisdn),
-        )
-        for msisdn in numbers
-    ]
-
-
 def attempts(sim: Wg2simProcess) -> Counter[str]:
     return Counter(sim.stats()["calls"].get(UPSERT_PATH, {}))
 
 
-def test_a_core_that_stays_unavailable_is_tried_max_attempts_times_then_transient(faults) -> None:
-    [call] = upserts(faults, 1)
+def test_a_core_that_stays_unavailable_is_tried_max_attempts_times_then_transient(faults, upserts) -> None:
+    [call] = upserts(1)
     faults.set_faults(unavailable_rate=1.0, msisdns=[call.registration.msisdn])
     before = attempts(faults)
 
@@ -74,8 +70,8 @@ def test_a_core_that_stays_unavailable_is_tried_max_attempts_times_then_transien
     assert attempts(faults) - before == Counter({"UNAVAILABLE": MAX_ATTEMPTS})
 
 
-def test_calls_failing_unavailable_half_the_time_mostly_succeed_after_grpc_retries(faults) -> None:
-    calls = upserts(faults, 20)
+def test_calls_failing_unavailable_half_the_time_mostly_succeed_after_grpc_retries(faults, upserts) -> None:
+    calls = upserts(20)
     faults.set_faults(unavailable_rate=0.5, msisdns=[call.registration.msisdn for call in calls])
     before = attempts(faults)
 
@@ -91,8 +87,8 @@ def test_calls_failing_unavailable_half_the_time_mostly_succeed_after_grpc_retri
     assert {outcome_name(outcome) for outcome in outcomes} <= {"applied", "transient:UNAVAILABLE"}
 
 
-def test_a_stalled_call_ends_at_the_deadline_as_transient(faults) -> None:
-    [call] = upserts(faults, 1)
+def test_a_stalled_call_ends_at_the_deadline_as_transient(faults, upserts) -> None:
+    [call] = upserts(1)
     faults.set_faults(stall_rate=1.0, msisdns=[call.registration.msisdn])
 
     with client_for(faults, deadline=0.3) as client:
@@ -105,8 +101,8 @@ def test_a_stalled_call_ends_at_the_deadline_as_transient(faults) -> None:
     assert 0.3 <= elapsed < 1.5  # the deadline, not the emulator's 30 s stall limit
 
 
-def test_ten_calls_at_once_take_about_one_round_trip(faults) -> None:
-    calls = upserts(faults, 10)
+def test_ten_calls_at_once_take_about_one_round_trip(faults, upserts) -> None:
+    calls = upserts(10)
     faults.set_faults(latency_ms=50, msisdns=[call.registration.msisdn for call in calls])
 
     with client_for(faults) as client:

@@ -1,11 +1,10 @@
 """Given a wg2sim core on loopback, the client upserts and deletes over real gRPC in v0 and v1.
 
-Each test uses its own MSISDNs, so tests never see each other's registrations.
+The emulator is the session's shared one: each test uses its own MSISDNs (`new_msisdn`).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,18 +15,12 @@ from sipreg.config import AuthMode, CoreSettings
 from sipreg.core import Applied, CoreCall, Deleted, GrpcCoreClient, Operation, Rejected
 from sipreg.models import ApiVersion, Registration, RouteType
 
-_numbers = itertools.count(4790000001)
 ClientFactory = Callable[..., GrpcCoreClient]
 
 
-def new_msisdn() -> str:
-    return f"+{next(_numbers)}"
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Wg2simProcess]:
-    with Wg2simProcess.start() as running:
-        yield running
+@pytest.fixture
+def sim(wg2sim: Wg2simProcess) -> Wg2simProcess:
+    return wg2sim
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def held_by_core(sim: Wg2simProcess, msisdn: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("version", list(ApiVersion))
-def test_upsert_then_delete_round_trips_through_the_core(sim, make_client, version) -> None:
+def test_upsert_then_delete_round_trips_through_the_core(sim, make_client, new_msisdn, version) -> None:
     client = make_client(version)
     msisdn = new_msisdn()
     token = sim.mint_token(msisdn=msisdn)
@@ -85,7 +78,7 @@ def test_upsert_then_delete_round_trips_through_the_core(sim, make_client, versi
 
 
 @pytest.mark.parametrize("route_type", [RouteType.LOOP_MO, RouteType.LOOP_MT, RouteType.INGRESS])
-def test_v1_applies_the_route_types_only_it_has(sim, make_client, route_type) -> None:
+def test_v1_applies_the_route_types_only_it_has(sim, make_client, new_msisdn, route_type) -> None:
     client = make_client(ApiVersion.V1)
     msisdn = new_msisdn()
     registration = Registration(msisdn=msisdn, sip_uri="sips:tas.example", route_type=route_type)
@@ -94,7 +87,7 @@ def test_v1_applies_the_route_types_only_it_has(sim, make_client, route_type) ->
     assert [r["route_type"] for r in held_by_core(sim, msisdn)] == [route_type.proto_name]
 
 
-def test_v0_refuses_a_v1_route_type_without_calling_the_core(sim, make_client) -> None:
+def test_v0_refuses_a_v1_route_type_without_calling_the_core(sim, make_client, new_msisdn) -> None:
     client = make_client(ApiVersion.V0)
     msisdn = new_msisdn()
     registration = Registration(msisdn=msisdn, sip_uri="sips:tas.example", route_type=RouteType.LOOP_MO)
@@ -109,7 +102,9 @@ def test_v0_refuses_a_v1_route_type_without_calling_the_core(sim, make_client) -
 
 
 @pytest.mark.parametrize("version", list(ApiVersion))
-def test_client_token_mode_names_the_number_so_a_client_token_works(sim, make_client, version) -> None:
+def test_client_token_mode_names_the_number_so_a_client_token_works(
+    sim, make_client, new_msisdn, version
+) -> None:
     client = make_client(version, AuthMode.CLIENT)
     msisdn = new_msisdn()
     registration = Registration(msisdn=msisdn, sip_uri="sips:pbx.acme.example", route_type=RouteType.FALLBACK)
@@ -122,7 +117,9 @@ def test_client_token_mode_names_the_number_so_a_client_token_works(sim, make_cl
 
 
 @pytest.mark.parametrize("version", list(ApiVersion))
-def test_user_token_mode_sends_no_number_so_a_client_token_is_rejected(sim, make_client, version) -> None:
+def test_user_token_mode_sends_no_number_so_a_client_token_is_rejected(
+    sim, make_client, new_msisdn, version
+) -> None:
     client = make_client(version, AuthMode.USER)
     msisdn = new_msisdn()
     registration = Registration(msisdn=msisdn, sip_uri="sips:pbx.acme.example", route_type=RouteType.FORK)
@@ -135,7 +132,9 @@ def test_user_token_mode_sends_no_number_so_a_client_token_is_rejected(sim, make
     assert held_by_core(sim, msisdn) == []
 
 
-def test_client_token_mode_with_a_user_token_for_the_same_number_is_applied(sim, make_client) -> None:
+def test_client_token_mode_with_a_user_token_for_the_same_number_is_applied(
+    sim, make_client, new_msisdn
+) -> None:
     client = make_client(ApiVersion.V1, AuthMode.CLIENT)
     msisdn = new_msisdn()
     registration = Registration(msisdn=msisdn, sip_uri="sips:pbx.acme.example", route_type=RouteType.LOOP)
@@ -143,7 +142,7 @@ def test_client_token_mode_with_a_user_token_for_the_same_number_is_applied(sim,
     assert isinstance(client.upsert(registration, sim.mint_token(msisdn=msisdn)), Applied)
 
 
-def test_apply_many_mixes_upserts_and_deletes_in_order(sim, make_client) -> None:
+def test_apply_many_mixes_upserts_and_deletes_in_order(sim, make_client, new_msisdn) -> None:
     client = make_client(ApiVersion.V1)
     numbers = [new_msisdn() for _ in range(4)]
     tokens = {msisdn: sim.mint_token(msisdn=msisdn) for msisdn in numbers}
