@@ -50,7 +50,7 @@ log = logging.getLogger("devstack.wg2sim")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="wg2sim %(levelname)s %(message)s")
     faults = FaultConfig(
         unavailable_rate=args.unavailable_rate,
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m devstack.wg2sim",
         description=__doc__,

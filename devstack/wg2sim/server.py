@@ -41,12 +41,15 @@ class Wg2simServer:
             raise OSError(f"cannot bind gRPC to {address}: {error}") from None
         # The per-request access log would only repeat what /_admin/stats counts.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._http_server: BaseWSGIServer = make_server(
-            LOOPBACK, http_port, create_http_app(sim), threaded=True
-        )
+        try:
+            self._http_server: BaseWSGIServer = make_server(
+                LOOPBACK, http_port, create_http_app(sim), threaded=True
+            )
+        except SystemExit:  # werkzeug reports a busy port on stderr and exits
+            raise OSError(f"cannot bind HTTP to {LOOPBACK}:{http_port}") from None
         self.http_port = self._http_server.server_port
         self._http_thread = threading.Thread(
-            target=self._http_server.serve_forever, name="wg2sim-http", daemon=True
+            target=self._http_server.serve_forever, args=(0.1,), name="wg2sim-http", daemon=True
         )
 
     def start(self) -> None:
