@@ -233,3 +233,17 @@ def test_the_cached_factory_reads_the_environment_when_given_no_settings(monkeyp
     finally:
         core_client().close()
         _cached_client.cache_clear()
+
+
+def test_a_transient_outcome_logs_a_warning_and_the_rest_info(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="sipreg.core")
+    failing, _ = client(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
+    working, _ = client(v1.UpsertRegistrationResponse(status_code="STATUS_CODE_OK"))
+
+    failing.upsert(FORK, TOKEN)
+    working.upsert(FORK, TOKEN)
+
+    assert [(r.levelno, r.outcome) for r in caplog.records] == [
+        (logging.WARNING, "transient:RESOURCE_EXHAUSTED"),
+        (logging.INFO, "applied"),
+    ]

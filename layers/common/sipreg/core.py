@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any, Protocol, Self
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from sipreg.config import AuthMode, ConfigError, CoreSettings
 from sipreg.models import ApiVersion, Registration, mask_msisdn
@@ -211,12 +212,16 @@ def unsupported_route_type(version: ApiVersion, registration: Registration) -> R
 
 # --- answers to outcomes ------------------------------------------------------------------------
 
-# Codes the core uses for "not now": retried by the caller. Anything not named below also ends
-# here (it ends in the DLQ if it persists, rather than blaming the subscriber's data).
+# The core refuses a registration with NOT_ACCEPTABLE in the answer; INVALID_ARGUMENT says the same
+# of the request, so it is a rejection too. Every status not handled in `outcome_from_rpc_error`
+# is Transient: retried, and if it persists it ends in the DLQ for an operator instead of being
+# recorded as the subscriber's fault.
 _PERMANENT_REJECTIONS = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 
 
-def outcome_from_status(operation: Operation, status_code: int, error_message: str, ttl: Any) -> CoreOutcome:
+def outcome_from_status(
+    operation: Operation, status_code: int, error_message: str, ttl: Duration | None
+) -> CoreOutcome:
     """The outcome of a call the core answered with gRPC OK and a `StatusCode` in the body."""
     # The StatusCode enum has the same numbers in v0 and v1.
     if status_code == sipbreakout_v1.STATUS_CODE_OK:
@@ -400,7 +405,10 @@ def _log_call(api: ApiVersion, call: CoreCall, outcome: CoreOutcome, seconds: fl
     name = outcome_name(outcome)
     masked = mask_msisdn(call.registration.msisdn)
     ms = round(seconds * 1000, 1)
-    logger.info(
+    # Transient answers are worth a look when they pile up; the rest is the normal course.
+    level = logging.WARNING if isinstance(outcome, Transient) else logging.INFO
+    logger.log(
+        level,
         "core %s %s %s -> %s in %.1f ms",
         api,
         call.operation,
