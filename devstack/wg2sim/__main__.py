@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tls",
         action="store_true",
-        help="serve gRPC over TLS with a generated self-signed certificate (see ca_file)",
+        help="serve gRPC over TLS with a generated self-signed certificate (see ca_file); "
+        "the HTTP side stays plain http on loopback",
     )
     parser.add_argument(
         "--token-ttl",

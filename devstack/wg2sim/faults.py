@@ -57,7 +57,8 @@ class FaultConfig:
         }
 
     def applies_to(self, msisdn: str | None) -> bool:
-        return not self.msisdns or msisdn in self.msisdns
+        injects = self.unavailable_rate > 0 or self.stall_rate > 0 or self.latency_ms[1] > 0
+        return injects and (not self.msisdns or msisdn in self.msisdns)
 
     def draw(self, rng: random.Random) -> FaultDraw:
         """One draw decides the action, so the rates are fractions of all calls.

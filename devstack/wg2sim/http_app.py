@@ -3,6 +3,7 @@ plugs in as another one sharing the same `Wg2Sim` (and so the same token registr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
@@ -16,10 +17,14 @@ from devstack.wg2sim.validation import FieldError, e164_problem
 TOKEN_KEYS = ("msisdn", "scopes", "ttl")
 
 
-def create_http_app(sim: Wg2Sim) -> Flask:
+def create_http_app(sim: Wg2Sim, extra_blueprints: Iterable[Blueprint] = ()) -> Flask:
+    """The admin API plus any further blueprints; each reaches the state through the `sim` it
+    was built with (or `current_app.extensions["wg2sim"]`)."""
     app = Flask(__name__)
     app.extensions["wg2sim"] = sim
     app.register_blueprint(admin_blueprint(sim))
+    for blueprint in extra_blueprints:
+        app.register_blueprint(blueprint)
     return app
 
 

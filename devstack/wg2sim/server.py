@@ -6,6 +6,7 @@ import logging
 import threading
 
 import grpc
+from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from devstack.wg2sim.grpc_service import create_grpc_server
@@ -26,7 +27,9 @@ class Wg2simServer:
         grpc_port: int = 0,
         http_port: int = 0,
         tls: TlsFiles | None = None,
+        http_app: Flask | None = None,
     ) -> None:
+        """`http_app` defaults to `create_http_app(sim)` (the admin API)."""
         self.sim = sim
         self.tls = tls
         self._grpc_server = create_grpc_server(sim)
@@ -43,7 +46,7 @@ class Wg2simServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         try:
             self._http_server: BaseWSGIServer = make_server(
-                LOOPBACK, http_port, create_http_app(sim), threaded=True
+                LOOPBACK, http_port, http_app or create_http_app(sim), threaded=True
             )
         except SystemExit:  # werkzeug reports a busy port on stderr and exits
             raise OSError(f"cannot bind HTTP to {LOOPBACK}:{http_port}") from None
