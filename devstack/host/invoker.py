@@ -9,6 +9,7 @@ its own worker; idle workers are reused, new ones are started only when all are 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -97,6 +98,9 @@ class _Sandbox:
 
     def close(self, grace: float = 1.0) -> None:
         """Ends the worker: it exits when its socket closes; killed if it does not in time."""
+        with contextlib.suppress(OSError):
+            self._socket.shutdown(socket.SHUT_RDWR)  # EOF for the worker, even while we hold a file
+        self._reader.close()
         self._socket.close()
         try:
             self.process.wait(timeout=grace)

@@ -73,7 +73,9 @@ def test_api_urls_in_the_environment_point_at_the_local_api(host: LocalHost, pro
     assert probe["env"]["CALLBACK_URL"] == f"{host.api_url}/oauth/callback"
 
 
-def test_function_gets_the_lambda_runtime_variables(host: LocalHost, moto_endpoint: str, probe: dict[str, Any]) -> None:
+def test_function_gets_the_lambda_runtime_variables(
+    host: LocalHost, moto_endpoint: str, probe: dict[str, Any]
+) -> None:
     env = probe["env"]
     name = host.resources["ProbeFunction"]["Ref"]
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == name
@@ -173,9 +175,9 @@ def test_condition_false_resource_is_not_created(host: LocalHost) -> None:
 
 def test_queues_are_created_with_fifo_and_redrive(host: LocalHost, moto_endpoint: str) -> None:
     sqs = client(moto_endpoint, "sqs")
-    attributes = sqs.get_queue_attributes(QueueUrl=host.resources["WorkQueue"]["QueueUrl"], AttributeNames=["All"])[
-        "Attributes"
-    ]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=host.resources["WorkQueue"]["QueueUrl"], AttributeNames=["All"]
+    )["Attributes"]
     assert attributes["FifoQueue"] == "true"
     assert attributes["ContentBasedDeduplication"] == "true"
     assert attributes["VisibilityTimeout"] == "1"

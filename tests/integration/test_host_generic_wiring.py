@@ -1,0 +1,118 @@
+"""A function, queue, schedule and route added to a template are wired by the host with no change
+to the host: names are made up here, per run, so nothing in the host can know them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from uuid import uuid4
+
+import httpx
+
+from tests.fixtures.host.hosting import FIXTURES, client, items, start_host, wait_until
+
+TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: python3.12
+    Timeout: 3
+Resources:
+  {table}:
+    Type: AWS::Serverless::SimpleTable
+    Properties:
+      PrimaryKey: {{Name: pk, Type: String}}
+  {table}Sorted:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions:
+        - {{AttributeName: pk, AttributeType: S}}
+        - {{AttributeName: sk, AttributeType: S}}
+      KeySchema:
+        - {{AttributeName: pk, KeyType: HASH}}
+        - {{AttributeName: sk, KeyType: RANGE}}
+  {queue}:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 3
+  {api}:
+    Type: AWS::Serverless::HttpApi
+  {function}:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: {code}
+      Handler: app.handler
+      Environment:
+        Variables:
+          RECORD_TABLE: !Ref {table}Sorted
+          {variable}: !GetAtt {queue}.QueueName
+      Events:
+        {function}Queue:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt {queue}.Arn
+            BatchSize: 5
+        {function}Tick:
+          Type: Schedule
+          Properties:
+            Schedule: rate(1 day)
+            Input: '{{"tick": "{variable}"}}'
+        {function}Route:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref {api}
+            Path: /{route}/{{id}}
+            Method: POST
+"""
+
+
+def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path, moto_endpoint: str) -> None:
+    # Given a template whose every name is new
+    word = f"X{uuid4().hex[:8]}"
+    names = {
+        "table": f"{word}Table",
+        "queue": f"{word}Queue",
+        "api": f"{word}Api",
+        "function": f"{word}Function",
+        "variable": f"{word.upper()}_QUEUE",
+        "route": word.lower(),
+        "code": str(FIXTURES / "functions" / "recorder"),
+    }
+    template = tmp_path / "template.yaml"
+    template.write_text(TEMPLATE.format(**names))
+    # When the host runs it
+    host = start_host(moto_endpoint, template=template)
+    try:
+        function_name = host.resources[names["function"]]["Ref"]
+        table = host.resources[f"{names['table']}Sorted"]["Ref"]
+
+        def recorded() -> list[dict[str, object]]:
+            return [json.loads(str(item["event"])) for item in items(moto_endpoint, table, function_name)]
+
+        # Then its queue feeds its function
+        client(moto_endpoint, "sqs").send_message(
+            QueueUrl=host.resources[names["queue"]]["Ref"], MessageBody="hi"
+        )
+        wait_until(lambda: any("Records" in event for event in recorded()))
+        # and its schedule fires it with the template's Input
+        assert host.trigger_schedule(names["function"]) == {"tick": names["variable"]}
+        # and its route reaches it on its own API
+        api_url = host.api_urls[names["api"]]
+        answer = httpx.post(f"{api_url}/{names['route']}/7", json={"a": 1}, timeout=10)
+        assert answer.status_code == 200
+        assert answer.json()["pathParameters"] == {"id": "7"}
+        # and it saw its own variable, resolved
+        assert (
+            host.functions[names["function"]].env[names["variable"]]
+            == host.resources[names["queue"]]["QueueName"]
+        )
+        # and the SimpleTable exists too
+        table_name = host.resources[names["table"]]["Ref"]
+        described = client(moto_endpoint, "dynamodb").describe_table(TableName=table_name)["Table"]
+        assert described["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+        events = recorded()
+        assert any(event.get("tick") == names["variable"] for event in events)
+        assert any(event.get("routeKey") == f"POST /{names['route']}/{{id}}" for event in events)
+    finally:
+        host.stop()
