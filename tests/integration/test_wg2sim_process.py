@@ -109,6 +109,12 @@ def test_a_bad_flag_fails_start_with_the_childs_stderr() -> None:
     assert "exit code 2" in str(raised.value)
 
 
+def test_no_ready_line_in_time_fails_start() -> None:
+    # A Python start-up alone takes longer than 10 ms, so the ready line cannot come in time
+    with pytest.raises(Wg2simStartError, match=r"no ready line within 0\.01 s"):
+        Wg2simProcess.start(startup_timeout=0.01)
+
+
 def test_a_busy_port_fails_start_loudly(wg2sim: Wg2simProcess) -> None:
     for flag, port in (("--grpc-port", wg2sim.grpc_port), ("--http-port", wg2sim.http_port)):
         args = [sys.executable, "-m", "devstack.wg2sim", flag, str(port)]
