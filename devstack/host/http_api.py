@@ -273,8 +273,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         api: HttpApi = self.server.api  # type: ignore[attr-defined]
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:
+            length = int(self.headers.get("content-length") or 0)
+            body = self.rfile.read(length) if length else b""
         request = Request(
             method=self.command,
             target=self.path,
@@ -303,6 +306,15 @@ class _Handler(BaseHTTPRequestHandler):
             response.status,
             (time.monotonic() - started) * 1000,
         )
+
+    def _read_chunked(self) -> bytes:
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return b"".join(chunks)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
 

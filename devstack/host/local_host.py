@@ -249,6 +249,16 @@ class LocalHost:
     def _event_schedule(
         self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
     ) -> Schedule:
+        try:
+            return self._make_event_schedule(stack, runtime, name, type_, props)
+        except ValueError as exc:
+            raise TemplateError(
+                f"Resources.{runtime.spec.logical_id}.Properties.Events.{name}: {exc}"
+            ) from exc
+
+    def _make_event_schedule(
+        self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
+    ) -> Schedule:
         generated = stack.generated_name(f"{runtime.spec.logical_id}{name}", 64)
         schedule_name = str(props.get("Name") or generated)
         if type_ == "ScheduleV2":

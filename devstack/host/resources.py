@@ -151,6 +151,11 @@ class Stack:
                 self.physical[logical_id] = creator(resource)
             except ClientError as exc:
                 raise ProvisioningError(f"{logical_id} ({resource.type}): {exc}") from exc
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, TemplateError):
+                    raise
+                where = f"Resources.{logical_id}.Properties"
+                raise TemplateError(f"{where}: missing or malformed ({type(exc).__name__}: {exc})") from exc
             log.debug("created %s (%s): %s", logical_id, resource.type, self.physical[logical_id].ref)
 
     def _dependencies(self, resource: Resource) -> set[str]:

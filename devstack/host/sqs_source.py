@@ -16,8 +16,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from devstack.host.aws import Clients
 from devstack.host.invoker import FunctionRuntime, InvocationError
+from devstack.host.resources import ProvisioningError
+from devstack.host.template import TemplateError
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +39,27 @@ class SqsEventSource:
     ) -> None:
         self.function = function
         self.name = f"{function.spec.logical_id}.{event_name}"
+        if not str(properties.get("Queue", "")).startswith("arn:"):
+            raise TemplateError(f"{self.name}: Queue must be a queue ARN (e.g. !GetAtt MyQueue.Arn)")
         self.queue_arn = str(properties["Queue"])
         self.batch_size = int(properties.get("BatchSize", 10))
         self.window = float(properties.get("MaximumBatchingWindowInSeconds", 0))
         self.reports_failures = "ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or [])
         self.enabled = properties.get("Enabled", True) not in (False, "false", "False")
         scaling = properties.get("ScalingConfig") or {}
-        self.concurrency = int(scaling.get("MaximumConcurrency", function.spec.concurrency or 1))
+        # Pollers beyond the function's own concurrency would only hold messages while waiting.
+        limit = max(function.spec.concurrency, 1)
+        self.concurrency = min(int(scaling.get("MaximumConcurrency", limit)), limit)
         self.wait_seconds = max(0, min(int(wait_seconds), 20))
         if properties.get("FilterCriteria"):
             log.warning("%s: FilterCriteria is not applied locally; every record is delivered", self.name)
         _, _, _, self.region, account, queue_name = self.queue_arn.split(":", 5)
         self._sqs = clients.new_client("sqs", connections=self.concurrency + 2)
-        self.queue_url = self._sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)[
-            "QueueUrl"
-        ]
+        try:
+            found = self._sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)
+        except ClientError as exc:
+            raise ProvisioningError(f"{self.name}: no queue {self.queue_arn} at the endpoint") from exc
+        self.queue_url = found["QueueUrl"]
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -7,6 +7,7 @@ import json
 import re
 import string
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -150,6 +151,18 @@ def test_crashed_sandbox_is_reported_and_replaced(host: LocalHost) -> None:
         host.invoke("ProbeFunction", {"exit": True})
     assert caught.value.error_type == "Runtime.ExitError"
     assert host.invoke("ProbeFunction", {})["invocations"] == 1
+
+
+def test_function_runs_one_invocation_at_a_time_unless_the_template_allows_more(host: LocalHost) -> None:
+    def two_at_once(function: str) -> set[int]:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(lambda _: host.invoke(function, {"sleep": 0.3}), range(2)))
+        return {answer["pid"] for answer in answers}
+
+    # ProbeFunction (no reserved concurrency): the second invocation waits for the one sandbox
+    assert len(two_at_once("ProbeFunction")) == 1
+    # ParallelFunction (ReservedConcurrentExecutions: 2): a second sandbox runs beside the first
+    assert len(two_at_once("ParallelFunction")) == 2
 
 
 def test_unknown_function_is_named_in_the_error(host: LocalHost) -> None:

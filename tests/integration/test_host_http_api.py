@@ -85,6 +85,13 @@ def test_json_body_arrives_as_text(http: httpx.Client) -> None:
     assert json.loads(event["body"]) == {"name": "x"}
 
 
+def test_chunked_body_is_read_whole(http: httpx.Client) -> None:
+    event = echoed(
+        http.post("/items", content=iter([b'{"a": ', b"1}"]), headers={"content-type": "application/json"})
+    )
+    assert json.loads(event["body"]) == {"a": 1}
+
+
 def test_binary_body_arrives_base64_and_binary_answer_is_decoded(http: httpx.Client) -> None:
     # Given bytes that are not text, sent as application/octet-stream
     data = bytes([0, 255, 1, 254])
