@@ -26,6 +26,11 @@ Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
   POST   /_admin/faults         {"unavailable_rate": 0.3, "stall_rate": 0.05, "latency_ms": [20, 80] or 50,
                                  "msisdns": ["+47..."]}: replaces the whole fault set (a missing key is off)
   DELETE /_admin/faults         no faults
+
+Identity server (OAuth 2.0 / OpenID Connect at WG2's paths: /oauth2/auth, /oauth2/token,
+/userinfo, /oauth2/revoke, /.well-known/jwks.json, ...; see devstack/wg2sim/oidc.py). Its tokens
+are the core's own. Dev client: sipreg-local / sipreg-local-secret; add clients with --oidc-client
+or POST /_admin/oidc/clients; rotate the ID-token signing key with POST /_admin/rotate-keys.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.wg2sim.faults import FaultConfig, parse_latency, parse_msisdns, parse_rate
+from devstack.wg2sim.http_app import create_http_app
+from devstack.wg2sim.oidc import add_oidc_arguments, configure_oidc, oidc_blueprint, oidc_config_from_args
 from devstack.wg2sim.server import Wg2simServer
 from devstack.wg2sim.state import DEFAULT_TOKEN_TTL_SECONDS, Wg2Sim
 from devstack.wg2sim.tls import write_self_signed
@@ -59,13 +66,21 @@ def main(argv: list[str] | None = None) -> int:
         msisdns=parse_msisdns(args.fault_msisdn, "--fault-msisdn"),
     )
     sim = Wg2Sim(time_scale=args.time_scale, token_ttl_seconds=args.token_ttl, faults=faults)
+    try:
+        configure_oidc(sim, oidc_config_from_args(args))
+    except ValueError as error:
+        print(f"wg2sim: {error}", file=sys.stderr)
+        return 2
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     with tempfile.TemporaryDirectory(prefix="wg2sim-") as workdir:
         tls = write_self_signed(Path(workdir)) if args.tls else None
         try:
-            server = Wg2simServer(sim, grpc_port=args.grpc_port, http_port=args.http_port, tls=tls)
+            http_app = create_http_app(sim, [oidc_blueprint(sim)])  # + the identity server
+            server = Wg2simServer(
+                sim, grpc_port=args.grpc_port, http_port=args.http_port, tls=tls, http_app=http_app
+            )
         except OSError as error:
             print(f"wg2sim: cannot listen: {error}", file=sys.stderr)
             return 1
@@ -152,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="stderr log level (default WARNING)",
     )
+    add_oidc_arguments(parser)
     return parser
 
 

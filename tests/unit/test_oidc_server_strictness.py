@@ -1,0 +1,337 @@
+"""Given the emulator's identity server (Flask test client, no sockets), it behaves like a strict
+OAuth 2.0 / OpenID Connect server: bad requests are refused the way the RFCs say, codes and
+refresh tokens work once, and its tokens are the emulator core's own."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from devstack.wg2sim import oidc
+from devstack.wg2sim.oidc import OidcClient, OidcConfig, configure_oidc, oidc_blueprint
+from devstack.wg2sim.state import Wg2Sim
+
+CLIENT = OidcClient("app", "app-secret-123", ("https://app.example/oauth/callback",))
+OTHER = OidcClient("other", "other-secret-123", ("https://other.example/cb",))
+MSISDN = "+4799990010"
+SCOPES = "openid phone offline_access call.control:answer_and_initiate"
+
+
+def basic(client: OidcClient = CLIENT, secret: str | None = None) -> dict[str, str]:
+    raw = f"{client.client_id}:{secret or client.client_secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+class Server:
+    def __init__(self) -> None:
+        self.sim = Wg2Sim()
+        configure_oidc(self.sim, OidcConfig(clients={c.client_id: c for c in (CLIENT, OTHER)}))
+        app = Flask(__name__)
+        app.register_blueprint(oidc_blueprint(self.sim))
+        self.http: FlaskClient = app.test_client()
+        self.verifier = secrets.token_urlsafe(48)
+
+    def auth_query(self, **overrides: Any) -> dict[str, Any]:
+        query = {
+            "response_type": "code",
+            "client_id": CLIENT.client_id,
+            "redirect_uri": CLIENT.redirect_uris[0],
+            "scope": SCOPES,
+            "state": "st-1",
+            "nonce": "n-1",
+            "code_challenge": s256(self.verifier),
+            "code_challenge_method": "S256",
+        }
+        query.update(overrides)
+        return {k: v for k, v in query.items() if v is not None}
+
+    def authorize(self, decision: str = "allow", **overrides: Any) -> dict[str, list[str]]:
+        """Walks number -> PIN -> consent; returns the redirect's query."""
+        page = self.http.get("/oauth2/auth?" + urlencode(self.auth_query(**overrides)))
+        assert page.status_code == 200, page.text
+        req = re.search(r'name="req" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+        pin_page = self.http.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
+        pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)[1]  # type: ignore[index]
+        self.http.post("/oauth2/auth/pin", data={"req": req, "pin": pin})
+        done = self.http.post("/oauth2/auth/consent", data={"req": req, "decision": decision})
+        assert done.status_code == 302
+        return parse_qs(urlsplit(done.headers["Location"]).query)
+
+    def code(self) -> str:
+        return self.authorize()["code"][0]
+
+    def token(self, form: dict[str, str], headers: dict[str, str] | None = None) -> Any:
+        return self.http.post("/oauth2/token", data=form, headers=basic() if headers is None else headers)
+
+    def exchange(self, code: str, verifier: str | None = None) -> Any:
+        return self.token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": CLIENT.redirect_uris[0],
+                "code_verifier": verifier or self.verifier,
+            }
+        )
+
+
+@pytest.fixture
+def server() -> Server:
+    return Server()
+
+
+# --- /oauth2/auth -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"client_id": "nobody"}, {"client_id": None}, {"redirect_uri": "https://app.example/oauth/callback/x"}],
+)
+def test_untrusted_client_or_redirect_gets_an_error_page_not_a_redirect(server: Server, overrides) -> None:
+    answer = server.http.get("/oauth2/auth?" + urlencode(server.auth_query(**overrides)))
+    assert answer.status_code == 400
+    assert "Location" not in answer.headers
+    assert 'data-testid="error"' in answer.text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"code_challenge": None}, "invalid_request"),
+        ({"code_challenge_method": None}, "invalid_request"),  # would mean "plain"
+        ({"code_challenge_method": "plain"}, "invalid_request"),
+        ({"code_challenge": "short"}, "invalid_request"),
+        ({"state": None}, "invalid_request"),
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "openid email"}, "invalid_scope"),
+        ({"scope": None}, "invalid_scope"),
+    ],
+)
+def test_bad_authorization_request_is_redirected_back_with_the_error(
+    server: Server, overrides, error
+) -> None:
+    answer = server.http.get("/oauth2/auth?" + urlencode(server.auth_query(**overrides)))
+    assert answer.status_code == 302
+    location = urlsplit(answer.headers["Location"])
+    query = parse_qs(location.query)
+    assert location.netloc == "app.example"
+    assert query["error"] == [error]
+    assert "code" not in query
+    if overrides.get("state", "st-1"):
+        assert query["state"] == ["st-1"]
+
+
+def test_wrong_pin_three_times_ends_in_access_denied(server: Server) -> None:
+    page = server.http.get("/oauth2/auth?" + urlencode(server.auth_query()))
+    req = re.search(r'name="req" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+    server.http.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
+    answers = [server.http.post("/oauth2/auth/pin", data={"req": req, "pin": "xxxxxx"}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [400, 400, 302]
+    assert parse_qs(urlsplit(answers[-1].headers["Location"]).query)["error"] == ["access_denied"]
+
+
+def test_consent_cannot_be_given_without_the_pin(server: Server) -> None:
+    page = server.http.get("/oauth2/auth?" + urlencode(server.auth_query()))
+    req = re.search(r'name="req" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+    server.http.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
+    answer = server.http.post("/oauth2/auth/consent", data={"req": req, "decision": "allow"})
+    assert answer.status_code == 400
+    assert "Location" not in answer.headers
+
+
+def test_deny_redirects_with_access_denied_and_the_state(server: Server) -> None:
+    query = server.authorize(decision="deny")
+    assert query["error"] == ["access_denied"]
+    assert query["state"] == ["st-1"]
+    assert "code" not in query
+
+
+# --- /oauth2/token: authorization_code ----------------------------------------------------------
+
+
+def test_code_exchange_gives_core_tokens_for_the_proven_msisdn(server: Server) -> None:
+    answer = server.exchange(server.code())
+    assert answer.status_code == 200
+    body = answer.json
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 3600
+    assert set(body["scope"].split()) == set(SCOPES.split())
+    token = server.sim.tokens.lookup(body["access_token"])
+    assert token is not None
+    assert token.msisdn == MSISDN
+    assert "call.control:answer_and_initiate" in token.scopes
+    assert body["refresh_token"]
+
+
+def test_id_token_is_rs256_with_the_claims_a_client_checks(server: Server) -> None:
+    body = server.exchange(server.code()).json
+    keys = KeySet.import_key_set(server.http.get("/.well-known/jwks.json").json)
+    decoded = jwt.decode(body["id_token"], keys, algorithms=["RS256"])
+    claims = decoded.claims
+    assert decoded.header["alg"] == "RS256"
+    assert claims["iss"] == "http://localhost"
+    assert claims["aud"] == CLIENT.client_id
+    assert claims["nonce"] == "n-1"
+    assert claims["phone_number"] == MSISDN
+    assert claims["exp"] > claims["iat"]
+
+
+def test_code_works_once_and_a_second_use_revokes_what_it_gave(server: Server) -> None:
+    code = server.code()
+    first = server.exchange(code).json
+    second = server.exchange(code)
+    assert second.status_code == 400
+    assert second.json["error"] == "invalid_grant"
+    assert server.sim.tokens.lookup(first["access_token"]) is None
+
+
+@pytest.mark.parametrize("verifier", ["wrong-" + "x" * 50, None])
+def test_wrong_or_missing_pkce_verifier_is_refused(server: Server, verifier: str | None) -> None:
+    form = {
+        "grant_type": "authorization_code",
+        "code": server.code(),
+        "redirect_uri": CLIENT.redirect_uris[0],
+    }
+    if verifier:
+        form["code_verifier"] = verifier
+    answer = server.token(form)
+    assert answer.status_code == 400
+    assert answer.json["error"] in ("invalid_grant", "invalid_request")
+    assert "access_token" not in answer.json
+
+
+def test_code_of_another_redirect_uri_or_client_is_refused(server: Server) -> None:
+    form = {
+        "grant_type": "authorization_code",
+        "code": server.code(),
+        "redirect_uri": "https://app.example/elsewhere",
+        "code_verifier": server.verifier,
+    }
+    assert server.token(form).json["error"] == "invalid_grant"
+    form = {**form, "code": server.code(), "redirect_uri": CLIENT.redirect_uris[0]}
+    assert server.token(form, headers=basic(OTHER)).json["error"] == "invalid_grant"
+
+
+def test_expired_code_is_refused(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    code = server.code()
+    monkeypatch.setattr(oidc, "CODE_TTL_SECONDS", -1.0)
+    assert server.exchange(code).json["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer x"}, basic(secret="wrong-secret"), {"Authorization": "Basic !!!"}],
+)
+def test_token_endpoint_needs_http_basic_client_auth(server: Server, headers) -> None:
+    answer = server.token({"grant_type": "client_credentials"}, headers=headers)
+    assert answer.status_code == 401
+    assert answer.json["error"] == "invalid_client"
+    assert answer.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_secret_in_the_body_is_refused(server: Server) -> None:
+    answer = server.token({"grant_type": "client_credentials", "client_secret": CLIENT.client_secret})
+    assert answer.json["error"] == "invalid_request"
+
+
+def test_unknown_grant_type_is_refused(server: Server) -> None:
+    assert server.token({"grant_type": "password"}).json["error"] == "unsupported_grant_type"
+
+
+# --- refresh rotation ---------------------------------------------------------------------------
+
+
+def test_refresh_rotates_and_reusing_an_old_one_revokes_the_family(server: Server) -> None:
+    first = server.exchange(server.code()).json
+    second = server.token({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}).json
+    assert second["refresh_token"] != first["refresh_token"]
+    assert server.sim.tokens.lookup(second["access_token"]).msisdn == MSISDN  # type: ignore[union-attr]
+    # reuse of the rotated-out refresh token: refused, and everything of the family dies
+    reuse = server.token({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert reuse.json["error"] == "invalid_grant"
+    assert server.sim.tokens.lookup(second["access_token"]) is None
+    latest = server.token({"grant_type": "refresh_token", "refresh_token": second["refresh_token"]})
+    assert latest.json["error"] == "invalid_grant"
+
+
+def test_refresh_token_of_another_client_is_refused(server: Server) -> None:
+    first = server.exchange(server.code()).json
+    answer = server.token(
+        {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, basic(OTHER)
+    )
+    assert answer.json["error"] == "invalid_grant"
+
+
+# --- client credentials, userinfo, revoke, keys -------------------------------------------------
+
+
+def test_client_credentials_gives_a_client_token_without_msisdn(server: Server) -> None:
+    body = server.token({"grant_type": "client_credentials", "scope": "call.routing:write"}).json
+    token = server.sim.tokens.lookup(body["access_token"])
+    assert token is not None
+    assert token.msisdn is None
+    assert token.scopes == {"call.routing:write"}
+    assert "refresh_token" not in body
+    refused = server.token({"grant_type": "client_credentials", "scope": "openid"})
+    assert refused.json["error"] == "invalid_scope"
+
+
+def test_userinfo_tells_the_phone_number_of_a_user_token(server: Server) -> None:
+    body = server.exchange(server.code()).json
+    info = server.http.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert info.json["phone_number"] == MSISDN
+    assert info.json["phone_number_verified"] is True
+    assert server.http.get("/userinfo", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_revoking_the_refresh_token_kills_the_whole_grant(server: Server) -> None:
+    body = server.exchange(server.code()).json
+    answer = server.http.post("/oauth2/revoke", data={"token": body["refresh_token"]}, headers=basic())
+    assert answer.status_code == 200
+    assert server.sim.tokens.lookup(body["access_token"]) is None
+    again = server.token({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert again.json["error"] == "invalid_grant"
+
+
+def test_revoke_is_refused_for_another_clients_token_and_fine_for_unknown_ones(server: Server) -> None:
+    body = server.exchange(server.code()).json
+    other = server.http.post("/oauth2/revoke", data={"token": body["access_token"]}, headers=basic(OTHER))
+    assert other.status_code == 400
+    assert server.sim.tokens.lookup(body["access_token"]) is not None
+    unknown = server.http.post("/oauth2/revoke", data={"token": "never-issued"}, headers=basic())
+    assert unknown.status_code == 200
+
+
+def test_key_rotation_signs_with_a_new_published_key(server: Server) -> None:
+    before = server.http.get("/.well-known/jwks.json").json["keys"]
+    rotated = server.http.post("/_admin/rotate-keys", json={}).json
+    after = {key["kid"] for key in server.http.get("/.well-known/jwks.json").json["keys"]}
+    assert rotated["signing_kid"] in after
+    assert before[0]["kid"] in after  # the previous key stays published once
+    token = server.exchange(server.code()).json["id_token"]
+    assert (
+        jwt.decode(token, KeySet.import_key_set(server.http.get("/.well-known/jwks.json").json)).header["kid"]
+        == rotated["signing_kid"]
+    )
+    assert all("d" not in key for key in server.http.get("/.well-known/jwks.json").json["keys"])
+
+
+def test_discovery_names_wg2_paths_and_strict_capabilities(server: Server) -> None:
+    doc = server.http.get("/.well-known/openid-configuration").json
+    assert doc["token_endpoint"].endswith("/oauth2/token")
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic"]
