@@ -45,6 +45,12 @@ class Server:
         self.http: FlaskClient = app.test_client()
         self.verifier = secrets.token_urlsafe(48)
 
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.http.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.http.post(path, **kwargs)
+
     def auth_query(self, **overrides: Any) -> dict[str, Any]:
         query = {
             "response_type": "code",
@@ -101,7 +107,7 @@ def server() -> Server:
     [{"client_id": "nobody"}, {"client_id": None}, {"redirect_uri": "https://app.example/oauth/callback/x"}],
 )
 def test_untrusted_client_or_redirect_gets_an_error_page_not_a_redirect(server: Server, overrides) -> None:
-    answer = server.http.get("/oauth2/auth?" + urlencode(server.auth_query(**overrides)))
+    answer = server.get("/oauth2/auth?" + urlencode(server.auth_query(**overrides)))
     assert answer.status_code == 400
     assert "Location" not in answer.headers
     assert 'data-testid="error"' in answer.text
@@ -123,7 +129,7 @@ def test_untrusted_client_or_redirect_gets_an_error_page_not_a_redirect(server: 
 def test_bad_authorization_request_is_redirected_back_with_the_error(
     server: Server, overrides, error
 ) -> None:
-    answer = server.http.get("/oauth2/auth?" + urlencode(server.auth_query(**overrides)))
+    answer = server.get("/oauth2/auth?" + urlencode(server.auth_query(**overrides)))
     assert answer.status_code == 302
     location = urlsplit(answer.headers["Location"])
     query = parse_qs(location.query)
@@ -135,19 +141,19 @@ def test_bad_authorization_request_is_redirected_back_with_the_error(
 
 
 def test_wrong_pin_three_times_ends_in_access_denied(server: Server) -> None:
-    page = server.http.get("/oauth2/auth?" + urlencode(server.auth_query()))
+    page = server.get("/oauth2/auth?" + urlencode(server.auth_query()))
     req = re.search(r'name="req" value="([^"]+)"', page.text)[1]  # type: ignore[index]
-    server.http.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
-    answers = [server.http.post("/oauth2/auth/pin", data={"req": req, "pin": "xxxxxx"}) for _ in range(3)]
+    server.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
+    answers = [server.post("/oauth2/auth/pin", data={"req": req, "pin": "xxxxxx"}) for _ in range(3)]
     assert [a.status_code for a in answers] == [400, 400, 302]
     assert parse_qs(urlsplit(answers[-1].headers["Location"]).query)["error"] == ["access_denied"]
 
 
 def test_consent_cannot_be_given_without_the_pin(server: Server) -> None:
-    page = server.http.get("/oauth2/auth?" + urlencode(server.auth_query()))
+    page = server.get("/oauth2/auth?" + urlencode(server.auth_query()))
     req = re.search(r'name="req" value="([^"]+)"', page.text)[1]  # type: ignore[index]
-    server.http.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
-    answer = server.http.post("/oauth2/auth/consent", data={"req": req, "decision": "allow"})
+    server.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
+    answer = server.post("/oauth2/auth/consent", data={"req": req, "decision": "allow"})
     assert answer.status_code == 400
     assert "Location" not in answer.headers
 
@@ -179,7 +185,7 @@ def test_code_exchange_gives_core_tokens_for_the_proven_msisdn(server: Server) -
 
 def test_id_token_is_rs256_with_the_claims_a_client_checks(server: Server) -> None:
     body = server.exchange(server.code()).json
-    keys = KeySet.import_key_set(server.http.get("/.well-known/jwks.json").json)
+    keys = KeySet.import_key_set(server.get("/.well-known/jwks.json").json)
     decoded = jwt.decode(body["id_token"], keys, algorithms=["RS256"])
     claims = decoded.claims
     assert decoded.header["alg"] == "RS256"
@@ -292,15 +298,15 @@ def test_client_credentials_gives_a_client_token_without_msisdn(server: Server) 
 
 def test_userinfo_tells_the_phone_number_of_a_user_token(server: Server) -> None:
     body = server.exchange(server.code()).json
-    info = server.http.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    info = server.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert info.json["phone_number"] == MSISDN
     assert info.json["phone_number_verified"] is True
-    assert server.http.get("/userinfo", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert server.get("/userinfo", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
 def test_revoking_the_refresh_token_kills_the_whole_grant(server: Server) -> None:
     body = server.exchange(server.code()).json
-    answer = server.http.post("/oauth2/revoke", data={"token": body["refresh_token"]}, headers=basic())
+    answer = server.post("/oauth2/revoke", data={"token": body["refresh_token"]}, headers=basic())
     assert answer.status_code == 200
     assert server.sim.tokens.lookup(body["access_token"]) is None
     again = server.token({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
@@ -309,29 +315,29 @@ def test_revoking_the_refresh_token_kills_the_whole_grant(server: Server) -> Non
 
 def test_revoke_is_refused_for_another_clients_token_and_fine_for_unknown_ones(server: Server) -> None:
     body = server.exchange(server.code()).json
-    other = server.http.post("/oauth2/revoke", data={"token": body["access_token"]}, headers=basic(OTHER))
+    other = server.post("/oauth2/revoke", data={"token": body["access_token"]}, headers=basic(OTHER))
     assert other.status_code == 400
     assert server.sim.tokens.lookup(body["access_token"]) is not None
-    unknown = server.http.post("/oauth2/revoke", data={"token": "never-issued"}, headers=basic())
+    unknown = server.post("/oauth2/revoke", data={"token": "never-issued"}, headers=basic())
     assert unknown.status_code == 200
 
 
 def test_key_rotation_signs_with_a_new_published_key(server: Server) -> None:
-    before = server.http.get("/.well-known/jwks.json").json["keys"]
-    rotated = server.http.post("/_admin/rotate-keys", json={}).json
-    after = {key["kid"] for key in server.http.get("/.well-known/jwks.json").json["keys"]}
+    before = server.get("/.well-known/jwks.json").json["keys"]
+    rotated = server.post("/_admin/rotate-keys", json={}).json
+    after = {key["kid"] for key in server.get("/.well-known/jwks.json").json["keys"]}
     assert rotated["signing_kid"] in after
     assert before[0]["kid"] in after  # the previous key stays published once
     token = server.exchange(server.code()).json["id_token"]
     assert (
-        jwt.decode(token, KeySet.import_key_set(server.http.get("/.well-known/jwks.json").json)).header["kid"]
+        jwt.decode(token, KeySet.import_key_set(server.get("/.well-known/jwks.json").json)).header["kid"]
         == rotated["signing_kid"]
     )
-    assert all("d" not in key for key in server.http.get("/.well-known/jwks.json").json["keys"])
+    assert all("d" not in key for key in server.get("/.well-known/jwks.json").json["keys"])
 
 
 def test_discovery_names_wg2_paths_and_strict_capabilities(server: Server) -> None:
-    doc = server.http.get("/.well-known/openid-configuration").json
+    doc = server.get("/.well-known/openid-configuration").json
     assert doc["token_endpoint"].endswith("/oauth2/token")
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic"]
