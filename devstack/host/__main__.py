@@ -1,6 +1,6 @@
 """`python -m devstack.host --template template.yaml --aws-endpoint URL [--param K=V] ...`
 
-Prints one JSON line `{"api": ..., "apis": {...}, "resources": {...}}` on stdout when ready, logs
+Prints one JSON line `{"api", "apis", "resources", "outputs"}` on stdout when ready, logs
 to stderr, and stops cleanly on SIGTERM or SIGINT.
 """
 
@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devstack.host: {exc}", file=sys.stderr)
         return 2
     try:
-        ready = {"api": host.api_url, "apis": host.api_urls, "resources": host.resources}
+        ready = {
+            "api": host.api_url,
+            "apis": host.api_urls,
+            "resources": host.resources,
+            "outputs": host.outputs,
+        }
         print(json.dumps(ready), flush=True)
         stopping.wait()
     finally:

@@ -63,7 +63,7 @@ def build_functions(
     inline_code_dir: Path,
 ) -> dict[str, FunctionSpec]:
     specs: dict[str, FunctionSpec] = {}
-    api_urls = _api_url_rewrites(stack)
+    api_urls = api_url_rewrites(stack)
     for resource in stack.template.of_type(FUNCTION):
         spec = _build_one(stack, resource, api_urls, inline_code_dir)
         if spec is None:
@@ -102,7 +102,7 @@ def _build_one(
         **_runtime_env(
             name=name, handler=handler, memory=memory, runtime=runtime, code_dir=code_dir, stack=stack
         ),
-        **{key: _rewrite_api_urls(text_value(value), api_urls) for key, value in variables.items()},
+        **{key: rewrite_api_urls(text_value(value), api_urls) for key, value in variables.items()},
         "AWS_ENDPOINT_URL": stack.clients.endpoint,
         # No X-Ray daemon runs locally; powertools' tracer would only complain.
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -203,7 +203,7 @@ def _runtime_env(
     }
 
 
-def _api_url_rewrites(stack: Stack) -> dict[str, str]:
+def api_url_rewrites(stack: Stack) -> dict[str, str]:
     """`https://<api id>.execute-api.<region>.<suffix>` -> the local server of that API."""
     rewrites = {}
     for logical_id, url in stack.api_endpoints.items():
@@ -213,7 +213,7 @@ def _api_url_rewrites(stack: Stack) -> dict[str, str]:
     return rewrites
 
 
-def _rewrite_api_urls(value: str, rewrites: Mapping[str, str]) -> str:
+def rewrite_api_urls(value: str, rewrites: Mapping[str, str]) -> str:
     for public, local in rewrites.items():
         value = re.sub(re.escape(public) + r"(?=/|$)", local, value)
     return value

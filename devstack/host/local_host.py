@@ -15,7 +15,7 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.host.aws import Clients
-from devstack.host.functions import FunctionSpec, build_functions
+from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
 from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
 from devstack.host.invoker import FunctionRuntime
 from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, Stack
@@ -76,6 +76,7 @@ class LocalHost:
         self.sources: list[SqsEventSource] = []
         self.schedules: list[Schedule] = []
         self.stack: Stack | None = None
+        self.outputs: dict[str, Any] = {}
         self._scheduler: Scheduler | None = None
         self._logs: list[IO[Any]] = []
         self._inline_dir: Path | None = None
@@ -177,6 +178,7 @@ class LocalHost:
         for logical_id, spec in self.functions.items():
             self.runtimes[logical_id] = FunctionRuntime(spec, self._output_for(logical_id), self.init_timeout)
         self._wire_events(stack, clients)
+        self.outputs = self._outputs(stack)
         self._scheduler = Scheduler(self.schedules, pseudo.account_id, self.region, self.time_factor)
         if self.prewarm:
             with ThreadPoolExecutor(max_workers=4) as pool:
@@ -193,6 +195,22 @@ class LocalHost:
             len(self.sources),
             len(self.schedules),
         )
+
+    def _outputs(self, stack: Stack) -> dict[str, Any]:
+        """The template's Outputs, resolved locally (API URLs point at the local servers)."""
+        rewrites = api_url_rewrites(stack)
+        outputs: dict[str, Any] = {}
+        for name, output in (stack.template.raw.get("Outputs") or {}).items():
+            condition = output.get("Condition")
+            if condition is not None and not stack.template.condition(condition):
+                continue
+            try:
+                value = stack.resolver.resolve(output.get("Value"), f"Outputs.{name}.Value")
+            except TemplateError as exc:
+                log.warning("output %s is not resolved locally: %s", name, exc)
+                continue
+            outputs[name] = rewrite_api_urls(value, rewrites) if isinstance(value, str) else value
+        return outputs
 
     def _account_id(self, clients: Clients) -> str:
         try:
@@ -214,6 +232,10 @@ class LocalHost:
             logical_ids.insert(0, IMPLICIT_HTTP_API)
         for position, logical_id in enumerate(logical_ids):
             resource = template.resources.get(logical_id)
+            if resource is not None and (
+                "Auth" in resource.properties or "CorsConfiguration" in resource.properties
+            ):
+                log.warning("%s: Auth and CorsConfiguration are not applied by the local API", logical_id)
             stage = stack.resolve(resource, "StageName", DEFAULT_ROUTE) if resource else DEFAULT_ROUTE
             api = HttpApi(logical_id, self.http_port if position == 0 else 0, str(stage))
             self.apis[logical_id] = api

@@ -52,6 +52,8 @@ def test_function_sees_its_resources_by_their_local_names(host: LocalHost, probe
     assert env["BUS_ARN"] == resources["Bus"]["Arn"]
     assert env["PEER_FUNCTION"] == resources["EchoFunction"]["Ref"]
     assert env["ALARM_NAME"] == resources["DlqAlarm"]["Ref"]
+    assert env["LAYER_ARN"] == resources["SharedLayer"]["Ref"]
+    assert env["LAYER_ARN"].startswith("arn:aws:lambda:eu-west-1:123456789012:layer:")
     # Names CloudFormation would generate: <stack>-<LogicalId>-<suffix>
     assert re.fullmatch(rf"{host.stack_name}-RecordTable-[A-Z0-9]{{12}}", env["TABLE_NAME"])
 
@@ -72,6 +74,13 @@ def test_intrinsics_parameters_and_globals_shape_the_environment(probe: dict[str
 
 def test_api_urls_in_the_environment_point_at_the_local_api(host: LocalHost, probe: dict[str, Any]) -> None:
     assert probe["env"]["CALLBACK_URL"] == f"{host.api_url}/oauth/callback"
+
+
+def test_outputs_resolve_to_the_local_stack(host: LocalHost) -> None:
+    assert host.outputs == {
+        "CallbackUrl": f"{host.api_url}/oauth/callback",
+        "QueueUrl": host.resources["WorkQueue"]["QueueUrl"],
+    }
 
 
 def test_function_gets_the_lambda_runtime_variables(
