@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=1.0,
         help="the emulator clock runs this many times faster than real time; every TTL (tokens, "
-        "registrations) is in emulator seconds, injected latency and stalls stay real (default 1)",
+        "registrations) is in emulator seconds; what clients are told (time_to_live, expires_in, "
+        "expires_at) is in real time, so a client's own clock stays right; injected latency and "
+        "stalls stay real (default 1)",
     )
     parser.add_argument(
         "--tls",

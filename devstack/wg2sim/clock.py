@@ -25,8 +25,18 @@ class EmulatorClock:
         elapsed = time.monotonic() - self._monotonic_at_start
         return self._wall_at_start + elapsed * self.time_scale
 
+    # What clients see is in real time: they only have real clocks. A TTL of 3600 emulator
+    # seconds is answered as 3600 / time_scale seconds, and an expiry as the wall-clock moment
+    # it happens, so a client that trusts the answers keeps a registration alive correctly.
+
+    def real_seconds(self, emulator_seconds: float) -> float:
+        return emulator_seconds / self.time_scale
+
+    def to_wall(self, emulator_epoch: float) -> float:
+        return self._wall_at_start + (emulator_epoch - self._wall_at_start) / self.time_scale
+
 
 def rfc3339(epoch_seconds: float) -> str:
-    """UTC, whole seconds, `Z` suffix, e.g. `2026-01-31T12:00:00Z`."""
-    moment = datetime.fromtimestamp(int(epoch_seconds), tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, milliseconds, `Z` suffix, e.g. `2026-01-31T12:00:00.250Z` (sped-up TTLs are short)."""
+    moment = datetime.fromtimestamp(round(epoch_seconds, 3), tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

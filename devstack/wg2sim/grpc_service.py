@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 
 from devstack.wg2sim.state import Wg2Sim
 from devstack.wg2sim.tokens import SCOPE_V0, SCOPE_V1, Token
@@ -154,7 +155,7 @@ class SipBreakoutServicer:
         )
         return pb2.UpsertRegistrationResponse(
             status_code=pb2.STATUS_CODE_OK,
-            time_to_live={"seconds": self._sim.registrations.ttl_seconds},
+            time_to_live=_duration(self._sim.clock.real_seconds(self._sim.registrations.ttl_seconds)),
         )
 
     def _delete(self, request: Any, msisdn: str) -> Any:
@@ -239,3 +240,9 @@ def create_grpc_server(sim: Wg2Sim) -> grpc.Server:
     for version in (V0, V1):
         version.pb2_grpc.add_SipBreakoutServiceServicer_to_server(SipBreakoutServicer(sim, version), server)
     return server
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    """The TTL in real seconds (see EmulatorClock): 3600 at time scale 1."""
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9))

@@ -49,11 +49,13 @@ def admin_blueprint(sim: Wg2Sim) -> Blueprint:
             scopes=_scopes(body.get("scopes", list(SIP_BREAKOUT_SCOPES))),
             ttl_seconds=_ttl(body.get("ttl", sim.token_ttl_seconds)),
         )
-        return jsonify(access_token=token.access_token, expires_in=token.expires_in(sim.clock.now()))
+        # In real seconds, like every duration a client is told (see EmulatorClock).
+        expires_in = round(sim.clock.real_seconds(token.expires_in(sim.clock.now())))
+        return jsonify(access_token=token.access_token, expires_in=expires_in)
 
     @admin.get("/registrations")
     def registrations() -> ResponseReturnValue:
-        return jsonify(registrations=[r.to_json() for r in sim.registrations.list()])
+        return jsonify(registrations=[r.to_json(sim.clock) for r in sim.registrations.list()])
 
     @admin.get("/stats")
     def stats() -> ResponseReturnValue:

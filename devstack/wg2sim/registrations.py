@@ -20,7 +20,7 @@ class Registration:
     api_version: str  # "v0" or "v1": the API that last upserted it
     expires_at: float  # emulator clock
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self, clock: EmulatorClock) -> dict[str, str]:
         return {
             "msisdn": self.msisdn,
             "sip_uri": self.sip_uri,
@@ -28,7 +28,7 @@ class Registration:
             "mobile_originating_prefix": self.mobile_originating_prefix,
             "mobile_terminating_prefix": self.mobile_terminating_prefix,
             "api_version": self.api_version,
-            "expires_at": rfc3339(self.expires_at),
+            "expires_at": rfc3339(clock.to_wall(self.expires_at)),  # when it really happens
         }
 
 
