@@ -18,7 +18,9 @@ from tests.fixtures.host.hosting import batches, client, start_host, wait_until
 
 @pytest.fixture(scope="module")
 def host(moto_endpoint: str) -> Iterator[LocalHost]:
-    host = start_host(moto_endpoint)
+    # Warm sandboxes: a cold start longer than the fixture's 1 s visibility timeout would
+    # (rightly) cause a redelivery, which these tests do not expect.
+    host = start_host(moto_endpoint, prewarm=True)
     yield host
     host.stop()
 
