@@ -33,6 +33,13 @@ $(STAMP): pyproject.toml layers/common/requirements.txt constraints.txt
 
 venv: $(STAMP)
 
+# checkov pins dependencies that clash with ours (old boto3), so it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: tools/checkov-requirements.txt
+	$(PYTHON312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/checkov-requirements.txt
+	touch $@
+
 # Generated code imports by proto package path (`from wgtwo...`); it lives inside the sipreg
 # package, so those imports are rewritten to `from sipreg.proto.wgtwo...` as part of generation.
 $(PROTO_STAMP): $(PROTOS) $(STAMP)
@@ -54,10 +61,12 @@ unit: $(PROTO_STAMP)
 integration: $(PROTO_STAMP)
 	$(PY) -m pytest -q tests/integration
 
-lint: $(PROTO_STAMP)
+lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
 
 demo: $(PROTO_STAMP)
 	$(PY) -m devstack.demo
