@@ -15,7 +15,7 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv proto test unit integration e2e lint demo bench clean
+.PHONY: help venv proto test unit integration e2e lint demo bench build clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
@@ -67,6 +67,16 @@ lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+
+# The layer and every function for the Lambda platform, as `sam build` lays them out.
+BUILD_DIR := .build
+build: $(PROTO_STAMP)
+	rm -rf $(BUILD_DIR)
+	$(MAKE) -C layers/common build-CommonLayer ARTIFACTS_DIR=$(abspath $(BUILD_DIR))/CommonLayer PYTHON=$(abspath $(PY))
+	for dir in functions/*/; do name=$$(basename $$dir); mkdir -p $(BUILD_DIR)/functions/$$name; \
+		cp $$dir*.py $(BUILD_DIR)/functions/$$name/; done
+	@du -sh $(BUILD_DIR)/CommonLayer | sed 's/^/layer: /'
+	@ls $(BUILD_DIR)/functions | sed 's/^/function: /'
 
 demo: $(PROTO_STAMP)
 	$(PY) -m devstack.demo
