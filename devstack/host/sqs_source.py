@@ -60,6 +60,12 @@ class SqsEventSource:
         except ClientError as exc:
             raise ProvisioningError(f"{self.name}: no queue {self.queue_arn} at the endpoint") from exc
         self.queue_url = found["QueueUrl"]
+        visibility = self._sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
+        )
+        if int(visibility["Attributes"]["VisibilityTimeout"]) < function.spec.timeout:
+            # AWS refuses such a mapping: records would come back while still being processed.
+            log.warning("%s: the queue's visibility timeout is shorter than the function's", self.name)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 

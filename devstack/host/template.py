@@ -259,7 +259,7 @@ class Resolver:
             "Fn::Select": self._select,
             "Fn::Split": self._split,
             "Fn::FindInMap": self._find_in_map,
-            "Fn::Base64": lambda v, w: base64.b64encode(self._str(v, w).encode()).decode(),
+            "Fn::Base64": lambda v, w: base64.b64encode(self._scalar(v, w).encode()).decode(),
             "Fn::GetAZs": lambda v, w: [f"{self.template.pseudo.region}{z}" for z in "abc"],
             "Fn::ToJsonString": lambda v, w: json.dumps(self.resolve(v, w), separators=(",", ":")),
             "Fn::Equals": lambda v, w: self.condition_value({"Fn::Equals": v}, w),
@@ -333,17 +333,17 @@ class Resolver:
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
             if name in variables:
-                return self._str(variables[name], where)
+                return self._scalar(variables[name], where)
             if name in self._pseudo or "." not in name:
-                return self._str(self.ref(name, where), where)
+                return self._scalar(self.ref(name, where), where)
             logical_id, _, attribute = name.partition(".")
-            return self._str(self.lookup.get_att(logical_id, attribute), where)
+            return self._scalar(self.lookup.get_att(logical_id, attribute), where)
 
         return _SUB_VARIABLE.sub(replace, text)
 
     def _get_att(self, argument: Any, where: str) -> Any:
         logical_id, attribute = self._args(argument, 2, where)
-        return self.lookup.get_att(logical_id, self._str(attribute, where))
+        return self.lookup.get_att(logical_id, self._scalar(attribute, where))
 
     def _if(self, argument: Any, where: str) -> Any:
         name, when_true, when_false = self._args(argument, 3, where)
@@ -352,7 +352,9 @@ class Resolver:
 
     def _join(self, argument: Any, where: str) -> str:
         delimiter, items = self._args(argument, 2, where)
-        return self._str(delimiter, where).join(self._str(item, where) for item in self._list(items, where))
+        return self._scalar(delimiter, where).join(
+            self._scalar(item, where) for item in self._list(items, where)
+        )
 
     def _select(self, argument: Any, where: str) -> Any:
         index, items = self._args(argument, 2, where)
@@ -364,7 +366,7 @@ class Resolver:
 
     def _split(self, argument: Any, where: str) -> list[str]:
         delimiter, text = self._args(argument, 2, where)
-        return self._str(text, where).split(self._str(delimiter, where))
+        return self._scalar(text, where).split(self._scalar(delimiter, where))
 
     def _find_in_map(self, argument: Any, where: str) -> Any:
         map_name, top_key, second_key = (self._scalar(a, where) for a in self._args(argument, 3, where))
@@ -391,9 +393,6 @@ class Resolver:
         if isinstance(resolved, dict | list):
             raise TemplateError(f"{where}: expected a single value, got {resolved!r}")
         return _text(resolved)
-
-    def _str(self, value: Any, where: str) -> str:
-        return self._scalar(value, where)
 
 
 def _text(value: Any) -> str:

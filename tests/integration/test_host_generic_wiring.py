@@ -8,7 +8,9 @@ from pathlib import Path
 from uuid import uuid4
 
 import httpx
+import pytest
 
+from devstack.host import TemplateError
 from tests.fixtures.host.hosting import FIXTURES, client, items, start_host, wait_until
 
 TEMPLATE = """
@@ -116,3 +118,42 @@ def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path,
         assert any(event.get("routeKey") == f"POST /{names['route']}/{{id}}" for event in events)
     finally:
         host.stop()
+
+
+BROKEN = """
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: {code}
+      Handler: app.handler
+      Runtime: python3.12
+      Events:
+        Tick:
+          Type: Schedule
+          Properties:
+            Schedule: {schedule}
+"""
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ("cron(0 3 * * *)", r"Resources.Fn.Properties.Events.Tick: .*6 fields"),
+        ("sometimes", r"Resources.Fn.Properties.Events.Tick: .*not a rate"),
+    ],
+)
+def test_bad_schedule_is_refused_naming_the_event(
+    tmp_path: Path, moto_endpoint: str, schedule: str, message: str
+) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(BROKEN.format(code=FIXTURES / "functions" / "recorder", schedule=f"'{schedule}'"))
+    with pytest.raises(TemplateError, match=message):
+        start_host(moto_endpoint, template=template)
+
+
+def test_missing_code_folder_is_refused_naming_the_function(tmp_path: Path, moto_endpoint: str) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(BROKEN.format(code=tmp_path / "nowhere", schedule="rate(1 day)"))
+    with pytest.raises(TemplateError, match=r"Resources.Fn.Properties.CodeUri: .*nowhere is not a folder"):
+        start_host(moto_endpoint, template=template)
