@@ -26,7 +26,8 @@ class ConfigError(RuntimeError):
 
 
 class _FromEnv(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Environment variable names (aliases) from `from_env`; field names from code and tests.
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True, validate_by_alias=True)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Self:
