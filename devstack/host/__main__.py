@@ -14,6 +14,9 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
+
+import yaml
 
 from devstack.host.local_host import LocalHost
 from devstack.host.resources import ProvisioningError
@@ -30,6 +33,16 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def _property_overrides(pairs: dict[str, str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, value in pairs.items():
+        logical_id, dot, name = key.partition(".")
+        if not dot or not name:
+            raise SystemExit(f"--override needs LogicalId.Property=VALUE, got {key!r}")
+        overrides.setdefault(logical_id, {})[name] = yaml.safe_load(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.host", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -37,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--aws-endpoint", default=os.environ.get("AWS_ENDPOINT_URL"), help="moto server URL")
     parser.add_argument("--param", action="append", default=[], metavar="K=V", help="parameter override")
+    parser.add_argument(
+        "--override", action="append", default=[], metavar="ID.Property=VALUE",
+        help="local property value, e.g. EventsQueue.VisibilityTimeout=5 (VALUE is YAML)",
+    )  # fmt: skip
     parser.add_argument("--env", action="append", default=[], metavar="K=V", help="extra function variable")
     parser.add_argument(
         "--secret", action="append", default=[], metavar="ID=VALUE", help="secret's local value"
@@ -67,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         args.template,
         args.aws_endpoint,
         parameter_overrides=_pairs(args.param, "--param"),
+        property_overrides=_property_overrides(_pairs(args.override, "--override")),
         env_overrides=_pairs(args.env, "--env"),
         secret_values=_pairs(args.secret, "--secret"),
         time_factor=args.time_factor,

@@ -42,6 +42,7 @@ class LocalHost:
         aws_endpoint: str,
         *,
         parameter_overrides: Mapping[str, str] | None = None,
+        property_overrides: Mapping[str, Mapping[str, Any]] | None = None,
         env_overrides: Mapping[str, str] | None = None,
         function_env_overrides: Mapping[str, Mapping[str, str]] | None = None,
         secret_values: Mapping[str, str] | None = None,
@@ -57,6 +58,7 @@ class LocalHost:
         self.template_path = Path(template_path).resolve()
         self.aws_endpoint = aws_endpoint
         self.parameter_overrides = dict(parameter_overrides or {})
+        self.property_overrides = {k: dict(v) for k, v in (property_overrides or {}).items()}
         self.env_overrides = dict(env_overrides or {})
         self.function_env_overrides = {k: dict(v) for k, v in (function_env_overrides or {}).items()}
         self.secret_values = dict(secret_values or {})
@@ -166,7 +168,11 @@ class LocalHost:
         clients = Clients(self.aws_endpoint, self.region)
         pseudo = Pseudo(region=self.region, account_id=self._account_id(clients), stack_name=self.stack_name)
         template = Template(
-            load_template(self.template_path), self.template_path.parent, pseudo, self.parameter_overrides
+            load_template(self.template_path),
+            self.template_path.parent,
+            pseudo,
+            self.parameter_overrides,
+            self.property_overrides,
         )
         stack = self.stack = Stack(template, clients, {}, self.secret_values)
         self._bind_apis(stack)

@@ -133,6 +133,7 @@ class Template:
         base_dir: Path,
         pseudo: Pseudo,
         parameter_overrides: Mapping[str, str] | None = None,
+        property_overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.raw = raw
         self.base_dir = base_dir
@@ -161,6 +162,15 @@ class Template:
                 depends_on=[depends_on] if isinstance(depends_on, str) else list(depends_on),
                 metadata=body.get("Metadata") or {},
             )
+
+        self._override(property_overrides or {})
+
+    def _override(self, overrides: Mapping[str, Mapping[str, Any]]) -> None:
+        """Local-only property values (e.g. a short VisibilityTimeout), replacing the template's."""
+        for logical_id, properties in overrides.items():
+            if logical_id not in self.resources:
+                raise TemplateError(f"property overrides name a resource the template lacks: {logical_id}")
+            self.resources[logical_id].properties = {**self.resources[logical_id].properties, **properties}
 
     def of_type(self, *types: str) -> list[Resource]:
         return [r for r in self.resources.values() if r.type in types]

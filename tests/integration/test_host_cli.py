@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.fixtures.host.hosting import TEMPLATE
+from tests.fixtures.host.hosting import TEMPLATE, client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,6 +45,7 @@ def test_program_prints_where_it_serves_and_stops_on_sigterm(moto_endpoint: str,
     process = run_host(
         "--template", str(TEMPLATE), "--aws-endpoint", moto_endpoint, "--param", "Stage=dev",
         "--stack-name", "cli-test", "--region", "eu-west-1", "--log-dir", str(tmp_path),
+        "--override", "PlainQueue.VisibilityTimeout=7",
     )  # fmt: skip
     try:
         # When it is ready, Then its one JSON line names the API and the resources
@@ -52,6 +53,11 @@ def test_program_prints_where_it_serves_and_stops_on_sigterm(moto_endpoint: str,
         assert ready["api"].startswith("http://127.0.0.1:")
         assert ready["resources"]["WorkQueue"]["QueueUrl"].startswith(moto_endpoint)
         assert ready["resources"]["DataKeyAlias"]["Ref"] == "alias/cli-test-data"
+        # with the local property override applied
+        plain = client(moto_endpoint, "sqs").get_queue_attributes(
+            QueueUrl=ready["resources"]["PlainQueue"]["QueueUrl"], AttributeNames=["VisibilityTimeout"]
+        )
+        assert plain["Attributes"]["VisibilityTimeout"] == "7"
         # and the API answers
         assert httpx.get(f"{ready['api']}/bare", timeout=10).json()["bare"] is True
         # and function output went to the function's log file

@@ -181,6 +181,16 @@ def test_globals_merge_like_sam(template: Template) -> None:
     assert "Timeout" not in template.resources["Queue"].properties  # only functions get Function globals
 
 
+def test_property_overrides_replace_template_values(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(TEMPLATE)
+    template = Template(load_template(path), tmp_path, PSEUDO, property_overrides={"Fn": {"Timeout": 1}})
+    assert template.resources["Fn"].properties["Timeout"] == 1
+    assert template.resources["Fn"].properties["Layers"] == ["GlobalLayer", "LocalLayer"]
+    with pytest.raises(TemplateError, match="lacks: Nope"):
+        Template(load_template(path), tmp_path, PSEUDO, property_overrides={"Nope": {}})
+
+
 def test_intrinsic_in_globals_counts_as_a_scalar() -> None:
     assert merge_globals({"Fn::If": ["C", {"a": 1}, {}]}, {"b": 2}) == {"b": 2}
 
