@@ -48,5 +48,7 @@ def start() -> Response[str]:
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
 ) -> dict[str, Any]:
-    app.context["flow"] = flow or consent_flow()  # read by the route; powertools clears it after resolve
+    app.context["flow"] = flow or consent_flow(
+        announce=False
+    )  # read by the route; powertools clears it after resolve
     return app.resolve(event, context)

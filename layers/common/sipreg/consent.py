@@ -353,17 +353,29 @@ def _url_parts(url: str) -> tuple[str, str, str] | None:
 # --- wiring -------------------------------------------------------------------------------------
 
 
+class _NoAnnouncements:
+    """For the start function, which never announces anything (and so needs no queue)."""
+
+    def consented(self, msisdn: str) -> None:
+        raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")
+
+
 def build_consent_flow(
     settings: ConsentSettings,
     *,
     identity: IdentityServer | None = None,
     events: ConsentEvents | None = None,
+    announce: bool = True,
 ) -> ConsentFlow:
+    """`announce=False` for a flow that only starts (no queue needed); else EVENTS_QUEUE_URL is."""
     client = identity or identity_server(settings, redirect_uri=settings.callback_url)
     if events is None:
-        if settings.events_queue_url is None:
+        if settings.events_queue_url is not None:
+            events = QueueConsentEvents(settings.events_queue_url)
+        elif announce:
             raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")
-        events = QueueConsentEvents(settings.events_queue_url)
+        else:
+            events = _NoAnnouncements()
     return ConsentFlow(
         states=OAuthStateStore(settings.oauth_states_table),
         tokens=build_token_service(settings, identity=client),
@@ -376,6 +388,6 @@ def build_consent_flow(
 
 
 @cache
-def consent_flow() -> ConsentFlow:
+def consent_flow(*, announce: bool = True) -> ConsentFlow:
     """The process-wide flow, configured from the environment (`ConsentSettings`)."""
-    return build_consent_flow(ConsentSettings.from_env())
+    return build_consent_flow(ConsentSettings.from_env(), announce=announce)

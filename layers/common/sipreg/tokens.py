@@ -242,7 +242,8 @@ class OAuthClient:
     def userinfo(self, access_token: str) -> dict[str, Any]:
         response = self._call(
             "userinfo",
-            lambda s: s.get(
+            lambda s: s.request(
+                "GET",
                 self.userinfo_endpoint,
                 headers={"Authorization": f"Bearer {access_token}"},
                 withhold_token=True,
@@ -251,7 +252,9 @@ class OAuthClient:
         return self._json_object(response)
 
     def jwks(self) -> dict[str, Any]:
-        return self._json_object(self._call("jwks", lambda s: s.get(self.jwks_uri, withhold_token=True)))
+        return self._json_object(
+            self._call("jwks", lambda s: s.request("GET", self.jwks_uri, withhold_token=True))
+        )
 
     # -- plumbing -----------------------------------------------------------------------------------
 

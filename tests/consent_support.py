@@ -1,0 +1,183 @@
+"""The consent stack for integration and e2e tests: template.yaml's functions on the local host
+(moto server behind them), a wg2sim process as the identity server, and a form-submitting HTTP
+client that walks the sign-in pages like a person would."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import boto3
+import httpx
+
+from devstack.host.local_host import LocalHost
+from devstack.wg2sim.process import Wg2simProcess
+from sipreg.config import TokenSettings
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+REGION = "eu-west-1"
+RETURN_TO = "https://crm.example/consent-done"
+
+
+@dataclass
+class ConsentStack:
+    host: LocalHost
+    sim: Wg2simProcess
+    endpoint: str
+    client_id: str
+    client_secret: str
+    log_dir: Path
+
+    @property
+    def api_url(self) -> str:
+        assert self.host.api_url
+        return self.host.api_url
+
+    def ref(self, logical_id: str, attribute: str = "Ref") -> str:
+        return str(self.host.resources[logical_id][attribute])
+
+    @property
+    def subscribers_table(self) -> str:
+        return self.ref("SubscribersTable")
+
+    @property
+    def states_table(self) -> str:
+        return self.ref("OAuthStatesTable")
+
+    @property
+    def queue_url(self) -> str:
+        return self.ref("EventsQueue")
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """TokenSettings' variables as the template gives them to the functions."""
+        return {
+            "IDENTITY_SERVER_URL": self.sim.http_url,
+            "CLIENT_ID": self.client_id,
+            "CLIENT_SECRET_ARN": self.ref("OAuthClientSecret"),
+            "SUBSCRIBERS_TABLE": self.subscribers_table,
+            "DATA_KEY_ID": self.ref("DataKey", "Arn"),
+            **extra,
+        }
+
+    def token_settings(self, **extra: str) -> TokenSettings:
+        return TokenSettings.from_env(self.env(**extra))
+
+    def aws(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)
+
+    def raw_subscriber(self, msisdn: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = (
+            self.aws("dynamodb")
+            .get_item(TableName=self.subscribers_table, Key={"msisdn": {"S": msisdn}}, ConsistentRead=True)
+            .get("Item")
+        )
+        return item
+
+    def queued(self) -> list[dict[str, Any]]:
+        """Receives (and deletes) what is on the events queue now."""
+        sqs = self.aws("sqs")
+        found: list[dict[str, Any]] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return found
+            found.extend(batch)
+            for message in batch:
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def function_logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*")))
+
+
+def register_client(sim: Wg2simProcess, client_id: str, secret: str, redirect_uri: str) -> None:
+    answer = httpx.post(
+        f"{sim.http_url}/_admin/oidc/clients",
+        json={"client_id": client_id, "client_secret": secret, "redirect_uris": [redirect_uri]},
+        timeout=5,
+    )
+    answer.raise_for_status()
+
+
+@contextmanager
+def consent_stack(endpoint: str, sim: Wg2simProcess, log_dir: Path) -> Iterator[ConsentStack]:
+    """template.yaml on the local host, pointed at `sim`, with a client registered there."""
+    client_id = f"sipreg-{uuid.uuid4().hex[:8]}"
+    client_secret = secrets.token_urlsafe(24)
+    host = LocalHost(
+        TEMPLATE,
+        endpoint,
+        region=REGION,
+        stack_name=f"cs{uuid.uuid4().hex[:8]}",
+        parameter_overrides={
+            "IdentityServerUrl": sim.http_url,
+            "ClientId": client_id,
+            "ConsentReturnToAllowlist": RETURN_TO,
+        },
+        secret_values={"OAuthClientSecret": client_secret},
+        log_dir=log_dir,
+        sqs_wait_seconds=1,
+    )
+    with host:
+        assert host.api_url
+        register_client(sim, client_id, client_secret, f"{host.api_url}/oauth/callback")
+        yield ConsentStack(host, sim, endpoint, client_id, client_secret, log_dir)
+
+
+# --- a person at a browser, as an HTTP client -----------------------------------------------------
+
+
+@dataclass
+class Walk:
+    """What a walk through the pages met: the last page, and the secrets it saw on the way."""
+
+    final: httpx.Response
+    callback_url: str | None
+    pin: str | None
+
+
+def _hidden(page: httpx.Response, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page.text)
+    assert found, f"no {name} field on {page.url}: {page.text[:500]}"
+    return found[1]
+
+
+def _action(page: httpx.Response) -> str:
+    found = re.search(r'<form method="post" action="([^"]+)"', page.text)
+    assert found, f"no form on {page.url}"
+    return urljoin(str(page.url), str(found[1]))
+
+
+def walk_consent(
+    http: httpx.Client,
+    start_url: str,
+    *,
+    msisdn: str,
+    decision: str = "allow",
+    follow_callback: bool = True,
+) -> Walk:
+    """GET start_url, follow to the identity server, submit number, PIN and the decision."""
+    login = http.get(start_url, follow_redirects=True)
+    assert login.status_code == 200, login.text[:500]
+    req = _hidden(login, "req")
+    pin_page = http.post(_action(login), data={"req": req, "msisdn": msisdn})
+    pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)
+    assert pin, pin_page.text[:500]
+    consent = http.post(_action(pin_page), data={"req": req, "pin": pin[1]})
+    assert 'data-testid="allow"' in consent.text, consent.text[:500]
+    decided = http.post(_action(consent), data={"req": req, "decision": decision})
+    assert decided.status_code == 302, decided.text[:500]
+    callback_url = decided.headers["Location"]
+    if not follow_callback:
+        return Walk(decided, callback_url, pin[1])
+    return Walk(http.get(callback_url), callback_url, pin[1])
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)

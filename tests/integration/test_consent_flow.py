@@ -1,0 +1,231 @@
+"""Given template.yaml's consent functions on the local host (moto server) and wg2sim as the
+identity server, a subscriber walking the pages ends with stored, encrypted, working tokens; and
+every way the flow can go wrong stores nothing. All over real sockets."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from devstack.wg2sim.process import Wg2simProcess
+from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
+from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2_grpc as v0_grpc
+from sipreg.tokens import KmsCipher
+from tests.consent_support import RETURN_TO, ConsentStack, consent_stack, query_of, walk_consent
+
+
+@pytest.fixture(scope="module")
+def stack(
+    moto_endpoint: str, wg2sim: Wg2simProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ConsentStack]:
+    with consent_stack(moto_endpoint, wg2sim, tmp_path_factory.mktemp("consent-logs")) as running:
+        yield running
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
+def start_url(stack: ConsentStack, **query: str) -> str:
+    return f"{stack.api_url}/oauth/start?{urlencode(query)}"
+
+
+def stored_tokens(stack: ConsentStack, msisdn: str) -> tuple[str, str]:
+    item = stack.raw_subscriber(msisdn)
+    assert item is not None
+    cipher = KmsCipher(stack.ref("DataKey", "Arn"), client=stack.aws("kms"))
+    return (
+        cipher.decrypt(item["access_token_ciphertext"]["B"], msisdn=msisdn),
+        cipher.decrypt(item["refresh_token_ciphertext"]["B"], msisdn=msisdn),
+    )
+
+
+def test_full_flow_stores_encrypted_tokens_the_core_accepts(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str], wg2_channel
+) -> None:
+    msisdn = new_msisdn()
+    stack.queued()
+    # When the subscriber opens the link and walks number -> PIN -> Allow
+    walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn)
+    # Then the success page names the number masked, never in full
+    assert walk.final.status_code == 200
+    assert "Consent granted" in walk.final.text
+    assert f"{msisdn[:3]}{'*' * (len(msisdn) - 5)}{msisdn[-2:]}" in walk.final.text
+    assert msisdn not in walk.final.text
+    assert walk.final.headers["cache-control"] == "no-store"
+    # And the subscriber is stored with scopes and encrypted tokens
+    item = stack.raw_subscriber(msisdn)
+    assert item is not None
+    assert item["status"]["S"] == "consented"
+    assert "call.control:answer_and_initiate" in [scope["S"] for scope in item["scopes"]["L"]]
+    access, refresh = stored_tokens(stack, msisdn)
+    # And no attribute holds a token in plaintext
+    raw = json.dumps(item, default=repr)
+    assert access not in raw
+    assert refresh not in raw
+    # And the ciphertext is bound to this MSISDN (KMS encryption context)
+    cipher = KmsCipher(stack.ref("DataKey", "Arn"), client=stack.aws("kms"))
+    with pytest.raises(Exception, match="InvalidCiphertext"):
+        cipher.decrypt(item["access_token_ciphertext"]["B"], msisdn="+4799990000")
+    # And subscriber.consented for the MSISDN is on the queue (group = MSISDN)
+    messages = [m for m in stack.queued() if json.loads(m["Body"])["msisdn"] == msisdn]
+    assert [json.loads(m["Body"])["type"] for m in messages] == ["subscriber.consented"]
+    # And the core accepts the access token for this subscriber
+    stub = v0_grpc.SipBreakoutServiceStub(wg2_channel(stack.sim))
+    answer = stub.UpsertRegistration(
+        v0.UpsertRegistrationRequest(
+            registration=v0.Registration(sip_uri="sips:pbx.acme.example", route_type=v0.ROUTE_TYPE_FORK)
+        ),
+        metadata=[("authorization", f"Bearer {access}")],
+        timeout=5,
+    )
+    assert answer.status_code == v0.STATUS_CODE_OK
+    assert msisdn in [r["msisdn"] for r in stack.sim.registrations()]
+    # And no token, code, state or secret shows in the functions' logs
+    logs = stack.function_logs()
+    assert logs  # the functions did log
+    callback_query = query_of(walk.callback_url or "")
+    for secret in (
+        access,
+        refresh,
+        stack.client_secret,
+        callback_query["code"][0],
+        callback_query["state"][0],
+    ):
+        assert secret not in logs
+    assert msisdn not in logs
+
+
+def test_replayed_callback_is_refused_and_changes_nothing(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    walk = walk_consent(http, start_url(stack), msisdn=msisdn)
+    assert walk.final.status_code == 200
+    before = stack.raw_subscriber(msisdn)
+    replay = http.get(walk.callback_url or "")
+    assert replay.status_code == 400
+    assert "already used" in replay.text
+    assert stack.raw_subscriber(msisdn) == before
+
+
+def test_expired_state_is_refused_and_stores_nothing(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    walk = walk_consent(http, start_url(stack), msisdn=msisdn, follow_callback=False)
+    state = query_of(walk.callback_url or "")["state"][0]
+    # Given the state's 10 minutes ran out (TTL deletion lags, as in AWS)
+    stack.aws("dynamodb").update_item(
+        TableName=stack.states_table,
+        Key={"state": {"S": state}},
+        UpdateExpression="SET expires = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+    answer = http.get(walk.callback_url or "")
+    assert answer.status_code == 400
+    assert "expired" in answer.text
+    assert stack.raw_subscriber(msisdn) is None
+
+
+def test_unknown_or_missing_state_is_refused(stack: ConsentStack, http: httpx.Client) -> None:
+    unknown = http.get(f"{stack.api_url}/oauth/callback?code=abc&state=never-issued")
+    missing = http.get(f"{stack.api_url}/oauth/callback?code=abc")
+    assert (unknown.status_code, missing.status_code) == (400, 400)
+
+
+def test_access_denied_shows_declined_and_stores_nothing(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    stack.queued()
+    walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn, decision="deny")
+    assert query_of(walk.callback_url or "")["error"] == ["access_denied"]
+    assert walk.final.status_code == 200
+    assert "Consent declined" in walk.final.text
+    assert stack.raw_subscriber(msisdn) is None
+    assert not [m for m in stack.queued() if msisdn in m["Body"]]
+
+
+def test_return_to_on_the_allow_list_gets_the_browser_back(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    walk = walk_consent(http, start_url(stack, return_to=RETURN_TO), msisdn=msisdn, follow_callback=False)
+    answer = http.get(walk.callback_url or "")
+    assert answer.status_code == 302
+    assert answer.headers["location"] == f"{RETURN_TO}?consent=granted"
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [({"return_to": "https://crm.example.evil.test/x"}, "return_to"), ({"msisdn": "4799990000"}, "msisdn")],
+)
+def test_bad_start_parameters_get_a_400_page_naming_the_field(
+    stack: ConsentStack, http: httpx.Client, query: dict[str, str], field: str
+) -> None:
+    answer = http.get(start_url(stack, **query))
+    assert answer.status_code == 400
+    assert f"{field}:" in answer.text
+    assert "location" not in answer.headers
+
+
+def test_start_keeps_a_fresh_state_and_sends_pkce_s256(stack: ConsentStack, http: httpx.Client) -> None:
+    first = http.get(start_url(stack))
+    second = http.get(start_url(stack))
+    assert first.status_code == second.status_code == 302
+    one, two = query_of(first.headers["location"]), query_of(second.headers["location"])
+    assert one["state"] != two["state"]
+    assert len(one["state"][0]) >= 22  # >= 128 bits in base64url
+    assert one["code_challenge_method"] == ["S256"]
+    assert one["scope"] == ["openid phone offline_access call.control:answer_and_initiate"]
+    item = stack.aws("dynamodb").get_item(TableName=stack.states_table, Key={"state": {"S": one["state"][0]}})
+    assert 590 <= int(item["Item"]["expires"]["N"]) - time.time() <= 600
+
+
+def test_consent_still_verifies_after_the_signing_key_rotates(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    # Given the callback function has the identity server's JWKS cached from an earlier consent
+    assert walk_consent(http, start_url(stack), msisdn=new_msisdn()).final.status_code == 200
+    # When the identity server rotates its key without notice (old key withdrawn at once)
+    httpx.post(f"{stack.sim.http_url}/_admin/rotate-keys", json={"keep_previous": False}, timeout=5)
+    # Then the next consent still verifies (unknown kid -> JWKS refetched)
+    msisdn = new_msisdn()
+    walk = walk_consent(http, start_url(stack), msisdn=msisdn)
+    assert walk.final.status_code == 200, walk.final.text
+    assert stack.raw_subscriber(msisdn) is not None
+
+
+def test_the_server_refuses_wrong_or_missing_pkce_verifiers(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    # Given a code obtained through our start function (its verifier stays in our table)
+    walk = walk_consent(http, start_url(stack), msisdn=new_msisdn(), follow_callback=False)
+    code = query_of(walk.callback_url or "")["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": f"{stack.api_url}/oauth/callback",
+    }
+    auth = (stack.client_id, stack.client_secret)
+    # When someone holding only the code tries it without, or with a made-up, verifier
+    missing = http.post(f"{stack.sim.http_url}/oauth2/token", data=form, auth=auth)
+    wrong = http.post(
+        f"{stack.sim.http_url}/oauth2/token", data={**form, "code_verifier": "x" * 64}, auth=auth
+    )
+    # Then the server refuses both, and the code is used up
+    assert missing.status_code == wrong.status_code == 400
+    assert "access_token" not in missing.json() | wrong.json()
+    assert http.get(walk.callback_url or "").status_code == 400
+
+
+def test_functions_are_wired_as_template_routes(stack: ConsentStack, http: httpx.Client) -> None:
+    assert http.post(f"{stack.api_url}/oauth/start").status_code in (404, 405)
