@@ -273,6 +273,7 @@ class LocalHost:
                 else:
                     log.warning("%s: event type %s is not run locally", where, event.type)
         self._resource_schedules(stack)
+        self._resource_mappings(stack, clients)
 
     def _event_schedule(
         self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
@@ -315,6 +316,20 @@ class LocalHost:
                         runtime, resource.logical_id, "rule" if rule else "scheduler", arn, settings
                     )
                 )
+
+    def _resource_mappings(self, stack: Stack, clients: Clients) -> None:
+        """`AWS::Lambda::EventSourceMapping` resources from an SQS queue to a function of the template."""
+        by_name = {spec.name: self.runtimes[logical_id] for logical_id, spec in self.functions.items()}
+        by_name.update({spec.arn: self.runtimes[logical_id] for logical_id, spec in self.functions.items()})
+        for resource in stack.template.of_type("AWS::Lambda::EventSourceMapping"):
+            props = stack.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
+            runtime = by_name.get(props.get("FunctionName"))
+            if runtime is None or ":sqs:" not in str(props.get("EventSourceArn")):
+                log.warning("%s: only SQS mappings to local functions run locally", resource.logical_id)
+                continue
+            settings = {**props, "Queue": props["EventSourceArn"]}
+            source = SqsEventSource(runtime, resource.logical_id, settings, clients, self.sqs_wait_seconds)
+            self.sources.append(source)
 
     def _output_for(self, logical_id: str) -> int | IO[Any]:
         """Where a function's stdout/stderr go: `<log_dir>/<LogicalId>.log`, else our stderr."""

@@ -38,8 +38,26 @@ Resources:
     Type: AWS::SQS::Queue
     Properties:
       VisibilityTimeout: 3
+  {queue}Raw:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 3
   {api}:
     Type: AWS::Serverless::HttpApi
+  {function}Mapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      EventSourceArn: !GetAtt {queue}Raw.Arn
+      FunctionName: !Ref {function}
+      BatchSize: 2
+  {function}Rule:
+    Type: AWS::Events::Rule
+    Properties:
+      ScheduleExpression: rate(7 days)
+      Targets:
+        - Id: target
+          Arn: !GetAtt {function}.Arn
+          Input: '{{"rule": "{variable}"}}'
   {function}:
     Type: AWS::Serverless::Function
     Properties:
@@ -92,13 +110,20 @@ def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path,
         def recorded() -> list[dict[str, object]]:
             return [json.loads(str(item["event"])) for item in items(moto_endpoint, table, function_name)]
 
-        # Then its queue feeds its function
-        client(moto_endpoint, "sqs").send_message(
-            QueueUrl=host.resources[names["queue"]]["Ref"], MessageBody="hi"
-        )
-        wait_until(lambda: any("Records" in event for event in recorded()))
-        # and its schedule fires it with the template's Input
-        assert host.trigger_schedule(names["function"]) == {"tick": names["variable"]}
+        # Then its queues feed its function, through its SQS event and through its mapping resource
+        sqs = client(moto_endpoint, "sqs")
+        queues = (names["queue"], f"{names['queue']}Raw")
+        for queue in queues:
+            sqs.send_message(QueueUrl=host.resources[queue]["Ref"], MessageBody="hi")
+
+        def sources_seen() -> set[str]:
+            return {e["Records"][0]["eventSourceARN"] for e in recorded() if "Records" in e}  # type: ignore[index]
+
+        wait_until(lambda: sources_seen() == {host.resources[q]["Arn"] for q in queues})
+        # and its schedules (an event and a rule resource) fire it with the template's Input
+        tick, rule = f"{names['function']}Tick", f"{names['function']}Rule"
+        assert host.trigger_schedule(names["function"], tick) == {"tick": names["variable"]}
+        assert host.trigger_schedule(names["function"], rule) == {"rule": names["variable"]}
         # and its route reaches it on its own API
         api_url = host.api_urls[names["api"]]
         answer = httpx.post(f"{api_url}/{names['route']}/7", json={"a": 1}, timeout=10)
