@@ -44,6 +44,8 @@ Resources:
       VisibilityTimeout: 3
   {api}:
     Type: AWS::Serverless::HttpApi
+    Properties:
+      StageName: live
   {function}Mapping:
     Type: AWS::Lambda::EventSourceMapping
     Properties:
@@ -129,6 +131,9 @@ def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path,
         answer = httpx.post(f"{api_url}/{names['route']}/7", json={"a": 1}, timeout=10)
         assert answer.status_code == 200
         assert answer.json()["pathParameters"] == {"id": "7"}
+        assert answer.json()["requestContext"]["stage"] == "live"
+        assert answer.json()["rawPath"] == f"/live/{names['route']}/7"
+        assert api_url.endswith("/live")
         # and it saw its own variable, resolved
         assert (
             host.functions[names["function"]].env[names["variable"]]

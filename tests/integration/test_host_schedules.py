@@ -7,11 +7,12 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from devstack.host import LocalHost
-from devstack.host.schedule_expr import Cron, Rate, ScheduleExpressionError, parse
+from devstack.host.schedule_expr import At, Cron, Rate, ScheduleExpressionError, parse
 from tests.fixtures.host.hosting import items, start_host, wait_until
 
 
@@ -82,6 +83,19 @@ def test_cron_expression_next_fire_time(expression: str, after: str, expected: s
     assert isinstance(cron, Cron)
     moment = datetime.fromisoformat(after).replace(tzinfo=UTC)
     assert cron.next_after(moment) == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+
+
+def test_cron_runs_in_the_schedules_time_zone() -> None:
+    # 03:00 in Oslo is 02:00 UTC in winter, 01:00 UTC in summer
+    oslo = ZoneInfo("Europe/Oslo")
+    cron = parse("cron(0 3 * * ? *)", oslo)
+    assert isinstance(cron, Cron)
+    assert cron.next_after(datetime(2026, 1, 1, tzinfo=UTC), oslo) == datetime(2026, 1, 1, 2, tzinfo=UTC)
+    assert cron.next_after(datetime(2026, 7, 1, tzinfo=UTC), oslo) == datetime(2026, 7, 1, 1, tzinfo=UTC)
+
+
+def test_at_expression_is_one_moment() -> None:
+    assert parse("at(2030-01-02T03:04:05)") == At(datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
