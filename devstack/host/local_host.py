@@ -18,7 +18,7 @@ from devstack.host.aws import Clients
 from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
 from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
 from devstack.host.invoker import FunctionRuntime
-from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, Stack
+from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
 from devstack.host.sqs_source import SqsEventSource
 from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, load_template
@@ -221,9 +221,11 @@ class LocalHost:
     def _account_id(self, clients: Clients) -> str:
         try:
             return clients.account_id()
-        except (BotoCoreError, ClientError):
+        except ClientError:
             log.debug("the endpoint has no STS; assuming moto's default account")
             return MOTO_ACCOUNT_ID
+        except BotoCoreError as exc:
+            raise ProvisioningError(f"cannot reach the AWS endpoint {self.aws_endpoint}: {exc}") from exc
 
     def _bind_apis(self, stack: Stack) -> None:
         """Listens for each HTTP API before provisioning, so `ApiEndpoint` names the local URL."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.host.aws import Clients
 from devstack.host.template import (
@@ -149,7 +149,7 @@ class Stack:
                 continue
             try:
                 self.physical[logical_id] = creator(resource)
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 raise ProvisioningError(f"{logical_id} ({resource.type}): {exc}") from exc
             except (KeyError, TypeError, ValueError) as exc:
                 if isinstance(exc, TemplateError):
