@@ -240,3 +240,34 @@ def test_no_token_appears_in_log_lines(world: World, caplog: pytest.LogCaptureFi
     assert caplog.records  # it did log
     assert token not in text
     assert MSISDN not in caplog.text  # masked
+
+
+def test_a_waiter_takes_the_winners_token_even_when_it_is_already_due_by_our_margin(world: World) -> None:
+    # Given tokens that live shorter than our margin (every token looks due), and a refresh in flight
+    world.consent()
+    record = world.store.records[MSISDN]
+    world.store.save(
+        record.model_copy(update={"refresh_lease_until": world.clock.now + 30}), read_version=record.version
+    )
+    impatient = TokenService(
+        store=world.store,
+        cipher=world.cipher,
+        identity=world.identity,
+        service_scope="call.control:answer_and_initiate",
+        refresh_margin_seconds=10_000,
+        clock=world.clock,
+        sleep=lambda _: finish_other_refresh(),
+    )
+    winner: list[str] = []
+
+    def finish_other_refresh() -> None:
+        if not winner:
+            leased = world.store.records[MSISDN]
+            world.store.save(
+                leased.model_copy(update={"refresh_lease_until": None}), read_version=leased.version
+            )
+            winner.append(world.service().access_token_for(MSISDN, force_refresh=True))
+
+    # When it asks, Then it uses the winner's token instead of refreshing a second time
+    assert impatient.access_token_for(MSISDN) == winner[0]
+    assert world.identity.refresh_calls == 1

@@ -482,17 +482,18 @@ class TokenService:
 
     def _from_store(self, msisdn: str, *, force_refresh: bool, refused: bytes | None) -> str:
         deadline = self._clock() + self._lease + 1.0
+        baseline = refused  # the token we must not hand out again (force) or first saw stored
         while True:
             record = self._consented(msisdn)
             now = self._clock()
             assert record.access_token_ciphertext is not None  # _consented checked it
-            if force_refresh and refused is None:
-                refused = record.access_token_ciphertext  # not cached here: the stored one was refused
-            # A token someone else stored after the one the core refused counts as new.
-            is_new = refused is not None and record.access_token_ciphertext != refused
-            fresh = (record.access_expires_at or 0.0) - now > self._margin
-            if fresh and (not force_refresh or is_new):
+            if baseline is None:
+                baseline = record.access_token_ciphertext
+            remaining = (record.access_expires_at or 0.0) - now
+            if remaining > self._margin and not force_refresh:
                 return self._remember(record)
+            if record.access_token_ciphertext != baseline and remaining > 0:
+                return self._remember(record)  # someone refreshed meanwhile: theirs is ours
             if record.lease_held(now):
                 if now > deadline:
                     raise IdentityServerUnavailableError(
@@ -500,8 +501,6 @@ class TokenService:
                     )
                 self._sleep(self._poll)
                 continue
-            if force_refresh and is_new and (record.access_expires_at or 0.0) > now:
-                return self._remember(record)  # another refresher's result; the margin is not ours to judge
             try:
                 claimed = self._store.save(
                     record.model_copy(update={"refresh_lease_until": now + self._lease}),
