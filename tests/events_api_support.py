@@ -10,12 +10,18 @@ import base64
 import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
+import yaml
+
+from devstack.host import LocalHost
 from sipreg import signing
 from sipreg.events import AnyEvent
 from sipreg.queue import SendResult
@@ -147,3 +153,99 @@ def upsert(event_id: str = "evt-1", msisdn: str = "+4799990000", **overrides: An
     }
     event.update(overrides)
     return event
+
+
+# --- integration: the template's resources and the local host -----------------------------------
+
+REGION = "eu-west-1"
+TEMPLATE = ROOT / "template.yaml"
+# The webhook secret the host seeds, in the documented shape (sipreg.signing).
+HOST_SECRET_VALUE = json.dumps({"current": SECRET, "previous": ["previous-secret"]})
+
+
+def aws_client(endpoint: str, service: str) -> Any:
+    # Explicit placeholder keys: module-scoped fixtures run before the per-test credentials fixture.
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def template_resource(logical_id: str) -> dict[str, Any]:
+    """A resource of template.yaml as written (CloudFormation tags read as plain values)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            return {suffix: loader.construct_scalar(node)}
+        if isinstance(node, yaml.SequenceNode):
+            return {suffix: loader.construct_sequence(node)}
+        return {suffix: loader.construct_mapping(node)}  # type: ignore[arg-type]
+
+    Loader.add_multi_constructor("!", tagged)
+    template = yaml.load(TEMPLATE.read_text(), Loader=Loader)  # noqa: S506  # SafeLoader subclass
+    resource: dict[str, Any] = template["Resources"][logical_id]
+    return resource
+
+
+def events_queue_like(endpoint: str) -> str:
+    """A new queue with the template's EventsQueue settings, only for the test that made it.
+
+    The host's own EventsQueue may have a consumer (the registration worker); a test that reads
+    what was sent reads it here.
+    """
+    props = template_resource("EventsQueue")["Properties"]
+    plain = (
+        "FifoQueue",
+        "ContentBasedDeduplication",
+        "DeduplicationScope",
+        "FifoThroughputLimit",
+        "VisibilityTimeout",
+    )
+    attributes = {
+        name: str(props[name]).lower() if isinstance(props[name], bool) else str(props[name])
+        for name in plain
+    }
+    name = f"events-{uuid.uuid4().hex[:12]}.fifo"
+    return str(aws_client(endpoint, "sqs").create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
+
+
+def drain(endpoint: str, queue_url: str) -> list[dict[str, Any]]:
+    """Every message now in the queue (received and deleted), with its system attributes."""
+    sqs = aws_client(endpoint, "sqs")
+    messages: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, MessageSystemAttributeNames=["All"]
+        ).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)],
+        )
+
+
+@contextmanager
+def events_host(endpoint: str, **env: str) -> Iterator[LocalHost]:
+    """The local host running template.yaml, its webhook secret seeded with HOST_SECRET_VALUE.
+
+    `env` overrides EventsApiFunction's variables (e.g. EVENTS_QUEUE_URL of a test's own queue).
+    """
+    host = LocalHost(
+        TEMPLATE,
+        endpoint,
+        region=REGION,
+        stack_name=f"ev{uuid.uuid4().hex[:8]}",
+        secret_values={"WebhookSecret": HOST_SECRET_VALUE},
+        function_env_overrides={"EventsApiFunction": env},
+        sqs_wait_seconds=1,
+    )
+    with host:
+        yield host
