@@ -15,7 +15,7 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv proto test unit integration e2e lint demo bench build clean
+.PHONY: help venv proto browser test unit integration e2e lint demo bench build clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
@@ -52,7 +52,11 @@ $(PROTO_STAMP): $(PROTOS) $(STAMP)
 
 proto: $(PROTO_STAMP)
 
-test: $(PROTO_STAMP)
+# Debian's chromium for the browser e2e tests (Playwright drives it; it never downloads a browser).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: $(PROTO_STAMP) browser
 	$(PY) -m pytest -q
 
 unit: $(PROTO_STAMP)
@@ -60,6 +64,9 @@ unit: $(PROTO_STAMP)
 
 integration: $(PROTO_STAMP)
 	$(PY) -m pytest -q tests/integration
+
+e2e: $(PROTO_STAMP) browser
+	$(PY) -m pytest -q tests/e2e
 
 lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/ruff check .
