@@ -67,7 +67,7 @@ class EventsApi:
         last_failures: dict[str, str] = {}
         for attempt in range(self._retries + 1):
             if attempt:
-                time.sleep(0.5 * attempt)
+                time.sleep(0.25 * attempt)
             result = self._post(pending)
             outcome.accepted.extend(result.accepted)
             outcome.rejected.update(result.rejected)
