@@ -5,6 +5,7 @@ MaximumBatchingWindowInSeconds for more), invoke the function, and delete what s
 everything on success, nothing on an error, and with ReportBatchItemFailures all records but the
 reported ones. Failed records stay in the queue, come back after the visibility timeout, and the
 queue's redrive policy moves them to the dead-letter queue. MaximumConcurrency pollers run at once.
+Records that no FilterCriteria pattern matches are deleted without an invocation, as Lambda does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from devstack.host.aws import Clients
+from devstack.host.event_filter import FilterError, parse_filters, record_passes
 from devstack.host.invoker import FunctionRuntime, InvocationError
 from devstack.host.resources import ProvisioningError
 from devstack.host.template import TemplateError
@@ -51,8 +53,10 @@ class SqsEventSource:
         limit = max(function.spec.concurrency, 1)
         self.concurrency = min(int(scaling.get("MaximumConcurrency", limit)), limit)
         self.wait_seconds = max(0, min(int(wait_seconds), 20))
-        if properties.get("FilterCriteria"):
-            log.warning("%s: FilterCriteria is not applied locally; every record is delivered", self.name)
+        try:
+            self.filters = parse_filters(properties.get("FilterCriteria") or {})
+        except FilterError as exc:
+            raise TemplateError(f"{self.name}: {exc}") from exc
         _, _, _, self.region, account, queue_name = self.queue_arn.split(":", 5)
         self._sqs = clients.new_client("sqs", connections=self.concurrency + 2)
         try:
@@ -123,6 +127,14 @@ class SqsEventSource:
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [self.record(m) for m in messages]
+        if self.filters:
+            passing = {r["messageId"] for r in records if record_passes(self.filters, r)}
+            # Lambda deletes the records no filter matches, without invoking the function.
+            self._delete([m for m in messages if m["MessageId"] not in passing])
+            messages = [m for m in messages if m["MessageId"] in passing]
+            records = [r for r in records if r["messageId"] in passing]
+            if not records:
+                return
         try:
             result = self.function.invoke({"Records": records}, trigger=f"sqs:{self.name}")
         except InvocationError:
@@ -130,9 +142,11 @@ class SqsEventSource:
         failed = (
             self._failed_ids(result, {r["messageId"] for r in records}) if self.reports_failures else set()
         )
-        done = [m for m in messages if m["MessageId"] not in failed]
-        for start in range(0, len(done), _MAX_RECEIVE):
-            chunk = done[start : start + _MAX_RECEIVE]
+        self._delete([m for m in messages if m["MessageId"] not in failed])
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), _MAX_RECEIVE):
+            chunk = messages[start : start + _MAX_RECEIVE]
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
             response = self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
             if response.get("Failed"):
