@@ -11,6 +11,7 @@ import pytest
 
 from sipreg.api.problems import SecretsUnavailableError
 from sipreg.api.service import EventsService
+from sipreg.config import ConfigError, EventsApiSettings
 from sipreg.events import DeleteEvent, EventType, RevokeEvent, UpsertEvent
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
@@ -25,6 +26,7 @@ from tests.events_api_support import (
     http_event,
     load_app,
     resign,
+    template_resource,
     upsert,
 )
 
@@ -504,3 +506,55 @@ def test_the_openapi_document_describes_the_problem_answers_and_the_signature() 
         "/v1/registrations/{msisdn}",
         "/v1/subscribers/{msisdn}/revoke",
     }
+
+
+def test_a_missing_setting_fails_at_cold_start_naming_the_variable() -> None:
+    environment = {"EVENTS_QUEUE_URL": "https://sqs.example/q.fifo", "REGISTRATIONS_TABLE": "Registrations"}
+
+    with pytest.raises(ConfigError) as caught:
+        EventsApiSettings.from_env(environment)
+
+    assert "WEBHOOK_SECRET_ARN" in str(caught.value)
+    assert "EVENT_LOG_TABLE" in str(caught.value)
+
+
+def test_the_settings_read_every_variable_the_template_gives_the_function() -> None:
+    settings = EventsApiSettings.from_env(
+        {
+            "EVENTS_QUEUE_URL": "https://sqs.example/q.fifo",
+            "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:s",
+            "REGISTRATIONS_TABLE": "Registrations",
+            "EVENT_LOG_TABLE": "EventLog",
+        }
+    )
+
+    assert settings.webhook_secret_max_age == 300
+    assert settings.event_log_table == "EventLog"
+
+
+def test_the_template_gives_the_function_every_setting_and_only_scoped_policies() -> None:
+    function = template_resource("EventsApiFunction")["Properties"]
+    required = {field.alias for field in EventsApiSettings.model_fields.values() if field.is_required()}
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in function["Events"].values()}
+
+    assert required <= set(function["Environment"]["Variables"])
+    assert routes == {
+        ("POST", "/v1/events"),
+        ("GET", "/v1/registrations/{msisdn}"),
+        ("POST", "/v1/subscribers/{msisdn}/revoke"),
+        ("GET", "/v1/openapi.json"),
+    }
+    templates = [next(iter(policy)) for policy in function["Policies"] if "Statement" not in policy]
+    assert sorted(templates) == sorted(
+        [
+            "SQSSendMessagePolicy",
+            "AWSSecretsManagerGetSecretValuePolicy",
+            "DynamoDBReadPolicy",
+            "DynamoDBReadPolicy",
+            "KMSDecryptPolicy",
+        ]
+    )
+    statements = [s for policy in function["Policies"] if "Statement" in policy for s in policy["Statement"]]
+    assert [(s["Action"], s["Resource"]) for s in statements] == [
+        ("kms:GenerateDataKey", {"GetAtt": "DataKey.Arn"})
+    ]

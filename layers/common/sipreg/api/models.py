@@ -64,7 +64,7 @@ class Problem(BaseModel):
 class RegistrationView(BaseModel):
     sip_uri: str
     status: RegistrationStatus
-    desired: RouteSpec | None = Field(default=None, description="What the registration should be; null: none.")
+    desired: RouteSpec | None = Field(default=None, description="What it should be; null: none.")
     applied: RouteSpec | None = Field(default=None, description="What the core holds as far as we know.")
     expires_at: datetime | None = None
     last_error: str | None = None
