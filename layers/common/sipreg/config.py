@@ -116,3 +116,38 @@ class ConsentSettings(TokenSettings):
     # Space-separated; empty means the default for the API version (see sipreg.tokens).
     scopes: Annotated[tuple[str, ...], BeforeValidator(_split(None))] = Field((), alias="SCOPES")
     events_queue_url: str | None = Field(None, alias="EVENTS_QUEUE_URL", min_length=1)
+
+
+class WorkerSettings(_FromEnv):
+    """The registration worker: where records, the event log, the queue and the status bus are."""
+
+    registrations_table: str = Field(alias="REGISTRATIONS_TABLE", min_length=3)
+    event_log_table: str = Field(alias="EVENT_LOG_TABLE", min_length=3)
+    # The queue the worker consumes: failed records get their visibility set on it (growing delay).
+    events_queue_url: str = Field(alias="EVENTS_QUEUE_URL", min_length=1)
+    # EventBridge bus for RegistrationStatusChanged; empty: status changes are only logged.
+    status_bus_name: str | None = Field(None, alias="STATUS_BUS_NAME", min_length=1)
+    api_version: ApiVersion = Field(ApiVersion.V0, alias="API_VERSION")
+    auth_mode: AuthMode = Field(AuthMode.USER, alias="AUTH_MODE")
+    # Retry delay of a failed record: base * 2^(receives - 1), at most max (SQS allows 12 h).
+    retry_base_seconds: int = Field(30, alias="RETRY_BASE_SECONDS", ge=0, le=43_200)
+    retry_max_seconds: int = Field(900, alias="RETRY_MAX_SECONDS", ge=0, le=43_200)
+    # MSISDN groups of one batch applied at once (threads; one core round trip for all of them).
+    group_concurrency: int = Field(10, alias="WORKER_GROUP_CONCURRENCY", ge=1, le=64)
+    # No record is started with less than this left of the invocation (core deadline + writes).
+    time_reserve_seconds: float = Field(8.0, alias="WORKER_TIME_RESERVE_SECONDS", ge=0, le=900)
+    # Emulator only: core seconds per real second (wg2sim --time-scale); TTLs are divided by it.
+    core_time_scale: float = Field(1.0, alias="CORE_TIME_SCALE", ge=1)
+
+
+class RefresherSettings(_FromEnv):
+    """The refresher: which registrations to refresh, how far ahead, how much per run."""
+
+    registrations_table: str = Field(alias="REGISTRATIONS_TABLE", min_length=3)
+    events_queue_url: str = Field(alias="EVENTS_QUEUE_URL", min_length=1)
+    # Refresh what expires within this many seconds (the core's TTL is 3600 s).
+    refresh_margin_seconds: int = Field(1200, alias="REFRESH_MARGIN_SECONDS", ge=1, le=3500)
+    # Bounded work per run; what is left stays due and the next run takes it.
+    max_items: int = Field(5000, alias="REFRESH_MAX_ITEMS", ge=1)
+    page_size: int = Field(100, alias="REFRESH_PAGE_SIZE", ge=1, le=1000)
+    time_reserve_seconds: float = Field(10.0, alias="REFRESH_TIME_RESERVE_SECONDS", ge=0, le=900)

@@ -1,6 +1,6 @@
 """The EventLog table: one line per event and MSISDN, what happened to it and why (30 days).
 
-Key: pk `msisdn`, sk `<recorded_at ISO>#<event_id>`, so a query returns a number's history in
+Key: pk `msisdn`, sk `<recorded_at ISO>#<event_id>[#<sip_uri>]`, so a query returns a number's history in
 time order. `expires` is the table's TTL attribute.
 """
 
@@ -27,12 +27,14 @@ class EventLogEntry(BaseModel):
     reason: str | None = None
     sip_uri: str | None = None
     recorded_at: datetime
+    raw_body: str | None = None  # only for an event that could not be parsed (truncated)
 
 
 def to_item(entry: EventLogEntry) -> dict[str, Any]:
     """The DynamoDB item of an entry (also used inside write transactions)."""
     item = entry.model_dump(mode="json", exclude_none=True)
-    item["sk"] = f"{item['recorded_at']}#{entry.event_id}"
+    # One event may leave a line per registration it touched (consent, revoke): sip_uri keeps them apart.
+    item["sk"] = f"{item['recorded_at']}#{entry.event_id}" + (f"#{entry.sip_uri}" if entry.sip_uri else "")
     item["expires"] = int((entry.recorded_at + RETENTION).timestamp())
     return item
 

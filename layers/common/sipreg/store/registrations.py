@@ -9,20 +9,24 @@ one hot partition.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from sipreg.aws import dynamodb_table
 from sipreg.models import Msisdn, OptionalPrefix, RouteType, SipUri
+from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import to_item as log_item
 
 REFRESH_INDEX = "RefreshDue"
+TRANSACTION_LIMIT = 100  # items per TransactWriteItems
 REFRESH_SHARDS = 16
 # How many event ids a record remembers to absorb redelivered or resent duplicates.
 RECENT_EVENT_IDS = 20
@@ -93,6 +97,14 @@ def _to_item(record: RegistrationRecord) -> dict[str, Any]:
     return item
 
 
+_SERIALIZER = TypeSerializer()
+
+
+def _typed(item: dict[str, Any]) -> dict[str, Any]:
+    """A plain item in the low-level client's typed form ({"S": ...}), for transactions."""
+    return {key: _SERIALIZER.serialize(value) for key, value in item.items()}
+
+
 def _from_item(item: dict[str, Any]) -> RegistrationRecord:
     cleaned = {key: int(value) if isinstance(value, Decimal) else value for key, value in item.items()}
     return RegistrationRecord.model_validate(cleaned)
@@ -133,6 +145,46 @@ class RegistrationStore:
                 ) from None
             raise
         return saved
+
+    def save_with_log(
+        self,
+        saves: Sequence[tuple[RegistrationRecord, int | None]],
+        entries: Sequence[EventLogEntry],
+        *,
+        event_log_table: str,
+    ) -> list[RegistrationRecord]:
+        """Each record as `save` would write it, and the event-log lines, in ONE TransactWriteItems.
+
+        All or nothing: if any record changed since its read version, nothing is written and
+        ConcurrentUpdateError is raised. One request whatever the count (up to 100 items; a larger
+        set, which one subscriber never has, is written in several transactions).
+        """
+        saved = [record.model_copy(update={"version": (read or 0) + 1}) for record, read in saves]
+        puts = [self._versioned_put(record, read) for record, (_, read) in zip(saved, saves, strict=True)] + [
+            {"Put": {"TableName": event_log_table, "Item": _typed(log_item(entry))}} for entry in entries
+        ]
+        for start in range(0, len(puts), TRANSACTION_LIMIT):
+            self._transact(puts[start : start + TRANSACTION_LIMIT])
+        return saved
+
+    def _versioned_put(self, record: RegistrationRecord, read_version: int | None) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self._table.name, "Item": _typed(_to_item(record))}
+        if read_version is None:
+            put["ConditionExpression"] = "attribute_not_exists(msisdn)"
+        else:
+            put["ConditionExpression"] = "#version = :read"
+            put["ExpressionAttributeNames"] = {"#version": "version"}
+            put["ExpressionAttributeValues"] = {":read": {"N": str(read_version)}}
+        return {"Put": put}
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        try:
+            self._table.meta.client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+                raise ConcurrentUpdateError("a registration changed since it was read") from None
+            raise
 
     def due_for_refresh(
         self, shard: str, before: datetime, *, limit: int, start_key: dict[str, Any] | None = None

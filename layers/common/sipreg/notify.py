@@ -1,0 +1,121 @@
+"""Publishing registration status changes to EventBridge, so CRM and billing need not poll.
+
+Each change is one event on the stack's bus:
+
+    source: sipreg    detail-type: RegistrationStatusChanged
+    detail: {"msisdn", "sip_uri", "old_status", "new_status", "reason", "event_id", "event_type",
+             "changed_at"}
+
+The MSISDN is in clear: it is the CRM's key, and the bus is the provider's own. The worker
+collects the changes of one invocation and publishes them together (10 per PutEvents request).
+Publishing never fails the batch: the registration change already happened and is in the table
+and the event log; entries EventBridge keeps refusing are logged (count and error codes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sipreg.models import mask_msisdn
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "sipreg"
+DETAIL_TYPE = "RegistrationStatusChanged"
+PUT_EVENTS_LIMIT = 10  # entries per PutEvents request
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One registration went from `old_status` (None: it is new) to `new_status`."""
+
+    msisdn: str
+    sip_uri: str
+    old_status: str | None
+    new_status: str
+    reason: str | None
+    event_id: str
+    event_type: str
+    changed_at: datetime
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "msisdn": self.msisdn,
+            "sip_uri": self.sip_uri,
+            "old_status": self.old_status,
+            "new_status": self.new_status,
+            "reason": self.reason,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "changed_at": self.changed_at.isoformat(),
+        }
+
+
+class StatusPublisher(Protocol):
+    def publish(self, changes: Sequence[StatusChange]) -> None: ...
+
+
+class LogOnlyPublisher:
+    """No bus configured: the changes are only logged (masked)."""
+
+    def publish(self, changes: Sequence[StatusChange]) -> None:
+        for change in changes:
+            logger.info(
+                "status of %s %s: %s -> %s",
+                mask_msisdn(change.msisdn),
+                change.sip_uri,
+                change.old_status,
+                change.new_status,
+            )
+
+
+class EventBridgePublisher:
+    """PutEvents on `bus_name`, 10 entries per request; failed entries are tried once more."""
+
+    def __init__(self, bus_name: str, *, client: Any = None, attempts: int = 2) -> None:
+        if client is None:
+            from sipreg.aws import client as aws_client  # noqa: PLC0415  # boto3 only when used
+
+            client = aws_client("events")
+        self._bus = bus_name
+        self._client = client
+        self._attempts = attempts
+
+    def publish(self, changes: Sequence[StatusChange]) -> None:
+        for start in range(0, len(changes), PUT_EVENTS_LIMIT):
+            self._publish_chunk(changes[start : start + PUT_EVENTS_LIMIT])
+
+    def _publish_chunk(self, chunk: Sequence[StatusChange]) -> None:
+        pending = [self._entry(change) for change in chunk]
+        codes: set[str] = set()
+        for _ in range(self._attempts):
+            try:
+                answer = self._client.put_events(Entries=pending)
+            except (BotoCoreError, ClientError) as error:
+                codes = {type(error).__name__}
+                continue
+            results = answer.get("Entries", [])
+            failed = [entry for entry, result in zip(pending, results, strict=False) if "ErrorCode" in result]
+            codes = {str(result["ErrorCode"]) for result in results if "ErrorCode" in result}
+            pending = failed
+            if not pending:
+                return
+        logger.error(
+            "%d status change(s) not published to %s (%s)", len(pending), self._bus, ", ".join(sorted(codes))
+        )
+
+    def _entry(self, change: StatusChange) -> dict[str, Any]:
+        return {
+            "Source": SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Detail": json.dumps(change.detail()),
+            "EventBusName": self._bus,
+            "Time": change.changed_at,
+        }

@@ -1,0 +1,95 @@
+"""The registration worker: applies queued events to the core, exactly once in effect.
+
+    worker = process_worker()                              # once per process (cold start)
+    report = worker.process(messages, remaining_seconds)   # one SQS batch
+    return report.response()                               # {"batchItemFailures": [...]}
+
+`apply` holds the rules for one event, `batch` the grouping, concurrency, retry delays and
+notification of one batch. Duplicates are absorbed by the registration record itself (it keeps
+its recent event ids), so the warm path of an applied event costs one GetItem and one
+TransactWriteItems (record + event-log line), and no KMS call (tokens are cached in memory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+
+from sipreg.config import CoreSettings, WorkerSettings
+from sipreg.core import core_client
+from sipreg.notify import EventBridgePublisher, LogOnlyPublisher, StatusPublisher
+from sipreg.store.event_log import EventLog, EventLogEntry
+from sipreg.store.registrations import RegistrationRecord, RegistrationStore
+from sipreg.tokens import token_service
+from sipreg.worker.apply import EventApplier, EventResult, Journal
+from sipreg.worker.batch import BatchReport, QueuedMessage, SqsVisibility, Worker
+
+__all__ = [
+    "BatchReport",
+    "DynamoJournal",
+    "EventApplier",
+    "EventResult",
+    "Journal",
+    "QueuedMessage",
+    "Worker",
+    "build_worker",
+    "process_worker",
+]
+
+
+class DynamoJournal:
+    """`Journal` over the Registrations and EventLog tables."""
+
+    def __init__(self, registrations_table: str, event_log_table: str) -> None:
+        self._store = RegistrationStore(registrations_table)
+        self._log = EventLog(event_log_table)
+
+    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None:
+        return self._store.get(msisdn, sip_uri)
+
+    def list_for(self, msisdn: str) -> list[RegistrationRecord]:
+        return self._store.list_for(msisdn)
+
+    def commit(
+        self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
+    ) -> None:
+        self._store.save_with_log(saves, entries, event_log_table=self._log.table_name)
+
+    def append(self, entry: EventLogEntry) -> None:
+        self._log.append(entry)
+
+
+def build_worker(settings: WorkerSettings | None = None) -> Worker:
+    """A worker wired from the environment: the core client, token service and AWS clients of
+    this process (each built once and reused)."""
+    worker_settings = settings or WorkerSettings.from_env()
+    journal = DynamoJournal(worker_settings.registrations_table, worker_settings.event_log_table)
+    applier = EventApplier(
+        journal=journal,
+        core=core_client(CoreSettings.from_env()),
+        tokens=token_service(),
+        auth_mode=worker_settings.auth_mode,
+        api_version=worker_settings.api_version,
+        core_time_scale=worker_settings.core_time_scale,
+    )
+    publisher: StatusPublisher = (
+        EventBridgePublisher(worker_settings.status_bus_name)
+        if worker_settings.status_bus_name
+        else LogOnlyPublisher()
+    )
+    return Worker(
+        applier,
+        journal,
+        SqsVisibility(worker_settings.events_queue_url),
+        publisher,
+        concurrency=worker_settings.group_concurrency,
+        retry_base_seconds=worker_settings.retry_base_seconds,
+        retry_max_seconds=worker_settings.retry_max_seconds,
+        time_reserve_seconds=worker_settings.time_reserve_seconds,
+    )
+
+
+@cache
+def process_worker() -> Worker:
+    """The process's worker, configured from the environment at the first call (cold start)."""
+    return build_worker()

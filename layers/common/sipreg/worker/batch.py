@@ -1,0 +1,248 @@
+"""One SQS FIFO batch: records grouped by MSISDN, groups at once, order kept inside each group.
+
+Why not powertools' `SqsFifoPartialProcessor`: it processes records one after another, so ten
+events for ten MSISDNs would cost ten core round trips in a row. Here each group (MessageGroupId =
+MSISDN) runs on a thread of a small pool built once per process, so they cost about one.
+
+A record that fails fails itself and every later record of its group in this batch (they are
+reported without being tried, so the group's order holds); other groups go on. Failed records are
+given a visibility timeout that grows with their receive count (base * 2^(n-1), capped), so a
+struggling core is not hammered; after the queue's maxReceiveCount SQS moves them to the DLQ. A
+record that cannot be parsed is recorded in the event log (raw body kept, reason given) and
+counted as done: retrying would not change it, and it must not block its group.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sipreg.events import AnyEvent, InvalidEventsError, from_json
+from sipreg.models import mask_msisdn
+from sipreg.notify import StatusChange, StatusPublisher
+from sipreg.store.event_log import EventLogEntry
+from sipreg.worker.apply import EventResult, Journal
+
+logger = logging.getLogger(__name__)
+
+RAW_BODY_LIMIT = 4000  # characters of an unparseable body kept in the event log
+CHANGE_VISIBILITY_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
+_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+_TYPE_FIELD = re.compile(r'"type"\s*:\s*"([A-Za-z0-9._-]{1,64})"')
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """What the worker needs of one SQS record."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    group: str  # MessageGroupId: the MSISDN
+    receive_count: int
+
+
+class Applier(Protocol):
+    def apply(self, event: AnyEvent) -> EventResult: ...
+
+
+class Visibility(Protocol):
+    def delay(self, receipts: Sequence[tuple[str, int]]) -> None:
+        """Makes each message (receipt handle) visible again after the given seconds."""
+        ...
+
+
+class SqsVisibility:
+    """ChangeMessageVisibilityBatch on the consumed queue; one request per 10 messages."""
+
+    def __init__(self, queue_url: str, *, client: Any = None) -> None:
+        if client is None:
+            from sipreg.aws import client as aws_client  # noqa: PLC0415  # boto3 only when used
+
+            client = aws_client("sqs")
+        self._queue_url = queue_url
+        self._client = client
+
+    def delay(self, receipts: Sequence[tuple[str, int]]) -> None:
+        for start in range(0, len(receipts), CHANGE_VISIBILITY_LIMIT):
+            chunk = receipts[start : start + CHANGE_VISIBILITY_LIMIT]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+                for index, (handle, seconds) in enumerate(chunk)
+            ]
+            try:
+                answer = self._client.change_message_visibility_batch(
+                    QueueUrl=self._queue_url, Entries=entries
+                )
+            except (BotoCoreError, ClientError) as error:
+                # The messages still come back, after the queue's own visibility timeout.
+                logger.warning("could not set the retry delay of %d messages: %s", len(chunk), error)
+                continue
+            if answer.get("Failed"):
+                logger.warning("could not set the retry delay of %d messages", len(answer["Failed"]))
+
+
+@dataclass
+class BatchReport:
+    """The batch's answer to Lambda, and what happened, for metrics and tests."""
+
+    failed: list[str] = field(default_factory=list)  # message ids, in batch order
+    outcomes: Counter[str] = field(default_factory=Counter)
+    changes: list[StatusChange] = field(default_factory=list)
+
+    def response(self) -> dict[str, list[dict[str, str]]]:
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed]}
+
+
+@dataclass(frozen=True)
+class _Done:
+    message: QueuedMessage
+    outcome: str  # "not_started" when the record was held back or time ran out
+    failed: bool
+    delay: int | None = None  # seconds until a failed record comes back; None: leave as is
+    changes: tuple[StatusChange, ...] = ()
+
+
+class Worker:
+    """Applies a batch; build once per process (it owns the thread pool) and reuse it."""
+
+    def __init__(
+        self,
+        applier: Applier,
+        journal: Journal,
+        visibility: Visibility,
+        publisher: StatusPublisher,
+        *,
+        concurrency: int = 10,
+        retry_base_seconds: int = 30,
+        retry_max_seconds: int = 900,
+        time_reserve_seconds: float = 8.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._applier = applier
+        self._journal = journal
+        self._visibility = visibility
+        self._publisher = publisher
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="msisdn-group")
+        self._retry_base = retry_base_seconds
+        self._retry_max = retry_max_seconds
+        self._reserve = time_reserve_seconds
+        self._clock = clock
+
+    def process(
+        self, messages: Sequence[QueuedMessage], remaining_seconds: Callable[[], float]
+    ) -> BatchReport:
+        groups: dict[str, list[QueuedMessage]] = {}
+        for message in messages:
+            groups.setdefault(message.group, []).append(message)
+        if len(groups) == 1:
+            finished = [self._run_group(next(iter(groups.values())), remaining_seconds)]
+        else:
+            futures = [
+                self._pool.submit(self._run_group, group, remaining_seconds) for group in groups.values()
+            ]
+            finished = [future.result() for future in futures]
+        done = {each.message.message_id: each for group in finished for each in group}
+        report = BatchReport()
+        for message in messages:  # batch order, for a stable answer
+            each = done[message.message_id]
+            report.outcomes[each.outcome] += 1
+            report.changes.extend(each.changes)
+            if each.failed:
+                report.failed.append(message.message_id)
+        delays = [
+            (each.message.receipt_handle, each.delay) for each in done.values() if each.delay is not None
+        ]
+        if delays:
+            self._visibility.delay(delays)
+        if report.changes:
+            try:
+                self._publisher.publish(report.changes)
+            except Exception:  # the change happened and is recorded; a lost notification must not undo it
+                logger.exception("publishing %d status changes failed", len(report.changes))
+        return report
+
+    def retry_delay(self, receive_count: int) -> int:
+        """Seconds before a failed record comes back: base * 2^(receives - 1), at most the cap."""
+        exponent = min(max(receive_count, 1) - 1, 20)
+        return int(min(self._retry_base * 2**exponent, self._retry_max))
+
+    def _run_group(
+        self, group: Sequence[QueuedMessage], remaining_seconds: Callable[[], float]
+    ) -> list[_Done]:
+        done: list[_Done] = []
+        for index, message in enumerate(group):
+            if remaining_seconds() < self._reserve:
+                # Not tried: back at once (delay 0), in order, on the next invocation.
+                done += [_Done(m, "not_started", failed=True, delay=0) for m in group[index:]]
+                break
+            result = self._one(message)
+            if not result.retry:
+                done.append(_Done(message, result.outcome, failed=False, changes=result.changes))
+                continue
+            delay = self.retry_delay(message.receive_count)
+            done.append(_Done(message, result.outcome, failed=True, delay=delay, changes=result.changes))
+            done += [_Done(m, "not_started", failed=True, delay=delay) for m in group[index + 1 :]]
+            break
+        return done
+
+    def _one(self, message: QueuedMessage) -> EventResult:
+        try:
+            event = from_json(message.body)
+        except InvalidEventsError as error:
+            return self._invalid(message, str(error))
+        try:
+            result = self._applier.apply(event)
+        except Exception as error:  # a bug or an AWS failure past botocore's retries: try again later
+            logger.exception("applying %s %s for %s failed", event.type, event.id, mask_msisdn(event.msisdn))
+            result = EventResult("retrying", f"internal error: {type(error).__name__}", retry=True)
+        reason = result.reason.replace(event.msisdn, mask_msisdn(event.msisdn)) if result.reason else None
+        logger.log(
+            logging.WARNING if result.retry else logging.INFO,
+            "%s %s for %s: %s",
+            event.type,
+            event.id,
+            mask_msisdn(event.msisdn),
+            result.outcome,
+            extra={
+                "event_id": event.id,
+                "event_type": str(event.type),
+                "msisdn": mask_msisdn(event.msisdn),
+                "outcome": result.outcome,
+                "reason": reason,
+                "receive_count": message.receive_count,
+            },
+        )
+        return result
+
+    def _invalid(self, message: QueuedMessage, reason: str) -> EventResult:
+        kind = _TYPE_FIELD.search(message.body)
+        entry = EventLogEntry(
+            msisdn=message.group if _E164.fullmatch(message.group) else "unknown",
+            event_id=f"sqs:{message.message_id}",
+            event_type=kind.group(1) if kind else "unknown",
+            outcome="invalid",
+            reason=reason,
+            recorded_at=self._clock(),
+            raw_body=message.body[:RAW_BODY_LIMIT],
+        )
+        try:
+            self._journal.append(entry)
+        except Exception:  # not recorded yet: keep the message and record it next time
+            logger.exception("recording the unparseable message %s failed", message.message_id)
+            return EventResult("retrying", "could not record the invalid event", retry=True)
+        logger.warning(
+            "message %s is not a valid event, recorded and dropped: %s",
+            message.message_id,
+            reason,
+            extra={"message_id": message.message_id, "outcome": "invalid"},
+        )
+        return EventResult("invalid", reason)

@@ -1,0 +1,315 @@
+"""In-memory fakes at the worker's ports (journal, core, tokens, visibility, status publisher).
+
+Each keeps the contract the worker relies on: versioned all-or-nothing commits, outcomes in the
+order of the calls, typed token errors. Builders make events and queued messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sipreg.config import AuthMode
+from sipreg.core import Applied, CoreCall, CoreOutcome, Deleted, Operation
+from sipreg.events import (
+    AnyEvent,
+    ConsentedEvent,
+    DeleteEvent,
+    EventType,
+    RefreshEvent,
+    RegistrationRef,
+    RegistrationSpec,
+    RevokeEvent,
+    UpsertEvent,
+    to_json,
+)
+from sipreg.models import ApiVersion, Registration, RouteType
+from sipreg.notify import StatusChange
+from sipreg.store.event_log import EventLogEntry
+from sipreg.store.registrations import ConcurrentUpdateError, RegistrationRecord
+from sipreg.tokens import TokenError
+from sipreg.worker import EventApplier, QueuedMessage, Worker
+
+MSISDN = "+4799990000"
+SIP_URI = "sips:pbx.example.com:5061"
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeJournal:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], RegistrationRecord] = {}
+        self.entries: list[EventLogEntry] = []
+        self.gets = 0
+        self.commits = 0
+        self.conflicts_to_raise = 0
+        self._lock = threading.Lock()
+
+    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None:
+        with self._lock:
+            self.gets += 1
+            return self.records.get((msisdn, sip_uri))
+
+    def list_for(self, msisdn: str) -> list[RegistrationRecord]:
+        with self._lock:
+            self.gets += 1
+            return [r for (m, _), r in sorted(self.records.items()) if m == msisdn]
+
+    def commit(
+        self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
+    ) -> None:
+        with self._lock:
+            if self.conflicts_to_raise:
+                self.conflicts_to_raise -= 1
+                raise ConcurrentUpdateError("changed meanwhile (test)")
+            for record, read in saves:
+                current = self.records.get((record.msisdn, record.sip_uri))
+                if (current.version if current else None) != read:
+                    raise ConcurrentUpdateError("changed meanwhile")
+            for record, read in saves:
+                self.records[(record.msisdn, record.sip_uri)] = record.model_copy(
+                    update={"version": (read or 0) + 1}
+                )
+            self.entries.extend(entries)
+            self.commits += 1
+
+    def append(self, entry: EventLogEntry) -> None:
+        with self._lock:
+            self.entries.append(entry)
+
+    def record(self, msisdn: str = MSISDN, sip_uri: str = SIP_URI) -> RegistrationRecord:
+        return self.records[(msisdn, sip_uri)]
+
+    def outcomes(self, msisdn: str = MSISDN) -> list[str]:
+        return [e.outcome for e in self.entries if e.msisdn == msisdn]
+
+
+Script = Callable[[CoreCall], CoreOutcome]
+
+
+class FakeCore:
+    """Answers each call with `script(call)` (default: applied with 3600 s / deleted)."""
+
+    def __init__(self, script: Script | None = None, latency: float = 0.0) -> None:
+        self.script = script or default_answer
+        self.latency = latency
+        self.calls: list[CoreCall] = []
+        self._lock = threading.Lock()
+
+    @property
+    def api_version(self) -> ApiVersion:
+        return ApiVersion.V0
+
+    def upsert(self, registration: Registration, token: str) -> CoreOutcome:
+        return self.apply_many([CoreCall(Operation.UPSERT, registration, token)])[0]
+
+    def delete(self, registration: Registration, token: str) -> CoreOutcome:
+        return self.apply_many([CoreCall(Operation.DELETE, registration, token)])[0]
+
+    def apply_many(self, calls: Sequence[CoreCall]) -> list[CoreOutcome]:
+        if self.latency:
+            time.sleep(self.latency)  # all calls at once: one round trip
+        with self._lock:
+            self.calls.extend(calls)
+        return [self.script(call) for call in calls]
+
+    def operations(self) -> list[tuple[str, str, str]]:
+        return [(str(c.operation), c.registration.msisdn, c.registration.sip_uri) for c in self.calls]
+
+
+def default_answer(call: CoreCall) -> CoreOutcome:
+    return Applied(ttl_seconds=3600.0) if call.operation is Operation.UPSERT else Deleted()
+
+
+def answers(*outcomes: CoreOutcome) -> Script:
+    """Answers the calls with these outcomes in turn, then the default."""
+    queue = list(outcomes)
+    lock = threading.Lock()
+
+    def script(call: CoreCall) -> CoreOutcome:
+        with lock:
+            return queue.pop(0) if queue else default_answer(call)
+
+    return script
+
+
+@dataclass
+class FakeTokens:
+    """Tokens `tok-<msisdn>-<n>`; n grows on each forced refresh. `errors` raise instead."""
+
+    errors: dict[str, TokenError] = field(default_factory=dict)
+    refresh_errors: dict[str, TokenError] = field(default_factory=dict)
+    revoke_error: TokenError | None = None
+    generation: dict[str, int] = field(default_factory=dict)
+    forced: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+    product_calls: int = 0
+
+    def access_token_for(self, msisdn: str, *, force_refresh: bool = False) -> str:
+        if msisdn in self.errors:
+            raise self.errors[msisdn]
+        if force_refresh:
+            self.forced.append(msisdn)
+            if msisdn in self.refresh_errors:
+                raise self.refresh_errors[msisdn]
+            self.generation[msisdn] = self.generation.get(msisdn, 0) + 1
+        return f"tok-{msisdn}-{self.generation.get(msisdn, 0)}"
+
+    def product_token(self, *, force_refresh: bool = False) -> str:
+        self.product_calls += 1
+        return "product-token"
+
+    def revoke(self, msisdn: str) -> None:
+        if self.revoke_error is not None:
+            raise self.revoke_error
+        self.revoked.append(msisdn)
+
+
+class FakeVisibility:
+    def __init__(self) -> None:
+        self.delays: list[tuple[str, int]] = []
+
+    def delay(self, receipts: Sequence[tuple[str, int]]) -> None:
+        self.delays.extend(receipts)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[list[StatusChange]] = []
+
+    def publish(self, changes: Sequence[StatusChange]) -> None:
+        self.published.append(list(changes))
+
+
+@dataclass
+class World:
+    journal: FakeJournal
+    core: FakeCore
+    tokens: FakeTokens
+    visibility: FakeVisibility
+    publisher: FakePublisher
+    clock: Clock
+    applier: EventApplier
+    worker: Worker
+
+    def run(self, *messages: QueuedMessage, remaining: float = 25.0) -> Any:
+        return self.worker.process(list(messages), remaining_seconds=lambda: remaining)
+
+
+def world(
+    script: Script | None = None,
+    *,
+    latency: float = 0.0,
+    auth_mode: AuthMode = AuthMode.USER,
+    time_scale: float = 1.0,
+    concurrency: int = 10,
+) -> World:
+    journal, core, tokens = FakeJournal(), FakeCore(script, latency), FakeTokens()
+    visibility, publisher, clock = FakeVisibility(), FakePublisher(), Clock()
+    applier = EventApplier(
+        journal=journal,
+        core=core,
+        tokens=tokens,
+        auth_mode=auth_mode,
+        api_version=ApiVersion.V0,
+        clock=clock,
+        core_time_scale=time_scale,
+    )
+    worker = Worker(
+        applier,
+        journal,
+        visibility,
+        publisher,
+        concurrency=concurrency,
+        retry_base_seconds=30,
+        retry_max_seconds=300,
+        time_reserve_seconds=5.0,
+        clock=clock,
+    )
+    return World(journal, core, tokens, visibility, publisher, clock, applier, worker)
+
+
+# --- events and messages ------------------------------------------------------------------------
+
+_ids = itertools.count(1)
+
+
+def upsert(
+    event_id: str | None = None,
+    *,
+    msisdn: str = MSISDN,
+    sip_uri: str = SIP_URI,
+    route_type: str = "fork",
+    at: datetime = T0,
+) -> UpsertEvent:
+    return UpsertEvent(
+        id=event_id or f"evt-{next(_ids)}",
+        type=EventType.REGISTRATION_UPSERT,
+        msisdn=msisdn,
+        occurred_at=at,
+        registration=RegistrationSpec(route_type=RouteType(route_type), sip_uri=sip_uri),
+    )
+
+
+def delete(
+    event_id: str | None = None, *, msisdn: str = MSISDN, sip_uri: str = SIP_URI, at: datetime = T0
+) -> DeleteEvent:
+    return DeleteEvent(
+        id=event_id or f"evt-{next(_ids)}",
+        type=EventType.REGISTRATION_DELETE,
+        msisdn=msisdn,
+        occurred_at=at,
+        registration=RegistrationRef(sip_uri=sip_uri),
+    )
+
+
+def refresh(
+    event_id: str | None = None, *, msisdn: str = MSISDN, sip_uri: str = SIP_URI, at: datetime = T0
+) -> RefreshEvent:
+    return RefreshEvent(
+        id=event_id or f"refresh-{next(_ids)}",
+        type=EventType.REGISTRATION_REFRESH,
+        msisdn=msisdn,
+        occurred_at=at,
+        registration=RegistrationRef(sip_uri=sip_uri),
+    )
+
+
+def consented(msisdn: str = MSISDN, at: datetime = T0) -> ConsentedEvent:
+    return ConsentedEvent(
+        id=f"consent-{next(_ids)}", type=EventType.SUBSCRIBER_CONSENTED, msisdn=msisdn, occurred_at=at
+    )
+
+
+def revoke(msisdn: str = MSISDN, at: datetime = T0) -> RevokeEvent:
+    return RevokeEvent(
+        id=f"revoke-{next(_ids)}", type=EventType.SUBSCRIBER_REVOKE, msisdn=msisdn, occurred_at=at
+    )
+
+
+def message(event: AnyEvent | str, *, group: str | None = None, receive_count: int = 1) -> QueuedMessage:
+    """A queued SQS message carrying `event` (or a raw body)."""
+    number = next(_ids)
+    body = event if isinstance(event, str) else to_json(event)
+    return QueuedMessage(
+        message_id=f"m-{number}",
+        receipt_handle=f"rh-{number}",
+        body=body,
+        group=group or (MSISDN if isinstance(event, str) else event.msisdn),
+        receive_count=receive_count,
+    )
