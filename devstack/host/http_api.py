@@ -270,6 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "devstack-host"
     sys_version = ""
+    # Small answers on keep-alive connections otherwise wait ~40 ms for Nagle + delayed ACK.
+    disable_nagle_algorithm = True
 
     def _serve(self) -> None:
         api: HttpApi = self.server.api  # type: ignore[attr-defined]
@@ -317,6 +319,13 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) goes through the routes too, as at API Gateway,
+        # instead of http.server's own 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:  # the base class's name
         """Requests are logged once, by the invocation log; nothing on stderr per request."""

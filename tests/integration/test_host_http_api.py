@@ -79,6 +79,11 @@ def test_greedy_route_takes_any_method_and_the_rest_of_the_path(http: httpx.Clie
     assert event["requestContext"]["http"]["method"] == "DELETE"
 
 
+def test_greedy_any_route_takes_methods_http_server_does_not_know(http: httpx.Client) -> None:
+    event = echoed(http.request("QUERY", "/files/x"))
+    assert event["requestContext"]["http"]["method"] == "QUERY"
+
+
 def test_json_body_arrives_as_text(http: httpx.Client) -> None:
     event = echoed(http.post("/items", json={"name": "x"}))
     assert event["isBase64Encoded"] is False
@@ -126,7 +131,10 @@ def test_cookies_and_multi_value_headers_are_sent(http: httpx.Client) -> None:
     assert response.text == "ok"
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("GET", "/items"), ("PUT", "/items/1")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/nowhere"), ("GET", "/items"), ("PUT", "/items/1"), ("TRACE", "/items/1"), ("QUERY", "/x")],
+)
 def test_unmatched_route_is_404_not_found(http: httpx.Client, method: str, path: str) -> None:
     response = http.request(method, path)
     assert response.status_code == 404
