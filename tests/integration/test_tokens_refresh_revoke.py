@@ -54,7 +54,7 @@ def service(stack: ConsentStack, *, margin: float = 120.0) -> TokenService:
     settings = stack.token_settings()
     return TokenService(
         store=SubscriberStore(settings.subscribers_table),
-        cipher=KmsCipher(settings.data_key_id),
+        cipher=KmsCipher(settings.data_key_id, client=stack.aws("kms")),
         identity=identity_server(settings),
         service_scope=SERVICE_SCOPES[settings.api_version],
         refresh_margin_seconds=margin,
@@ -66,7 +66,7 @@ def stored(stack: ConsentStack, msisdn: str) -> tuple[str, str]:
     assert record is not None
     assert record.access_token_ciphertext is not None
     assert record.refresh_token_ciphertext is not None
-    cipher = KmsCipher(stack.ref("DataKey", "Arn"))
+    cipher = KmsCipher(stack.ref("DataKey", "Arn"), client=stack.aws("kms"))
     return (
         cipher.decrypt(record.access_token_ciphertext, msisdn=msisdn),
         cipher.decrypt(record.refresh_token_ciphertext, msisdn=msisdn),
