@@ -1,0 +1,62 @@
+"""`sipreg redrive`: move messages from the dead-letter queue back to the events queue.
+
+    sipreg redrive --queue-url https://sqs.../sipreg-EventsQueue-....fifo
+    sipreg redrive --msisdn +4799990000            # only that number's messages
+
+The dead-letter queue is the one in the events queue's RedrivePolicy. AWS credentials, region and
+endpoint come from the usual places (profile, AWS_REGION, AWS_ENDPOINT_URL for a local stack).
+Prints how many messages moved (and, with --msisdn, how many others stay in the DLQ).
+Exit status: 0 done (even when nothing was there to move), 2 nothing could be tried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+QUEUE_ENV = "SIPREG_EVENTS_QUEUE_URL"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("redrive", help="move dead-lettered events back to the events queue")
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--queue-url", help=f"URL of the events queue (default: ${QUEUE_ENV})")
+    parser.add_argument("--msisdn", help="move only this number's messages (E.164, e.g. +4799990000)")
+    parser.add_argument(
+        "--endpoint-url", help="AWS endpoint, e.g. a local stack's (default: $AWS_ENDPOINT_URL)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import boto3  # noqa: PLC0415  # only this command needs it
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    from sipreg.models import check_msisdn  # noqa: PLC0415
+    from sipreg.redrive import RedriveError, Redriver  # noqa: PLC0415
+
+    queue_url = args.queue_url or os.environ.get(QUEUE_ENV, "")
+    if not queue_url:
+        sys.stderr.write(f"sipreg redrive: no queue: pass --queue-url URL or set {QUEUE_ENV}\n")
+        return 2
+    if args.msisdn is not None:
+        try:
+            check_msisdn(args.msisdn)
+        except ValueError as error:
+            sys.stderr.write(f"sipreg redrive: --msisdn {error}\n")
+            return 2
+    try:
+        sqs = boto3.client("sqs", endpoint_url=args.endpoint_url)
+        redriver = Redriver(sqs, queue_url)
+        report = redriver.redrive(args.msisdn)
+    except (RedriveError, BotoCoreError, ClientError) as error:
+        sys.stderr.write(f"sipreg redrive: {error}\n")
+        return 2
+    whose = f" of {args.msisdn}" if args.msisdn else ""
+    print(f"moved {report.moved} message(s){whose} from the dead-letter queue to {queue_url}")
+    if args.msisdn:
+        print(f"{report.left} message(s) of other numbers stay in the dead-letter queue")
+    return 0

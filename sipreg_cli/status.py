@@ -1,0 +1,101 @@
+"""`sipreg status MSISDN`: what sipreg holds for a number, and what happened to its events.
+
+    sipreg status +4799990000 --api https://.../          # signed like `sipreg send`
+    sipreg status +4799990000 --json
+
+It asks the events API (`GET /v1/registrations/{msisdn}`), the same view CRM systems get, so it
+works against a deployed stack with nothing but the API's URL and signing secret (no AWS
+credentials), and shows exactly what the API shows. Exit status: 0 found, 1 unknown number,
+2 nothing could be asked (usage, secret, no answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import IO, Any
+from urllib.parse import quote
+
+import httpx
+
+from sipreg.models import check_msisdn
+from sipreg.signing import HEADER, sign
+from sipreg_cli.send import DEFAULT_SECRET_ENV, CommandError, target
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("status", help="show a number's registrations and recent events")
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("msisdn", help="E.164 number, e.g. +4799990000")
+    parser.add_argument("--api", help="base URL of the events API (default: $SIPREG_API)")
+    parser.add_argument(
+        "--secret-env",
+        default=DEFAULT_SECRET_ENV,
+        metavar="NAME",
+        help=f"environment variable holding the signing secret (default: {DEFAULT_SECRET_ENV})",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON answer as it is")
+    parser.set_defaults(func=run)
+
+
+def fetch(api: str, secret: str, msisdn: str, *, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) of the signed status request."""
+    url = api.rstrip("/") + "/v1/registrations/" + quote(msisdn, safe="")
+    try:
+        answer = httpx.get(url, headers={HEADER: sign(b"", secret)}, timeout=timeout)
+    except httpx.HTTPError as error:
+        raise CommandError(f"no answer from the API ({type(error).__name__})") from None
+    if answer.status_code == 401:
+        raise CommandError("the API refused the signature: check the secret, and this machine's clock")
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    return answer.status_code, body if isinstance(body, dict) else {}
+
+
+def print_status(status: dict[str, Any], out: IO[str]) -> None:
+    out.write(f"{status.get('msisdn')}\n\nregistrations:\n")
+    for reg in status.get("registrations", []):
+        route = (reg.get("applied") or reg.get("desired") or {}).get("route_type", "-")
+        line = f"  {reg['sip_uri']:<40} {reg['status']:<17} {route:<9} expires {reg.get('expires_at') or '-'}"
+        out.write(line + "\n")
+        if reg.get("last_error"):
+            out.write(f"  {'':<40} last error: {reg['last_error']}\n")
+    if not status.get("registrations"):
+        out.write("  (none)\n")
+    out.write("\nrecent events (newest first):\n")
+    for event in status.get("events", []):
+        reason = f"  {event['reason']}" if event.get("reason") else ""
+        out.write(
+            f"  {event['recorded_at']}  {event['event_type']:<20} {event['outcome']:<16} "
+            f"{event.get('sip_uri') or '':<30} {event['event_id']}{reason}\n"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        check_msisdn(args.msisdn)
+    except ValueError as error:
+        sys.stderr.write(f"sipreg status: msisdn {error}\n")
+        return 2
+    try:
+        api, secret = target(args)
+        code, body = fetch(api, secret, args.msisdn, timeout=args.timeout)
+    except CommandError as error:
+        sys.stderr.write(f"sipreg status: {error}\n")
+        return 2
+    if code == 404:
+        sys.stderr.write(f"sipreg status: sipreg knows nothing of {args.msisdn}\n")
+        return 1
+    if code != 200:
+        sys.stderr.write(f"sipreg status: HTTP {code} {body.get('title', '')}\n")
+        return 2
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print_status(body, sys.stdout)
+    return 0
