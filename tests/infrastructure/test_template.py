@@ -1,0 +1,185 @@
+"""Assertions on template.yaml itself: the rules every resource must keep as the template grows.
+
+cfn-lint and checkov run in `make lint`; these catch what they miss (local-tools.md): a `!Ref`
+to a missing resource inside a policy, an unknown runtime, a queue that would redeliver while
+its function still runs, an unencrypted store, a wildcard in a function's policy.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.host.template import FUNCTION, Pseudo, Template, load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+RAW = load_template(ROOT / "template.yaml")
+TEMPLATE = Template(RAW, ROOT, Pseudo(region="eu-west-1", account_id="123456789012", stack_name="sipreg"))
+RESOURCES = TEMPLATE.resources
+FUNCTIONS = {r.logical_id: r for r in TEMPLATE.of_type(FUNCTION)}
+SAM_POLICY_TEMPLATE = re.compile(r"^[A-Za-z0-9]+Policy$")
+
+
+def of_type(type_: str) -> dict[str, dict[str, Any]]:
+    return {r.logical_id: r.properties for r in TEMPLATE.of_type(type_)}
+
+
+def value_of(value: Any) -> Any:
+    """A literal, or the default of the parameter a Ref names (what a deploy with defaults gets)."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return TEMPLATE.parameters[value["Ref"]]
+    return value
+
+
+def references(value: Any) -> Iterator[str]:
+    """Every logical id or parameter named by Ref, GetAtt or a ${...} of Sub inside `value`."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref":
+                yield str(inner)
+            elif key == "Fn::GetAtt":
+                yield (inner.split(".")[0] if isinstance(inner, str) else inner[0])
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                local = {} if isinstance(inner, str) else inner[1]
+                for name in re.findall(r"\$\{([^}!]+)\}", text):
+                    if name.split(".")[0] not in local:
+                        yield name.split(".")[0]
+                yield from references(local)
+            else:
+                yield from references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from references(inner)
+
+
+def test_the_template_has_functions() -> None:
+    assert {"OAuthStartFunction", "OAuthCallbackFunction", "EventsApiFunction"} <= set(FUNCTIONS)
+
+
+def test_every_reference_names_a_resource_parameter_or_pseudo_parameter() -> None:
+    known = set(RAW["Resources"]) | set(RAW.get("Parameters", {})) | set(TEMPLATE.pseudo.as_refs())
+    # SAM's implicit resources (the HTTP API made from HttpApi events, and its stage).
+    known |= {"ServerlessHttpApi", "ServerlessHttpApiApiGatewayDefaultStage"}
+    missing = {
+        f"{logical_id}: {name}"
+        for logical_id, body in RAW["Resources"].items()
+        for name in references(body)
+        if name not in known
+    }
+    assert not missing
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_function_runs_python312_with_a_handler_that_exists(logical_id: str) -> None:
+    props = FUNCTIONS[logical_id].properties
+    assert props["Runtime"] == "python3.12"
+    module, _, name = props["Handler"].rpartition(".")
+    source = ROOT / props["CodeUri"] / f"{module}.py"
+    tree = ast.parse(source.read_text())
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assigned = [node.targets for node in tree.body if isinstance(node, ast.Assign)]
+    defined |= {target.id for targets in assigned for target in targets if isinstance(target, ast.Name)}
+    assert name in defined, f"{source} defines no {name}"
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_every_function_has_a_log_group_with_retention(logical_id: str) -> None:
+    groups = [
+        props
+        for props in of_type("AWS::Logs::LogGroup").values()
+        if logical_id in set(references(props.get("LogGroupName")))
+    ]
+    assert len(groups) == 1, f"{logical_id} needs one AWS::Logs::LogGroup /aws/lambda/<its name>"
+    assert int(value_of(groups[0]["RetentionInDays"])) > 0
+    assert "KmsKeyId" in groups[0]
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_queues_outlast_their_functions(logical_id: str) -> None:
+    """A queue's visibility timeout is at least 6x its function's timeout (AWS's own advice)."""
+    props = FUNCTIONS[logical_id].properties
+    for event in props.get("Events", {}).values():
+        if event["Type"] != "SQS":
+            continue
+        queue_id = next(references(event["Properties"]["Queue"]))
+        queue = RESOURCES[queue_id].properties
+        assert int(value_of(queue["VisibilityTimeout"])) >= 6 * int(value_of(props["Timeout"])), queue_id
+        assert "ReportBatchItemFailures" in event["Properties"].get("FunctionResponseTypes", [])
+        assert "RedrivePolicy" in queue
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def inline_statements(props: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    policies = props.get("Policies", [])
+    for policy in policies if isinstance(policies, list) else [policies]:
+        if isinstance(policy, dict) and "Statement" in policy:
+            yield from policy["Statement"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
+def test_no_function_policy_grants_a_wildcard(logical_id: str) -> None:
+    props = FUNCTIONS[logical_id].properties
+    policies = props.get("Policies", [])
+    for policy in policies if isinstance(policies, list) else [policies]:
+        # Managed policies by name would hide what they grant; only SAM templates and statements.
+        assert isinstance(policy, dict), f"{logical_id}: managed policy {policy!r}"
+        if "Statement" not in policy:
+            [(name, _args)] = policy.items()
+            assert SAM_POLICY_TEMPLATE.match(name), name
+    for statement in inline_statements(props):
+        assert all(isinstance(r, dict) or "*" not in r for r in as_list(statement["Resource"])), statement
+        assert all(not a.endswith(":*") and a != "*" for a in as_list(statement["Action"])), statement
+
+
+@pytest.mark.parametrize("logical_id", sorted(of_type("AWS::DynamoDB::Table")))
+def test_every_table_is_encrypted_with_the_stack_key_and_billed_on_demand(logical_id: str) -> None:
+    props = of_type("AWS::DynamoDB::Table")[logical_id]
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+    assert list(references(props["SSESpecification"]["KMSMasterKeyId"])) == ["DataKey"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+
+
+@pytest.mark.parametrize("logical_id", sorted(of_type("AWS::SQS::Queue")))
+def test_every_queue_is_encrypted_with_the_stack_key(logical_id: str) -> None:
+    assert list(references(of_type("AWS::SQS::Queue")[logical_id]["KmsMasterKeyId"])) == ["DataKey"]
+
+
+@pytest.mark.parametrize("logical_id", sorted(of_type("AWS::SecretsManager::Secret")))
+def test_every_secret_is_encrypted_with_the_stack_key(logical_id: str) -> None:
+    assert list(references(of_type("AWS::SecretsManager::Secret")[logical_id]["KmsKeyId"])) == ["DataKey"]
+
+
+def test_the_data_key_rotates() -> None:
+    assert RESOURCES["DataKey"].properties["EnableKeyRotation"] is True
+
+
+def test_every_dead_letter_queue_has_an_alarm() -> None:
+    dead_letter_ids = {
+        next(references(props["RedrivePolicy"]["deadLetterTargetArn"]))
+        for props in of_type("AWS::SQS::Queue").values()
+        if "RedrivePolicy" in props
+    }
+    alarmed = {
+        name
+        for props in of_type("AWS::CloudWatch::Alarm").values()
+        for dimension in props.get("Dimensions", [])
+        for name in references(dimension["Value"])
+    }
+    assert dead_letter_ids
+    assert dead_letter_ids <= alarmed
+
+
+def test_outputs_name_the_api_the_callback_and_the_queue() -> None:
+    outputs = RAW["Outputs"]
+    assert {"ApiUrl", "CallbackUrl", "EventsQueueUrl"} <= set(outputs)
+    assert outputs["CallbackUrl"]["Value"]["Fn::Sub"].endswith("/oauth/callback")
