@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
@@ -69,15 +70,19 @@ class Wg2simProcess:
         token_ttl: int | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = STARTUP_TIMEOUT_SECONDS,
+        log_file: Path | None = None,
     ) -> Self:
-        """Starts `python -m devstack.wg2sim` on free ports and waits for its ready line."""
+        """Starts `python -m devstack.wg2sim` on free ports and waits for its ready line.
+
+        Its stderr goes to `log_file` (appended) when given, else to a temporary file.
+        """
         args = [sys.executable, "-m", "devstack.wg2sim", "--grpc-port", "0", "--http-port", "0"]
         args += ["--time-scale", str(time_scale)]
         args += ["--tls"] if tls else []
         args += ["--token-ttl", str(token_ttl)] if token_ttl is not None else []
         args += list(extra_args)
         # stderr goes to a file, never an unread pipe that could fill up and block the child.
-        stderr = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
+        stderr = log_file.open("a+b") if log_file else tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)  # noqa: S603
         try:
             ready = _read_ready_line(process, startup_timeout)
