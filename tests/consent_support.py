@@ -20,6 +20,7 @@ import httpx
 from devstack.host.local_host import LocalHost
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import TokenSettings
+from tests.events_api_support import events_queue_like
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 REGION = "eu-west-1"
@@ -34,6 +35,8 @@ class ConsentStack:
     client_id: str
     client_secret: str
     log_dir: Path
+    # The callback's own queue: the template's EventsQueue has a consumer (the registration worker).
+    events_queue_url: str
 
     @property
     def api_url(self) -> str:
@@ -53,7 +56,7 @@ class ConsentStack:
 
     @property
     def queue_url(self) -> str:
-        return self.ref("EventsQueue")
+        return self.events_queue_url
 
     def env(self, **extra: str) -> dict[str, str]:
         """TokenSettings' variables as the template gives them to the functions."""
@@ -110,6 +113,7 @@ def consent_stack(endpoint: str, sim: Wg2simProcess, log_dir: Path) -> Iterator[
     """template.yaml on the local host, pointed at `sim`, with a client registered there."""
     client_id = f"sipreg-{uuid.uuid4().hex[:8]}"
     client_secret = secrets.token_urlsafe(24)
+    queue_url = events_queue_like(endpoint)
     host = LocalHost(
         TEMPLATE,
         endpoint,
@@ -121,13 +125,14 @@ def consent_stack(endpoint: str, sim: Wg2simProcess, log_dir: Path) -> Iterator[
             "ConsentReturnToAllowlist": RETURN_TO,
         },
         secret_values={"OAuthClientSecret": client_secret},
+        function_env_overrides={"OAuthCallbackFunction": {"EVENTS_QUEUE_URL": queue_url}},
         log_dir=log_dir,
         sqs_wait_seconds=1,
     )
     with host:
         assert host.api_url
         register_client(sim, client_id, client_secret, f"{host.api_url}/oauth/callback")
-        yield ConsentStack(host, sim, endpoint, client_id, client_secret, log_dir)
+        yield ConsentStack(host, sim, endpoint, client_id, client_secret, log_dir, queue_url)
 
 
 # --- a person at a browser, as an HTTP client -----------------------------------------------------
