@@ -1,0 +1,314 @@
+"""The whole of sipreg on one machine: moto server, wg2sim (core + identity server) and the local
+function host running the repository's `template.yaml` against them, all on free loopback ports.
+
+    with LocalStack(StackOptions(api_version="v0", auth_mode="user", time_factor=360)).start() as stack:
+        stack.api_url                  # the HTTP API (consent pages, events, status)
+        stack.webhook_secret           # the local dev signing secret of the events API
+        stack.sim.registrations()      # what the core holds (wg2sim's admin API)
+        stack.host.trigger_schedule("RefresherFunction")
+        stack.ready_info()             # what `sipreg devstack up` prints as its first line
+
+Time: `time_factor` F makes the emulator's clock, the host's schedules and the function settings
+that count real seconds until something on the core runs out (the refresh margins, the retry
+delays) all F times faster, so a registration's 3600 s TTL lasts 3600/F real seconds and is still
+refreshed in time. wg2sim tells clients real seconds (`time_to_live`, `expires_in`), so sipreg's
+own clock needs no scaling.
+
+Logs go to `log_dir`: `stack.log` (this module and the host), `moto.log`, `wg2sim.log` and one
+`<FunctionLogicalId>.log` per function. AWS credentials of this process are replaced by local
+placeholders on start, so real ones never reach the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import yaml
+
+from devstack.host import LocalHost
+from devstack.moto_process import MotoProcess
+from devstack.wg2sim.oidc import DEV_CLIENT
+from devstack.wg2sim.process import Wg2simProcess
+from sipreg.config import RefresherSettings, TokenSettings, WorkerSettings
+
+log = logging.getLogger("devstack.stack")
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO / "template.yaml"
+REGION = "eu-west-1"
+# Local dev values, documented in the README; a deployed stack generates its own.
+DEV_WEBHOOK_SECRET = "sipreg-local-webhook-secret"  # noqa: S105
+API_VERSIONS = ("v0", "v1")
+AUTH_MODES = ("user", "client")
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SESSION_TOKEN": "local",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+}
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message names the part and where its log is."""
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    api_version: str = "v0"
+    auth_mode: str = "user"
+    time_factor: float = 1.0
+    log_dir: Path | None = None  # default: devstack-logs/<timestamp> under the working directory
+    api_port: int = 0
+    log_level: str = "INFO"  # the functions' LogLevel parameter
+    template: Path = TEMPLATE
+    # Local-only template property values, e.g. {"EventsQueue": {"VisibilityTimeout": 5}}.
+    property_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    prewarm: bool = True  # start every function's sandbox before answering (no cold start later)
+
+    def __post_init__(self) -> None:
+        if self.api_version not in API_VERSIONS:
+            raise ValueError(f"api_version: expected one of {API_VERSIONS}, got {self.api_version!r}")
+        if self.auth_mode not in AUTH_MODES:
+            raise ValueError(f"auth_mode: expected one of {AUTH_MODES}, got {self.auth_mode!r}")
+        if not 1 <= self.time_factor <= 3600:
+            raise ValueError(f"time_factor: expected 1 to 3600, got {self.time_factor}")
+
+
+def scaled_function_settings(time_factor: float, refresh_margin_seconds: int) -> dict[str, str]:
+    """Function variables counting real seconds until something on the core runs out, shortened
+    as the emulator's clock is sped up (nothing changes at factor 1)."""
+    if time_factor == 1:
+        return {}
+
+    def scaled(seconds: float, minimum: int) -> str:
+        return str(max(minimum, round(seconds / time_factor)))
+
+    token_margin = TokenSettings.model_fields["refresh_margin_seconds"].default
+    retry_base = WorkerSettings.model_fields["retry_base_seconds"].default
+    retry_max = WorkerSettings.model_fields["retry_max_seconds"].default
+    return {
+        "REFRESH_MARGIN_SECONDS": scaled(refresh_margin_seconds, 1),
+        "TOKEN_REFRESH_MARGIN_SECONDS": scaled(token_margin, 1),
+        "RETRY_BASE_SECONDS": scaled(retry_base, 0),
+        "RETRY_MAX_SECONDS": scaled(retry_max, 1),
+    }
+
+
+def _template_default(template: Path, parameter: str, fallback: int) -> int:
+    raw = yaml.load(template.read_text(), Loader=_IgnoreTags)  # noqa: S506  # SafeLoader + unknown tags
+    spec = (raw.get("Parameters") or {}).get(parameter) or {}
+    return int(spec.get("Default", fallback))
+
+
+class _IgnoreTags(yaml.SafeLoader):
+    """Reads a CloudFormation template's plain values; intrinsic tags (`!Ref`, ...) become None."""
+
+
+_IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+class LocalStack:
+    """Starts and stops moto, wg2sim and the host, in that order (stopped in reverse)."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.log_dir = (
+            self.options.log_dir or Path("devstack-logs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+        ).resolve()
+        self.webhook_secret = DEV_WEBHOOK_SECRET
+        self.client_id = DEV_CLIENT.client_id
+        self._client_secret = DEV_CLIENT.client_secret
+        self.moto: MotoProcess | None = None
+        self._sim: Wg2simProcess | None = None
+        self._host: LocalHost | None = None
+        self._log_handler: logging.Handler | None = None
+
+    # --- what callers use ---------------------------------------------------------------------
+
+    @property
+    def sim(self) -> Wg2simProcess:
+        if self._sim is None:
+            raise RuntimeError("the stack is not running")
+        return self._sim
+
+    @property
+    def host(self) -> LocalHost:
+        if self._host is None:
+            raise RuntimeError("the stack is not running")
+        return self._host
+
+    @property
+    def api_url(self) -> str:
+        url = self.host.api_url
+        assert url is not None, "template.yaml serves an HTTP API"
+        return url
+
+    @property
+    def aws_endpoint(self) -> str:
+        assert self.moto is not None
+        return self.moto.endpoint
+
+    def ref(self, logical_id: str, attribute: str = "Ref") -> str:
+        return str(self.host.resources[logical_id][attribute])
+
+    def ready_info(self) -> dict[str, Any]:
+        """The machine-readable description of the running stack (no secret but the dev webhook one)."""
+        return {
+            "api": self.api_url,
+            "consent_start": f"{self.api_url}/oauth/start",
+            "aws_endpoint": self.aws_endpoint,
+            "region": REGION,
+            "core_grpc": self.sim.grpc_target,
+            "core_ca_file": self.sim.ca_file,
+            "wg2sim_http": self.sim.http_url,
+            "webhook_secret": self.webhook_secret,
+            "client_id": self.client_id,
+            "api_version": self.options.api_version,
+            "auth_mode": self.options.auth_mode,
+            "time_factor": self.options.time_factor,
+            "log_dir": str(self.log_dir),
+            "resources": {logical_id: r["Ref"] for logical_id, r in self.host.resources.items()},
+            "queues": {
+                logical_id: r["QueueUrl"] for logical_id, r in self.host.resources.items() if "QueueUrl" in r
+            },
+            "functions": sorted(self.host.functions),
+        }
+
+    def summary(self) -> str:
+        opts = self.options
+        return "\n".join(
+            [
+                f"sipreg local stack is up: API {opts.api_version}, auth mode {opts.auth_mode}, "
+                f"time x{opts.time_factor:g}",
+                f"  HTTP API          {self.api_url}",
+                f"  consent           {self.api_url}/oauth/start?msisdn=%2B4799990000",
+                f"  core (gRPC, TLS)  {self.sim.grpc_target}   CA {self.sim.ca_file}",
+                f"  identity + admin  {self.sim.http_url}   (e.g. {self.sim.http_url}/_admin/registrations)",
+                f"  AWS (moto)        {self.aws_endpoint}   region {REGION}",
+                f"  functions         {', '.join(sorted(self.host.functions))}",
+                f"  logs              {self.log_dir}",
+                "In another shell:",
+                f"  export SIPREG_API={self.api_url} SIPREG_WEBHOOK_SECRET={self.webhook_secret}",
+                "  sipreg send events.json        sipreg status +4799990000",
+                "Ctrl-C stops everything.",
+            ]
+        )
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._attach_log()
+        os.environ.update(LOCAL_CREDENTIALS)
+        os.environ.pop("AWS_PROFILE", None)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stops the host, then wg2sim, then moto; safe to call twice or after a failed start."""
+        if self._host is not None:
+            self._host.stop()
+            self._host = None
+        if self._sim is not None:
+            self._sim.stop()
+            self._sim = None
+        if self.moto is not None:
+            self.moto.stop()
+            self.moto = None
+        if self._log_handler is not None:
+            log.info("local stack stopped")
+            for name in ("devstack", "sipreg_cli"):
+                logging.getLogger(name).removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start(self) -> None:
+        opts = self.options
+        self.moto = MotoProcess.start(log_file=self.log_dir / "moto.log")
+        log.info("moto server at %s", self.moto.endpoint)
+        self._sim = Wg2simProcess.start(
+            time_scale=opts.time_factor,
+            tls=True,
+            extra_args=["--log-level", "INFO"],
+            log_file=self.log_dir / "wg2sim.log",
+        )
+        log.info("wg2sim: gRPC %s, HTTP %s", self._sim.grpc_target, self._sim.http_url)
+        margin = _template_default(
+            opts.template,
+            "RefreshMarginSeconds",
+            RefresherSettings.model_fields["refresh_margin_seconds"].default,
+        )
+        self._host = LocalHost(
+            opts.template,
+            self.moto.endpoint,
+            parameter_overrides={
+                "CoreEndpoint": self._sim.grpc_target,
+                "IdentityServerUrl": self._sim.http_url,
+                "ClientId": self.client_id,
+                "ApiVersion": opts.api_version,
+                "AuthMode": opts.auth_mode,
+                "LogLevel": opts.log_level,
+            },
+            property_overrides=opts.property_overrides,
+            env_overrides={
+                "CORE_CA_FILE": str(self._sim.ca_file),
+                **scaled_function_settings(opts.time_factor, margin),
+            },
+            secret_values={
+                "OAuthClientSecret": self._client_secret,
+                "WebhookSecret": json.dumps({"current": self.webhook_secret, "previous": []}),
+            },
+            time_factor=opts.time_factor,
+            http_port=opts.api_port,
+            stack_name="sipreg-local",
+            region=REGION,
+            log_dir=self.log_dir,
+            prewarm=opts.prewarm,
+        )
+        self._host.start()
+        # The identity server must know our callback, which exists only now that the API listens.
+        callback = f"{self.api_url}/oauth/callback"
+        answer = httpx.post(
+            f"{self._sim.http_url}/_admin/oidc/clients",
+            json={
+                "client_id": self.client_id,
+                "client_secret": self._client_secret,
+                "redirect_uris": [callback, *DEV_CLIENT.redirect_uris],
+            },
+            timeout=5,
+        )
+        if answer.is_error:
+            raise StackError(f"wg2sim refused the OAuth client: {answer.status_code} {answer.text}")
+        log.info("local stack ready: API %s", self.api_url)
+
+    def _attach_log(self) -> None:
+        handler = logging.FileHandler(self.log_dir / "stack.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        for name in ("devstack", "sipreg_cli"):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                logger.setLevel(logging.INFO)
+        self._log_handler = handler
