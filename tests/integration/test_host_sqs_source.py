@@ -57,7 +57,8 @@ def test_batches_are_never_larger_than_batch_size(host: LocalHost, moto_endpoint
 
     seen = wait_until(all_seven)
     assert max(len(b) for b in seen) == 3
-    assert sorted(body["n"] for b in seen for body in bodies_of(b)) == list(range(7))
+    # (as a set: on a loaded machine a 1 s visibility timeout may rightly redeliver one)
+    assert {body["n"] for b in seen for body in bodies_of(b)} == set(range(7))
 
 
 def test_partial_batch_failure_deletes_only_the_successes(host: LocalHost, moto_endpoint: str) -> None:
