@@ -17,7 +17,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sipreg.refresher import Refresher, process_refresher
 
 logger = Logger()
-metrics = Metrics()
+# The template sets POWERTOOLS_METRICS_NAMESPACE; the same default serves a local run.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sipreg")
 if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # in Lambda (not when a test imports this module)
     copy_config_to_registered_loggers(source_logger=logger, include={"sipreg"})
 

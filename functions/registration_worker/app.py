@@ -20,7 +20,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sipreg.worker import QueuedMessage, Worker, process_worker
 
 logger = Logger()
-metrics = Metrics()
+# The template sets POWERTOOLS_METRICS_NAMESPACE; the same default serves a local run.
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sipreg")
 if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # in Lambda (not when a test imports this module)
     # sipreg's own modules log through the standard library: same JSON lines as this logger.
     copy_config_to_registered_loggers(source_logger=logger, include={"sipreg"})

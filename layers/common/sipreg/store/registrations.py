@@ -16,7 +16,6 @@ from enum import StrEnum
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
@@ -97,14 +96,6 @@ def _to_item(record: RegistrationRecord) -> dict[str, Any]:
     return item
 
 
-_SERIALIZER = TypeSerializer()
-
-
-def _typed(item: dict[str, Any]) -> dict[str, Any]:
-    """A plain item in the low-level client's typed form ({"S": ...}), for transactions."""
-    return {key: _SERIALIZER.serialize(value) for key, value in item.items()}
-
-
 def _from_item(item: dict[str, Any]) -> RegistrationRecord:
     cleaned = {key: int(value) if isinstance(value, Decimal) else value for key, value in item.items()}
     return RegistrationRecord.model_validate(cleaned)
@@ -161,20 +152,21 @@ class RegistrationStore:
         """
         saved = [record.model_copy(update={"version": (read or 0) + 1}) for record, read in saves]
         puts = [self._versioned_put(record, read) for record, (_, read) in zip(saved, saves, strict=True)] + [
-            {"Put": {"TableName": event_log_table, "Item": _typed(log_item(entry))}} for entry in entries
+            {"Put": {"TableName": event_log_table, "Item": log_item(entry)}} for entry in entries
         ]
         for start in range(0, len(puts), TRANSACTION_LIMIT):
             self._transact(puts[start : start + TRANSACTION_LIMIT])
         return saved
 
     def _versioned_put(self, record: RegistrationRecord, read_version: int | None) -> dict[str, Any]:
-        put: dict[str, Any] = {"TableName": self._table.name, "Item": _typed(_to_item(record))}
+        # The resource's client serialises plain values itself (boto3's transformation injector).
+        put: dict[str, Any] = {"TableName": self._table.name, "Item": _to_item(record)}
         if read_version is None:
             put["ConditionExpression"] = "attribute_not_exists(msisdn)"
         else:
             put["ConditionExpression"] = "#version = :read"
             put["ExpressionAttributeNames"] = {"#version": "version"}
-            put["ExpressionAttributeValues"] = {":read": {"N": str(read_version)}}
+            put["ExpressionAttributeValues"] = {":read": read_version}
         return {"Put": put}
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
