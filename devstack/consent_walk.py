@@ -1,0 +1,116 @@
+"""A subscriber at a browser, as an HTTP client: walks the real consent pages from sipreg's
+`/oauth/start` through the operator's sign-in (number, SMS PIN, consent) back to sipreg's answer.
+
+    with httpx.Client(timeout=10) as browser:       # one client = one browser (its cookies)
+        walk = walk_consent(browser, f"{api}/oauth/start?msisdn=%2B4799990001", "+4799990001")
+        walk.granted, walk.scopes, walk.final.status_code
+
+Forms are read and submitted as a browser would (hidden fields kept, the pressed button's
+name/value added); the PIN is read from the emulator's page, where wg2sim shows what it "sent".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import urljoin
+
+import httpx
+
+
+class WalkError(RuntimeError):
+    """A page was not what a subscriber would expect; the message says which and what it showed."""
+
+
+@dataclass
+class _Form:
+    action: str
+    method: str
+    fields: dict[str, str] = field(default_factory=dict)
+    buttons: dict[str, tuple[str, str]] = field(default_factory=dict)  # data-testid -> (name, value)
+
+
+class _Page(HTMLParser):
+    """The forms, the text of each `data-testid` element and the first heading of a page."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.forms: list[_Form] = []
+        self.texts: dict[str, str] = {}
+        self.heading = ""
+        self._open: list[tuple[str, str | None]] = []  # (tag, data-testid) of elements collecting text
+        self._in_h1 = False
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        testid = a.get("data-testid")
+        if tag == "form":
+            self.forms.append(_Form(a.get("action", ""), a.get("method", "get").lower()))
+        elif tag == "input" and self.forms and a.get("name"):
+            self.forms[-1].fields[a["name"]] = a.get("value", "")
+        elif tag == "button" and self.forms and testid:
+            self.forms[-1].buttons[testid] = (a.get("name", ""), a.get("value", ""))
+        if tag == "h1" and not self.heading:
+            self._in_h1 = True
+        if testid and tag not in ("input", "button"):
+            self._open.append((tag, testid))
+            self.texts.setdefault(testid, "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h1":
+            self._in_h1 = False
+        if self._open and self._open[-1][0] == tag:
+            self._open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._in_h1:
+            self.heading += data
+        for _, testid in self._open:
+            if testid:
+                self.texts[testid] += data
+
+
+@dataclass
+class Walk:
+    final: httpx.Response  # sipreg's answer at /oauth/callback
+    heading: str  # its heading, e.g. "Consent granted"
+    scopes: list[str]  # what the operator's consent page listed
+
+    @property
+    def granted(self) -> bool:
+        return self.final.status_code == 200 and self.heading == "Consent granted"
+
+
+def _submit(
+    browser: httpx.Client, page: httpx.Response, values: dict[str, str], button: str
+) -> httpx.Response:
+    parsed = _Page(page.text)
+    form = next((f for f in parsed.forms if button in f.buttons), None)
+    if form is None:
+        raise WalkError(f"{page.url}: no '{button}' button on the page ({parsed.heading!r})")
+    data = {**form.fields, **values}
+    name, value = form.buttons[button]
+    if name:
+        data[name] = value
+    return browser.request(form.method.upper(), urljoin(str(page.url), form.action), data=data)
+
+
+def walk_consent(browser: httpx.Client, start_url: str, msisdn: str, *, decision: str = "allow") -> Walk:
+    """Opens the consent link, signs in with `msisdn` and its PIN, presses Allow (or Deny)."""
+    sign_in = browser.get(start_url, follow_redirects=True)
+    if sign_in.status_code != 200:
+        raise WalkError(f"the consent link answered {sign_in.status_code}: {_Page(sign_in.text).heading!r}")
+    pin_page = _submit(browser, sign_in, {"msisdn": msisdn}, "send-pin")
+    pin = _Page(pin_page.text).texts.get("sent-pin", "").strip()
+    if not pin:
+        raise WalkError(f"no PIN shown after submitting the number ({_Page(pin_page.text).heading!r})")
+    consent = _submit(browser, pin_page, {"pin": pin}, "verify-pin")
+    scopes = [
+        line.strip() for line in _Page(consent.text).texts.get("scopes", "").splitlines() if line.strip()
+    ]
+    decided = _submit(browser, consent, {}, decision)
+    if decided.status_code != 302:
+        raise WalkError(f"pressing {decision} answered {decided.status_code}, not a redirect back")
+    final = browser.get(decided.headers["Location"])
+    return Walk(final, _Page(final.text).heading.strip(), scopes)

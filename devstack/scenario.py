@@ -1,0 +1,170 @@
+"""What the people around sipreg do, against a running local stack: the demo's and the e2e tests'
+actions. Everything goes through the stack's public doors (HTTP API, consent pages, the queue for
+AWS-native producers, wg2sim's admin API), described by `sipreg devstack up`'s JSON line.
+
+    scenario = Scenario(ready_info)                  # the JSON line (or LocalStack.ready_info())
+    scenario.consent("+4799990001").granted           # through the real sign-in and consent pages
+    scenario.send([upsert(...)])                     # signed POST /v1/events, as `sipreg send`
+    scenario.send_to_queue([upsert(...)])            # straight to SQS, as billing may (IAM)
+    scenario.core()                                  # what the core holds now
+    scenario.status("+4799990001")                   # GET /v1/registrations/{msisdn}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import boto3
+import httpx
+
+from devstack.consent_walk import Walk, walk_consent
+from sipreg.events import parse_events
+from sipreg.queue import EventQueue, SendResult
+from sipreg.signing import HEADER, sign
+from sipreg_cli.send import EventsApi, Outcome
+from sipreg_cli.status import fetch
+
+
+class ScenarioTimeoutError(AssertionError):
+    """Something did not happen in time; the message says what, and what was seen last."""
+
+
+def upsert(event_id: str, msisdn: str, route_type: str, sip_uri: str, *, source: str) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": "registration.upsert",
+        "msisdn": msisdn,
+        "registration": {"route_type": route_type, "sip_uri": sip_uri},
+        "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "source": source,
+    }
+
+
+def wait_for[T](what: str, probe: Callable[[], T], *, timeout: float, interval: float = 0.25) -> T:
+    """The first truthy answer of `probe` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = probe()
+        if answer:
+            return answer
+        if time.monotonic() > deadline:
+            raise ScenarioTimeoutError(f"{what}: not within {timeout:g} s (last seen: {answer!r})")
+        time.sleep(interval)
+
+
+class Scenario:
+    def __init__(self, info: dict[str, Any], *, timeout: float = 10.0) -> None:
+        self.info = info
+        self.api: str = info["api"]
+        self.secret: str = info["webhook_secret"]
+        self._timeout = timeout
+        self._admin = httpx.Client(base_url=info["wg2sim_http"], timeout=timeout)
+        self._events = EventsApi(self.api, self.secret, timeout=timeout)
+        self._sqs = boto3.client(
+            "sqs",
+            endpoint_url=info["aws_endpoint"],
+            region_name=info["region"],
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106  # moto's accounts do not check keys
+        )
+
+    def close(self) -> None:
+        self._admin.close()
+        self._events.close()
+
+    @property
+    def ttl_seconds(self) -> float:
+        """A registration's 3600 s on the core, in real seconds at the stack's time factor."""
+        return 3600 / float(self.info["time_factor"])
+
+    # --- subscribers ------------------------------------------------------------------------------
+
+    def consent_link(self, msisdn: str) -> str:
+        return f"{self.api}/oauth/start?{urlencode({'msisdn': msisdn})}"
+
+    def consent(self, msisdn: str, *, decision: str = "allow") -> Walk:
+        """A subscriber opens the link in a fresh browser and walks the pages."""
+        with httpx.Client(timeout=self._timeout) as browser:
+            return walk_consent(browser, self.consent_link(msisdn), msisdn, decision=decision)
+
+    # --- producers --------------------------------------------------------------------------------
+
+    def send(self, events: Sequence[dict[str, Any]]) -> Outcome:
+        """A signed POST /v1/events of one batch (no local checks: the API's answer is the point)."""
+        return self._events.send(events)
+
+    def send_to_queue(self, events: Sequence[dict[str, Any]]) -> SendResult:
+        """An AWS-native producer: the same validation, then straight onto the events queue."""
+        queue = EventQueue(self.info["queues"]["EventsQueue"], client=self._sqs)
+        return queue.send(parse_events(events))
+
+    def post_signed(self, path: str, body: bytes = b"") -> httpx.Response:
+        return httpx.post(
+            self.api + path,
+            content=body,
+            headers={HEADER: sign(body, self.secret), "Content-Type": "application/json"},
+            timeout=self._timeout,
+        )
+
+    def revoke(self, msisdn: str) -> httpx.Response:
+        return self.post_signed(f"/v1/subscribers/{quote(msisdn, safe='')}/revoke")
+
+    # --- what is known ----------------------------------------------------------------------------
+
+    def status(self, msisdn: str) -> dict[str, Any] | None:
+        """The status API's view of a number; None when sipreg knows nothing of it (404)."""
+        code, body = fetch(self.api, self.secret, msisdn, timeout=self._timeout)
+        if code == 404:
+            return None
+        if code != 200:
+            raise AssertionError(f"GET /v1/registrations/{msisdn} answered {code}: {body}")
+        return body
+
+    def registration(self, msisdn: str, sip_uri: str) -> dict[str, Any] | None:
+        found = self.status(msisdn)
+        return next((r for r in (found or {}).get("registrations", []) if r["sip_uri"] == sip_uri), None)
+
+    def core(self) -> list[dict[str, Any]]:
+        """What the core holds now (wg2sim's admin API; expired registrations are gone)."""
+        answer = self._admin.get("/_admin/registrations")
+        answer.raise_for_status()
+        return list(answer.json()["registrations"])
+
+    def core_keys(self) -> set[tuple[str, str, str]]:
+        """(msisdn, route type without its prefix, sip_uri) of each registration the core holds."""
+        return {(r["msisdn"], r["route_type"].removeprefix("ROUTE_TYPE_"), r["sip_uri"]) for r in self.core()}
+
+    def core_calls(self, method: str) -> dict[str, int]:
+        """Status code -> count of the core's calls to `method` (e.g. "UpsertRegistration")."""
+        answer = self._admin.get("/_admin/stats")
+        answer.raise_for_status()
+        calls: dict[str, dict[str, int]] = answer.json()["calls"]
+        totals: dict[str, int] = {}
+        for path, codes in calls.items():
+            if path.endswith(f"/{method}"):
+                for code, count in codes.items():
+                    totals[code] = totals.get(code, 0) + count
+        return totals
+
+    def set_core_faults(self, **faults: Any) -> None:
+        self._admin.post("/_admin/faults", json=faults).raise_for_status()
+
+    def clear_core_faults(self) -> None:
+        self._admin.delete("/_admin/faults").raise_for_status()
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """The messages on the DLQ now (received and left there: they come back after 1 s)."""
+        answer = self._sqs.receive_message(
+            QueueUrl=self.info["queues"]["EventsDeadLetterQueue"],
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=1,
+            AttributeNames=["All"],
+        )
+        return list(answer.get("Messages", []))
+
+    def wait_for[T](self, what: str, probe: Callable[[], T], timeout: float | None = None) -> T:
+        return wait_for(what, probe, timeout=timeout or self._timeout)
