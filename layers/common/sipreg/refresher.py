@@ -70,7 +70,7 @@ class RefreshReport:
 
 def refresh_event_id(msisdn: str, sip_uri: str, expires_at: datetime) -> str:
     """The same (registration, expiry) always gives the same id; a new expiry a new one."""
-    key = f"{msisdn}|{sip_uri}|{int(expires_at.timestamp())}"
+    key = f"{msisdn}|{sip_uri}|{expires_at.astimezone(UTC).isoformat()}"
     return "refresh-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
@@ -119,11 +119,14 @@ class Refresher:
         budget = self._max_items
         enqueued = not_accepted = overdue = 0
         while cursors and budget > 0 and remaining_seconds() > self._reserve:
-            for shard in list(cursors):  # one page per shard in turn: fair under a backlog
+            # One page per shard in turn, the budget shared out evenly: fair under a backlog.
+            shards = list(cursors)
+            for position, shard in enumerate(shards):
                 if budget <= 0 or remaining_seconds() <= self._reserve:
                     break
+                share = -(-budget // (len(shards) - position))  # ceil: the rest of the round gets the rest
                 page, next_key = self._registrations.due_for_refresh(
-                    shard, before, limit=min(self._page_size, budget), start_key=cursors[shard]
+                    shard, before, limit=min(self._page_size, share), start_key=cursors[shard]
                 )
                 budget -= len(page)
                 overdue += sum(1 for r in page if r.expires_at is not None and r.expires_at <= now)

@@ -1,0 +1,118 @@
+"""Given template.yaml on the local host (worker on the SQS source, refresher on its schedule) and a
+core whose clock runs 1200 times faster (a registration's 3600 s live 3 real seconds), the
+registrations stay alive across several TTLs while the refresher runs, and die once it stops."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.host import LocalHost
+from devstack.wg2sim.process import Wg2simProcess
+from sipreg.models import ApiVersion
+from sipreg.queue import EventQueue
+from sipreg.store.registrations import RegistrationStatus, RegistrationStore
+from sipreg.store.subscribers import SubscriberStore
+from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService
+from tests.unit.worker_fakes import upsert
+from tests.worker_support import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION, TEMPLATE, wait_for
+
+CORE_SCALE = 1200  # core seconds per real second: the 3600 s TTL lasts 3 s
+SCHEDULE_FACTOR = 1200  # rate(5 minutes) fires every 0.25 s
+TTL_REAL = 3600 / CORE_SCALE
+PBX = "sips:pbx.acme.example"
+
+
+@pytest.fixture(scope="module")
+def fast_core() -> Iterator[Wg2simProcess]:
+    with Wg2simProcess.start(time_scale=CORE_SCALE, token_ttl=10**9) as sim:
+        yield sim
+
+
+@pytest.fixture
+def host(moto_endpoint: str, fast_core: Wg2simProcess, tmp_path: Path) -> Iterator[LocalHost]:
+    running = LocalHost(
+        TEMPLATE,
+        moto_endpoint,
+        region=REGION,
+        stack_name=f"ka{uuid.uuid4().hex[:8]}",
+        time_factor=SCHEDULE_FACTOR,
+        parameter_overrides={
+            "CoreEndpoint": fast_core.grpc_target,
+            "IdentityServerUrl": fast_core.http_url,
+            "ClientId": DEV_CLIENT_ID,
+        },
+        secret_values={"OAuthClientSecret": DEV_CLIENT_SECRET},
+        env_overrides={
+            "CORE_PLAINTEXT": "true",
+            "CORE_TIME_SCALE": str(CORE_SCALE),
+            "RETRY_BASE_SECONDS": "0",
+        },
+        # Refresh what expires within 2 real seconds (2400 core seconds).
+        function_env_overrides={"RefresherFunction": {"REFRESH_MARGIN_SECONDS": "2"}},
+        log_dir=tmp_path / "logs",
+        sqs_wait_seconds=1,
+    )
+    with running:
+        yield running
+
+
+def consent(host: LocalHost, sim: Wg2simProcess, msisdn: str) -> None:
+    """Stored as the consent callback stores it, with a core token that outlives the test."""
+    resources = host.resources
+    tokens = TokenService(
+        store=SubscriberStore(resources["SubscribersTable"]["Ref"]),
+        cipher=KmsCipher(resources["DataKey"]["Arn"]),
+        identity=OAuthClient(
+            sim.http_url, client_id=DEV_CLIENT_ID, client_secret=lambda _: DEV_CLIENT_SECRET
+        ),
+        service_scope=SERVICE_SCOPES[ApiVersion.V0],
+    )
+    token = sim.mint_token(msisdn, ttl=10**9)
+    answer = TokenResponse(access_token=token, expires_at=time.time() + 10**6, scopes=("openid",))
+    tokens.record_consent(msisdn, answer, subject=None)
+
+
+def upserts(sim: Wg2simProcess) -> int:
+    calls = sim.stats()["calls"]
+    return sum(counts.get("OK", 0) for name, counts in calls.items() if name.endswith("/UpsertRegistration"))
+
+
+def test_registrations_live_across_several_ttls_while_the_refresher_runs_and_die_when_it_stops(
+    host: LocalHost, fast_core: Wg2simProcess, new_msisdn: Callable[[], str], aws: str
+) -> None:
+    numbers = [new_msisdn() for _ in range(3)]
+    for msisdn in numbers:
+        consent(host, fast_core, msisdn)
+    # Given three registrations applied through the queue and the worker
+    queue = EventQueue(host.resources["EventsQueue"]["Ref"])
+    assert queue.send([upsert(msisdn=msisdn, sip_uri=PBX) for msisdn in numbers]).complete
+
+    def alive() -> set[str]:
+        return {r["msisdn"] for r in fast_core.registrations()} & set(numbers)
+
+    wait_for(lambda: alive() == set(numbers), timeout=20)
+    store = RegistrationStore(host.resources["RegistrationsTable"]["Ref"])
+    assert {store.get(m, PBX).status for m in numbers} == {RegistrationStatus.ACTIVE}  # type: ignore[union-attr]
+    calls_at_start = upserts(fast_core)
+    # When three TTLs pass with the refresher running: the core holds all three all the time
+    gaps: list[tuple[float, set[str]]] = []
+    started = time.monotonic()
+    while time.monotonic() - started < 3 * TTL_REAL:
+        holding = alive()
+        if holding != set(numbers):
+            gaps.append((round(time.monotonic() - started, 2), set(numbers) - holding))
+        time.sleep(0.1)
+    assert gaps == [], f"registrations missing on the core at (seconds, numbers): {gaps}"
+    # Then each was refreshed at least once per TTL
+    assert upserts(fast_core) - calls_at_start >= 3 * len(numbers)
+    # When the stack stops (no refresher runs any more)
+    host.stop()
+    stopped = time.monotonic()
+    # Then the core drops them within one TTL
+    wait_for(lambda: alive() == set(), timeout=TTL_REAL + 2)
+    assert time.monotonic() - stopped <= TTL_REAL + 2
