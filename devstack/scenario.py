@@ -157,11 +157,11 @@ class Scenario:
         self._admin.delete("/_admin/faults").raise_for_status()
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        """The messages on the DLQ now (received and left there: they come back after 1 s)."""
+        """The messages on the DLQ now (a peek: received with visibility 0, so they stay there)."""
         answer = self._sqs.receive_message(
             QueueUrl=self.info["queues"]["EventsDeadLetterQueue"],
             MaxNumberOfMessages=10,
-            VisibilityTimeout=1,
+            VisibilityTimeout=0,
             AttributeNames=["All"],
         )
         return list(answer.get("Messages", []))

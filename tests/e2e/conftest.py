@@ -1,0 +1,121 @@
+"""The e2e suite's stack: `sipreg devstack up` as a real subprocess (the console entry point),
+one per session, with its clock 360 times faster (a registration's 3600 s TTL lasts 10 s).
+
+Tests read the JSON line it prints first (`devstack`), act through `devstack.scenario.Scenario`
+(the demo's actions) and isolate themselves by MSISDN (`new_msisdn`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from devstack.scenario import Scenario
+
+REPO = Path(__file__).resolve().parents[2]
+SIPREG = Path(sys.executable).parent / "sipreg"  # the console script pyproject.toml installs
+TIME_FACTOR = 360
+READY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class RunningDevstack:
+    process: subprocess.Popen[str]
+    info: dict[str, Any]
+    later_lines: list[str]  # what it printed after the JSON line (the summary)
+    stderr: IO[str]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return self.process.returncode
+
+    def stderr_text(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+
+def start_devstack(log_dir: Path, *args: str) -> RunningDevstack:
+    """`sipreg devstack up ARGS --log-dir LOG_DIR`, once its first (JSON) line is out."""
+    stderr = (log_dir / "devstack-up.stderr").open("w+")
+    process = subprocess.Popen(
+        [str(SIPREG), "devstack", "up", "--log-dir", str(log_dir), *args],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    later: list[str] = []
+    stdout = process.stdout
+
+    def read() -> None:
+        lines.put(stdout.readline())
+        later.extend(stdout)  # drained, so the pipe never fills
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        first = lines.get(timeout=READY_TIMEOUT_SECONDS)
+        info = json.loads(first)
+    except (queue.Empty, ValueError):
+        process.kill()
+        process.wait()
+        stderr.seek(0)
+        raise AssertionError(f"sipreg devstack up printed no JSON line; stderr:\n{stderr.read()}") from None
+    return RunningDevstack(process, info, later, stderr)
+
+
+@pytest.fixture(scope="session")
+def running_devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevstack]:
+    running = start_devstack(tmp_path_factory.mktemp("devstack"), "--time-factor", str(TIME_FACTOR))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def devstack(running_devstack: RunningDevstack) -> dict[str, Any]:
+    """The session stack's JSON line: api, aws_endpoint, core_grpc, wg2sim_http, webhook_secret, ..."""
+    return running_devstack.info
+
+
+@pytest.fixture(scope="session")
+def scenario(devstack: dict[str, Any]) -> Iterator[Scenario]:
+    acting = Scenario(devstack)
+    yield acting
+    acting.close()
+
+
+@pytest.fixture
+def core_faults(scenario: Scenario) -> Iterator[Scenario]:
+    """The session stack, with no core faults left after the test."""
+    yield scenario
+    scenario.clear_core_faults()
+
+
+_numbers = itertools.count(random.randrange(10**7))
+
+
+@pytest.fixture
+def new_msisdn() -> Callable[[], str]:
+    """A fresh E.164 number on every call, unique within the session."""
+    return lambda: f"+4798{next(_numbers) % 10**8:08d}"

@@ -1,0 +1,81 @@
+"""The dead-letter path on the real template, through the host's own SQS event source mapping:
+an event the core keeps failing comes back (failed in the batch response), reaches the DLQ after
+the queue's maxReceiveCount, and `sipreg redrive` brings it back once the core has recovered."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devstack.host.template import load_template
+from devstack.scenario import Scenario, upsert
+from tests.e2e.conftest import REPO, SIPREG
+
+PBX = "sips:pbx.acme.example:5061"
+
+
+def max_receive_count() -> int:
+    queue = load_template(REPO / "template.yaml")["Resources"]["EventsQueue"]["Properties"]
+    return int(queue["RedrivePolicy"]["maxReceiveCount"])
+
+
+def dead_lettered(scenario: Scenario, msisdn: str) -> list[dict[str, Any]]:
+    return [m for m in scenario.dead_letters() if json.loads(m["Body"]).get("msisdn") == msisdn]
+
+
+def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it(
+    core_faults: Scenario, new_msisdn: Callable[[], str], devstack: dict[str, Any], tmp_path: Path
+) -> None:
+    scenario = core_faults
+    # Given a consented subscriber whose calls the core answers UNAVAILABLE, every time
+    msisdn = new_msisdn()
+    assert scenario.consent(msisdn).granted
+    scenario.set_core_faults(unavailable_rate=1.0, msisdns=[msisdn])
+    failed_before = scenario.core_calls("UpsertRegistration").get("UNAVAILABLE", 0)
+    # When the CRM sends an upsert for them
+    assert scenario.send([upsert("dlq-1", msisdn, "fork", PBX, source="crm")]).accepted == ["dlq-1"]
+    # Then after maxReceiveCount failed receives the message is on the DLQ, unchanged
+    found = scenario.wait_for("the event on the DLQ", lambda: dead_lettered(scenario, msisdn), 40)
+    assert json.loads(found[0]["Body"])["id"] == "dlq-1"
+    # And it was tried once per receive (the core saw each attempt), never applied
+    assert (
+        scenario.core_calls("UpsertRegistration").get("UNAVAILABLE", 0) - failed_before >= max_receive_count()
+    )
+    registration = scenario.registration(msisdn, PBX) or {}
+    assert registration.get("status") != "active"
+    assert "UNAVAILABLE" in (registration.get("last_error") or "").upper()
+    assert not any(number == msisdn for number, _, _ in scenario.core_keys())
+
+    # When the core recovers and the operator redrives that number's dead letters
+    scenario.clear_core_faults()
+    redrive = subprocess.run(
+        [
+            str(SIPREG),
+            "redrive",
+            "--queue-url",
+            devstack["queues"]["EventsQueue"],
+            "--endpoint-url",
+            devstack["aws_endpoint"],
+            "--msisdn",
+            msisdn,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "AWS_REGION": devstack["region"]},
+    )
+    assert redrive.returncode == 0, redrive.stderr
+    assert f"moved 1 message(s) of {msisdn}" in redrive.stdout
+    # Then the event is applied and the DLQ holds nothing of that number
+    scenario.wait_for(
+        "the registration on the core",
+        lambda: (msisdn, "FORK", PBX) in scenario.core_keys(),
+        15,
+    )
+    assert (scenario.registration(msisdn, PBX) or {}).get("status") == "active"
+    assert dead_lettered(scenario, msisdn) == []

@@ -1,0 +1,74 @@
+"""Every function template.yaml declares runs on the stack `sipreg devstack up` started, and every
+HTTP route of the template reaches the function the template names, as the host records it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.host.template import load_template
+from tests.e2e.conftest import REPO
+
+TEMPLATE = load_template(REPO / "template.yaml")
+FUNCTIONS = {
+    logical_id: resource
+    for logical_id, resource in TEMPLATE["Resources"].items()
+    if resource["Type"] == "AWS::Serverless::Function"
+}
+ROUTES = [
+    (logical_id, str(event["Properties"]["Method"]).upper(), event["Properties"]["Path"])
+    for logical_id, resource in FUNCTIONS.items()
+    for event in (resource["Properties"].get("Events") or {}).values()
+    if event["Type"] == "HttpApi"
+]
+
+
+def invocations(log_dir: str) -> list[dict[str, Any]]:
+    """The host's invocation records (function, trigger, outcome) from the stack's log."""
+    text = (Path(log_dir) / "stack.log").read_text()
+    return [json.loads(m[1]) for m in re.finditer(r"devstack\.host\.invocations (\{.*\})$", text, re.M)]
+
+
+def test_every_function_of_the_template_was_started_in_its_sandbox(devstack: dict[str, Any]) -> None:
+    # Given the template's functions
+    # Then the stack runs each of them: started ahead (prewarmed), i.e. its handler imported in a
+    # sandbox with the template's environment, or the stack would not have come up
+    assert devstack["functions"] == sorted(FUNCTIONS)
+    assert {
+        "OAuthStartFunction",
+        "EventsApiFunction",
+        "RegistrationWorkerFunction",
+        "RefresherFunction",
+    } <= set(FUNCTIONS)
+
+
+@pytest.mark.parametrize(("function", "method", "path"), ROUTES, ids=[f"{m} {p}" for _, m, p in ROUTES])
+def test_every_route_reaches_the_function_the_template_names(
+    devstack: dict[str, Any], function: str, method: str, path: str
+) -> None:
+    # Given the number of times the host has run this route so far
+    trigger = f"http:{method} {path}"
+
+    def runs() -> int:
+        return sum(
+            1
+            for r in invocations(devstack["log_dir"])
+            if r["function"] == function and r["trigger"] == trigger
+        )
+
+    before = runs()
+    # When the route is called (unsigned, with a sample path parameter)
+    url = devstack["api"] + path.replace("{msisdn}", "%2B4790000001")
+    answer = httpx.request(
+        method, url, timeout=10, content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    # Then the template's function answered it (the host's own 404 would name no function)
+    assert answer.status_code != 404 or answer.json() != {"message": "Not Found"}
+    assert runs() == before + 1
+    last = [r for r in invocations(devstack["log_dir"]) if r["trigger"] == trigger][-1]
+    assert last["outcome"] == "ok"
