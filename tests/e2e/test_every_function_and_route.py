@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,40 @@ def test_every_function_of_the_template_was_started_in_its_sandbox(devstack: dic
         "RegistrationWorkerFunction",
         "RefresherFunction",
     } <= set(FUNCTIONS)
+
+
+IMPORT_HANDLER = """
+import importlib, sys
+sys.path[:0] = sys.argv[1:3]
+module, _, name = sys.argv[3].rpartition(".")
+assert callable(getattr(importlib.import_module(module), name)), sys.argv[3]
+"""
+
+
+def test_every_handler_imports_in_a_fresh_interpreter_with_only_its_code_and_the_layer() -> None:
+    # Given each function's code folder and Handler, and the shared layer's folder
+    layer = REPO / TEMPLATE["Resources"]["CommonLayer"]["Properties"]["ContentUri"]
+    # When each handler is imported in an interpreter of its own, as a Lambda sandbox does
+    runs = {
+        logical_id: subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-c",
+                IMPORT_HANDLER,
+                str(REPO / resource["Properties"]["CodeUri"]),
+                str(layer),
+                resource["Properties"]["Handler"],
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for logical_id, resource in FUNCTIONS.items()
+    }
+    # Then every one of them imports and names a callable
+    failures = {logical_id: run.communicate(timeout=60)[0] for logical_id, run in runs.items()}
+    assert {k: v for k, v in failures.items() if runs[k].returncode != 0} == {}
 
 
 @pytest.mark.parametrize(("function", "method", "path"), ROUTES, ids=[f"{m} {p}" for _, m, p in ROUTES])
