@@ -22,10 +22,10 @@ def test_applied_upsert_is_active_with_expiry_from_the_core_ttl() -> None:
     assert w.journal.outcomes() == ["active"]
 
 
-def test_core_ttl_is_read_in_core_seconds_when_the_emulator_clock_runs_fast() -> None:
-    w = world(answers(Applied(ttl_seconds=3600.0)), time_scale=600)
+def test_without_a_ttl_in_the_answer_the_documented_3600_seconds_are_assumed() -> None:
+    w = world(answers(Applied(ttl_seconds=None)))
     w.run(message(upsert()))
-    assert w.journal.record().expires_at == T0 + timedelta(seconds=6)
+    assert w.journal.record().expires_at == T0 + timedelta(seconds=3600)
 
 
 def test_not_acceptable_is_rejected_with_the_core_reason_and_not_retried() -> None:

@@ -216,7 +216,6 @@ def world(
     *,
     latency: float = 0.0,
     auth_mode: AuthMode = AuthMode.USER,
-    time_scale: float = 1.0,
     concurrency: int = 10,
 ) -> World:
     journal, core, tokens = FakeJournal(), FakeCore(script, latency), FakeTokens()
@@ -228,7 +227,6 @@ def world(
         auth_mode=auth_mode,
         api_version=ApiVersion.V0,
         clock=clock,
-        core_time_scale=time_scale,
     )
     worker = Worker(
         applier,

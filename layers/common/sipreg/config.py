@@ -136,8 +136,6 @@ class WorkerSettings(_FromEnv):
     group_concurrency: int = Field(10, alias="WORKER_GROUP_CONCURRENCY", ge=1, le=64)
     # No record is started with less than this left of the invocation (core deadline + writes).
     time_reserve_seconds: float = Field(8.0, alias="WORKER_TIME_RESERVE_SECONDS", ge=0, le=900)
-    # Emulator only: core seconds per real second (wg2sim --time-scale); TTLs are divided by it.
-    core_time_scale: float = Field(1.0, alias="CORE_TIME_SCALE", ge=1)
 
 
 class RefresherSettings(_FromEnv):

@@ -70,7 +70,6 @@ def build_worker(settings: WorkerSettings | None = None) -> Worker:
         tokens=token_service(),
         auth_mode=worker_settings.auth_mode,
         api_version=worker_settings.api_version,
-        core_time_scale=worker_settings.core_time_scale,
     )
     publisher: StatusPublisher = (
         EventBridgePublisher(worker_settings.status_bus_name)

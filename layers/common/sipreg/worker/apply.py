@@ -156,7 +156,6 @@ class EventApplier:
         auth_mode: AuthMode,
         api_version: ApiVersion,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        core_time_scale: float = 1.0,
     ) -> None:
         self._journal = journal
         self._core = core
@@ -164,7 +163,6 @@ class EventApplier:
         self._auth_mode = auth_mode
         self._scope = SERVICE_SCOPES[api_version]
         self._clock = clock
-        self._time_scale = core_time_scale
 
     def apply(self, event: AnyEvent) -> EventResult:
         for _ in range(SAVE_ATTEMPTS):
@@ -336,7 +334,7 @@ class EventApplier:
         pending = Status.PENDING if operation is Operation.UPSERT else Status.DELETING
         match outcome:
             case Applied(ttl_seconds=ttl):
-                lives = timedelta(seconds=(ttl or DEFAULT_TTL_SECONDS) / self._time_scale)
+                lives = timedelta(seconds=ttl or DEFAULT_TTL_SECONDS)
                 return _Verdict(
                     "active", Status.ACTIVE, None, holds=Holds.SENT, expires_at=self._clock() + lives
                 )
