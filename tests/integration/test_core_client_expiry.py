@@ -46,6 +46,7 @@ def test_a_registration_disappears_when_the_ttl_the_core_returned_runs_out(sim, 
     outcome = core.upsert(fork, sim.mint_token(msisdn=fork.msisdn, ttl=LONG_LIVED))
 
     assert isinstance(outcome, Applied)
+    assert outcome.ttl_seconds is not None
     assert outcome.ttl_seconds == pytest.approx(3600.0 / sim.time_scale)  # real seconds
     assert held_by_core(sim, fork.msisdn)
     deadline = time.monotonic() + outcome.ttl_seconds + 3
