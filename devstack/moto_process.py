@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import queue
 import signal
 import subprocess
 import sys
@@ -24,11 +23,13 @@ from typing import IO, Self
 
 from moto.server import ThreadedMotoServer
 
+from devstack.child import ChildStartError, stop_child, wait_for_ready_line
+
 STARTUP_TIMEOUT_SECONDS = 20.0
 STOP_TIMEOUT_SECONDS = 5.0
 
 
-class MotoStartError(RuntimeError):
+class MotoStartError(ChildStartError):
     """moto did not announce itself; the message says where its output went."""
 
 
@@ -52,28 +53,17 @@ class MotoProcess:
             stderr=log,
             start_new_session=True,  # Ctrl-C reaches the caller, which stops moto last, in order
         )
-        lines: queue.Queue[bytes] = queue.Queue()
-        assert process.stdout is not None
-        stdout = process.stdout
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
         try:
-            port = int(json.loads(lines.get(timeout=timeout))["port"])
-        except (queue.Empty, ValueError, KeyError, TypeError):
-            process.kill()
-            process.wait()
+            port = int(wait_for_ready_line(process, timeout)["port"])
+        except (ChildStartError, KeyError, ValueError, TypeError):
+            stop_child(process, timeout=0)
             log.close()
             raise MotoStartError(f"moto server did not start within {timeout} s; see {log_file}") from None
         return cls(process, port, log)
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
         """SIGTERM, then wait; killed if it does not stop in time. Returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, timeout)
         if self.process.stdout:
             self.process.stdout.close()
         self._log.close()

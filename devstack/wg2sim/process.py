@@ -8,13 +8,9 @@ with Wg2simProcess.start(time_scale=3600, tls=True) as sim:
 
 from __future__ import annotations
 
-import json
-import queue
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,13 +18,14 @@ from typing import IO, Any, Self
 
 import httpx
 
+from devstack.child import ChildStartError, stop_child, wait_for_ready_line
 from devstack.wg2sim.tokens import SIP_BREAKOUT_SCOPES
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 
-class Wg2simStartError(RuntimeError):
+class Wg2simStartError(ChildStartError):
     """The emulator did not announce itself; the message carries its stderr."""
 
 
@@ -85,10 +82,11 @@ class Wg2simProcess:
         stderr = log_file.open("a+b") if log_file else tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)  # noqa: S603
         try:
-            ready = _read_ready_line(process, startup_timeout)
-        except Wg2simStartError as error:
-            process.kill()
-            process.wait()
+            ready = wait_for_ready_line(process, startup_timeout)
+            if not {"grpc", "http", "ca_file"} <= ready.keys():
+                stop_child(process, timeout=0)
+                raise ChildStartError(f"the ready line lacks grpc, http or ca_file: {ready}")
+        except ChildStartError as error:
             stderr.seek(0)
             detail = stderr.read().decode(errors="replace").strip()
             stderr.close()
@@ -143,13 +141,7 @@ class Wg2simProcess:
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
         """SIGTERM, then wait; kills it if it does not stop in time. Returns the exit code."""
         self._http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, timeout)
         if self.process.stdout:
             self.process.stdout.close()
         self._stderr.close()
@@ -162,21 +154,3 @@ class Wg2simProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _read_ready_line(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-    lines: queue.Queue[bytes] = queue.Queue()
-    assert process.stdout is not None
-    stdout = process.stdout
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-    try:
-        line = lines.get(timeout=timeout)
-    except queue.Empty:
-        raise Wg2simStartError(f"no ready line within {timeout} s") from None
-    try:
-        ready = json.loads(line)
-        if not isinstance(ready, dict) or not {"grpc", "http", "ca_file"} <= ready.keys():
-            raise ValueError(line)
-    except ValueError:
-        raise Wg2simStartError(f"expected the JSON ready line, got {line!r}") from None
-    return ready

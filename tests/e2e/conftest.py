@@ -8,13 +8,10 @@ Tests read the JSON line it prints first (`devstack`), act through `devstack.sce
 from __future__ import annotations
 
 import itertools
-import json
-import queue
 import random
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import IO, Any
 
 import pytest
 
+from devstack.child import ChildStartError, stop_child, wait_for_ready_line
 from devstack.scenario import Scenario
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,15 +36,8 @@ class RunningDevstack:
     stderr: IO[str]
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise
-        return self.process.returncode
+        """The exit code: 0 for a clean stop, -9 when it had to be killed."""
+        return stop_child(self.process, timeout, signum)
 
     def stderr_text(self) -> str:
         self.stderr.seek(0)
@@ -64,24 +55,12 @@ def start_devstack(log_dir: Path, *args: str) -> RunningDevstack:
         stderr=stderr,
         text=True,
     )
-    assert process.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    later: list[str] = []
-    stdout = process.stdout
-
-    def read() -> None:
-        lines.put(stdout.readline())
-        later.extend(stdout)  # drained, so the pipe never fills
-
-    threading.Thread(target=read, daemon=True).start()
+    later: list[str] = []  # what it prints after the JSON line (the summary)
     try:
-        first = lines.get(timeout=READY_TIMEOUT_SECONDS)
-        info = json.loads(first)
-    except (queue.Empty, ValueError):
-        process.kill()
-        process.wait()
+        info = wait_for_ready_line(process, READY_TIMEOUT_SECONDS, rest=later)
+    except ChildStartError as error:
         stderr.seek(0)
-        raise AssertionError(f"sipreg devstack up printed no JSON line; stderr:\n{stderr.read()}") from None
+        raise AssertionError(f"sipreg devstack up: {error}; stderr:\n{stderr.read()}") from None
     return RunningDevstack(process, info, later, stderr)
 
 

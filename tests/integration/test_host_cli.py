@@ -3,16 +3,15 @@ SIGTERM, and a clear error (no traceback) for a bad template or parameter."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
 
+from devstack.child import wait_for_ready_line
 from tests.fixtures.host.hosting import TEMPLATE, client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,17 +28,6 @@ def run_host(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def first_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.append(process.stdout.readline() if process.stdout else "")
-    )
-    reader.start()
-    reader.join(timeout)
-    assert lines, "the host printed nothing in time"
-    return lines[0]
-
-
 def test_program_prints_where_it_serves_and_stops_on_sigterm(moto_endpoint: str, tmp_path: Path) -> None:
     # Given the host started as a program
     process = run_host(
@@ -49,7 +37,7 @@ def test_program_prints_where_it_serves_and_stops_on_sigterm(moto_endpoint: str,
     )  # fmt: skip
     try:
         # When it is ready, Then its one JSON line names the API and the resources
-        ready = json.loads(first_line(process))
+        ready = wait_for_ready_line(process, timeout=30)
         assert ready["api"].startswith("http://127.0.0.1:")
         assert ready["resources"]["WorkQueue"]["QueueUrl"].startswith(moto_endpoint)
         assert ready["resources"]["DataKeyAlias"]["Ref"] == "alias/cli-test-data"
