@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLog, EventLogEntry
-from sipreg.store.registrations import ConcurrentUpdateError, RegistrationRecord, RegistrationStatus
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from sipreg.worker import DynamoJournal
 from tests.worker_support import provision
 

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from sipreg.store import ConcurrentUpdateError
 from sipreg.store.oauth_states import OAuthState, StateProblem, StateRefusedError
-from sipreg.store.subscribers import ConcurrentUpdateError, SubscriberRecord
+from sipreg.store.subscribers import SubscriberRecord
 from sipreg.tokens import (
     GrantRejectedError,
     IdentityServerUnavailableError,

@@ -30,8 +30,9 @@ from sipreg.events import (
 )
 from sipreg.models import ApiVersion, Registration, RouteType
 from sipreg.notify import StatusChange
+from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
-from sipreg.store.registrations import ConcurrentUpdateError, RegistrationRecord
+from sipreg.store.registrations import RegistrationRecord
 from sipreg.tokens import TokenError
 from sipreg.worker import EventApplier, QueuedMessage, Worker
 

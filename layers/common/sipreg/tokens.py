@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sipreg.config import TokenSettings
 from sipreg.models import ApiVersion, mask_msisdn
+from sipreg.store import ConcurrentUpdateError
 from sipreg.store.subscribers import (
-    ConcurrentUpdateError,
     ConsentStatus,
     SubscriberRecord,
     Subscribers,

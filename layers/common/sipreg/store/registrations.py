@@ -15,12 +15,13 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from sipreg.aws import dynamodb_table
 from sipreg.models import Msisdn, OptionalPrefix, RouteType, SipUri
+from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.event_log import to_item as log_item
 
@@ -73,10 +74,6 @@ class RegistrationRecord(BaseModel):
         return event_id in self.recent_event_ids
 
 
-class ConcurrentUpdateError(Exception):
-    """Someone saved the record after we read it; re-read and decide again."""
-
-
 def refresh_shard(msisdn: str) -> str:
     digest = hashlib.blake2b(msisdn.encode(), digest_size=2).digest()
     return str(int.from_bytes(digest) % REFRESH_SHARDS)
@@ -122,19 +119,7 @@ class RegistrationStore:
 
     def save(self, record: RegistrationRecord, *, read_version: int | None) -> RegistrationRecord:
         """Writes `record` as version read_version + 1; `read_version=None` means it must be new."""
-        saved = record.model_copy(update={"version": (read_version or 0) + 1})
-        if read_version is None:
-            condition = Attr("msisdn").not_exists()
-        else:
-            condition = Attr("version").eq(read_version)
-        try:
-            self._table.put_item(Item=_to_item(saved), ConditionExpression=condition)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConcurrentUpdateError(
-                    f"{record.sip_uri} changed since version {read_version}"
-                ) from None
-            raise
+        [saved] = self.save_with_log([(record, read_version)], [], event_log_table="")
         return saved
 
     def save_with_log(

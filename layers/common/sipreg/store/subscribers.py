@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sipreg.aws import dynamodb_table
 from sipreg.models import Msisdn
+from sipreg.store import ConcurrentUpdateError
 
 
 class ConsentStatus(StrEnum):
@@ -51,10 +52,6 @@ class SubscriberRecord(BaseModel):
 
     def lease_held(self, now: float) -> bool:
         return self.refresh_lease_until is not None and self.refresh_lease_until > now
-
-
-class ConcurrentUpdateError(Exception):
-    """Someone saved the subscriber after we read it; re-read and decide again."""
 
 
 def _to_item(record: SubscriberRecord) -> dict[str, Any]:

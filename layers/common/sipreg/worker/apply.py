@@ -49,10 +49,10 @@ from sipreg.events import (
 )
 from sipreg.models import ApiVersion, Registration, mask_msisdn
 from sipreg.notify import StatusChange
+from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import (
     RECENT_EVENT_IDS,
-    ConcurrentUpdateError,
     RegistrationRecord,
     RegistrationStatus,
     RouteSpec,
