@@ -22,6 +22,8 @@ help:
 	@echo "make test   run every test (unit, integration, e2e)"
 	@echo "make lint   ruff + mypy (+ template checks)"
 	@echo "make proto  generate Python code from protos/"
+	@echo "make build  the layer and functions for the Lambda platform (.build/)"
+	@echo "make bench  the benchmarks (ratios against a baseline of the same run)"
 
 $(STAMP): pyproject.toml layers/common/requirements.txt constraints.txt
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
@@ -75,6 +77,11 @@ lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
 	# BC_SKIP_MAPPING: no attempt to fetch guideline links from the network (there is none here).
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+
+# Figures, not assertions: each one a ratio against a baseline measured in the same run.
+bench: $(PROTO_STAMP)
+	$(PY) bench/bench_core.py
+	$(PY) bench/bench_worker.py
 
 # The layer and every function for the Lambda platform, as `sam build` lays them out.
 BUILD_DIR := .build
