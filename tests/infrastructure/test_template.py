@@ -183,3 +183,24 @@ def test_outputs_name_the_api_the_callback_and_the_queue() -> None:
     outputs = RAW["Outputs"]
     assert {"ApiUrl", "CallbackUrl", "EventsQueueUrl"} <= set(outputs)
     assert outputs["CallbackUrl"]["Value"]["Fn::Sub"].endswith("/oauth/callback")
+
+
+def alarmed_metrics() -> set[tuple[str, str | None]]:
+    """(metric name, resource its dimension names, if any) of every alarm, metric math included."""
+    found: set[tuple[str, str | None]] = set()
+    for props in of_type("AWS::CloudWatch::Alarm").values():
+        stats = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        stats += [props] if "MetricName" in props else []
+        for stat in stats:
+            found.add((stat["MetricName"], None))
+            for dimension in stat.get("Dimensions", []):
+                found |= {(stat["MetricName"], name) for name in references(dimension["Value"])}
+    return found
+
+
+def test_the_worker_and_the_refresher_have_alarms() -> None:
+    alarmed = alarmed_metrics()
+    assert ("Errors", "RegistrationWorkerFunction") in alarmed
+    assert ("Invocations", "RefresherFunction") in alarmed  # silence is a failure too
+    assert ("Errors", "RefresherFunction") in alarmed
+    assert ("OverdueRegistrations", None) in alarmed
