@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from sipreg.aws import dynamodb_table
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLog, EventLogEntry
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
@@ -77,3 +78,25 @@ def test_lines_of_one_event_for_two_registrations_do_not_overwrite_each_other(
     journal.commit([(r, None) for r in records], [line("consent-1", r.sip_uri) for r in records])
     assert [r.version for r in journal.list_for(MSISDN)] == [1, 1]
     assert logged(tables) == [("consent-1", "sips:a.example"), ("consent-1", "sips:b.example")]
+
+
+def test_many_records_are_read_in_batches_of_a_hundred_and_missing_ones_map_to_none(
+    journal: DynamoJournal, tables: tuple[str, str]
+) -> None:
+    # Given three registrations among 150 keys asked for (one asked twice)
+    uris = [f"sips:pbx{n}.example" for n in range(150)]
+    saved = [
+        RegistrationRecord(msisdn=MSISDN, sip_uri=uri, status=RegistrationStatus.ACTIVE, updated_at=NOW)
+        for uri in (uris[0], uris[99], uris[149])
+    ]
+    journal.commit([(r, None) for r in saved], [])
+    requests: list[str] = []
+    client = dynamodb_table(tables[0]).meta.client
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: requests.append(model.name))
+    # When they are read at once
+    found = journal.get_many([(MSISDN, uri) for uri in [*uris, uris[0]]])
+    # Then two BatchGetItem requests answered every key: the three records, None for the rest
+    assert requests == ["BatchGetItem", "BatchGetItem"]
+    assert len(found) == 150
+    present = {key[1]: record.version for key, record in found.items() if record is not None}
+    assert present == {uris[0]: 1, uris[99]: 1, uris[149]: 1}

@@ -107,7 +107,7 @@ def test_a_record_changed_meanwhile_is_read_again() -> None:
     report = w.run(message(upsert()))
     assert report.failed == []
     assert w.journal.record().status is RegistrationStatus.ACTIVE
-    assert w.journal.gets == 2
+    assert (w.journal.batch_gets, w.journal.gets) == (1, 1)  # the prefetch, then the re-read
 
 
 def test_recent_event_ids_are_bounded() -> None:

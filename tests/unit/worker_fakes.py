@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from sipreg.models import ApiVersion, Registration, RouteType
 from sipreg.notify import StatusChange
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
-from sipreg.store.registrations import RegistrationRecord
+from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.tokens import TokenError
 from sipreg.worker import EventApplier, QueuedMessage, Worker
 
@@ -56,7 +56,8 @@ class FakeJournal:
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], RegistrationRecord] = {}
         self.entries: list[EventLogEntry] = []
-        self.gets = 0
+        self.gets = 0  # GetItem and Query requests
+        self.batch_gets = 0  # BatchGetItem requests
         self.commits = 0
         self.conflicts_to_raise = 0
         self._lock = threading.Lock()
@@ -66,6 +67,11 @@ class FakeJournal:
             self.gets += 1
             return self.records.get((msisdn, sip_uri))
 
+    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
+        with self._lock:
+            self.batch_gets += 1
+            return {key: self.records.get(key) for key in keys}
+
     def list_for(self, msisdn: str) -> list[RegistrationRecord]:
         with self._lock:
             self.gets += 1
@@ -73,7 +79,7 @@ class FakeJournal:
 
     def commit(
         self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
-    ) -> None:
+    ) -> list[RegistrationRecord]:
         with self._lock:
             if self.conflicts_to_raise:
                 self.conflicts_to_raise -= 1
@@ -82,12 +88,11 @@ class FakeJournal:
                 current = self.records.get((record.msisdn, record.sip_uri))
                 if (current.version if current else None) != read:
                     raise ConcurrentUpdateError("changed meanwhile")
-            for record, read in saves:
-                self.records[(record.msisdn, record.sip_uri)] = record.model_copy(
-                    update={"version": (read or 0) + 1}
-                )
+            saved = [record.model_copy(update={"version": (read or 0) + 1}) for record, read in saves]
+            self.records.update({(record.msisdn, record.sip_uri): record for record in saved})
             self.entries.extend(entries)
             self.commits += 1
+            return saved
 
     def append(self, entry: EventLogEntry) -> None:
         with self._lock:

@@ -9,7 +9,9 @@ one hot partition.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import logging
+import time
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -25,11 +27,19 @@ from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.event_log import to_item as log_item
 
+logger = logging.getLogger(__name__)
+
 REFRESH_INDEX = "RefreshDue"
 TRANSACTION_LIMIT = 100  # items per TransactWriteItems
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+BATCH_GET_ATTEMPTS = 4  # rounds for UnprocessedKeys (throttling), with a growing pause
+BATCH_GET_PAUSE_SECONDS = 0.05
 REFRESH_SHARDS = 16
 # How many event ids a record remembers to absorb redelivered or resent duplicates.
 RECENT_EVENT_IDS = 20
+
+
+RecordKey = tuple[str, str]  # (msisdn, sip_uri)
 
 
 class RegistrationStatus(StrEnum):
@@ -106,6 +116,45 @@ class RegistrationStore:
         found = self._table.get_item(Key={"msisdn": msisdn, "sip_uri": sip_uri}, ConsistentRead=True)
         item = found.get("Item")
         return _from_item(item) if item else None
+
+    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
+        """The records of these keys, consistently read with BatchGetItem (one request per 100 keys).
+
+        A key without a record maps to None. Keys DynamoDB still leaves unprocessed (throttling)
+        after a few rounds are left out of the answer: the caller must read those itself.
+        """
+        found: dict[RecordKey, RegistrationRecord | None] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            found.update(self._batch_get(unique[start : start + BATCH_GET_LIMIT]))
+        return found
+
+    def _batch_get(self, keys: list[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
+        name = self._table.name
+        found: dict[RecordKey, RegistrationRecord | None] = {}
+        pending = keys
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            if attempt:
+                time.sleep(BATCH_GET_PAUSE_SECONDS * 2 ** (attempt - 1))
+            request = [{"msisdn": msisdn, "sip_uri": sip_uri} for msisdn, sip_uri in pending]
+            answer = self._table.meta.client.batch_get_item(
+                RequestItems={name: {"Keys": request, "ConsistentRead": True}}
+            )
+            for item in answer.get("Responses", {}).get(name, []):
+                record = _from_item(item)
+                found[(record.msisdn, record.sip_uri)] = record
+            unprocessed = answer.get("UnprocessedKeys", {}).get(name, {}).get("Keys", [])
+            left = {(key["msisdn"], key["sip_uri"]) for key in unprocessed}
+            found.update({key: None for key in pending if key not in left and key not in found})
+            if not left:
+                return found
+            pending = [key for key in pending if key in left]
+        logger.warning(
+            "%d registrations stayed unprocessed after %d BatchGetItem rounds",
+            len(pending),
+            BATCH_GET_ATTEMPTS,
+        )
+        return found
 
     def list_for(self, msisdn: str) -> list[RegistrationRecord]:
         records: list[RegistrationRecord] = []

@@ -20,7 +20,7 @@ The rules, per registration (MSISDN, sip_uri):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -53,6 +53,7 @@ from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import (
     RECENT_EVENT_IDS,
+    RecordKey,
     RegistrationRecord,
     RegistrationStatus,
     RouteSpec,
@@ -71,13 +72,19 @@ class Journal(Protocol):
 
     def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None: ...
 
+    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
+        """The records of these keys in one read, None where there is none; a key it could not
+        read (e.g. throttled) is left out."""
+        ...
+
     def list_for(self, msisdn: str) -> list[RegistrationRecord]: ...
 
     def commit(
         self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
-    ) -> None:
+    ) -> list[RegistrationRecord]:
         """Saves the records (each expecting the version it was read at) and appends the lines,
-        all or nothing; raises ConcurrentUpdateError when a record changed meanwhile."""
+        all or nothing; raises ConcurrentUpdateError when a record changed meanwhile. Returns
+        the records as saved (with their new versions)."""
         ...
 
     def append(self, entry: EventLogEntry) -> None: ...
@@ -164,36 +171,44 @@ class EventApplier:
         self._scope = SERVICE_SCOPES[api_version]
         self._clock = clock
 
-    def apply(self, event: AnyEvent) -> EventResult:
+    def apply(self, event: AnyEvent, journal: Journal | None = None) -> EventResult:
+        """Applies one event, reading and writing through `journal` (default: the applier's own);
+        the worker passes each group a `PrefetchedJournal` holding the records this batch knows."""
+        journal = journal or self._journal
         for _ in range(SAVE_ATTEMPTS):
             try:
-                return self._apply_once(event)
+                return self._apply_once(journal, event)
             except ConcurrentUpdateError:
                 logger.info(
                     "a registration of %s changed meanwhile; deciding again", mask_msisdn(event.msisdn)
                 )
         return EventResult("retrying", "the registration kept changing meanwhile", retry=True)
 
-    def _apply_once(self, event: AnyEvent) -> EventResult:
+    def _apply_once(self, journal: Journal, event: AnyEvent) -> EventResult:
         match event:
             case UpsertEvent():
                 spec = RouteSpec.model_validate(event.registration.model_dump(exclude={"sip_uri"}))
-                return self._one(event, event.registration.sip_uri, Operation.UPSERT, spec)
+                return self._one(journal, event, event.registration.sip_uri, Operation.UPSERT, spec)
             case DeleteEvent():
-                return self._one(event, event.registration.sip_uri, Operation.DELETE, None)
+                return self._one(journal, event, event.registration.sip_uri, Operation.DELETE, None)
             case RefreshEvent():
-                return self._refresh(event)
+                return self._refresh(journal, event)
             case ConsentedEvent():
-                return self._consented(event)
+                return self._consented(journal, event)
             case RevokeEvent():
-                return self._revoke(event)
+                return self._revoke(journal, event)
 
     # --- one registration: upsert, delete, refresh ---------------------------------------------
 
     def _one(
-        self, event: UpsertEvent | DeleteEvent, sip_uri: str, operation: Operation, spec: RouteSpec | None
+        self,
+        journal: Journal,
+        event: UpsertEvent | DeleteEvent,
+        sip_uri: str,
+        operation: Operation,
+        spec: RouteSpec | None,
     ) -> EventResult:
-        record = self._journal.get(event.msisdn, sip_uri)
+        record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
             return EventResult("duplicate")
         if (
@@ -205,23 +220,23 @@ class EventApplier:
                 f"occurred at {event.occurred_at.isoformat()}, "
                 f"before the last event ({record.last_event_at.isoformat()})"
             )
-            return self._superseded(event, sip_uri, record, reason)
+            return self._superseded(journal, event, sip_uri, record, reason)
         if operation is Operation.DELETE and not _may_be_on_core(record):
             verdict = _Verdict("deleted", Status.DELETED, None, holds=Holds.NOTHING)
         else:
             registration = _registration(event.msisdn, sip_uri, spec or _known_spec(record))
             verdict = self._verdict(operation, self._call(event.msisdn, [(operation, registration)])[0])
-        return self._record(event, [_Touched(sip_uri, record, spec, verdict)], moves_last_event=True)
+        return self._record(journal, event, [_Touched(sip_uri, record, spec, verdict)], moves_last_event=True)
 
-    def _refresh(self, event: RefreshEvent) -> EventResult:
+    def _refresh(self, journal: Journal, event: RefreshEvent) -> EventResult:
         sip_uri = event.registration.sip_uri
-        record = self._journal.get(event.msisdn, sip_uri)
+        record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
             return EventResult("duplicate")
         if record is None or record.status is not Status.ACTIVE or record.applied is None:
-            return self._superseded(event, sip_uri, record, "the registration is no longer active")
+            return self._superseded(journal, event, sip_uri, record, "the registration is no longer active")
         if record.desired != record.applied:
-            return self._superseded(event, sip_uri, record, "a newer desired state is pending")
+            return self._superseded(journal, event, sip_uri, record, "a newer desired state is pending")
         registration = _registration(event.msisdn, sip_uri, record.applied)
         outcome = self._call(event.msisdn, [(Operation.UPSERT, registration)])[0]
         verdict = self._verdict(Operation.UPSERT, outcome)
@@ -230,30 +245,30 @@ class EventApplier:
         elif verdict.status is Status.ACTIVE:
             verdict = replace(verdict, outcome="refreshed")
         touched = _Touched(sip_uri, record, record.desired, verdict)
-        return self._record(event, [touched], moves_last_event=False)
+        return self._record(journal, event, [touched], moves_last_event=False)
 
     def _superseded(
-        self, event: AnyEvent, sip_uri: str, record: RegistrationRecord | None, reason: str
+        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord | None, reason: str
     ) -> EventResult:
         """Changes nothing but remembering the id (a redelivery is then a duplicate) and the log line."""
         entry = self._entry(event, sip_uri, "superseded", reason)
         saves = [] if record is None else [(_remember(record, event.id, self._clock()), record.version)]
-        self._journal.commit(saves, [entry])
+        journal.commit(saves, [entry])
         return EventResult("superseded", reason)
 
     # --- every registration of a subscriber: consent given, consent revoked ----------------------
 
-    def _consented(self, event: ConsentedEvent) -> EventResult:
+    def _consented(self, journal: Journal, event: ConsentedEvent) -> EventResult:
         waiting = [
             (record, record.desired)
-            for record in self._journal.list_for(event.msisdn)
+            for record in journal.list_for(event.msisdn)
             if record.desired is not None
             and record.status in _WAITING_FOR_CONSENT
             and not record.seen(event.id)
         ]
         if not waiting:
             reason = "no registration waits for consent"
-            self._journal.append(self._entry(event, None, "nothing_waiting", reason))
+            journal.append(self._entry(event, None, "nothing_waiting", reason))
             return EventResult("nothing_waiting", reason)
         calls = [(Operation.UPSERT, _registration(event.msisdn, r.sip_uri, spec)) for r, spec in waiting]
         outcomes = self._call(event.msisdn, calls)
@@ -261,10 +276,10 @@ class EventApplier:
             _Touched(record.sip_uri, record, spec, self._verdict(Operation.UPSERT, outcome))
             for (record, spec), outcome in zip(waiting, outcomes, strict=True)
         ]
-        return self._record(event, touched, moves_last_event=False)
+        return self._record(journal, event, touched, moves_last_event=False)
 
-    def _revoke(self, event: RevokeEvent) -> EventResult:
-        records = [r for r in self._journal.list_for(event.msisdn) if not r.seen(event.id)]
+    def _revoke(self, journal: Journal, event: RevokeEvent) -> EventResult:
+        records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
         on_core = [r for r in records if _may_be_on_core(r)]
         calls = [(Operation.DELETE, _registration(event.msisdn, r.sip_uri, _known_spec(r))) for r in on_core]
         outcomes = self._call(event.msisdn, calls)
@@ -272,7 +287,7 @@ class EventApplier:
         touched = [
             _Touched(r.sip_uri, r, None, self._revoked_verdict(by_uri.get(r.sip_uri))) for r in records
         ]
-        result = self._record(event, touched, moves_last_event=True) if touched else None
+        result = self._record(journal, event, touched, moves_last_event=True) if touched else None
         if result is not None and result.retry:
             return result  # the tokens are still needed to delete what is left
         try:
@@ -283,7 +298,7 @@ class EventApplier:
             return EventResult("retrying", f"revoking the tokens failed: {error}", retry=True)
         deleted = sum(1 for outcome in outcomes if isinstance(outcome, Deleted))
         reason = f"tokens revoked; {deleted} registration(s) deleted at the core"
-        self._journal.append(self._entry(event, None, "consent_revoked", reason))
+        journal.append(self._entry(event, None, "consent_revoked", reason))
         return EventResult("consent_revoked", reason, changes=result.changes if result else ())
 
     def _revoked_verdict(self, outcome: Attempt | None) -> _Verdict:
@@ -363,6 +378,7 @@ class EventApplier:
 
     def _record(
         self,
+        journal: Journal,
         event: AnyEvent,
         touched: Sequence[_Touched],
         *,
@@ -391,7 +407,7 @@ class EventApplier:
                         changed_at=now,
                     )
                 )
-        self._journal.commit(saves, entries)
+        journal.commit(saves, entries)
         retry = [each.verdict for each in touched if each.verdict.retry]
         if retry:
             return EventResult("retrying", retry[0].reason, retry=True, changes=tuple(changes))

@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -29,7 +29,9 @@ from sipreg.events import AnyEvent, InvalidEventsError, from_json
 from sipreg.models import mask_msisdn
 from sipreg.notify import StatusChange, StatusPublisher
 from sipreg.store.event_log import EventLogEntry
+from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.worker.apply import EventResult, Journal
+from sipreg.worker.prefetch import PrefetchedJournal, record_key
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class QueuedMessage:
 
 
 class Applier(Protocol):
-    def apply(self, event: AnyEvent) -> EventResult: ...
+    def apply(self, event: AnyEvent, journal: Journal | None = None) -> EventResult: ...
 
 
 class Visibility(Protocol):
@@ -102,6 +104,22 @@ class BatchReport:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.failed]}
 
 
+class _Parsed(NamedTuple):
+    message: QueuedMessage
+    event: AnyEvent | str  # the event, or why the body is not one
+
+
+def _parse(body: str) -> AnyEvent | str:
+    try:
+        return from_json(body)
+    except InvalidEventsError as error:
+        return str(error)
+
+
+def _key(parsed: _Parsed) -> RecordKey | None:
+    return None if isinstance(parsed.event, str) else record_key(parsed.event)
+
+
 @dataclass(frozen=True)
 class _Done:
     message: QueuedMessage
@@ -140,15 +158,15 @@ class Worker:
     def process(
         self, messages: Sequence[QueuedMessage], remaining_seconds: Callable[[], float]
     ) -> BatchReport:
-        groups: dict[str, list[QueuedMessage]] = {}
+        groups: dict[str, list[_Parsed]] = {}
         for message in messages:
-            groups.setdefault(message.group, []).append(message)
-        if len(groups) == 1:
-            finished = [self._run_group(next(iter(groups.values())), remaining_seconds)]
+            groups.setdefault(message.group, []).append(_Parsed(message, _parse(message.body)))
+        known = self._prefetch(groups.values())
+        runs = [(group, self._group_journal(group, known)) for group in groups.values()]
+        if len(runs) == 1:
+            finished = [self._run_group(*runs[0], remaining_seconds)]
         else:
-            futures = [
-                self._pool.submit(self._run_group, group, remaining_seconds) for group in groups.values()
-            ]
+            futures = [self._pool.submit(self._run_group, *run, remaining_seconds) for run in runs]
             finished = [future.result() for future in futures]
         done = {each.message.message_id: each for group in finished for each in group}
         report = BatchReport()
@@ -170,37 +188,54 @@ class Worker:
                 logger.exception("publishing %d status changes failed", len(report.changes))
         return report
 
+    def _prefetch(self, groups: Iterable[Sequence[_Parsed]]) -> dict[RecordKey, RegistrationRecord | None]:
+        """Every record the batch's upserts, deletes and refreshes name, in one read (BatchGetItem)."""
+        keys = {key for group in groups for each in group if (key := _key(each)) is not None}
+        if not keys:
+            return {}
+        try:
+            return self._journal.get_many(keys)
+        except Exception:  # each event then reads its own record, as without the prefetch
+            logger.exception("reading the batch's %d registrations at once failed", len(keys))
+            return {}
+
+    def _group_journal(
+        self, group: Sequence[_Parsed], known: Mapping[RecordKey, RegistrationRecord | None]
+    ) -> PrefetchedJournal:
+        keys = {key for each in group if (key := _key(each)) is not None}
+        return PrefetchedJournal(self._journal, {key: known[key] for key in keys if key in known})
+
     def retry_delay(self, receive_count: int) -> int:
         """Seconds before a failed record comes back: base * 2^(receives - 1), at most the cap."""
         exponent = min(max(receive_count, 1) - 1, 20)
         return int(min(self._retry_base * 2**exponent, self._retry_max))
 
     def _run_group(
-        self, group: Sequence[QueuedMessage], remaining_seconds: Callable[[], float]
+        self, group: Sequence[_Parsed], journal: Journal, remaining_seconds: Callable[[], float]
     ) -> list[_Done]:
         done: list[_Done] = []
-        for index, message in enumerate(group):
+        for index, (message, event) in enumerate(group):
             if remaining_seconds() < self._reserve:
                 # Not tried: back at once (delay 0), in order, on the next invocation.
-                done += [_Done(m, "not_started", failed=True, delay=0) for m in group[index:]]
+                done += [_Done(m, "not_started", failed=True, delay=0) for m, _ in group[index:]]
                 break
-            result = self._one(message)
+            result = (
+                self._invalid(message, event)
+                if isinstance(event, str)
+                else self._one(message, event, journal)
+            )
             if not result.retry:
                 done.append(_Done(message, result.outcome, failed=False, changes=result.changes))
                 continue
             delay = self.retry_delay(message.receive_count)
             done.append(_Done(message, result.outcome, failed=True, delay=delay, changes=result.changes))
-            done += [_Done(m, "not_started", failed=True, delay=delay) for m in group[index + 1 :]]
+            done += [_Done(m, "not_started", failed=True, delay=delay) for m, _ in group[index + 1 :]]
             break
         return done
 
-    def _one(self, message: QueuedMessage) -> EventResult:
+    def _one(self, message: QueuedMessage, event: AnyEvent, journal: Journal) -> EventResult:
         try:
-            event = from_json(message.body)
-        except InvalidEventsError as error:
-            return self._invalid(message, str(error))
-        try:
-            result = self._applier.apply(event)
+            result = self._applier.apply(event, journal)
         except Exception as error:  # a bug or an AWS failure past botocore's retries: try again later
             logger.exception("applying %s %s for %s failed", event.type, event.id, mask_msisdn(event.msisdn))
             result = EventResult("retrying", f"internal error: {type(error).__name__}", retry=True)

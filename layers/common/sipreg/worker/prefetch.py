@@ -1,0 +1,61 @@
+"""The records of one MSISDN group as this batch last read or wrote them.
+
+The worker reads every record the batch's events name in one BatchGetItem before the groups run,
+and gives each group a `PrefetchedJournal` over its share. FIFO delivers one batch at a time per
+MSISDN, so within the batch the group is the only writer of its records: what it read or last
+committed is the freshest state, and its next event on the same key needs no GetItem. The
+optimistic version check of every commit still guards this; a conflict (or any failed commit)
+forgets everything known, so the applier's re-read goes to DynamoDB.
+
+One instance per group and batch, used by that group's thread only: no shared mutable cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+from sipreg.events import AnyEvent, DeleteEvent, RefreshEvent, UpsertEvent
+from sipreg.store.event_log import EventLogEntry
+from sipreg.store.registrations import RecordKey, RegistrationRecord
+from sipreg.worker.apply import Journal
+
+
+def record_key(event: AnyEvent) -> RecordKey | None:
+    """The one registration an upsert, delete or refresh reads; None for subscriber-wide events."""
+    if isinstance(event, UpsertEvent | DeleteEvent | RefreshEvent):
+        return (event.msisdn, event.registration.sip_uri)
+    return None
+
+
+class PrefetchedJournal:
+    """A `Journal` that answers `get` from records known in this batch, and otherwise passes through."""
+
+    def __init__(self, journal: Journal, known: Mapping[RecordKey, RegistrationRecord | None]) -> None:
+        self._journal = journal
+        self._known: dict[RecordKey, RegistrationRecord | None] = dict(known)
+
+    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None:
+        key = (msisdn, sip_uri)
+        if key not in self._known:
+            self._known[key] = self._journal.get(msisdn, sip_uri)
+        return self._known[key]
+
+    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
+        return self._journal.get_many(keys)
+
+    def list_for(self, msisdn: str) -> list[RegistrationRecord]:
+        return self._journal.list_for(msisdn)
+
+    def commit(
+        self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
+    ) -> list[RegistrationRecord]:
+        try:
+            saved = self._journal.commit(saves, entries)
+        except Exception:
+            self._known.clear()  # changed under us, or unknown whether written: read again
+            raise
+        self._known.update({(record.msisdn, record.sip_uri): record for record in saved})
+        return saved
+
+    def append(self, entry: EventLogEntry) -> None:
+        self._journal.append(entry)
