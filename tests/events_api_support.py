@@ -7,9 +7,7 @@ integration tests use the real adapters against moto server.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,34 +25,15 @@ from sipreg.events import AnyEvent
 from sipreg.queue import SendResult
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RegistrationRecord
+from tests.lambda_support import load_function
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_PATH = ROOT / "functions" / "events_api" / "app.py"
 SAMPLES = ROOT / "events" / "events_api"
 SECRET = "unit-test-signing-secret"
 
 
 def load_app() -> ModuleType:
-    """functions/events_api/app.py, imported once by path (as Lambda does, it is not a package)."""
-    name = "events_api_app"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, APP_PATH)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-class LambdaContext:
-    function_name = "EventsApiFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:EventsApiFunction"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+    return load_function("events_api")
 
 
 def http_event(

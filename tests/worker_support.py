@@ -45,6 +45,7 @@ from sipreg.tokens import (
 from sipreg.worker import DynamoJournal, EventApplier, Worker
 from sipreg.worker.batch import SqsVisibility
 from tests.consent_support import query_of, walk_consent
+from tests.lambda_support import LambdaContext, load_function
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -54,24 +55,10 @@ ACCOUNT = "123456789012"
 DEV_CLIENT_ID = "sipreg-local"
 DEV_CLIENT_SECRET = "sipreg-local-secret"  # a local emulator's published dev secret
 DEV_REDIRECT_URI = "http://127.0.0.1:3000/oauth/callback"
-WORKER_APP = ROOT / "functions" / "registration_worker" / "app.py"
 
 
 def load_worker_app() -> ModuleType:
-    return _load_app_at(WORKER_APP, "registration_worker_app")
-
-
-def _load_app_at(path: Path, name: str) -> ModuleType:
-    import importlib.util  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_function("registration_worker")
 
 
 def provision(endpoint: str, **property_overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -81,20 +68,6 @@ def provision(endpoint: str, **property_overrides: dict[str, Any]) -> dict[str, 
     stack = Stack(template, Clients(endpoint, REGION), {}, {"OAuthClientSecret": DEV_CLIENT_SECRET})
     stack.provision()
     return {logical_id: physical.describe() for logical_id, physical in stack.physical.items()}
-
-
-class LambdaContext:
-    function_name = "RegistrationWorkerFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:RegistrationWorkerFunction"
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-
-    def __init__(self, seconds: float = 30.0) -> None:
-        self._deadline = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(int((self._deadline - time.monotonic()) * 1000), 0)
 
 
 @dataclass

@@ -21,7 +21,6 @@ from sipreg.store.event_log import EventLog
 from sipreg.store.registrations import RegistrationStore
 from tests.events_api_support import (
     FakeEventLog,
-    LambdaContext,
     aws_client,
     drain,
     events_host,
@@ -30,6 +29,7 @@ from tests.events_api_support import (
     load_app,
     upsert,
 )
+from tests.lambda_support import LambdaContext
 
 app = load_app()
 

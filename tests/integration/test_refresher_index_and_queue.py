@@ -21,9 +21,9 @@ from sipreg.store.registrations import (
     refresh_shard,
 )
 from tests.events_api_support import drain
-from tests.worker_support import ROOT, LambdaContext, _load_app_at, provision
+from tests.lambda_support import LambdaContext, load_function
+from tests.worker_support import provision
 
-REFRESHER_APP = ROOT / "functions" / "refresher" / "app.py"
 NOW = datetime.now(UTC)
 
 
@@ -99,7 +99,7 @@ def test_the_handler_reports_overdue_registrations_and_a_bounded_run(
     for msisdn in [n for n in numbers if n not in overdue_numbers][:25]:
         store.save(record(msisdn, expires_in=300), read_version=None)
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sipreg")
-    app = _load_app_at(REFRESHER_APP, "refresher_app")
+    app = load_function("refresher")
     answer = app.lambda_handler({}, LambdaContext(60), refresher=refresher(stack, max_items=20, page_size=5))
     assert answer == {"enqueued": 20, "not_accepted": 0, "overdue": 5, "complete": False}
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]

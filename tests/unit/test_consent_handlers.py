@@ -4,42 +4,26 @@ parameter gets a 400 page naming it, an unexpected failure a 503 page without in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from sipreg.consent import BadRequestError, Consented, Declined, RefusalReason, Refused
+from tests.lambda_support import LambdaContext, load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load(function: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{function}_app", ROOT / "functions" / function / "app.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-START = load("oauth_start")
-CALLBACK = load("oauth_callback")
+START = load_function("oauth_start")
+CALLBACK = load_function("oauth_callback")
 
 
 def event(name: str) -> dict[str, Any]:
     folder = "oauth_start" if name.startswith("start") else "oauth_callback"
     loaded: dict[str, Any] = json.loads((ROOT / "events" / folder / f"{name}.json").read_text())
     return loaded
-
-
-class Context:
-    function_name = "oauth"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:oauth"
-    aws_request_id = "req-1"
 
 
 class FakeFlow:
@@ -65,7 +49,7 @@ class FakeFlow:
 
 def test_start_redirects_to_the_identity_server_with_the_parameters() -> None:
     flow = FakeFlow()
-    answer = START.lambda_handler(event("start"), Context(), flow=flow)
+    answer = START.lambda_handler(event("start"), LambdaContext(), flow=flow)
     assert answer["statusCode"] == 302
     assert answer["headers"]["Location"] == "https://id.example/oauth2/auth?state=s"
     assert answer["headers"]["Cache-Control"] == "no-store"
@@ -74,13 +58,13 @@ def test_start_redirects_to_the_identity_server_with_the_parameters() -> None:
 
 def test_start_without_parameters_passes_none() -> None:
     flow = FakeFlow()
-    START.lambda_handler(event("start_without_parameters"), Context(), flow=flow)
+    START.lambda_handler(event("start_without_parameters"), LambdaContext(), flow=flow)
     assert flow.calls == [(None, None)]
 
 
 def test_start_with_a_bad_parameter_gets_a_400_page_naming_it() -> None:
     flow = FakeFlow(error=BadRequestError("msisdn", "must be E.164"))
-    answer = START.lambda_handler(event("start_bad_msisdn"), Context(), flow=flow)
+    answer = START.lambda_handler(event("start_bad_msisdn"), LambdaContext(), flow=flow)
     assert answer["statusCode"] == 400
     assert answer["headers"]["Content-Type"].startswith("text/html")
     assert "msisdn: must be E.164" in answer["body"]
@@ -88,14 +72,14 @@ def test_start_with_a_bad_parameter_gets_a_400_page_naming_it() -> None:
 
 def test_unexpected_failure_gets_a_503_page_without_internals() -> None:
     flow = FakeFlow(error=RuntimeError("boom at /secret/path"))
-    answer = START.lambda_handler(event("start"), Context(), flow=flow)
+    answer = START.lambda_handler(event("start"), LambdaContext(), flow=flow)
     assert answer["statusCode"] == 503
     assert "boom" not in answer["body"]
 
 
 def test_callback_success_page_names_the_number_masked() -> None:
     flow = FakeFlow(Consented(msisdn="+4799990000", return_to=None))
-    answer = CALLBACK.lambda_handler(event("callback_code"), Context(), flow=flow)
+    answer = CALLBACK.lambda_handler(event("callback_code"), LambdaContext(), flow=flow)
     assert answer["statusCode"] == 200
     assert "+47******00" in answer["body"]
     assert "+4799990000" not in answer["body"]
@@ -106,14 +90,14 @@ def test_callback_success_page_names_the_number_masked() -> None:
 
 def test_callback_success_with_return_to_redirects_there() -> None:
     flow = FakeFlow(Consented(msisdn="+4799990000", return_to="https://crm.example/done?x=1"))
-    answer = CALLBACK.lambda_handler(event("callback_code"), Context(), flow=flow)
+    answer = CALLBACK.lambda_handler(event("callback_code"), LambdaContext(), flow=flow)
     assert answer["statusCode"] == 302
     assert answer["headers"]["Location"] == "https://crm.example/done?x=1&consent=granted"
 
 
 def test_callback_declined_shows_the_declined_page() -> None:
     flow = FakeFlow(Declined(error="access_denied", return_to=None))
-    answer = CALLBACK.lambda_handler(event("callback_access_denied"), Context(), flow=flow)
+    answer = CALLBACK.lambda_handler(event("callback_access_denied"), LambdaContext(), flow=flow)
     assert answer["statusCode"] == 200
     assert "Consent declined" in answer["body"]
 
@@ -130,7 +114,7 @@ def test_callback_declined_shows_the_declined_page() -> None:
 )
 def test_callback_refusals_say_what_to_do(reason: RefusalReason, status: int, words: str) -> None:
     flow = FakeFlow(Refused(reason))
-    answer = CALLBACK.lambda_handler(event("callback_without_state"), Context(), flow=flow)
+    answer = CALLBACK.lambda_handler(event("callback_without_state"), LambdaContext(), flow=flow)
     assert answer["statusCode"] == status
     assert words in answer["body"]
     assert reason.value in answer["body"]

@@ -22,13 +22,13 @@ from tests.events_api_support import (
     FakeEventLog,
     FakeQueue,
     FakeRegistrations,
-    LambdaContext,
     http_event,
     load_app,
     resign,
     template_resource,
     upsert,
 )
+from tests.lambda_support import LambdaContext
 
 app = load_app()
 MSISDN = "+4799990000"

@@ -3,9 +3,7 @@ expects: the worker with `batchItemFailures`, the refresher with its figures."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,6 +12,7 @@ import pytest
 
 from sipreg.core import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
+from tests.lambda_support import LambdaContext, load_function
 from tests.unit.test_refresher_runs import FakeIndex, FakeQueue, active, refresher
 from tests.unit.worker_fakes import default_answer, world
 
@@ -21,31 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 
 
-def load(path: Path, name: str) -> ModuleType:
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-class Context:
-    function_name = "fn"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:fn"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @pytest.fixture
 def worker_app(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sipreg")
-    return load(ROOT / "functions/registration_worker/app.py", "sample_worker_app")
+    return load_function("registration_worker")
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -55,7 +33,9 @@ def sample(name: str) -> dict[str, Any]:
 
 def test_a_batch_of_upserts_and_a_delete_is_applied_in_order_per_msisdn(worker_app: ModuleType) -> None:
     w = world()
-    answer = worker_app.lambda_handler(sample("registration_worker_batch.json"), Context(), worker=w.worker)
+    answer = worker_app.lambda_handler(
+        sample("registration_worker_batch.json"), LambdaContext(), worker=w.worker
+    )
     assert answer == {"batchItemFailures": []}
     operations = w.core.operations()
     assert sorted(operations) == sorted(
@@ -81,7 +61,7 @@ def test_a_failed_record_is_reported_by_its_message_id_with_the_later_ones_of_it
 
     w = world(down_for_first)
     event = sample("registration_worker_batch.json")
-    answer = worker_app.lambda_handler(event, Context(), worker=w.worker)
+    answer = worker_app.lambda_handler(event, LambdaContext(), worker=w.worker)
     ids = [r["messageId"] for r in event["Records"]]
     assert answer == {"batchItemFailures": [{"itemIdentifier": ids[0]}, {"itemIdentifier": ids[2]}]}
     assert [handle for handle, _ in w.visibility.delays] == [
@@ -99,16 +79,16 @@ def test_a_failed_record_is_reported_by_its_message_id_with_the_later_ones_of_it
     ],
 )
 def test_every_sample_is_answered_without_failures(worker_app: ModuleType, name: str) -> None:
-    answer = worker_app.lambda_handler(sample(name), Context(), worker=world().worker)
+    answer = worker_app.lambda_handler(sample(name), LambdaContext(), worker=world().worker)
     assert answer == {"batchItemFailures": []}
 
 
 def test_the_receive_count_sets_the_retry_delay(worker_app: ModuleType) -> None:
     w = world()
-    worker_app.lambda_handler(sample("registration_worker_batch.json"), Context(), worker=w.worker)
+    worker_app.lambda_handler(sample("registration_worker_batch.json"), LambdaContext(), worker=w.worker)
     w.core.script = lambda call: Transient(code="UNAVAILABLE", detail="down")
     event = sample("registration_worker_consent_and_revoke.json")  # the revoke was received twice
-    answer = worker_app.lambda_handler(event, Context(), worker=w.worker)
+    answer = worker_app.lambda_handler(event, LambdaContext(), worker=w.worker)
     revoke = event["Records"][1]
     assert answer == {"batchItemFailures": [{"itemIdentifier": revoke["messageId"]}]}
     assert w.visibility.delays == [(revoke["receiptHandle"], 60)]  # 30 s * 2^(2 - 1)
@@ -118,9 +98,11 @@ def test_the_refresher_handler_answers_its_figures_for_the_schedule_event(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sipreg")
-    app = load(ROOT / "functions/refresher/app.py", "sample_refresher_app")
+    app = load_function("refresher")
     queue = FakeQueue()
     answer = app.lambda_handler(
-        sample("refresher_schedule.json"), Context(), refresher=refresher(FakeIndex([active(1, 60)]), queue)
+        sample("refresher_schedule.json"),
+        LambdaContext(),
+        refresher=refresher(FakeIndex([active(1, 60)]), queue),
     )
     assert answer == {"enqueued": 1, "not_accepted": 0, "overdue": 0, "complete": True}
