@@ -206,6 +206,24 @@ def test_revoke_works_at_both_ends(stack: ConsentStack, consented: str, aws: str
     assert {"access_token_ciphertext", "refresh_token_ciphertext"}.isdisjoint(item)
 
 
+def test_consenting_again_revokes_the_grant_it_replaces(
+    stack: ConsentStack, consented: str, aws: str, wg2_channel
+) -> None:
+    first_access, first_refresh = stored(stack, consented)
+    # When the same subscriber walks the consent pages again
+    with httpx.Client(timeout=10) as http:
+        walk = walk_consent(
+            http, f"{stack.api_url}/oauth/start?{urlencode({'msisdn': consented})}", msisdn=consented
+        )
+    assert walk.final.status_code == 200, walk.final.text
+    # Then the new grant is stored and works, and the old one is dead at both ends
+    second_access, second_refresh = stored(stack, consented)
+    assert second_refresh != first_refresh
+    assert upsert(stack, wg2_channel, second_access) == v0.STATUS_CODE_OK
+    assert refresh_at_server(stack, first_refresh).json()["error"] == "invalid_grant"
+    assert upsert(stack, wg2_channel, first_access) == UNAUTHENTICATED
+
+
 def test_client_credentials_mode_gets_one_product_token_the_core_takes(
     stack: ConsentStack, aws: str, wg2_channel, new_msisdn: Callable[[], str]
 ) -> None:

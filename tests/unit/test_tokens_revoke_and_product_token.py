@@ -49,6 +49,30 @@ def test_revoke_revokes_both_tokens_at_the_server_and_deletes_them_here(parts) -
     assert record.revoked_at is not None
 
 
+def test_renewed_consent_revokes_the_grant_it_replaces(parts) -> None:
+    _, _, identity, tokens = parts
+    first = identity.issue(MSISDN)
+    tokens.record_consent(MSISDN, first, subject=None)
+    # When the subscriber consents again
+    second = identity.issue(MSISDN)
+    tokens.record_consent(MSISDN, second, subject=None)
+    # Then the old grant is revoked at the server, the new one is kept and used
+    assert identity.revoked == [("refresh_token", first.refresh_token)]
+    assert second.refresh_token in identity.live_refresh
+    assert tokens.access_token_for(MSISDN) == second.access_token
+
+
+def test_renewed_consent_is_stored_even_if_the_old_grant_cannot_be_revoked(parts) -> None:
+    _, store, identity, tokens = parts
+    tokens.record_consent(MSISDN, identity.issue(MSISDN), subject=None)
+    second = identity.issue(MSISDN)
+    identity.fail_with = UNAVAILABLE
+    tokens.record_consent(MSISDN, second, subject=None)
+    identity.fail_with = None
+    assert store.records[MSISDN].status is ConsentStatus.CONSENTED
+    assert tokens.access_token_for(MSISDN) == second.access_token
+
+
 def test_revoke_twice_is_harmless(parts) -> None:
     _, _, identity, tokens = parts
     tokens.record_consent(MSISDN, identity.issue(MSISDN), subject=None)

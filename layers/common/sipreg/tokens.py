@@ -612,8 +612,24 @@ class TokenService:
             except ConcurrentUpdateError:
                 continue
             self._remember(saved, plaintext=answer.access_token)
+            if existing is not None and existing.refresh_token_ciphertext is not None:
+                self._retire(existing.refresh_token_ciphertext, msisdn=msisdn)
             return saved
         raise IdentityServerUnavailableError("the subscriber record kept changing; try again")
+
+    def _retire(self, refresh_ciphertext: bytes, *, msisdn: str) -> None:
+        """Revokes the grant a renewed consent replaced, so no live grant is left unheld.
+
+        Best effort: the new consent is stored either way, and the old grant dies with its
+        refresh token's lifetime if the identity server cannot be reached now.
+        """
+        try:
+            token = self._cipher.decrypt(refresh_ciphertext, msisdn=msisdn)
+            self._identity.revoke(token, token_type_hint=REFRESH_TOKEN)
+        except Exception as error:  # never fail a consent over the old grant
+            logger.warning(
+                "could not revoke the replaced grant of %s: %s", mask_msisdn(msisdn), type(error).__name__
+            )
 
     def revoke(self, msisdn: str) -> None:
         record = self._store.get(msisdn)
