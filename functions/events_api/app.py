@@ -13,7 +13,6 @@ from functools import cache
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -39,9 +38,9 @@ from sipreg.api.problems import (
 from sipreg.api.service import EventsService
 from sipreg.config import EventsApiSettings
 from sipreg.events import InvalidEventsError, MsisdnField
+from sipreg.observability import logger
 from sipreg.signing import HEADER
 
-logger = Logger()
 app = APIGatewayHttpResolver(enable_validation=True)
 
 SECURITY: list[dict[str, list[str]]] = [{"SipregSignature": []}]

@@ -9,15 +9,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
 from sipreg.consent import Consented, ConsentFlow, Declined, consent_flow
 from sipreg.models import mask_msisdn
+from sipreg.observability import logger
 
-logger = Logger()
 app = APIGatewayHttpResolver()
 
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
 from sipreg.consent import BadRequestError, ConsentFlow, consent_flow
+from sipreg.observability import logger
 
-logger = Logger()
 app = APIGatewayHttpResolver()
 
 

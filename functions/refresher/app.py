@@ -6,21 +6,13 @@ Thin on purpose: one call into `sipreg.refresher`, then its figures as metrics.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from sipreg.observability import logger, metrics
 from sipreg.refresher import Refresher, process_refresher
-
-logger = Logger()
-# The template sets POWERTOOLS_METRICS_NAMESPACE; the same default serves a local run.
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sipreg")
-if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # in Lambda (not when a test imports this module)
-    copy_config_to_registered_loggers(source_logger=logger, include={"sipreg"})
 
 
 @metrics.log_metrics
