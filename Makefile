@@ -15,7 +15,7 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv proto browser test unit integration e2e lint demo bench build clean
+.PHONY: help venv aws-engine proto browser test unit integration e2e lint demo bench build clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
@@ -42,6 +42,17 @@ $(CHECKOV_VENV)/.installed: tools/checkov-requirements.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/checkov-requirements.txt
 	touch $@
 
+# The local AWS engine (ministack) pins an older botocore than ours, so it too has a venv of its own.
+AWS_VENV := .venv-aws
+AWS_STAMP := $(AWS_VENV)/.installed
+$(AWS_STAMP): tools/aws-engine-requirements.txt
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
+	$(PYTHON312) -m venv $(AWS_VENV)
+	$(AWS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/aws-engine-requirements.txt
+	touch $@
+
+aws-engine: $(AWS_STAMP)
+
 # Generated code imports by proto package path (`from wgtwo...`); it lives inside the sipreg
 # package, so those imports are rewritten to `from sipreg.proto.wgtwo...` as part of generation.
 $(PROTO_STAMP): $(PROTOS) $(STAMP)
@@ -58,16 +69,16 @@ proto: $(PROTO_STAMP)
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: $(PROTO_STAMP) browser
+test: $(PROTO_STAMP) browser $(AWS_STAMP)
 	$(PY) -m pytest -q
 
 unit: $(PROTO_STAMP)
 	$(PY) -m pytest -q tests/unit
 
-integration: $(PROTO_STAMP)
+integration: $(PROTO_STAMP) $(AWS_STAMP)
 	$(PY) -m pytest -q tests/integration
 
-e2e: $(PROTO_STAMP) browser
+e2e: $(PROTO_STAMP) browser $(AWS_STAMP)
 	$(PY) -m pytest -q tests/e2e
 
 lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
@@ -79,7 +90,7 @@ lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
 
 # Figures, not assertions: each one a ratio against a baseline measured in the same run.
-bench: $(PROTO_STAMP)
+bench: $(PROTO_STAMP) $(AWS_STAMP)
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_worker.py
 
@@ -93,8 +104,8 @@ build: $(PROTO_STAMP)
 	@du -sh $(BUILD_DIR)/CommonLayer | sed 's/^/layer: /'
 	@ls $(BUILD_DIR)/functions | sed 's/^/function: /'
 
-demo: $(PROTO_STAMP)
+demo: $(PROTO_STAMP) $(AWS_STAMP)
 	$(PY) -m devstack.demo
 
 clean:
-	rm -rf $(VENV) $(PROTO_OUT)/wgtwo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(AWS_VENV) $(PROTO_OUT)/wgtwo .mypy_cache .ruff_cache .pytest_cache

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/bench_worker.py [--latency-ms 50] [--rounds 5]
 
-Starts moto server (a process of its own, loopback) with template.yaml's tables, queues, key and bus, and a
-wg2sim process that answers every call after `--latency-ms`. Ten subscribers consent (tokens
-stored KMS-encrypted). Then, warm (tokens cached, clients built), for each round a batch of ten
-upserts for ten MSISDNs goes through `Worker.process`, once with the MSISDN groups at once (the
-deployed setting) and once one after another (a pool of one thread: the baseline), in the same
-run. AWS requests are counted with botocore `before-call` hooks on every client the worker uses.
+Starts the local AWS engine (a process of its own, loopback) with template.yaml's tables, queues,
+key and bus, and a wg2sim process that answers every call after `--latency-ms`. Ten subscribers
+consent (tokens stored KMS-encrypted). Then, warm (tokens cached, clients built), for each round a
+batch of ten upserts for ten MSISDNs goes through `Worker.process`, once with the MSISDN groups at
+once (the deployed setting) and once one after another (a pool of one thread: the baseline), in
+the same run. AWS requests are counted with botocore `before-call` hooks on every client the worker uses.
 
 Prints: AWS requests per applied event by service and operation (warm path: one BatchGetItem per
 batch for every record it names, then one TransactWriteItems per event), and the median batch
@@ -31,10 +31,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers/common")]
 
+from devstack.aws_engine import ROOT as ENGINE_ROOT  # noqa: E402
+from devstack.aws_engine import LocalAws  # noqa: E402
 from devstack.host.aws import Clients  # noqa: E402
 from devstack.host.resources import Stack  # noqa: E402
 from devstack.host.template import Pseudo, Template, load_template  # noqa: E402
-from devstack.moto_process import MotoProcess  # noqa: E402
 from devstack.wg2sim.process import Wg2simProcess  # noqa: E402
 from sipreg.config import AuthMode, CoreSettings  # noqa: E402
 from sipreg.core import GrpcCoreClient  # noqa: E402
@@ -96,15 +97,14 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    for name, value in {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}.items():
-        os.environ.setdefault(name, value)
+    os.environ.update(ENGINE_ROOT.as_environment())
     os.environ["AWS_DEFAULT_REGION"] = REGION
 
-    # moto in a process of its own, so its request handling does not share the worker's GIL.
-    with tempfile.TemporaryDirectory() as logs, MotoProcess.start(log_file=Path(logs) / "moto.log") as moto:
-        os.environ["AWS_ENDPOINT_URL"] = moto.endpoint
+    # The local AWS in a process of its own, so its request handling does not share the worker's GIL.
+    with tempfile.TemporaryDirectory() as logs, LocalAws.start(log_file=Path(logs) / "aws.log") as aws:
+        os.environ["AWS_ENDPOINT_URL"] = aws.endpoint
         with Wg2simProcess.start(token_ttl=10**6) as sim:
-            return run(args, moto.endpoint, sim)
+            return run(args, aws.endpoint, sim)
 
 
 def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # noqa: PLR0915  # a script
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
 
     forever = lambda: 600.0  # noqa: E731  # remaining invocation time: plenty
     together.process(batch(numbers, 0), forever)  # cold: tokens decrypted, channel connected
-    # The batch's own cost without core latency: DynamoDB (moto) and the worker's threads.
+    # The batch's own cost without core latency: DynamoDB (the local engine) and the worker's threads.
     no_latency = []
     for round_number in range(1, args.rounds + 1):
         started = time.perf_counter()
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
     print(f"  speed-up              : {slow_ms / fast_ms:8.1f}x")
     bare_ms = statistics.median(no_latency) * 1000
     print(
-        f"  the same batch, core answering at once: {bare_ms:8.1f} ms (moto's DynamoDB and the worker itself)"
+        f"  the same batch, core answering at once: {bare_ms:8.1f} ms (local DynamoDB and the worker itself)"
     )
     print(f"  groups at once less that : {(fast_ms - bare_ms) / 1000 / latency:8.2f} core round trips")
     core.close()

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlencode
 import boto3
 import httpx
 
+from devstack.aws_engine import ROOT
 from devstack.consent_walk import Walk, walk_consent
 from sipreg.events import parse_events
 from sipreg.queue import EventQueue, SendResult
@@ -68,8 +69,7 @@ class Scenario:
             "sqs",
             endpoint_url=info["aws_endpoint"],
             region_name=info["region"],
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106  # moto's accounts do not check keys
+            **ROOT.as_client_kwargs(),
         )
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
-"""The whole of sipreg on one machine: moto server, wg2sim (core + identity server) and the local
-function host running the repository's `template.yaml` against them, all on free loopback ports.
+"""The whole of sipreg on one machine: the local AWS engine, wg2sim (core + identity server) and
+the local function host running the repository's `template.yaml` against them, all on free
+loopback ports.
 
     with LocalStack(StackOptions(api_version="v0", auth_mode="user", time_factor=360)).start() as stack:
         stack.api_url                  # the HTTP API (consent pages, events, status)
@@ -14,7 +15,7 @@ delays) all F times faster, so a registration's 3600 s TTL lasts 3600/F real sec
 refreshed in time. wg2sim tells clients real seconds (`time_to_live`, `expires_in`), so sipreg's
 own clock needs no scaling.
 
-Logs go to `log_dir`: `stack.log` (this module and the host), `moto.log`, `wg2sim.log` and one
+Logs go to `log_dir`: `stack.log` (this module and the host), `aws.log`, `wg2sim.log` and one
 `<FunctionLogicalId>.log` per function. AWS credentials of this process are replaced by local
 placeholders on start, so real ones never reach the local stack.
 """
@@ -34,8 +35,8 @@ from typing import Any, Self
 import httpx
 import yaml
 
+from devstack.aws_engine import ROOT, LocalAws
 from devstack.host import LocalHost
-from devstack.moto_process import MotoProcess
 from devstack.wg2sim.oidc import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import RefresherSettings, TokenSettings, WorkerSettings
@@ -49,13 +50,7 @@ REGION = "eu-west-1"
 DEV_WEBHOOK_SECRET = "sipreg-local-webhook-secret"  # noqa: S105
 API_VERSIONS = ("v0", "v1")
 AUTH_MODES = ("user", "client")
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-}
+LOCAL_CREDENTIALS = {**ROOT.as_environment(), "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
 
 
 class StackError(RuntimeError):
@@ -118,7 +113,7 @@ _IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 class LocalStack:
-    """Starts and stops moto, wg2sim and the host, in that order (stopped in reverse)."""
+    """Starts and stops the local AWS, wg2sim and the host, in that order (stopped in reverse)."""
 
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
@@ -128,7 +123,7 @@ class LocalStack:
         self.webhook_secret = DEV_WEBHOOK_SECRET
         self.client_id = DEV_CLIENT.client_id
         self._client_secret = DEV_CLIENT.client_secret
-        self.moto: MotoProcess | None = None
+        self.aws: LocalAws | None = None
         self._sim: Wg2simProcess | None = None
         self._host: LocalHost | None = None
         self._log_handler: logging.Handler | None = None
@@ -155,8 +150,8 @@ class LocalStack:
 
     @property
     def aws_endpoint(self) -> str:
-        assert self.moto is not None
-        return self.moto.endpoint
+        assert self.aws is not None
+        return self.aws.endpoint
 
     def ref(self, logical_id: str, attribute: str = "Ref") -> str:
         return str(self.host.resources[logical_id][attribute])
@@ -194,7 +189,7 @@ class LocalStack:
                 f"  consent           {self.api_url}/oauth/start?msisdn=%2B4799990000",
                 f"  core (gRPC, TLS)  {self.sim.grpc_target}   CA {self.sim.ca_file}",
                 f"  identity + admin  {self.sim.http_url}   (e.g. {self.sim.http_url}/_admin/registrations)",
-                f"  AWS (moto)        {self.aws_endpoint}   region {REGION}",
+                f"  AWS (local)       {self.aws_endpoint}   region {REGION}",
                 f"  functions         {', '.join(sorted(self.host.functions))}",
                 f"  logs              {self.log_dir}",
                 "In another shell:",
@@ -210,7 +205,8 @@ class LocalStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._attach_log()
         os.environ.update(LOCAL_CREDENTIALS)
-        os.environ.pop("AWS_PROFILE", None)
+        for leftover in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            os.environ.pop(leftover, None)
         try:
             self._start()
         except BaseException:
@@ -219,16 +215,16 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        """Stops the host, then wg2sim, then moto; safe to call twice or after a failed start."""
+        """Stops the host, then wg2sim, then the local AWS; safe to call twice or after a failed start."""
         if self._host is not None:
             self._host.stop()
             self._host = None
         if self._sim is not None:
             self._sim.stop()
             self._sim = None
-        if self.moto is not None:
-            self.moto.stop()
-            self.moto = None
+        if self.aws is not None:
+            self.aws.stop()
+            self.aws = None
         if self._log_handler is not None:
             log.info("local stack stopped")
             for name in ("devstack", "sipreg_cli"):
@@ -246,8 +242,8 @@ class LocalStack:
 
     def _start(self) -> None:
         opts = self.options
-        self.moto = MotoProcess.start(log_file=self.log_dir / "moto.log")
-        log.info("moto server at %s", self.moto.endpoint)
+        self.aws = LocalAws.start(log_file=self.log_dir / "aws.log")
+        log.info("local AWS (ministack, IAM enforced) at %s", self.aws.endpoint)
         self._sim = Wg2simProcess.start(
             time_scale=opts.time_factor,
             tls=True,
@@ -262,7 +258,7 @@ class LocalStack:
         )
         self._host = LocalHost(
             opts.template,
-            self.moto.endpoint,
+            self.aws.endpoint,
             parameter_overrides={
                 "CoreEndpoint": self._sim.grpc_target,
                 "IdentityServerUrl": self._sim.http_url,

@@ -3,12 +3,12 @@
     sipreg devstack up [--api-version v0|v1] [--auth-mode user|client] [--time-factor F]
                        [--port PORT] [--log-dir DIR]
 
-Starts moto server (AWS), wg2sim (the operator's core and identity server) and the local function
-host running template.yaml against them, all on free loopback ports. When ready, the first line
-on stdout is one JSON object: `api` (base URL of the HTTP API), `aws_endpoint`, `core_grpc`
-(host:port, TLS; `core_ca_file` is its CA), `wg2sim_http` (identity server and admin API),
-`webhook_secret` (the local dev signing secret), `log_dir`, `resources`, `queues`, and more; a
-readable summary follows. Logs go to DIR (default devstack-logs/<timestamp>). Exit status: 0
+Starts the local AWS engine (ministack, IAM enforced), wg2sim (the operator's core and identity
+server) and the local function host running template.yaml against them, all on free loopback
+ports. When ready, the first line on stdout is one JSON object: `api` (base URL of the HTTP API),
+`aws_endpoint`, `core_grpc` (host:port, TLS; `core_ca_file` is its CA), `wg2sim_http` (identity
+server and admin API), `webhook_secret` (the local dev signing secret), `log_dir`, `resources`,
+`queues`, and more; a readable summary follows. Logs go to DIR (default devstack-logs/<timestamp>). Exit status: 0
 after a clean stop, 2 when the stack could not start (the reason on stderr).
 """
 
@@ -67,7 +67,7 @@ def _time_factor(text: str) -> float:
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from devstack.moto_process import MotoStartError  # noqa: PLC0415  # heavy imports only for `up`
+    from devstack.aws_engine import AwsEngineStartError  # noqa: PLC0415  # heavy imports only for `up`
     from devstack.stack import LocalStack, StackError, StackOptions  # noqa: PLC0415
     from devstack.wg2sim.process import Wg2simStartError  # noqa: PLC0415
 
@@ -87,7 +87,14 @@ def run_up(args: argparse.Namespace) -> int:
     stack = LocalStack(options)
     try:
         stack.start()
-    except (StackError, MotoStartError, Wg2simStartError, TemplateError, ProvisioningError, OSError) as error:
+    except (
+        StackError,
+        AwsEngineStartError,
+        Wg2simStartError,
+        TemplateError,
+        ProvisioningError,
+        OSError,
+    ) as error:
         sys.stderr.write(f"sipreg devstack up: {error}\n(logs in {stack.log_dir})\n")
         return 2
     try:

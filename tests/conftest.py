@@ -1,18 +1,21 @@
 """Fixtures shared by every test layer.
 
-Integration and e2e tests talk to real local servers over sockets: moto in server mode for
-AWS, and `devstack.wg2sim` processes for the operator side. Unit tests get no network at
-all (pytest-socket), so a unit test can never reach a server by accident.
+Integration and e2e tests talk to real local servers over sockets: the local AWS engine
+(`devstack.aws_engine`, IAM enforced) and `devstack.wg2sim` processes for the operator side.
+Unit tests get no network at all (pytest-socket), so a unit test can never reach a server by
+accident.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
+
+from devstack.aws_engine import ROOT, LocalAws
+from devstack.host.aws import Clients
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,30 +31,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_real_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every boto3 client in tests gets fake credentials and a region, never real ones."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    """Every boto3 client in tests gets the local engine's root credentials and a region, never real ones."""
+    for name, value in ROOT.as_environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """One moto server (real HTTP on loopback) for the whole session; tests use unique names."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    port = server._server.server_address[1]  # type: ignore[union-attr]  # moto keeps it private
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One local AWS engine (real HTTP on loopback, IAM enforced) for the session; tests use unique names."""
+    log_dir: Path = tmp_path_factory.mktemp("aws")
+    with LocalAws.start(log_file=log_dir / "aws.log") as engine:
+        yield engine.endpoint
+
+
+@pytest.fixture(scope="session")
+def aws_account(aws_endpoint: str) -> str:
+    """The account the local engine works in, as its STS says."""
+    return str(Clients(aws_endpoint, "eu-west-1").account_id())
 
 
 @pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Points every boto3 client created in the test at the moto server."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return moto_endpoint
+def aws(aws_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Points every boto3 client created in the test at the local AWS engine."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_endpoint)
+    return aws_endpoint

@@ -1,4 +1,4 @@
-"""The registration worker's integration rig: template.yaml's tables, queues, key and bus in moto
+"""The registration worker's integration rig: template.yaml's tables, queues, key and bus in the local AWS
 server, a wg2sim process as core and identity server, and the worker's handler driven with real
 SQS messages received from the events queue, as Lambda's event source mapping does it (receive a
 batch, invoke, delete what was not reported failed).
@@ -50,7 +50,6 @@ from tests.lambda_support import LambdaContext, load_function
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 REGION = "eu-west-1"
-ACCOUNT = "123456789012"
 # wg2sim's documented dev client (devstack/wg2sim/oidc.py).
 DEV_CLIENT_ID = "sipreg-local"
 DEV_CLIENT_SECRET = "sipreg-local-secret"  # a local emulator's published dev secret
@@ -62,10 +61,11 @@ def load_worker_app() -> ModuleType:
 
 
 def provision(endpoint: str, **property_overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """template.yaml's resources (tables, queues, key, secrets, bus) created in moto: Ref/attributes."""
-    pseudo = Pseudo(region=REGION, account_id=ACCOUNT, stack_name=f"wk{uuid.uuid4().hex[:8]}")
+    """template.yaml's resources (tables, queues, key, secrets, bus) made in the local AWS: Ref/attributes."""
+    clients = Clients(endpoint, REGION)
+    pseudo = Pseudo(region=REGION, account_id=clients.account_id(), stack_name=f"wk{uuid.uuid4().hex[:8]}")
     template = Template(load_template(TEMPLATE), TEMPLATE.parent, pseudo, {}, property_overrides)
-    stack = Stack(template, Clients(endpoint, REGION), {}, {"OAuthClientSecret": DEV_CLIENT_SECRET})
+    stack = Stack(template, clients, {}, {"OAuthClientSecret": DEV_CLIENT_SECRET})
     stack.provision()
     return {logical_id: physical.describe() for logical_id, physical in stack.physical.items()}
 

@@ -9,20 +9,15 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-# moto's accounts do not check keys; these stand in when the caller's environment has none.
-_LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
+from devstack.aws_engine import ROOT
 
 
 def local_credentials() -> dict[str, str]:
-    """The credentials functions and the host use: the caller's, else local placeholders."""
+    """The credentials the host provisions with: the caller's, else the local engine's root."""
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
         keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
         return {k: os.environ[k] for k in keys if os.environ.get(k)}
-    return dict(_LOCAL_CREDENTIALS)
+    return ROOT.as_environment()
 
 
 class Clients:
@@ -56,5 +51,5 @@ class Clients:
             return self._session.client(service, endpoint_url=self.endpoint, config=config)
 
     def account_id(self) -> str:
-        """The account the endpoint works in (moto: 123456789012 unless configured otherwise)."""
+        """The account the endpoint works in, as its STS says."""
         return str(self.client("sts").get_caller_identity()["Account"])

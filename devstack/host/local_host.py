@@ -25,8 +25,6 @@ from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, lo
 
 log = logging.getLogger("devstack.host")
 
-MOTO_ACCOUNT_ID = "123456789012"
-
 
 class LocalHost:
     """Provisions the template's resources at `aws_endpoint` and runs its functions.
@@ -221,10 +219,7 @@ class LocalHost:
     def _account_id(self, clients: Clients) -> str:
         try:
             return clients.account_id()
-        except ClientError:
-            log.debug("the endpoint has no STS; assuming moto's default account")
-            return MOTO_ACCOUNT_ID
-        except BotoCoreError as exc:
+        except (BotoCoreError, ClientError) as exc:
             raise ProvisioningError(f"cannot reach the AWS endpoint {self.aws_endpoint}: {exc}") from exc
 
     def _bind_apis(self, stack: Stack) -> None:

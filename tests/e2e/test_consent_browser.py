@@ -32,10 +32,10 @@ MSISDN = "+4799991234"
 
 
 @pytest.fixture(scope="module")
-def stack(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsentStack]:
+def stack(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsentStack]:
     with (
         Wg2simProcess.start() as sim,
-        consent_stack(moto_endpoint, sim, tmp_path_factory.mktemp("browser-logs")) as running,
+        consent_stack(aws_endpoint, sim, tmp_path_factory.mktemp("browser-logs")) as running,
     ):
         yield running
 

@@ -33,9 +33,9 @@ def test_first_line_names_every_door_of_the_running_stack(devstack: dict[str, An
     assert devstack["core_grpc"].startswith("127.0.0.1:") and listening(devstack["core_grpc"])
     assert devstack["webhook_secret"]
     assert (devstack["api_version"], devstack["auth_mode"], devstack["time_factor"]) == ("v0", "user", 360)
-    # And its log folder has the stack's, moto's, wg2sim's and each function's log
+    # And its log folder has the stack's, the local AWS's, wg2sim's and each function's log
     logs = {path.name for path in Path(devstack["log_dir"]).iterdir()}
-    assert {"stack.log", "moto.log", "wg2sim.log"} <= logs
+    assert {"stack.log", "aws.log", "wg2sim.log"} <= logs
     assert {f"{function}.log" for function in devstack["functions"]} <= logs
 
 

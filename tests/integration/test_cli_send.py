@@ -15,13 +15,13 @@ from tests.events_api_support import SECRET, drain, events_host, events_queue_li
 
 
 @pytest.fixture(scope="module")
-def queue_url(moto_endpoint: str) -> str:
-    return events_queue_like(moto_endpoint)
+def queue_url(aws_endpoint: str) -> str:
+    return events_queue_like(aws_endpoint)
 
 
 @pytest.fixture(scope="module")
-def host(moto_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(moto_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
+def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
+    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
         yield running
 
 
@@ -37,9 +37,9 @@ def api(host: LocalHost, queued: Callable[[], list[str]], monkeypatch: pytest.Mo
 
 
 @pytest.fixture
-def queued(moto_endpoint: str, queue_url: str) -> Callable[[], list[str]]:
+def queued(aws_endpoint: str, queue_url: str) -> Callable[[], list[str]]:
     """The ids of the events now on the queue (taken off it)."""
-    return lambda: sorted(json.loads(m["Body"])["id"] for m in drain(moto_endpoint, queue_url))
+    return lambda: sorted(json.loads(m["Body"])["id"] for m in drain(aws_endpoint, queue_url))
 
 
 def lines(text: str) -> list[list[str]]:

@@ -50,13 +50,13 @@ class Signed(requests.auth.AuthBase):
 
 
 @pytest.fixture(scope="module")
-def queue_url(moto_endpoint: str) -> str:
-    return events_queue_like(moto_endpoint)
+def queue_url(aws_endpoint: str) -> str:
+    return events_queue_like(aws_endpoint)
 
 
 @pytest.fixture(scope="module")
-def host(moto_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(moto_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
+def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
+    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
         yield running
 
 
@@ -87,14 +87,14 @@ def signed(body: bytes) -> dict[str, str]:
     return {"Content-Type": "application/json", signing.HEADER: signing.sign(body, SECRET)}
 
 
-def test_a_signed_batch_over_http_lands_on_the_queue(api: str, queue_url: str, moto_endpoint: str) -> None:
-    drain(moto_endpoint, queue_url)  # what the fuzzing above left there
+def test_a_signed_batch_over_http_lands_on_the_queue(api: str, queue_url: str, aws_endpoint: str) -> None:
+    drain(aws_endpoint, queue_url)  # what the fuzzing above left there
     body = json.dumps({"events": [upsert("http-1"), upsert("http-2", msisdn="+4799990009")]}).encode()
 
     answer = httpx.post(f"{api}/v1/events", content=body, headers=signed(body))
 
     assert (answer.status_code, answer.json()) == (202, {"accepted": ["http-1", "http-2"]})
-    assert sorted(json.loads(m["Body"])["id"] for m in drain(moto_endpoint, queue_url)) == [
+    assert sorted(json.loads(m["Body"])["id"] for m in drain(aws_endpoint, queue_url)) == [
         "http-1",
         "http-2",
     ]

@@ -28,10 +28,10 @@ def run_host(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_program_prints_where_it_serves_and_stops_on_sigterm(moto_endpoint: str, tmp_path: Path) -> None:
+def test_program_prints_where_it_serves_and_stops_on_sigterm(aws_endpoint: str, tmp_path: Path) -> None:
     # Given the host started as a program
     process = run_host(
-        "--template", str(TEMPLATE), "--aws-endpoint", moto_endpoint, "--param", "Stage=dev",
+        "--template", str(TEMPLATE), "--aws-endpoint", aws_endpoint, "--param", "Stage=dev",
         "--stack-name", "cli-test", "--region", "eu-west-1", "--log-dir", str(tmp_path),
         "--override", "PlainQueue.VisibilityTimeout=7",
     )  # fmt: skip
@@ -39,10 +39,10 @@ def test_program_prints_where_it_serves_and_stops_on_sigterm(moto_endpoint: str,
         # When it is ready, Then its one JSON line names the API and the resources
         ready = wait_for_ready_line(process, timeout=30)
         assert ready["api"].startswith("http://127.0.0.1:")
-        assert ready["resources"]["WorkQueue"]["QueueUrl"].startswith(moto_endpoint)
+        assert ready["resources"]["WorkQueue"]["QueueUrl"].startswith(aws_endpoint)
         assert ready["resources"]["DataKeyAlias"]["Ref"] == "alias/cli-test-data"
         # with the local property override applied
-        plain = client(moto_endpoint, "sqs").get_queue_attributes(
+        plain = client(aws_endpoint, "sqs").get_queue_attributes(
             QueueUrl=ready["resources"]["PlainQueue"]["QueueUrl"], AttributeNames=["VisibilityTimeout"]
         )
         assert plain["Attributes"]["VisibilityTimeout"] == "7"
@@ -62,8 +62,8 @@ def test_program_prints_where_it_serves_and_stops_on_sigterm(moto_endpoint: str,
     assert "python-httpx" not in stderr and "shared-layer" not in stderr  # no event, no result
 
 
-def test_bad_parameter_is_refused_clearly(moto_endpoint: str) -> None:
-    process = run_host("--template", str(TEMPLATE), "--aws-endpoint", moto_endpoint, "--param", "Stage=qa")
+def test_bad_parameter_is_refused_clearly(aws_endpoint: str) -> None:
+    process = run_host("--template", str(TEMPLATE), "--aws-endpoint", aws_endpoint, "--param", "Stage=qa")
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2
     assert "Parameters.Stage: 'qa' is not one of" in stderr

@@ -19,9 +19,9 @@ SECRET = "local-webhook-secret"
 
 
 @pytest.fixture(scope="module")
-def host(moto_endpoint: str) -> Iterator[LocalHost]:
+def host(aws_endpoint: str) -> Iterator[LocalHost]:
     host = start_host(
-        moto_endpoint,
+        aws_endpoint,
         parameter_overrides={"Greeting": "hi"},
         env_overrides={"EXTRA": "everywhere"},
         function_env_overrides={"ProbeFunction": {"ONLY_PROBE": "yes"}},
@@ -37,7 +37,9 @@ def probe(host: LocalHost) -> dict[str, Any]:
     return answer
 
 
-def test_function_sees_its_resources_by_their_local_names(host: LocalHost, probe: dict[str, Any]) -> None:
+def test_function_sees_its_resources_by_their_local_names(
+    host: LocalHost, probe: dict[str, Any], aws_account: str
+) -> None:
     env, resources = probe["env"], host.resources
     assert env["TABLE_NAME"] == resources["RecordTable"]["Ref"]
     assert env["TABLE_ARN"] == resources["RecordTable"]["Arn"]
@@ -53,7 +55,7 @@ def test_function_sees_its_resources_by_their_local_names(host: LocalHost, probe
     assert env["PEER_FUNCTION"] == resources["EchoFunction"]["Ref"]
     assert env["ALARM_NAME"] == resources["DlqAlarm"]["Ref"]
     assert env["LAYER_ARN"] == resources["SharedLayer"]["Ref"]
-    assert env["LAYER_ARN"].startswith("arn:aws:lambda:eu-west-1:123456789012:layer:")
+    assert env["LAYER_ARN"].startswith(f"arn:aws:lambda:eu-west-1:{aws_account}:layer:")
     # Names CloudFormation would generate: <stack>-<LogicalId>-<suffix>
     assert re.fullmatch(rf"{host.stack_name}-RecordTable-[A-Z0-9]{{12}}", env["TABLE_NAME"])
 
@@ -84,7 +86,7 @@ def test_outputs_resolve_to_the_local_stack(host: LocalHost) -> None:
 
 
 def test_function_gets_the_lambda_runtime_variables(
-    host: LocalHost, moto_endpoint: str, probe: dict[str, Any]
+    host: LocalHost, aws_endpoint: str, probe: dict[str, Any]
 ) -> None:
     env = probe["env"]
     name = host.resources["ProbeFunction"]["Ref"]
@@ -94,7 +96,7 @@ def test_function_gets_the_lambda_runtime_variables(
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert env["_HANDLER"] == "app.handler"
     assert env["AWS_LAMBDA_LOG_GROUP_NAME"] == f"/aws/lambda/{name}"
-    assert env["AWS_ENDPOINT_URL"] == moto_endpoint
+    assert env["AWS_ENDPOINT_URL"] == aws_endpoint
     assert env["_X_AMZN_TRACE_ID"].startswith("Root=1-")
     assert probe["cwd"] == env["LAMBDA_TASK_ROOT"]
     # Another function's variables are not this one's
@@ -120,9 +122,9 @@ def test_remaining_time_counts_down_from_the_function_timeout(host: LocalHost) -
     assert 0 < host.invoke("ProbeFunction", {"sleep": 0.5})["remaining_ms"] <= 1500
 
 
-def test_function_uses_its_table_and_queue_through_moto(host: LocalHost, moto_endpoint: str) -> None:
+def test_function_uses_its_table_and_queue_through_moto(host: LocalHost, aws_endpoint: str) -> None:
     host.invoke("ProbeFunction", {"write": "marker-1"})
-    item = client(moto_endpoint, "dynamodb").get_item(
+    item = client(aws_endpoint, "dynamodb").get_item(
         TableName=host.resources["RecordTable"]["Ref"], Key={"pk": {"S": "probe"}, "sk": {"S": "marker-1"}}
     )
     assert item["Item"]["kind"] == {"S": "probe"}
@@ -179,8 +181,8 @@ def test_unknown_function_is_named_in_the_error(host: LocalHost) -> None:
         host.invoke("NoSuchFunction", {})
 
 
-def test_table_is_created_with_keys_indexes_ttl_and_encryption(host: LocalHost, moto_endpoint: str) -> None:
-    dynamodb = client(moto_endpoint, "dynamodb")
+def test_table_is_created_with_keys_indexes_ttl_and_encryption(host: LocalHost, aws_endpoint: str) -> None:
+    dynamodb = client(aws_endpoint, "dynamodb")
     name = host.resources["RecordTable"]["Ref"]
     table = dynamodb.describe_table(TableName=name)["Table"]
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
@@ -195,8 +197,8 @@ def test_condition_false_resource_is_not_created(host: LocalHost) -> None:
     assert "ProdOnlyTable" not in host.resources
 
 
-def test_queues_are_created_with_fifo_and_redrive(host: LocalHost, moto_endpoint: str) -> None:
-    sqs = client(moto_endpoint, "sqs")
+def test_queues_are_created_with_fifo_and_redrive(host: LocalHost, aws_endpoint: str) -> None:
+    sqs = client(aws_endpoint, "sqs")
     attributes = sqs.get_queue_attributes(
         QueueUrl=host.resources["WorkQueue"]["QueueUrl"], AttributeNames=["All"]
     )["Attributes"]
@@ -214,8 +216,8 @@ def test_secrets_are_seeded_with_given_generated_or_template_values(host: LocalH
     assert host.secret_string("StaticSecret") == "hi-static"
 
 
-def test_generated_secret_follows_its_template(moto_endpoint: str) -> None:
-    host = start_host(moto_endpoint)
+def test_generated_secret_follows_its_template(aws_endpoint: str) -> None:
+    host = start_host(aws_endpoint)
     try:
         value = host.secret_string("WebhookSecret")
     finally:
@@ -224,10 +226,10 @@ def test_generated_secret_follows_its_template(moto_endpoint: str) -> None:
     assert set(value) <= set(string.ascii_letters + string.digits)
 
 
-def test_key_alias_and_event_bus_exist(host: LocalHost, moto_endpoint: str) -> None:
-    kms = client(moto_endpoint, "kms")
+def test_key_alias_and_event_bus_exist(host: LocalHost, aws_endpoint: str) -> None:
+    kms = client(aws_endpoint, "kms")
     key = kms.describe_key(KeyId=f"alias/{host.stack_name}-data")["KeyMetadata"]
     assert key["KeyId"] == host.resources["DataKey"]["KeyId"]
     assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is True
-    bus = client(moto_endpoint, "events").describe_event_bus(Name=f"{host.stack_name}-bus")
+    bus = client(aws_endpoint, "events").describe_event_bus(Name=f"{host.stack_name}-bus")
     assert bus["Arn"] == host.resources["Bus"]["Arn"]

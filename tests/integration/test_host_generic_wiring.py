@@ -89,7 +89,7 @@ Resources:
 """
 
 
-def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path, moto_endpoint: str) -> None:
+def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path, aws_endpoint: str) -> None:
     # Given a template whose every name is new
     word = f"X{uuid4().hex[:8]}"
     names = {
@@ -104,16 +104,16 @@ def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path,
     template = tmp_path / "template.yaml"
     template.write_text(TEMPLATE.format(**names))
     # When the host runs it
-    host = start_host(moto_endpoint, template=template)
+    host = start_host(aws_endpoint, template=template)
     try:
         function_name = host.resources[names["function"]]["Ref"]
         table = host.resources[f"{names['table']}Sorted"]["Ref"]
 
         def recorded() -> list[dict[str, object]]:
-            return [json.loads(str(item["event"])) for item in items(moto_endpoint, table, function_name)]
+            return [json.loads(str(item["event"])) for item in items(aws_endpoint, table, function_name)]
 
         # Then its queues feed its function, through its SQS event and through its mapping resource
-        sqs = client(moto_endpoint, "sqs")
+        sqs = client(aws_endpoint, "sqs")
         queues = (names["queue"], f"{names['queue']}Raw")
         for queue in queues:
             sqs.send_message(QueueUrl=host.resources[queue]["Ref"], MessageBody="hi")
@@ -141,7 +141,7 @@ def test_made_up_function_queue_schedule_and_route_are_all_wired(tmp_path: Path,
         )
         # and the SimpleTable exists too
         table_name = host.resources[names["table"]]["Ref"]
-        described = client(moto_endpoint, "dynamodb").describe_table(TableName=table_name)["Table"]
+        described = client(aws_endpoint, "dynamodb").describe_table(TableName=table_name)["Table"]
         assert described["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
         events = recorded()
         assert any(event.get("tick") == names["variable"] for event in events)
@@ -174,16 +174,16 @@ Resources:
     ],
 )
 def test_bad_schedule_is_refused_naming_the_event(
-    tmp_path: Path, moto_endpoint: str, schedule: str, message: str
+    tmp_path: Path, aws_endpoint: str, schedule: str, message: str
 ) -> None:
     template = tmp_path / "template.yaml"
     template.write_text(BROKEN.format(code=FIXTURES / "functions" / "recorder", schedule=f"'{schedule}'"))
     with pytest.raises(TemplateError, match=message):
-        start_host(moto_endpoint, template=template)
+        start_host(aws_endpoint, template=template)
 
 
-def test_missing_code_folder_is_refused_naming_the_function(tmp_path: Path, moto_endpoint: str) -> None:
+def test_missing_code_folder_is_refused_naming_the_function(tmp_path: Path, aws_endpoint: str) -> None:
     template = tmp_path / "template.yaml"
     template.write_text(BROKEN.format(code=tmp_path / "nowhere", schedule="rate(1 day)"))
     with pytest.raises(TemplateError, match=r"Resources.Fn.Properties.CodeUri: .*nowhere is not a folder"):
-        start_host(moto_endpoint, template=template)
+        start_host(aws_endpoint, template=template)

@@ -15,8 +15,8 @@ from tests.fixtures.host.hosting import start_host
 
 
 @pytest.fixture(scope="module")
-def host(moto_endpoint: str) -> Iterator[LocalHost]:
-    host = start_host(moto_endpoint)
+def host(aws_endpoint: str) -> Iterator[LocalHost]:
+    host = start_host(aws_endpoint)
     yield host
     host.stop()
 
@@ -33,7 +33,7 @@ def echoed(response: httpx.Response) -> dict[str, Any]:
     return event
 
 
-def test_path_parameter_query_and_headers_reach_the_function(http: httpx.Client) -> None:
+def test_path_parameter_query_and_headers_reach_the_function(http: httpx.Client, aws_account: str) -> None:
     # Given a route GET /items/{id}
     # When it is called with a repeated query parameter, mixed-case headers and cookies
     response = http.get(
@@ -62,7 +62,7 @@ def test_path_parameter_query_and_headers_reach_the_function(http: httpx.Client)
     assert context["stage"] == "$default"
     assert context["routeKey"] == "GET /items/{id}"
     assert context["requestId"] and context["timeEpoch"] > 0 and "+0000" in context["time"]
-    assert context["accountId"] == "123456789012"
+    assert context["accountId"] == aws_account
     # And the answer carries the function's headers and API Gateway's request id
     assert response.headers["x-route"] == "GET /items/{id}"
     assert response.headers["apigw-requestid"] == context["requestId"]

@@ -17,19 +17,21 @@ from tests.fixtures.host.hosting import items, start_host, wait_until
 
 
 @pytest.fixture(scope="module")
-def host(moto_endpoint: str) -> Iterator[LocalHost]:
+def host(aws_endpoint: str) -> Iterator[LocalHost]:
     # rate(1 minute) fires every second
-    host = start_host(moto_endpoint, time_factor=60)
+    host = start_host(aws_endpoint, time_factor=60)
     yield host
     host.stop()
 
 
-def test_rate_schedule_fires_with_the_time_factor(host: LocalHost, moto_endpoint: str) -> None:
+def test_rate_schedule_fires_with_the_time_factor(
+    host: LocalHost, aws_endpoint: str, aws_account: str
+) -> None:
     # Given ScheduledFunction's rate(1 minute) and a time factor of 60
     table, name = host.resources["RecordTable"]["Ref"], host.resources["ScheduledFunction"]["Ref"]
 
     def two_scheduled_events() -> list[dict[str, Any]] | None:
-        events = [json.loads(str(item["event"])) for item in items(moto_endpoint, table, name)]
+        events = [json.loads(str(item["event"])) for item in items(aws_endpoint, table, name)]
         scheduled = [e for e in events if e.get("source") == "aws.events"]
         return scheduled if len(scheduled) >= 2 else None
 
@@ -37,12 +39,12 @@ def test_rate_schedule_fires_with_the_time_factor(host: LocalHost, moto_endpoint
     events = wait_until(two_scheduled_events, timeout=6)
     event = events[0]
     assert event["detail-type"] == "Scheduled Event"
-    assert event["account"] == "123456789012"
+    assert event["account"] == aws_account
     assert event["region"] == "eu-west-1"
     assert event["detail"] == {}
     resources = event["resources"]
     assert isinstance(resources, list) and resources[0].startswith(
-        "arn:aws:events:eu-west-1:123456789012:rule/"
+        f"arn:aws:events:eu-west-1:{aws_account}:rule/"
     )
     fired = sorted(datetime.fromisoformat(str(e["time"])) for e in events)
     assert abs((fired[0] - datetime.now(UTC)).total_seconds()) < 30

@@ -18,10 +18,10 @@ from tests.fixtures.host.hosting import batches, client, start_host, wait_until
 
 
 @pytest.fixture(scope="module")
-def host(moto_endpoint: str) -> Iterator[LocalHost]:
+def host(aws_endpoint: str) -> Iterator[LocalHost]:
     # Warm sandboxes: a cold start longer than the fixture's 1 s visibility timeout would
     # (rightly) cause a redelivery, which these tests do not expect.
-    host = start_host(moto_endpoint, prewarm=True)
+    host = start_host(aws_endpoint, prewarm=True)
     yield host
     host.stop()
 
@@ -41,18 +41,18 @@ def dlq_bodies(endpoint: str, host: LocalHost, dlq: str) -> list[dict[str, Any]]
     return [json.loads(m["Body"]) for m in received.get("Messages", [])]
 
 
-def test_batches_are_never_larger_than_batch_size(host: LocalHost, moto_endpoint: str) -> None:
+def test_batches_are_never_larger_than_batch_size(host: LocalHost, aws_endpoint: str) -> None:
     # Given PlainQueue's source with BatchSize 3 and a batching window of 1 s
     run = uuid4().hex
     entries = [{"Id": str(i), "MessageBody": json.dumps({"run": run, "n": i})} for i in range(7)]
     # When 7 messages arrive at once
-    client(moto_endpoint, "sqs").send_message_batch(
+    client(aws_endpoint, "sqs").send_message_batch(
         QueueUrl=host.resources["PlainQueue"]["QueueUrl"], Entries=entries
     )
 
     # Then the function gets them all, in batches of at most 3, at least one of them full
     def all_seven() -> list[list[dict[str, Any]]] | None:
-        found = batches_of_run(moto_endpoint, host, "PlainQueue", run)
+        found = batches_of_run(aws_endpoint, host, "PlainQueue", run)
         return found if sum(map(len, found)) >= 7 else None
 
     seen = wait_until(all_seven)
@@ -61,7 +61,7 @@ def test_batches_are_never_larger_than_batch_size(host: LocalHost, moto_endpoint
     assert {body["n"] for b in seen for body in bodies_of(b)} == set(range(7))
 
 
-def test_partial_batch_failure_deletes_only_the_successes(host: LocalHost, moto_endpoint: str) -> None:
+def test_partial_batch_failure_deletes_only_the_successes(host: LocalHost, aws_endpoint: str) -> None:
     # Given a batch where the function reports one record as failed
     run = uuid4().hex
     entries = [
@@ -69,24 +69,24 @@ def test_partial_batch_failure_deletes_only_the_successes(host: LocalHost, moto_
         {"Id": "bad", "MessageBody": json.dumps({"run": run, "name": "bad", "fail": True})},
         {"Id": "ok2", "MessageBody": json.dumps({"run": run, "name": "ok2"})},
     ]
-    client(moto_endpoint, "sqs").send_message_batch(
+    client(aws_endpoint, "sqs").send_message_batch(
         QueueUrl=host.resources["PlainQueue"]["QueueUrl"], Entries=entries
     )
     # When the failed record has been redriven to the dead-letter queue (maxReceiveCount 2)
-    dead = wait_until(lambda: [b for b in dlq_bodies(moto_endpoint, host, "PlainDlq") if b.get("run") == run])
+    dead = wait_until(lambda: [b for b in dlq_bodies(aws_endpoint, host, "PlainDlq") if b.get("run") == run])
     # Then only the failed record was delivered again; the successes were deleted after one delivery
     delivered = [
-        body["name"] for b in batches_of_run(moto_endpoint, host, "PlainQueue", run) for body in bodies_of(b)
+        body["name"] for b in batches_of_run(aws_endpoint, host, "PlainQueue", run) for body in bodies_of(b)
     ]
     assert sorted(delivered) == ["bad", "bad", "ok1", "ok2"]
     assert [b["name"] for b in dead] == ["bad"]
 
 
-def test_fifo_record_has_the_shape_lambda_builds(host: LocalHost, moto_endpoint: str) -> None:
+def test_fifo_record_has_the_shape_lambda_builds(host: LocalHost, aws_endpoint: str) -> None:
     # Given a message with a group, a dedup id and attributes on the FIFO WorkQueue
     run = uuid4().hex
     body = json.dumps({"run": run})
-    sent = client(moto_endpoint, "sqs").send_message(
+    sent = client(aws_endpoint, "sqs").send_message(
         QueueUrl=host.resources["WorkQueue"]["QueueUrl"],
         MessageBody=body,
         MessageGroupId="+4799990000",
@@ -97,7 +97,7 @@ def test_fifo_record_has_the_shape_lambda_builds(host: LocalHost, moto_endpoint:
         },
     )
     # When the function receives it
-    (batch,) = wait_until(lambda: batches_of_run(moto_endpoint, host, "WorkQueue", run))
+    (batch,) = wait_until(lambda: batches_of_run(aws_endpoint, host, "WorkQueue", run))
     (record,) = batch
     # Then the record carries what Lambda puts in an SQS event
     assert record["messageId"] == sent["MessageId"]
@@ -123,26 +123,26 @@ def test_fifo_record_has_the_shape_lambda_builds(host: LocalHost, moto_endpoint:
 
 
 def test_record_that_keeps_failing_lands_in_the_dlq_after_max_receive_count(
-    host: LocalHost, moto_endpoint: str
+    host: LocalHost, aws_endpoint: str
 ) -> None:
     # Given a FIFO message the function fails every time
     run = uuid4().hex
-    client(moto_endpoint, "sqs").send_message(
+    client(aws_endpoint, "sqs").send_message(
         QueueUrl=host.resources["WorkQueue"]["QueueUrl"],
         MessageBody=json.dumps({"run": run, "fail": True}),
         MessageGroupId="g-dlq",
     )
     # When the host's event source keeps delivering it, Then the queue's redrive moves it to the DLQ
-    dead = wait_until(lambda: [b for b in dlq_bodies(moto_endpoint, host, "WorkDlq") if b.get("run") == run])
+    dead = wait_until(lambda: [b for b in dlq_bodies(aws_endpoint, host, "WorkDlq") if b.get("run") == run])
     assert dead == [{"run": run, "fail": True}]
     # after exactly maxReceiveCount (2) deliveries
-    deliveries = batches_of_run(moto_endpoint, host, "WorkQueue", run)
+    deliveries = batches_of_run(aws_endpoint, host, "WorkQueue", run)
     counts = sorted(r["attributes"]["ApproximateReceiveCount"] for b in deliveries for r in b)
     assert counts == ["1", "2"]
 
 
-def test_disabled_source_is_not_polled(host: LocalHost, moto_endpoint: str) -> None:
-    sqs = client(moto_endpoint, "sqs")
+def test_disabled_source_is_not_polled(host: LocalHost, aws_endpoint: str) -> None:
+    sqs = client(aws_endpoint, "sqs")
     url = host.resources["IdleQueue"]["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="{}")
     time.sleep(1.5)  # longer than one poll of an enabled source
@@ -151,7 +151,7 @@ def test_disabled_source_is_not_polled(host: LocalHost, moto_endpoint: str) -> N
 
 
 def test_records_no_filter_matches_are_deleted_without_an_invocation(
-    host: LocalHost, moto_endpoint: str
+    host: LocalHost, aws_endpoint: str
 ) -> None:
     # Given FilteredQueue's patterns: a JSON body of kind keep with size > 10, or a plain-keep text body
     run = uuid4().hex
@@ -162,12 +162,12 @@ def test_records_no_filter_matches_are_deleted_without_an_invocation(
         "text-pass": f"plain-keep-{run}",
         "text-other": f"other-{run}",
     }
-    sqs = client(moto_endpoint, "sqs")
+    sqs = client(aws_endpoint, "sqs")
     url = host.resources["FilteredQueue"]["QueueUrl"]
     sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": k, "MessageBody": v} for k, v in bodies.items()])
 
     def delivered() -> list[str]:
-        found = [r["body"] for b in batches(moto_endpoint, host, "FilteredQueue") for r in b]
+        found = [r["body"] for b in batches(aws_endpoint, host, "FilteredQueue") for r in b]
         return [body for body in found if run in body]
 
     def queue_empty() -> bool:

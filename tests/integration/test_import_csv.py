@@ -28,22 +28,22 @@ MIXED = (
 
 
 @pytest.fixture(scope="module")
-def queue_url(moto_endpoint: str) -> str:
-    return events_queue_like(moto_endpoint)
+def queue_url(aws_endpoint: str) -> str:
+    return events_queue_like(aws_endpoint)
 
 
 @pytest.fixture(scope="module")
-def host(moto_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(moto_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
+def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
+    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
         yield running
 
 
 @pytest.fixture
-def queued(moto_endpoint: str, queue_url: str) -> Callable[[], list[dict[str, Any]]]:
+def queued(aws_endpoint: str, queue_url: str) -> Callable[[], list[dict[str, Any]]]:
     """The events now on the queue (taken off it), in id order."""
 
     def take() -> list[dict[str, Any]]:
-        events = [json.loads(message["Body"]) for message in drain(moto_endpoint, queue_url)]
+        events = [json.loads(message["Body"]) for message in drain(aws_endpoint, queue_url)]
         return sorted(events, key=lambda event: event["id"])
 
     return take

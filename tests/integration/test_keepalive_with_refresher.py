@@ -35,10 +35,10 @@ def fast_core() -> Iterator[Wg2simProcess]:
 
 
 @pytest.fixture
-def host(moto_endpoint: str, fast_core: Wg2simProcess, tmp_path: Path) -> Iterator[LocalHost]:
+def host(aws_endpoint: str, fast_core: Wg2simProcess, tmp_path: Path) -> Iterator[LocalHost]:
     running = LocalHost(
         TEMPLATE,
-        moto_endpoint,
+        aws_endpoint,
         region=REGION,
         stack_name=f"ka{uuid.uuid4().hex[:8]}",
         time_factor=SCHEDULE_FACTOR,

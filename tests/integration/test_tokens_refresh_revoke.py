@@ -31,9 +31,9 @@ from tests.consent_support import ConsentStack, consent_stack, walk_consent
 
 @pytest.fixture(scope="module")
 def stack(
-    moto_endpoint: str, wg2sim: Wg2simProcess, tmp_path_factory: pytest.TempPathFactory
+    aws_endpoint: str, wg2sim: Wg2simProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ConsentStack]:
-    with consent_stack(moto_endpoint, wg2sim, tmp_path_factory.mktemp("token-logs")) as running:
+    with consent_stack(aws_endpoint, wg2sim, tmp_path_factory.mktemp("token-logs")) as running:
         yield running
 
 

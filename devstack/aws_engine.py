@@ -1,0 +1,132 @@
+"""The local AWS: ministack (PyPI), in a virtual environment of its own, on a free loopback port.
+
+    with LocalAws.start(log_file=Path("aws.log")) as aws:
+        boto3.client("sqs", endpoint_url=aws.endpoint, **ROOT.as_client_kwargs())
+
+Chosen by measurement (`bench/aws_engines.py`, figures in the README): it keeps SQS FIFO's group
+and receipt-handle rules and DynamoDB's transaction atomicity and isolation under concurrency,
+which moto 5.2 server does not, and it evaluates IAM policies (resources, conditions, assumed
+roles, per-item transaction checks). With `enforce_iam` (the default) every request must be
+SigV4-signed; the account's root credentials (`ROOT`) may do anything, a role's session only what
+its policies allow. `devstack/aws_engine_server.py` is the program that runs inside the engine's
+environment, with the few additions it makes to ministack's IAM checks.
+
+ministack pins its own botocore, older than the one sipreg ships with, hence the separate
+environment: `make aws-engine` builds `.venv-aws` from `tools/aws-engine-requirements.txt`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from devstack.child import ChildStartError, stop_child, wait_for_ready_line
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENGINE_VENV = REPO_ROOT / ".venv-aws"
+SERVER_SCRIPT = Path(__file__).resolve().parent / "aws_engine_server.py"
+STARTUP_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 5.0
+REGION = "eu-west-1"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def as_client_kwargs(self) -> dict[str, str]:
+        kwargs = {"aws_access_key_id": self.access_key_id, "aws_secret_access_key": self.secret_access_key}
+        if self.session_token:
+            kwargs["aws_session_token"] = self.session_token
+        return kwargs
+
+    def as_environment(self) -> dict[str, str]:
+        env = {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
+        if self.session_token:
+            env["AWS_SESSION_TOKEN"] = self.session_token
+        return env
+
+
+# The local account's root: what tests, the demo and the host's provisioning sign with.
+ROOT = Credentials("testing", "testing")  # a local stand-in, valid nowhere else
+
+
+class AwsEngineStartError(ChildStartError):
+    """The engine did not announce itself; the message says where its output went."""
+
+
+def engine_python() -> Path:
+    """The engine environment's interpreter (`SIPREG_AWS_ENGINE_PYTHON` overrides it)."""
+    configured = os.environ.get("SIPREG_AWS_ENGINE_PYTHON")
+    python = Path(configured) if configured else ENGINE_VENV / "bin" / "python"
+    if not python.exists():
+        raise AwsEngineStartError(f"no AWS engine at {python}: run `make aws-engine` first")
+    return python
+
+
+class LocalAws:
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, log: IO[bytes], *, enforce_iam: bool
+    ) -> None:
+        self.process = process
+        self.port = port
+        self.enforce_iam = enforce_iam
+        self._log = log
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(
+        cls, *, log_file: Path, enforce_iam: bool = True, timeout: float = STARTUP_TIMEOUT_SECONDS
+    ) -> Self:
+        log = log_file.open("ab")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108  # only if the caller has none
+            "TMPDIR": str(log_file.parent),
+            "AUTH": "true" if enforce_iam else "false",
+            "MINISTACK_REGION": REGION,
+            **ROOT.as_environment(),
+        }
+        process = subprocess.Popen(  # noqa: S603  # our own program, in our own engine venv
+            [str(engine_python()), str(SERVER_SCRIPT)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=log_file.parent,
+            start_new_session=True,  # Ctrl-C reaches the caller, which stops the engine last, in order
+        )
+        try:
+            port = int(wait_for_ready_line(process, timeout)["port"])
+        except (ChildStartError, KeyError, ValueError, TypeError):
+            stop_child(process, timeout=0)
+            log.close()
+            raise AwsEngineStartError(
+                f"the AWS engine did not start within {timeout} s; see {log_file}"
+            ) from None
+        return cls(process, port, log, enforce_iam=enforce_iam)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+        """SIGTERM, then wait; killed if it does not stop in time. Returns the exit code."""
+        stop_child(self.process, timeout)
+        if self.process.stdout:
+            self.process.stdout.close()
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
