@@ -45,7 +45,7 @@ from sipreg.notify import EventBridgePublisher  # noqa: E402
 from sipreg.store.subscribers import SubscriberStore  # noqa: E402
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService  # noqa: E402
 from sipreg.worker import DynamoJournal, EventApplier, QueuedMessage, Worker  # noqa: E402
-from sipreg.worker.batch import SqsVisibility  # noqa: E402
+from sipreg.worker.batch import SqsDeadLetters, SqsVisibility  # noqa: E402
 
 REGION = "eu-west-1"
 BATCH = 10
@@ -140,6 +140,7 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
             journal,
             SqsVisibility(ref("EventsQueue"), client=sqs),
             EventBridgePublisher(ref("StatusBus"), client=events),
+            SqsDeadLetters(ref("EventsDeadLetterQueue"), client=sqs),
             concurrency=concurrency,
         )
 

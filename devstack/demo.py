@@ -166,7 +166,11 @@ def event_table(scenario: Scenario, out: Narrator) -> dict[str, list[dict[str, A
     logs: dict[str, list[dict[str, Any]]] = {}
     out.say(f"{'MSISDN':<14} {'event':<16} {'type':<22} outcome")
     for who in (ALICE, BOB, CAROL):
-        events = sorted((scenario.status(who.msisdn) or {}).get("events", []), key=lambda e: e["recorded_at"])
+        changes = (scenario.status(who.msisdn) or {}).get("events", [])
+        refreshed = (scenario.status(who.msisdn, type="registration.refresh", limit="100") or {}).get(
+            "events", []
+        )
+        events = sorted(changes + refreshed, key=lambda e: e["occurred_at"])
         logs[who.msisdn] = events
         refreshes = Counter(e["outcome"] for e in events if e["event_type"] == "registration.refresh")
         # One line per event and outcome (a revoke logs one per registration, then its summary).

@@ -115,9 +115,10 @@ class Scenario:
 
     # --- what is known ----------------------------------------------------------------------------
 
-    def status(self, msisdn: str) -> dict[str, Any] | None:
-        """The status API's view of a number; None when sipreg knows nothing of it (404)."""
-        code, body = fetch(self.api, self.secret, msisdn, timeout=self._timeout)
+    def status(self, msisdn: str, **query: str) -> dict[str, Any] | None:
+        """The status API's view of a number (`query`: type, outcome, limit, cursor); None when
+        sipreg knows nothing of it (404)."""
+        code, body = fetch(self.api, self.secret, msisdn, timeout=self._timeout, query=query)
         if code == 404:
             return None
         if code != 200:

@@ -39,7 +39,7 @@ from devstack.aws_engine import ROOT, LocalAws
 from devstack.host import LocalHost
 from devstack.wg2sim.oidc import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
-from sipreg.config import RefresherSettings, TokenSettings, WorkerSettings
+from sipreg.config import RefresherSettings, TokenSettings
 
 log = logging.getLogger("devstack.stack")
 
@@ -79,9 +79,15 @@ class StackOptions:
             raise ValueError(f"time_factor: expected 1 to 3600, got {self.time_factor}")
 
 
-def scaled_function_settings(time_factor: float, refresh_margin_seconds: int) -> dict[str, str]:
+def scaled_function_settings(
+    time_factor: float,
+    refresh_margin_seconds: int,
+    retry_base_seconds: int = 30,
+    retry_max_seconds: int = 900,
+) -> dict[str, str]:
     """Function variables counting real seconds until something on the core runs out, shortened
-    as the emulator's clock is sped up (nothing changes at factor 1)."""
+    as the emulator's clock is sped up (nothing changes at factor 1). Retries keep at least a
+    second between tries, so an event's tries still span a few seconds of real faults."""
     if time_factor == 1:
         return {}
 
@@ -89,13 +95,11 @@ def scaled_function_settings(time_factor: float, refresh_margin_seconds: int) ->
         return str(max(minimum, round(seconds / time_factor)))
 
     token_margin = TokenSettings.model_fields["refresh_margin_seconds"].default
-    retry_base = WorkerSettings.model_fields["retry_base_seconds"].default
-    retry_max = WorkerSettings.model_fields["retry_max_seconds"].default
     return {
         "REFRESH_MARGIN_SECONDS": scaled(refresh_margin_seconds, 1),
         "TOKEN_REFRESH_MARGIN_SECONDS": scaled(token_margin, 1),
-        "RETRY_BASE_SECONDS": scaled(retry_base, 0),
-        "RETRY_MAX_SECONDS": scaled(retry_max, 1),
+        "RETRY_BASE_SECONDS": scaled(retry_base_seconds, 1),
+        "RETRY_MAX_SECONDS": scaled(retry_max_seconds, 2),
     }
 
 
@@ -270,7 +274,12 @@ class LocalStack:
             property_overrides=opts.property_overrides,
             env_overrides={
                 "CORE_CA_FILE": str(self._sim.ca_file),
-                **scaled_function_settings(opts.time_factor, margin),
+                **scaled_function_settings(
+                    opts.time_factor,
+                    margin,
+                    _template_default(opts.template, "RetryBaseSeconds", 30),
+                    _template_default(opts.template, "RetryMaxSeconds", 900),
+                ),
             },
             secret_values={
                 "OAuthClientSecret": self._client_secret,

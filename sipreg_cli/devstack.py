@@ -8,8 +8,9 @@ server) and the local function host running template.yaml against them, all on f
 ports. When ready, the first line on stdout is one JSON object: `api` (base URL of the HTTP API),
 `aws_endpoint`, `core_grpc` (host:port, TLS; `core_ca_file` is its CA), `wg2sim_http` (identity
 server and admin API), `webhook_secret` (the local dev signing secret), `log_dir`, `resources`,
-`queues`, and more; a readable summary follows. Logs go to DIR (default devstack-logs/<timestamp>). Exit status: 0
-after a clean stop, 2 when the stack could not start (the reason on stderr).
+`queues`, and more; a readable summary follows. Logs go to DIR (default
+devstack-logs/<timestamp>). Exit status: 0 after a clean stop, 2 when the stack could not start
+(the reason on stderr).
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """`sipreg redrive`: move messages from the dead-letter queue back to the events queue.
 
-    sipreg redrive --queue-url https://sqs.../sipreg-EventsQueue-....fifo
+    sipreg redrive --queue-url https://sqs.../sipreg-EventsQueue-....fifo --event-log-table sipreg-EventLog...
     sipreg redrive --msisdn +4799990000            # only that number's messages
 
-The dead-letter queue is the one in the events queue's RedrivePolicy. AWS credentials, region and
-endpoint come from the usual places (profile, AWS_REGION, AWS_ENDPOINT_URL for a local stack).
-Prints how many messages moved (and, with --msisdn, how many others stay in the DLQ).
+The dead-letter queue is the one in the events queue's RedrivePolicy. With the event-log table
+(the stack's `EventLogTableName` output), each moved event's outcome goes from `dead_lettered`
+back to `pending`. AWS credentials, region and endpoint come from the usual places (profile,
+AWS_REGION, AWS_ENDPOINT_URL for a local stack). Prints how many messages moved (and, with
+--msisdn, how many others stay in the DLQ).
 Exit status: 0 done (even when nothing was there to move), 2 nothing could be tried.
 """
 
@@ -17,6 +19,7 @@ import sys
 from typing import Any
 
 QUEUE_ENV = "SIPREG_EVENTS_QUEUE_URL"
+EVENT_LOG_ENV = "SIPREG_EVENT_LOG_TABLE"
 
 
 def register(subparsers: Any) -> None:
@@ -25,6 +28,10 @@ def register(subparsers: Any) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--queue-url", help=f"URL of the events queue (default: ${QUEUE_ENV})")
     parser.add_argument("--msisdn", help="move only this number's messages (E.164, e.g. +4799990000)")
+    parser.add_argument(
+        "--event-log-table",
+        help=f"the stack's EventLog table, to mark moved events pending (default: ${EVENT_LOG_ENV})",
+    )
     parser.add_argument(
         "--endpoint-url", help="AWS endpoint, e.g. a local stack's (default: $AWS_ENDPOINT_URL)"
     )
@@ -37,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sipreg.models import check_msisdn  # noqa: PLC0415
     from sipreg.redrive import RedriveError, Redriver  # noqa: PLC0415
+    from sipreg.store.event_log import EventLog  # noqa: PLC0415
 
     queue_url = args.queue_url or os.environ.get(QUEUE_ENV, "")
     if not queue_url:
@@ -50,13 +58,22 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         sqs = boto3.client("sqs", endpoint_url=args.endpoint_url)
-        redriver = Redriver(sqs, queue_url)
+        table = args.event_log_table or os.environ.get(EVENT_LOG_ENV)
+        dynamodb = boto3.resource("dynamodb", endpoint_url=args.endpoint_url)
+        event_log = EventLog(table, table=dynamodb.Table(table)) if table else None
+        redriver = Redriver(sqs, queue_url, event_log=event_log)
         report = redriver.redrive(args.msisdn)
     except (RedriveError, BotoCoreError, ClientError) as error:
         sys.stderr.write(f"sipreg redrive: {error}\n")
         return 2
     whose = f" of {args.msisdn}" if args.msisdn else ""
     print(f"moved {report.moved} message(s){whose} from the dead-letter queue to {queue_url}")
+    if table:
+        print(f"{report.marked} of them now pending in the event log")
+    else:
+        print(
+            f"their event-log items still say dead_lettered (pass --event-log-table or set {EVENT_LOG_ENV})"
+        )
     if args.msisdn:
         print(f"{report.left} message(s) of other numbers stay in the dead-letter queue")
     return 0

@@ -2,6 +2,8 @@
 
     sipreg status +4799990000 --api https://.../          # signed like `sipreg send`
     sipreg status +4799990000 --json
+    sipreg status +4799990000 --type registration.refresh --limit 10
+    sipreg status +4799990000 --outcome dead_lettered --all
 
 It asks the events API (`GET /v1/registrations/{msisdn}`), the same view CRM systems get, so it
 works against a deployed stack with nothing but the API's URL and signing secret (no AWS
@@ -38,14 +40,20 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer as it is")
+    parser.add_argument("--type", help="only events of this type (registration.refresh: the keep-alive ones)")
+    parser.add_argument("--outcome", help="only events with this outcome, e.g. dead_lettered")
+    parser.add_argument("--limit", type=int, help="events per page (1 to 100; default: the API's, 50)")
+    parser.add_argument("--all", action="store_true", help="every page of events, not only the newest")
     parser.set_defaults(func=run)
 
 
-def fetch(api: str, secret: str, msisdn: str, *, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) of the signed status request."""
+def fetch(
+    api: str, secret: str, msisdn: str, *, timeout: float = 10.0, query: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) of the signed status request (`query`: type, outcome, limit, cursor)."""
     url = api.rstrip("/") + "/v1/registrations/" + quote(msisdn, safe="")
     try:
-        answer = httpx.get(url, headers={HEADER: sign(b"", secret)}, timeout=timeout)
+        answer = httpx.get(url, params=query or {}, headers={HEADER: sign(b"", secret)}, timeout=timeout)
     except httpx.HTTPError as error:
         raise CommandError(f"no answer from the API ({type(error).__name__})") from None
     if answer.status_code == 401:
@@ -67,13 +75,16 @@ def print_status(status: dict[str, Any], out: IO[str]) -> None:
             out.write(f"  {'':<40} last error: {reg['last_error']}\n")
     if not status.get("registrations"):
         out.write("  (none)\n")
-    out.write("\nrecent events (newest first):\n")
+    out.write("\nevents (newest first):\n")
     for event in status.get("events", []):
         reason = f"  {event['reason']}" if event.get("reason") else ""
+        tries = f" (tries: {event['tries']})" if event.get("tries", 0) > 1 else ""
         out.write(
-            f"  {event['recorded_at']}  {event['event_type']:<20} {event['outcome']:<16} "
-            f"{event.get('sip_uri') or '':<30} {event['event_id']}{reason}\n"
+            f"  {event['occurred_at']}  {event['event_type']:<20} {event['outcome']:<16} "
+            f"{event.get('sip_uri') or '':<30} {event['event_id']}{tries}{reason}\n"
         )
+    if status.get("next_cursor"):
+        out.write("  (more: --all, or --limit)\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,9 +93,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         sys.stderr.write(f"sipreg status: msisdn {error}\n")
         return 2
+    query = {
+        name: str(value)
+        for name, value in (("type", args.type), ("outcome", args.outcome), ("limit", args.limit))
+        if value is not None
+    }
     try:
         api, secret = target(args)
-        code, body = fetch(api, secret, args.msisdn, timeout=args.timeout)
+        code, body = fetch(api, secret, args.msisdn, timeout=args.timeout, query=query)
+        while args.all and code == 200 and body.get("next_cursor"):
+            code, more = fetch(
+                api, secret, args.msisdn, timeout=args.timeout, query={**query, "cursor": body["next_cursor"]}
+            )
+            if code == 200:
+                body = {
+                    **body,
+                    "events": body["events"] + more["events"],
+                    "next_cursor": more.get("next_cursor"),
+                }
     except CommandError as error:
         sys.stderr.write(f"sipreg status: {error}\n")
         return 2
@@ -92,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"sipreg status: sipreg knows nothing of {args.msisdn}\n")
         return 1
     if code != 200:
-        sys.stderr.write(f"sipreg status: HTTP {code} {body.get('title', '')}\n")
+        problems = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in body.get("errors", []))
+        sys.stderr.write(f"sipreg status: HTTP {code} {body.get('title', '')} {problems}".rstrip() + "\n")
         return 2
     if args.json:
         print(json.dumps(body, indent=2))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import yaml
@@ -23,7 +24,7 @@ from devstack.host import LocalHost
 from sipreg import signing
 from sipreg.events import AnyEvent
 from sipreg.queue import SendResult
-from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import EventKind, EventLogEntry, Outcome, decode_cursor, encode_cursor
 from sipreg.store.registrations import RegistrationRecord
 from tests.lambda_support import load_function
 
@@ -46,6 +47,7 @@ def http_event(
     base64_body: bool = False,
     timestamp: int | None = None,
     headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload 2.0) request, signed with `secret` unless it is None."""
     if isinstance(body, dict):
@@ -64,7 +66,7 @@ def http_event(
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": urlencode(query or {}),
         "headers": all_headers,
         "requestContext": {
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
@@ -74,6 +76,8 @@ def http_event(
         },
         "isBase64Encoded": base64_body,
     }
+    if query:
+        event["queryStringParameters"] = dict(query)
     if raw:
         try:
             event["body"] = base64.b64encode(raw).decode() if base64_body else raw.decode()
@@ -115,10 +119,35 @@ class FakeRegistrations:
 
 @dataclass
 class FakeEventLog:
+    """The EventLog's paging over a list: one kind's items by sort key, newest first, filtered."""
+
     entries: list[EventLogEntry] = field(default_factory=list)
 
-    def recent(self, msisdn: str, *, limit: int = 50) -> list[EventLogEntry]:
-        return [entry for entry in self.entries if entry.msisdn == msisdn][:limit]
+    def page(
+        self,
+        msisdn: str,
+        *,
+        kind: EventKind = EventKind.CHANGES,
+        limit: int = 50,
+        cursor: str | None = None,
+        event_type: str | None = None,
+        outcome: Outcome | None = None,
+    ) -> tuple[list[EventLogEntry], str | None]:
+        start = decode_cursor(cursor, msisdn, kind)["sk"] if cursor else None
+        ordered = sorted(
+            (e for e in self.entries if e.msisdn == msisdn and e.key["sk"].startswith(f"{kind}#")),
+            key=lambda e: e.key["sk"],
+            reverse=True,
+        )
+        found = [
+            e
+            for e in ordered
+            if (start is None or e.key["sk"] < start)
+            and (event_type is None or e.event_type == event_type)
+            and (outcome is None or e.outcome is outcome)
+        ]
+        page = found[:limit]
+        return page, encode_cursor(page[-1]) if len(found) > limit else None
 
 
 def upsert(event_id: str = "evt-1", msisdn: str = "+4799990000", **overrides: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from sipreg.events import AnyEvent, to_json
 from sipreg.models import ApiVersion
 from sipreg.notify import EventBridgePublisher
 from sipreg.queue import deduplication_id
-from sipreg.store.event_log import EventLog, EventLogEntry
+from sipreg.store.event_log import EventKind, EventLog, EventLogEntry
 from sipreg.store.registrations import RegistrationRecord, RegistrationStore
 from sipreg.store.subscribers import SubscriberRecord, SubscriberStore
 from sipreg.tokens import (
@@ -43,7 +43,7 @@ from sipreg.tokens import (
     default_user_scopes,
 )
 from sipreg.worker import DynamoJournal, EventApplier, Worker
-from sipreg.worker.batch import SqsVisibility
+from sipreg.worker.batch import SqsDeadLetters, SqsVisibility
 from tests.consent_support import query_of, walk_consent
 from tests.lambda_support import LambdaContext, load_function
 
@@ -194,9 +194,14 @@ class Rig:
     def records(self, msisdn: str) -> list[RegistrationRecord]:
         return RegistrationStore(self.ref("RegistrationsTable")).list_for(msisdn)
 
-    def log(self, msisdn: str) -> list[EventLogEntry]:
-        """The number's event log, oldest first."""
-        return list(reversed(EventLog(self.ref("EventLogTable")).recent(msisdn)))
+    def log(self, msisdn: str, kind: EventKind = EventKind.CHANGES) -> list[EventLogEntry]:
+        """The number's event-log items of one kind (changes, or refreshes), oldest first."""
+        log, found, cursor = EventLog(self.ref("EventLogTable")), [], None
+        while True:
+            page, cursor = log.page(msisdn, kind=kind, limit=100, cursor=cursor)
+            found += page
+            if cursor is None:
+                return list(reversed(found))
 
     def on_core(self, msisdn: str) -> list[dict[str, Any]]:
         return [r for r in self.sim.registrations() if r["msisdn"] == msisdn]
@@ -253,6 +258,7 @@ def build_rig(
     retry_base_seconds: int = 0,
     auth_mode: AuthMode = AuthMode.USER,
     core_deadline_seconds: float = 2.0,
+    max_tries: int = 8,
     **property_overrides: dict[str, Any],
 ) -> Rig:
     """A fresh stack (own tables and queues) and a worker wired to it, as `build_worker` wires one."""
@@ -279,13 +285,19 @@ def build_rig(
     core = GrpcCoreClient.from_settings(CoreSettings.model_validate(settings, by_name=True))
     journal = DynamoJournal(ref("RegistrationsTable"), ref("EventLogTable"))
     applier = EventApplier(
-        journal=journal, core=core, tokens=tokens, auth_mode=auth_mode, api_version=ApiVersion.V0
+        journal=journal,
+        core=core,
+        tokens=tokens,
+        auth_mode=auth_mode,
+        api_version=ApiVersion.V0,
+        max_tries=max_tries,
     )
     worker = Worker(
         applier,
         journal,
         SqsVisibility(ref("EventsQueue"), client=rig_clients.client("sqs")),
         EventBridgePublisher(ref("StatusBus"), client=rig_clients.client("events")),
+        SqsDeadLetters(ref("EventsDeadLetterQueue"), client=rig_clients.client("sqs")),
         retry_base_seconds=retry_base_seconds,
         retry_max_seconds=retry_base_seconds * 8,
         time_reserve_seconds=3.0,

@@ -24,7 +24,8 @@ Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
                                  "faults_injected": {"latency": n, "unavailable": n, "stall": n}}
   GET    /_admin/faults         the fault set in force
   POST   /_admin/faults         {"unavailable_rate": 0.3, "stall_rate": 0.05, "latency_ms": [20, 80] or 50,
-                                 "msisdns": ["+47..."]}: replaces the whole fault set (a missing key is off)
+                                 "msisdns": ["+47..."], "methods": ["UpsertRegistration"]}: replaces
+                                 the whole fault set (a missing key is off; no msisdns/methods: all)
   DELETE /_admin/faults         no faults
 
 Identity server (OAuth 2.0 / OpenID Connect at WG2's paths: /oauth2/auth, /oauth2/token,

@@ -10,7 +10,8 @@ from typing import Any, Literal
 from devstack.wg2sim.validation import FieldError, e164_problem
 
 MAX_LATENCY_MS = 60_000
-FAULT_KEYS = ("unavailable_rate", "stall_rate", "latency_ms", "msisdns")
+FAULT_KEYS = ("unavailable_rate", "stall_rate", "latency_ms", "msisdns", "methods")
+METHODS = ("UpsertRegistration", "DeleteRegistration")
 
 FaultAction = Literal["unavailable", "stall"]
 
@@ -29,6 +30,7 @@ class FaultConfig:
     stall_rate: float = 0.0
     latency_ms: tuple[int, int] = (0, 0)  # uniform range; (n, n) is a fixed latency
     msisdns: frozenset[str] = frozenset()  # empty: every number
+    methods: frozenset[str] = frozenset()  # empty: both rpcs
 
     @classmethod
     def from_json(cls, data: Any) -> FaultConfig:
@@ -41,11 +43,15 @@ class FaultConfig:
         msisdns = data.get("msisdns", [])
         if not isinstance(msisdns, list):
             raise FieldError("msisdns", "expected a list of E.164 numbers")
+        methods = data.get("methods", [])
+        if not isinstance(methods, list) or not all(method in METHODS for method in methods):
+            raise FieldError("methods", f"expected a list of some of {', '.join(METHODS)}")
         return cls(
             unavailable_rate=parse_rate(data.get("unavailable_rate", 0.0), "unavailable_rate"),
             stall_rate=parse_rate(data.get("stall_rate", 0.0), "stall_rate"),
             latency_ms=parse_latency(data.get("latency_ms", 0), "latency_ms"),
             msisdns=parse_msisdns(msisdns, "msisdns"),
+            methods=frozenset(methods),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -54,11 +60,16 @@ class FaultConfig:
             "stall_rate": self.stall_rate,
             "latency_ms": list(self.latency_ms),
             "msisdns": sorted(self.msisdns),
+            "methods": sorted(self.methods),
         }
 
-    def applies_to(self, msisdn: str | None) -> bool:
+    def applies_to(self, msisdn: str | None, method: str | None = None) -> bool:
         injects = self.unavailable_rate > 0 or self.stall_rate > 0 or self.latency_ms[1] > 0
-        return injects and (not self.msisdns or msisdn in self.msisdns)
+        return (
+            injects
+            and (not self.msisdns or msisdn in self.msisdns)
+            and (not self.methods or method in self.methods)
+        )
 
     def draw(self, rng: random.Random) -> FaultDraw:
         """One draw decides the action, so the rates are fractions of all calls.

@@ -87,7 +87,7 @@ class SipBreakoutServicer:
         pb2 = self._version.pb2
         try:
             token, auth_problem = _bearer_token(self._sim, context)
-            self._inject_faults(request, token, context)
+            self._inject_faults(method, request, token, context)
             if token is None:
                 raise GrpcStatusError(grpc.StatusCode.UNAUTHENTICATED, auth_problem)
             if self._version.scope not in token.scopes:
@@ -112,10 +112,12 @@ class SipBreakoutServicer:
         self._sim.stats.record_call(path, outcome)
         return response
 
-    def _inject_faults(self, request: Any, token: Token | None, context: grpc.ServicerContext) -> None:
+    def _inject_faults(
+        self, method: str, request: Any, token: Token | None, context: grpc.ServicerContext
+    ) -> None:
         faults = self._sim.faults
         msisdn = token.msisdn if token and token.msisdn else _phone_number(request)
-        if not faults.applies_to(msisdn):
+        if not faults.applies_to(msisdn, method):
             return
         draw = faults.draw(self._sim.rng)
         call_ended = threading.Event()

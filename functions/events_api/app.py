@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator
@@ -37,9 +37,10 @@ from sipreg.api.problems import (
 )
 from sipreg.api.service import EventsService
 from sipreg.config import EventsApiSettings
-from sipreg.events import InvalidEventsError, MsisdnField
+from sipreg.events import EventType, InvalidEventsError, MsisdnField
 from sipreg.observability import logger
 from sipreg.signing import HEADER
+from sipreg.store.event_log import PAGE_LIMIT, Outcome
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -116,7 +117,7 @@ def post_events(request: Annotated[EventsRequest, Body()]) -> Response[str]:
 
 @app.get(
     "/v1/registrations/<msisdn>",
-    summary="Every registration of an MSISDN: desired and applied state, status, recent events",
+    summary="Every registration of an MSISDN, and one page of what became of its events (newest first)",
     responses={
         200: {
             "description": "What sipreg knows.",
@@ -128,8 +129,20 @@ def post_events(request: Annotated[EventsRequest, Body()]) -> Response[str]:
     security=SECURITY,
     tags=["registrations"],
 )
-def get_registrations(msisdn: Annotated[PathMsisdn, Path()]) -> Response[str]:
-    return Response(200, "application/json", _service().status(msisdn).model_dump_json())
+def get_registrations(
+    msisdn: Annotated[PathMsisdn, Path()],
+    limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT, description="Events per page.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="`next_cursor` of the page before.")
+    ] = None,
+    type: Annotated[
+        EventType | None,
+        Query(description="Only this event type; `registration.refresh` pages the keep-alive refreshes."),
+    ] = None,
+    outcome: Annotated[Outcome | None, Query(description="Only events with this outcome.")] = None,
+) -> Response[str]:
+    status = _service().status(msisdn, limit=limit, cursor=cursor, event_type=type, outcome=outcome)
+    return Response(200, "application/json", status.model_dump_json())
 
 
 @app.post(

@@ -1,6 +1,7 @@
 """The dead-letter path on the real template, through the host's own SQS event source mapping:
-an event the core keeps failing comes back (failed in the batch response), reaches the DLQ after
-the queue's maxReceiveCount, and `sipreg redrive` brings it back once the core has recovered."""
+an event the core keeps failing comes back (failed in the batch response), is moved to the DLQ by
+the worker after its MaxTries own tries and shows `dead_lettered` in the status API, and `sipreg
+redrive` brings it back (`pending`) once the core has recovered, where it applies."""
 
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ from tests.e2e.conftest import REPO, SIPREG
 PBX = "sips:pbx.acme.example:5061"
 
 
-def max_receive_count() -> int:
-    queue = load_template(REPO / "template.yaml")["Resources"]["EventsQueue"]["Properties"]
-    return int(queue["RedrivePolicy"]["maxReceiveCount"])
+def max_tries() -> int:
+    return int(load_template(REPO / "template.yaml")["Parameters"]["MaxTries"]["Default"])
 
 
 def dead_lettered(scenario: Scenario, msisdn: str) -> list[dict[str, Any]]:
@@ -38,16 +38,17 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     failed_before = scenario.core_calls("UpsertRegistration").get("UNAVAILABLE", 0)
     # When the CRM sends an upsert for them
     assert scenario.send([upsert("dlq-1", msisdn, "fork", PBX, source="crm")]).accepted == ["dlq-1"]
-    # Then after maxReceiveCount failed receives the message is on the DLQ, unchanged
+    # Then after its MaxTries tries the message is on the DLQ, unchanged
     found = scenario.wait_for("the event on the DLQ", lambda: dead_lettered(scenario, msisdn), 40)
     assert json.loads(found[0]["Body"])["id"] == "dlq-1"
-    # And it was tried once per receive (the core saw each attempt), never applied
-    assert (
-        scenario.core_calls("UpsertRegistration").get("UNAVAILABLE", 0) - failed_before >= max_receive_count()
-    )
-    registration = scenario.registration(msisdn, PBX) or {}
-    assert registration.get("status") != "active"
-    assert "UNAVAILABLE" in (registration.get("last_error") or "").upper()
+    # And the core saw every try, none applied; the status API says where it is and why
+    assert scenario.core_calls("UpsertRegistration").get("UNAVAILABLE", 0) - failed_before >= max_tries()
+    status = scenario.status(msisdn) or {}
+    [registration] = status["registrations"]
+    assert registration["status"] == "failed"
+    assert f"dead-lettered after {max_tries()} tries" in registration["last_error"]
+    [event] = [e for e in status["events"] if e["event_id"] == "dlq-1"]
+    assert (event["outcome"], event["tries"]) == ("dead_lettered", max_tries())
     assert not any(number == msisdn for number, _, _ in scenario.core_keys())
 
     # When the core recovers and the operator redrives that number's dead letters
@@ -62,6 +63,8 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
             devstack["aws_endpoint"],
             "--msisdn",
             msisdn,
+            "--event-log-table",
+            devstack["resources"]["EventLogTable"],
         ],
         check=False,
         capture_output=True,
@@ -71,6 +74,7 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     )
     assert redrive.returncode == 0, redrive.stderr
     assert f"moved 1 message(s) of {msisdn}" in redrive.stdout
+    assert "1 of them now pending" in redrive.stdout
     # Then the event is applied and the DLQ holds nothing of that number
     scenario.wait_for(
         "the registration on the core",
@@ -79,3 +83,5 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     )
     assert (scenario.registration(msisdn, PBX) or {}).get("status") == "active"
     assert dead_lettered(scenario, msisdn) == []
+    [event] = [e for e in (scenario.status(msisdn) or {})["events"] if e["event_id"] == "dlq-1"]
+    assert event["outcome"] == "active"

@@ -123,7 +123,7 @@ def test_the_refresher_keeps_registrations_alive_through_two_ttls(
     assert all(now_expiry[m] > first_expiry[m] for m in numbers)
     # And the event log shows the refresher's work, at least once per TTL
     for msisdn in numbers:
-        events_seen = (scenario.status(msisdn) or {})["events"]
+        events_seen = (scenario.status(msisdn, type="registration.refresh") or {})["events"]
         refreshed = [e for e in events_seen if e["event_type"] == "registration.refresh"]
         assert len(refreshed) >= 2
         assert {e["outcome"] for e in refreshed} == {"refreshed"}

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from devstack.host import LocalHost
 from sipreg import signing
-from sipreg.store.event_log import EventLog, EventLogEntry
+from sipreg.store.event_log import EventLog, EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore, RouteSpec
 from tests.events_api_support import ROOT, SECRET, drain, events_host, events_queue_like, upsert
 
@@ -130,13 +130,15 @@ def test_the_status_route_reads_the_template_tables(aws: str, api: str, host: Lo
         ),
         read_version=None,
     )
-    EventLog(host.resources["EventLogTable"]["Ref"]).append(
+    EventLog(host.resources["EventLogTable"]["Ref"]).write(
         EventLogEntry(
             msisdn=msisdn,
             event_id="crm-9",
             event_type="registration.upsert",
-            outcome="rejected",
+            outcome=Outcome.REJECTED,
             reason="unknown TAS",
+            sip_uri="sips:pbx.example.com",
+            occurred_at=moment,
             recorded_at=datetime.now(UTC),
         )
     )

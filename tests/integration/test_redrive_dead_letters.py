@@ -1,5 +1,6 @@
-"""Given an event that keeps failing, it reaches the DLQ after the queue's max receive count with its
-last error on the registration; `sipreg redrive` brings it (only its number's) back, and it applies."""
+"""Given an event that keeps failing, the worker moves it to the DLQ after its own last try, records
+it `dead_lettered` (status API and event log) while the event behind it goes on; `sipreg redrive`
+brings it (only its number's) back as `pending`, and it applies. Real SQS, DynamoDB and core."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ import pytest
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.store.registrations import RegistrationStatus
 from sipreg_cli import main
-from tests.unit.worker_fakes import upsert
+from tests.unit.worker_fakes import T0, delete, upsert
 from tests.worker_support import Rig, build_rig, wait_for
 
 PBX = "sips:pbx.acme.example"
+OTHER_PBX = "sips:other.acme.example"
+MAX_TRIES = 3
 
 
 @pytest.fixture
 def rig(aws: str, wg2sim_faults: Wg2simProcess) -> Iterator[Rig]:
-    yield build_rig(aws, wg2sim_faults, core_deadline_seconds=0.5)
+    yield build_rig(aws, wg2sim_faults, core_deadline_seconds=0.5, max_tries=MAX_TRIES)
 
 
 def dead_letters(rig: Rig) -> list[str]:
@@ -31,39 +34,62 @@ def dead_letters(rig: Rig) -> list[str]:
     return sorted(json.loads(m["Body"])["id"] for m in found)
 
 
-def test_a_message_that_keeps_failing_reaches_the_dlq_and_redrive_brings_it_back(
+def redrive(rig: Rig, *args: str) -> int:
+    table = rig.ref("EventLogTable")
+    return main(
+        [
+            "redrive",
+            "--queue-url",
+            rig.queue_url,
+            "--endpoint-url",
+            rig.endpoint,
+            "--event-log-table",
+            table,
+            *args,
+        ]
+    )
+
+
+def test_an_event_is_dead_lettered_after_its_own_tries_and_redrive_brings_it_back_pending(
     rig: Rig, new_msisdn: Callable[[], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     stuck, other = new_msisdn(), new_msisdn()
     for msisdn in (stuck, other):
         rig.consent(msisdn)
-    # Given the core fails every call for two numbers
-    rig.sim.set_faults(unavailable_rate=1.0, msisdns=[stuck, other])
-    rig.send(upsert("stuck-1", msisdn=stuck, sip_uri=PBX), upsert("other-1", msisdn=other, sip_uri=PBX))
-    # When the worker keeps receiving them (retry delay 0 here) past maxReceiveCount (5)
+    # Given the core fails every upsert of two numbers, and a delete waits behind one of them
+    rig.sim.set_faults(unavailable_rate=1.0, msisdns=[stuck, other], methods=["UpsertRegistration"])
+    rig.send(
+        upsert("stuck-1", msisdn=stuck, sip_uri=PBX, at=T0),
+        delete("stuck-2", msisdn=stuck, sip_uri=OTHER_PBX, at=T0),
+        upsert("other-1", msisdn=other, sip_uri=PBX, at=T0),
+    )
+    # When the worker keeps receiving them (retry delay 0 here)
     rig.run_until(lambda: rig.queue_depth() == 0, timeout=30)
-    # Then both are in the DLQ, and each registration says why
+    # Then both upserts are in the DLQ after their own three tries, each recorded so, and the
+    # delete behind one of them was tried once, after it, and applied: never dead-lettered untried
     assert dead_letters(rig) == ["other-1", "stuck-1"]
+    items = {e.event_id: e for e in rig.log(stuck)}
+    assert (items["stuck-1"].outcome, items["stuck-1"].tries) == ("dead_lettered", MAX_TRIES)
+    assert (items["stuck-2"].outcome, items["stuck-2"].tries) == ("deleted", 1)
     record = rig.record(stuck, PBX)
-    assert record is not None and record.status is RegistrationStatus.PENDING
-    assert (record.last_error or "").startswith("UNAVAILABLE")
-    assert [e.outcome for e in rig.log(stuck)] == ["retrying"] * 5
+    assert record is not None and record.status is RegistrationStatus.FAILED
+    assert (record.last_error or "").startswith("dead-lettered after 3 tries: ")
     # When the core is back and the operator redrives one number's messages
     rig.sim.clear_faults()
-    status = main(
-        ["redrive", "--queue-url", rig.queue_url, "--msisdn", stuck, "--endpoint-url", rig.endpoint]
-    )
-    # Then only that number's message moved, and it applies
+    assert redrive(rig, "--msisdn", stuck) == 0
+    # Then only that number's message moved, its outcome now pending, and it applies
     out = capsys.readouterr().out
-    assert status == 0
     assert "moved 1 message(s)" in out and "1 message(s) of other numbers stay" in out
+    assert "1 of them now pending" in out
+    [back] = [e for e in rig.log(stuck) if e.event_id == "stuck-1"]
+    assert (back.outcome, back.tries) == ("pending", 0)
     wait_for(lambda: dead_letters(rig) == ["other-1"], timeout=5)
     rig.drain()
     record = rig.record(stuck, PBX)
     assert record is not None and record.status is RegistrationStatus.ACTIVE and record.last_error is None
     assert [r["msisdn"] for r in rig.on_core(stuck)] == [stuck]
     # And redriving everything brings the rest
-    assert main(["redrive", "--queue-url", rig.queue_url, "--endpoint-url", rig.endpoint]) == 0
+    assert redrive(rig) == 0
     assert "moved 1 message(s)" in capsys.readouterr().out
     rig.drain()
     assert [r["msisdn"] for r in rig.on_core(other)] == [other]

@@ -87,6 +87,8 @@ def test_a_body_that_is_not_json_is_refused(wg2sim: Wg2simProcess) -> None:
         ({"msisdns": "+4799990000"}, "msisdns"),
         ({"msisdns": ["4799990000"]}, "msisdns"),
         ({"msisdns": [4799990000]}, "msisdns"),
+        ({"methods": ["Upsert"]}, "methods"),
+        ({"methods": "UpsertRegistration"}, "methods"),
         ({"unavailable": 0.5}, "unavailable"),
         (["unavailable_rate"], "body"),
     ],
@@ -111,6 +113,7 @@ def test_a_fault_set_replaces_the_previous_one(wg2sim_faults: Wg2simProcess) -> 
         "stall_rate": 0.0,
         "latency_ms": [50, 50],
         "msisdns": [],
+        "methods": [],
     }
 
 

@@ -137,6 +137,27 @@ def test_faults_limited_to_msisdns_spare_the_others(
     assert code_of(lambda: upsert(healthy, client_token=True)) == grpc.StatusCode.OK
 
 
+def test_faults_limited_to_a_method_spare_the_other(
+    wg2sim_faults: Wg2simProcess, upsert: Upsert, new_msisdn: Callable[[], str], wg2_channel: ChannelTo
+) -> None:
+    # Given faults for deletes only
+    msisdn = new_msisdn()
+    wg2sim_faults.set_faults(unavailable_rate=1.0, methods=["DeleteRegistration"])
+    stub = v1_grpc.SipBreakoutServiceStub(wg2_channel(wg2sim_faults))
+    token = wg2sim_faults.mint_token(msisdn=msisdn)
+
+    def delete() -> Any:
+        return stub.DeleteRegistration(
+            v1.DeleteRegistrationRequest(registration=v1.Registration(**FORK_TO_PBX)),
+            metadata=[("authorization", f"Bearer {token}")],
+            timeout=5,
+        )
+
+    # Then upserts are served and deletes fail
+    assert code_of(lambda: upsert(msisdn)) == grpc.StatusCode.OK
+    assert code_of(delete) == grpc.StatusCode.UNAVAILABLE
+
+
 def test_clearing_faults_restores_service(
     wg2sim_faults: Wg2simProcess, upsert: Upsert, new_msisdn: Callable[[], str]
 ) -> None:
@@ -147,6 +168,7 @@ def test_clearing_faults_restores_service(
         "stall_rate": 0.0,
         "latency_ms": [0, 0],
         "msisdns": [],
+        "methods": [],
     }
     assert code_of(lambda: upsert(new_msisdn())) == grpc.StatusCode.OK
 
@@ -162,6 +184,7 @@ def test_fault_flags_apply_from_start_up(wg2_channel: ChannelTo, new_msisdn: Cal
             "stall_rate": 0.0,
             "latency_ms": [20, 80],
             "msisdns": [faulty],
+            "methods": [],
         }
         stub = v1_grpc.SipBreakoutServiceStub(wg2_channel(sim))
 

@@ -1,15 +1,16 @@
-"""The worker's one write per event: record and event-log line in ONE DynamoDB transaction, all or
-nothing, guarded by the record's version (moto server, the template's tables)."""
+"""The worker's writes: record and event-log items in ONE DynamoDB transaction, all or nothing,
+guarded by the record's version; items overwritten as an event moves on, their tries and
+decisions counted (the local AWS engine, the template's tables)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from sipreg.aws import dynamodb_table
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLog, EventLogEntry
+from sipreg.store.event_log import EventKind, EventLog, EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from sipreg.worker import DynamoJournal
 from tests.worker_support import provision
@@ -18,15 +19,20 @@ NOW = datetime.now(UTC)  # the log hides lines past its 30-day retention
 MSISDN = "+4799990042"
 
 
-def line(event_id: str, sip_uri: str) -> EventLogEntry:
-    return EventLogEntry(
-        msisdn=MSISDN,
-        event_id=event_id,
-        event_type="registration.upsert",
-        outcome="active",
-        sip_uri=sip_uri,
-        recorded_at=NOW,
-    )
+def line(
+    event_id: str, sip_uri: str | None, outcome: Outcome = Outcome.ACTIVE, **fields: object
+) -> EventLogEntry:
+    values: dict[str, object] = {
+        "msisdn": MSISDN,
+        "event_id": event_id,
+        "event_type": "registration.upsert",
+        "outcome": outcome,
+        "sip_uri": sip_uri,
+        "occurred_at": NOW,
+        "recorded_at": NOW,
+        **fields,
+    }
+    return EventLogEntry.model_validate(values)
 
 
 @pytest.fixture
@@ -41,7 +47,7 @@ def journal(tables: tuple[str, str]) -> DynamoJournal:
 
 
 def logged(tables: tuple[str, str]) -> list[tuple[str, str | None]]:
-    return sorted((e.event_id, e.sip_uri) for e in EventLog(tables[1]).recent(MSISDN))
+    return sorted((e.event_id, e.sip_uri) for e in EventLog(tables[1]).page(MSISDN, limit=100)[0])
 
 
 def test_record_and_line_are_written_together_and_a_stale_version_writes_neither(
@@ -100,3 +106,54 @@ def test_many_records_are_read_in_batches_of_a_hundred_and_missing_ones_map_to_n
     assert len(found) == 150
     present = {key[1]: record.version for key, record in found.items() if record is not None}
     assert present == {uris[0]: 1, uris[99]: 1, uris[149]: 1}
+
+
+def test_an_events_item_moves_on_counting_its_tries_and_one_final_decision(
+    journal: DynamoJournal, tables: tuple[str, str]
+) -> None:
+    log = EventLog(tables[1])
+    # Given an event claimed twice (two attempts), retried in between, then decided
+    journal.commit([], [line("e1", "sips:a.example", Outcome.APPLYING)], count_try=True)
+    journal.commit([], [line("e1", "sips:a.example", Outcome.RETRYING, reason="UNAVAILABLE: down")])
+    journal.commit([], [line("e1", "sips:a.example", Outcome.APPLYING)], count_try=True)
+    journal.commit([], [line("e1", "sips:a.example", Outcome.ACTIVE)])
+    # Then one item holds it: the final outcome, no stale reason, two tries, one decision
+    [item] = log.page(MSISDN)[0]
+    assert (item.outcome, item.reason, item.tries, item.decisions) == (Outcome.ACTIVE, None, 2, 1)
+    assert journal.tries_of([(MSISDN, item.key["sk"])]) == {(MSISDN, item.key["sk"]): 2}
+
+
+def test_the_log_pages_newest_first_by_kind_with_filters_and_a_cursor(tables: tuple[str, str]) -> None:
+    log = EventLog(tables[1])
+    msisdn = "+4799990043"
+    for n in range(7):
+        log.write(
+            EventLogEntry(
+                msisdn=msisdn,
+                event_id=f"crm-{n}",
+                event_type="registration.upsert" if n % 2 else "registration.delete",
+                outcome=Outcome.REJECTED if n == 3 else Outcome.ACTIVE,
+                occurred_at=NOW.replace(microsecond=0) - timedelta(minutes=10 - n),
+                recorded_at=NOW,
+            )
+        )
+        log.write(
+            EventLogEntry(
+                msisdn=msisdn,
+                event_id=f"refresh-{n}",
+                event_type="registration.refresh",
+                outcome=Outcome.REFRESHED,
+                occurred_at=NOW - timedelta(minutes=5 - n),
+                recorded_at=NOW,
+            )
+        )
+    first, cursor = log.page(msisdn, limit=3)
+    second, cursor2 = log.page(msisdn, limit=3, cursor=cursor)
+    third, end = log.page(msisdn, limit=3, cursor=cursor2)
+    assert [e.event_id for e in first + second + third] == [f"crm-{n}" for n in range(6, -1, -1)]
+    assert end is None
+    refreshes, _ = log.page(msisdn, kind=EventKind.REFRESHES, limit=2)
+    assert [e.event_id for e in refreshes] == ["refresh-6", "refresh-5"]
+    assert [e.event_id for e in log.page(msisdn, outcome=Outcome.REJECTED)[0]] == ["crm-3"]
+    deletes = log.page(msisdn, event_type="registration.delete", limit=2)
+    assert [e.event_id for e in deletes[0]] == ["crm-6", "crm-4"] and deletes[1] is not None

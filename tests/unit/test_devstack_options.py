@@ -32,7 +32,7 @@ def test_time_factor_shortens_margins_and_retry_delays_in_step_with_the_core_clo
     # Then the refresh margin is the same share of the TTL (1200/3600 of 10 s)
     assert settings["REFRESH_MARGIN_SECONDS"] == "3"
     # And retries wait proportionally less, token refresh keeps at least a second of margin
-    assert settings["RETRY_BASE_SECONDS"] == "0"
+    assert settings["RETRY_BASE_SECONDS"] == "1"
     assert settings["RETRY_MAX_SECONDS"] == "2"
     assert settings["TOKEN_REFRESH_MARGIN_SECONDS"] == "1"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from sipreg.api.problems import SecretsUnavailableError
 from sipreg.api.service import EventsService
 from sipreg.config import ConfigError, EventsApiSettings
 from sipreg.events import DeleteEvent, EventType, RevokeEvent, UpsertEvent
-from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import EventLogEntry, Outcome, encode_cursor
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
 from tests.events_api_support import (
     ROOT,
@@ -56,7 +56,7 @@ def service(queue: FakeQueue, registrations: FakeRegistrations, event_log: FakeE
         secrets=lambda: (SECRET, "previous-secret"),
         registrations=registrations,
         event_log=event_log,
-        clock=lambda: datetime(2025, 6, 1, 12, tzinfo=UTC),
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
     )
 
 
@@ -74,6 +74,26 @@ def post_events(
 
 
 # --- POST /v1/events ----------------------------------------------------------------------------
+
+
+def test_an_event_dated_beyond_the_clock_skew_is_400_naming_occurred_at_and_nothing_is_queued(
+    service: EventsService, queue: FakeQueue
+) -> None:
+    # Given our clock at 2026-01-01T00:00:00Z and 5 minutes of allowed skew
+    status, body, _ = post_events(service, upsert("evt-far", occurred_at="2099-01-01T00:00:00Z"))
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["occurred_at"]
+    # And in a batch, the one event is named and none of the batch is queued
+    batch = {
+        "events": [
+            upsert("evt-ok", occurred_at="2026-01-01T00:04:59Z"),
+            upsert("evt-late", occurred_at="2026-01-01T00:05:01Z"),
+        ]
+    }
+    status, body, _ = post_events(service, batch)
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["events.1.occurred_at"]
+    assert queue.sent == []
 
 
 def test_one_event_is_queued_and_answered_202_with_its_id(service: EventsService, queue: FakeQueue) -> None:
@@ -359,8 +379,12 @@ def test_the_status_of_a_known_msisdn_lists_its_registrations_and_events(
             msisdn=MSISDN,
             event_id="evt-1",
             event_type="registration.upsert",
-            outcome="active",
+            outcome=Outcome.ACTIVE,
+            sip_uri="sips:pbx.example.com",
+            occurred_at=moment,
             recorded_at=moment,
+            source="crm",
+            tries=1,
         )
     )
 
@@ -381,10 +405,14 @@ def test_the_status_of_a_known_msisdn_lists_its_registrations_and_events(
             "event_type": "registration.upsert",
             "outcome": "active",
             "reason": None,
-            "sip_uri": None,
+            "sip_uri": "sips:pbx.example.com",
+            "occurred_at": "2025-06-01T12:00:00Z",
             "recorded_at": "2025-06-01T12:00:00Z",
+            "source": "crm",
+            "tries": 1,
         }
     ]
+    assert body["next_cursor"] is None
 
 
 def test_the_status_of_an_unknown_msisdn_is_404(service: EventsService) -> None:
@@ -397,13 +425,132 @@ def test_the_status_of_an_unknown_msisdn_is_404(service: EventsService) -> None:
 def test_a_percent_encoded_plus_in_the_path_is_the_same_msisdn(
     service: EventsService, event_log: FakeEventLog
 ) -> None:
+    now = datetime.now(UTC)
     event_log.entries.append(
-        EventLogEntry(msisdn=MSISDN, event_id="e", event_type="t", outcome="o", recorded_at=datetime.now(UTC))
+        EventLogEntry(
+            msisdn=MSISDN,
+            event_id="e",
+            event_type="t",
+            outcome=Outcome.ACTIVE,
+            occurred_at=now,
+            recorded_at=now,
+        )
     )
 
     status, body, _ = call(service, http_event("GET", "/v1/registrations/%2B4799990000"))
 
     assert (status, body["msisdn"]) == (200, MSISDN)
+
+
+def logged(event_id: str, event_type: str, at: datetime, outcome: Outcome = Outcome.ACTIVE) -> EventLogEntry:
+    return EventLogEntry(
+        msisdn=MSISDN,
+        event_id=event_id,
+        event_type=event_type,
+        outcome=outcome,
+        sip_uri="sips:pbx.example.com",
+        occurred_at=at,
+        recorded_at=at,
+    )
+
+
+def status_of(service: EventsService, **query: str) -> tuple[int, dict[str, Any]]:
+    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}", query=query))
+    return status, body
+
+
+def test_an_hour_of_refreshes_never_hides_the_numbers_change_history(
+    service: EventsService, event_log: FakeEventLog
+) -> None:
+    # Given one CRM upsert, then sixty refreshes after it (newer than the upsert)
+    start = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    event_log.entries.append(logged("crm-1", "registration.upsert", start))
+    event_log.entries += [
+        logged(f"refresh-{n}", "registration.refresh", start + timedelta(minutes=n + 1), Outcome.REFRESHED)
+        for n in range(60)
+    ]
+    # When the status is asked for, Then the history shows the CRM event, not the refreshes
+    status, body = status_of(service)
+    assert status == 200
+    assert [e["event_id"] for e in body["events"]] == ["crm-1"]
+    # And the refreshes page on their own, newest first
+    status, body = status_of(service, type="registration.refresh", limit="10")
+    assert [e["event_id"] for e in body["events"]] == [f"refresh-{n}" for n in range(59, 49, -1)]
+    assert body["next_cursor"]
+
+
+def test_the_cursor_pages_through_every_event_once(service: EventsService, event_log: FakeEventLog) -> None:
+    start = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    event_log.entries += [
+        logged(f"e{n:03}", "registration.upsert", start + timedelta(seconds=n)) for n in range(120)
+    ]
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        status, body = status_of(service, **({"cursor": cursor} if cursor else {}))
+        assert status == 200
+        seen += [e["event_id"] for e in body["events"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == [f"e{n:03}" for n in range(119, -1, -1)]
+
+
+def test_events_filter_by_type_and_outcome(service: EventsService, event_log: FakeEventLog) -> None:
+    start = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    event_log.entries += [
+        logged("up-ok", "registration.upsert", start),
+        logged("up-bad", "registration.upsert", start + timedelta(seconds=1), Outcome.REJECTED),
+        logged("del", "registration.delete", start + timedelta(seconds=2), Outcome.DELETED),
+        logged("dead", "registration.delete", start + timedelta(seconds=3), Outcome.DEAD_LETTERED),
+    ]
+    assert [e["event_id"] for e in status_of(service, outcome="rejected")[1]["events"]] == ["up-bad"]
+    assert [e["event_id"] for e in status_of(service, type="registration.delete")[1]["events"]] == [
+        "dead",
+        "del",
+    ]
+    both = status_of(service, type="registration.delete", outcome="dead_lettered")[1]
+    assert [e["event_id"] for e in both["events"]] == ["dead"]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "101"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"type": "registration.upsertx"}, "type"),
+        ({"outcome": "fine"}, "outcome"),
+        ({"cursor": "not-a-cursor!"}, "cursor"),
+    ],
+)
+def test_a_bad_query_parameter_is_400_naming_it(
+    service: EventsService, event_log: FakeEventLog, query: dict[str, str], field: str
+) -> None:
+    event_log.entries.append(logged("e", "registration.upsert", datetime(2025, 6, 1, tzinfo=UTC)))
+    status, body = status_of(service, **query)
+    assert status == 400
+    assert [error["field"] for error in body["errors"]] == [field]
+
+
+def test_a_cursor_of_another_number_is_refused(service: EventsService, event_log: FakeEventLog) -> None:
+    # Given a cursor handed out for another number's events
+    other = EventLogEntry(
+        msisdn="+4711111111",
+        event_id="x",
+        event_type="registration.upsert",
+        outcome=Outcome.ACTIVE,
+        occurred_at=datetime(2025, 6, 1, tzinfo=UTC),
+        recorded_at=datetime(2025, 6, 1, tzinfo=UTC),
+    )
+    forged = encode_cursor(other)
+    event_log.entries.append(logged("e", "registration.upsert", datetime(2025, 6, 1, tzinfo=UTC)))
+    # Then it cannot be used to read from this number's page (or the other's)
+    status, body = status_of(service, cursor=forged)
+    assert status == 400 and [e["field"] for e in body["errors"]] == ["cursor"]
 
 
 @pytest.mark.parametrize("msisdn", ["4799990000", "+47", "+4799990000x", "%2Bhello"])

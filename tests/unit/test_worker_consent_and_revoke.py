@@ -34,8 +34,13 @@ def test_consent_applies_every_registration_waiting_for_it_in_one_round_trip() -
     assert report.failed == []
     assert {r.status for r in w.journal.list_for(MSISDN)} == {RegistrationStatus.ACTIVE}
     assert sorted(c.registration.route_type.value for c in w.core.calls) == ["fallback", "fork"]
-    lines = [e for e in w.journal.entries if e.event_type == "subscriber.consented"]
-    assert sorted(e.sip_uri or "" for e in lines) == sorted(["sips:pbx.example.com:5061", VOICEMAIL])
+    items = [e for e in w.journal.entries if e.event_type == "subscriber.consented"]
+    # One item per registration, and the event's own one saying what it did
+    assert sorted((e.sip_uri or "", e.outcome) for e in items) == [
+        ("", "consent_applied"),
+        ("sips:pbx.example.com:5061", "active"),
+        (VOICEMAIL, "active"),
+    ]
 
 
 def test_consent_leaves_active_and_deleted_registrations_alone() -> None:

@@ -83,15 +83,20 @@ def test_every_sample_is_answered_without_failures(worker_app: ModuleType, name:
     assert answer == {"batchItemFailures": []}
 
 
-def test_the_receive_count_sets_the_retry_delay(worker_app: ModuleType) -> None:
+def test_the_events_own_tries_set_the_retry_delay_not_its_receive_count(worker_app: ModuleType) -> None:
     w = world()
     worker_app.lambda_handler(sample("registration_worker_batch.json"), LambdaContext(), worker=w.worker)
     w.core.script = lambda call: Transient(code="UNAVAILABLE", detail="down")
-    event = sample("registration_worker_consent_and_revoke.json")  # the revoke was received twice
+    # Given the revoke received twice before, but never tried (it was held back behind another)
+    event = sample("registration_worker_consent_and_revoke.json")
     answer = worker_app.lambda_handler(event, LambdaContext(), worker=w.worker)
     revoke = event["Records"][1]
     assert answer == {"batchItemFailures": [{"itemIdentifier": revoke["messageId"]}]}
-    assert w.visibility.delays == [(revoke["receiptHandle"], 60)]  # 30 s * 2^(2 - 1)
+    assert w.visibility.delays == [(revoke["receiptHandle"], 30)]  # its first try: the base delay
+    # When it fails again on its next delivery, Then the delay doubles (30 s * 2^(2 - 1))
+    revoke["attributes"]["ApproximateReceiveCount"] = "3"
+    worker_app.lambda_handler({"Records": [revoke]}, LambdaContext(), worker=w.worker)
+    assert w.visibility.delays[-1] == (revoke["receiptHandle"], 60)
 
 
 def test_the_refresher_handler_answers_its_figures_for_the_schedule_event(

@@ -9,15 +9,30 @@ from sipreg.store.registrations import RegistrationStatus, RouteSpec
 from tests.unit.worker_fakes import T0, answers, delete, message, refresh, upsert, world
 
 
-def test_duplicate_event_makes_no_second_core_call_and_no_write() -> None:
+def test_a_resent_duplicate_makes_no_second_core_call_and_no_write() -> None:
     w = world()
     event = upsert("evt-dup")
     w.run(message(event))
     commits = w.journal.commits
-    report = w.run(message(event, receive_count=2))
+    report = w.run(message(event))  # the producer sent it again (a new message)
     assert len(w.core.calls) == 1
     assert w.journal.commits == commits
     assert report.outcomes["duplicate"] == 1 and report.failed == []
+
+
+def test_a_redelivered_duplicate_sets_the_core_to_the_recorded_state_once() -> None:
+    # Given an applied upsert whose message SQS hands out again (its first delivery may have died
+    # after a core call of its own: only the record knows what the core should hold)
+    w = world()
+    event = upsert("evt-again")
+    w.run(message(event))
+    commits = w.journal.commits
+    report = w.run(message(event, receive_count=2))
+    # Then it is a duplicate that re-sends the recorded registration and confirms it with one write
+    assert report.outcomes["duplicate"] == 1 and report.failed == []
+    assert [op for op, _, _ in w.core.operations()] == ["upsert", "upsert"]
+    assert w.journal.commits == commits + 1
+    assert w.journal.outcomes() == ["active"]
 
 
 def test_same_event_twice_in_one_batch_applies_once() -> None:

@@ -1,5 +1,6 @@
 """A batch reads every record its events name in one BatchGetItem; a group's later events on the
-same registration use what its earlier event committed; a conflict reads again from the store."""
+same registration use what its earlier event committed; a conflict reads again from the store.
+Each event that calls the core writes twice: its claim before the call, its outcome after."""
 
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ def test_a_batch_of_ten_groups_reads_all_records_in_one_batch_get_and_no_get() -
     # When a batch changes all ten
     later = T0 + timedelta(seconds=1)
     report = w.run(*[message(upsert(msisdn=n, route_type="loop", at=later)) for n in NUMBERS])
-    # Then one BatchGetItem read them all, no GetItem, one write each
+    # Then one BatchGetItem read them all, no GetItem, two writes each (claim, outcome)
     assert report.failed == []
-    assert counts(w) == (1, 0, 10)
-    assert [w.journal.record(n).version for n in NUMBERS] == [2] * 9 + [1]
+    assert counts(w) == (1, 0, 20)
+    assert [w.journal.record(n).version for n in NUMBERS] == [4] * 9 + [2]
     assert {c.registration.route_type.value for c in w.core.calls[9:]} == {"loop"}
 
 
@@ -57,9 +58,9 @@ def test_three_events_of_one_group_on_one_registration_read_it_once() -> None:
     report = w.run(*[message(event) for event in events])
     assert report.failed == []
     # Each commit expected the version the previous one saved: no conflict, no second read
-    assert counts(w) == (1, 0, 3)
+    assert counts(w) == (1, 0, 6)
     record = w.journal.record()
-    assert record.status is RegistrationStatus.DELETED and record.version == 3
+    assert record.status is RegistrationStatus.DELETED and record.version == 6
     assert [op for op, _, _ in w.core.operations()] == ["upsert", "upsert", "delete"]
 
 
@@ -68,8 +69,8 @@ def test_a_duplicate_in_the_batch_leaves_the_known_record_as_it_was() -> None:
     first = upsert("evt-1", at=T0)
     report = w.run(message(first), message(first), message(delete(at=T0 + timedelta(seconds=1))))
     assert report.outcomes["duplicate"] == 1 and report.failed == []
-    assert counts(w) == (1, 0, 2)
-    assert w.journal.record().status is RegistrationStatus.DELETED and w.journal.record().version == 2
+    assert counts(w) == (1, 0, 4)
+    assert w.journal.record().status is RegistrationStatus.DELETED and w.journal.record().version == 4
 
 
 def test_a_record_changed_by_another_writer_is_read_again_from_the_store() -> None:
@@ -93,12 +94,16 @@ def test_a_record_changed_by_another_writer_is_read_again_from_the_store() -> No
     later = [upsert(f"evt-{n}", route_type="loop", at=T0 + timedelta(seconds=n)) for n in (1, 2)]
     report = w.run(*[message(event) for event in later])
     # Then the version check refused it, the record was read again from the store (one GetItem),
-    # the event decided again on the fresh record, and the next event used what that one saved
+    # the event decided again on the fresh record (claimed and called again: the core ends with
+    # evt-1 sent after the other writer's save), and the next event used what that one saved
     assert report.failed == []
     assert (w.journal.batch_gets, w.journal.gets) == (1, 1)
     record = w.journal.record()
-    assert record.version == 4  # evt-0, the other writer, evt-1 (decided again), evt-2
+    assert (
+        record.version == 8
+    )  # evt-0 (2), the other writer, evt-1 (claim, lost save, claim, save), evt-2 (2)
     assert record.recent_event_ids == ("evt-0", "other", "evt-1", "evt-2")
+    assert len(w.core.calls) == 4  # evt-0, evt-1 twice, evt-2
 
 
 def test_when_the_batch_read_fails_each_event_reads_its_own_record() -> None:
@@ -122,6 +127,6 @@ def test_a_revoke_commit_is_what_the_groups_next_upsert_sees() -> None:
         message(revoke(at=T0 + timedelta(seconds=1))), message(upsert(at=T0 + timedelta(seconds=2)))
     )
     assert report.failed == []
-    # The revoke's Query is its own read; the upsert after it needs none
-    assert counts(w) == (1, 1, 2)
+    # The revoke's Query is its own read; the upsert after it needs none (each: claim, outcome)
+    assert counts(w) == (1, 1, 4)
     assert w.journal.record(MSISDN, SIP_URI).status is RegistrationStatus.ACTIVE

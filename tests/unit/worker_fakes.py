@@ -53,14 +53,19 @@ class Clock:
 
 
 class FakeJournal:
+    """Records and event-log items as the tables keep them: one item per event and registration,
+    overwritten as the event moves on (`history` keeps every write, in order)."""
+
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], RegistrationRecord] = {}
-        self.entries: list[EventLogEntry] = []
+        self.items: dict[tuple[str, str], EventLogEntry] = {}
+        self.history: list[EventLogEntry] = []
         self.gets = 0  # GetItem and Query requests
         self.batch_gets = 0  # BatchGetItem requests
         self.commits = 0
         self.conflicts_to_raise = 0
-        self._lock = threading.Lock()
+        self.before_commit: Callable[[], None] | None = None  # runs once at the next commit (races)
+        self._lock = threading.RLock()
 
     def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None:
         with self._lock:
@@ -78,8 +83,15 @@ class FakeJournal:
             return [r for (m, _), r in sorted(self.records.items()) if m == msisdn]
 
     def commit(
-        self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
+        self,
+        saves: Sequence[tuple[RegistrationRecord, int | None]],
+        entries: Sequence[EventLogEntry],
+        *,
+        count_try: bool = False,
     ) -> list[RegistrationRecord]:
+        hook, self.before_commit = self.before_commit, None
+        if hook is not None:
+            hook()
         with self._lock:
             if self.conflicts_to_raise:
                 self.conflicts_to_raise -= 1
@@ -90,19 +102,47 @@ class FakeJournal:
                     raise ConcurrentUpdateError("changed meanwhile")
             saved = [record.model_copy(update={"version": (read or 0) + 1}) for record, read in saves]
             self.records.update({(record.msisdn, record.sip_uri): record for record in saved})
-            self.entries.extend(entries)
+            for entry in entries:
+                self._put(entry, count_try=count_try)
             self.commits += 1
             return saved
 
-    def append(self, entry: EventLogEntry) -> None:
+    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
         with self._lock:
-            self.entries.append(entry)
+            self._put(entry, count_try=count_try)
+
+    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        with self._lock:
+            self.batch_gets += 1
+            return {key: self.items[key].tries for key in keys if key in self.items}
+
+    def _put(self, entry: EventLogEntry, *, count_try: bool) -> None:
+        key = (entry.msisdn, entry.key["sk"])
+        old = self.items.get(key)
+        counted = entry.model_copy(
+            update={
+                "tries": (old.tries if old else 0) + count_try,
+                "decisions": (old.decisions if old else 0) + entry.outcome.final,
+            }
+        )
+        self.items[key] = counted
+        self.history.append(counted)
+
+    @property
+    def entries(self) -> list[EventLogEntry]:
+        """The items as they stand, in the order they were first written."""
+        return list(self.items.values())
 
     def record(self, msisdn: str = MSISDN, sip_uri: str = SIP_URI) -> RegistrationRecord:
         return self.records[(msisdn, sip_uri)]
 
     def outcomes(self, msisdn: str = MSISDN) -> list[str]:
+        """Each item's outcome as it stands."""
         return [e.outcome for e in self.entries if e.msisdn == msisdn]
+
+    def outcome_history(self, msisdn: str = MSISDN) -> list[str]:
+        """Every outcome written, in order (an event's `applying` before its final one)."""
+        return [e.outcome for e in self.history if e.msisdn == msisdn]
 
 
 Script = Callable[[CoreCall], CoreOutcome]
@@ -194,6 +234,18 @@ class FakeVisibility:
         self.delays.extend(receipts)
 
 
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[QueuedMessage] = []
+        self.fail = False
+
+    def send(self, message: QueuedMessage) -> bool:
+        if self.fail:
+            return False
+        self.sent.append(message)
+        return True
+
+
 class FakePublisher:
     def __init__(self) -> None:
         self.published: list[list[StatusChange]] = []
@@ -209,6 +261,7 @@ class World:
     tokens: FakeTokens
     visibility: FakeVisibility
     publisher: FakePublisher
+    dead_letters: FakeDeadLetters
     clock: Clock
     applier: EventApplier
     worker: Worker
@@ -223,15 +276,18 @@ def world(
     latency: float = 0.0,
     auth_mode: AuthMode = AuthMode.USER,
     concurrency: int = 10,
+    max_tries: int = 8,
 ) -> World:
     journal, core, tokens = FakeJournal(), FakeCore(script, latency), FakeTokens()
     visibility, publisher, clock = FakeVisibility(), FakePublisher(), Clock()
+    dead_letters = FakeDeadLetters()
     applier = EventApplier(
         journal=journal,
         core=core,
         tokens=tokens,
         auth_mode=auth_mode,
         api_version=ApiVersion.V0,
+        max_tries=max_tries,
         clock=clock,
     )
     worker = Worker(
@@ -239,13 +295,14 @@ def world(
         journal,
         visibility,
         publisher,
+        dead_letters,
         concurrency=concurrency,
         retry_base_seconds=30,
         retry_max_seconds=300,
         time_reserve_seconds=5.0,
         clock=clock,
     )
-    return World(journal, core, tokens, visibility, publisher, clock, applier, worker)
+    return World(journal, core, tokens, visibility, publisher, dead_letters, clock, applier, worker)
 
 
 # --- events and messages ------------------------------------------------------------------------

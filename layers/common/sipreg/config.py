@@ -70,6 +70,8 @@ class EventsApiSettings(_FromEnv):
     webhook_secret_max_age: int = Field(300, alias="WEBHOOK_SECRET_MAX_AGE", ge=0, le=3600)
     registrations_table: str = Field(alias="REGISTRATIONS_TABLE", min_length=3)
     event_log_table: str = Field(alias="EVENT_LOG_TABLE", min_length=3)
+    # An event dated further than this in the future is refused with 400 (see WorkerSettings).
+    max_clock_skew_seconds: int = Field(300, alias="MAX_CLOCK_SKEW_SECONDS", ge=0, le=86_400)
 
 
 def _split(separator: str | None) -> Callable[[Any], Any]:
@@ -125,6 +127,13 @@ class WorkerSettings(_FromEnv):
     event_log_table: str = Field(alias="EVENT_LOG_TABLE", min_length=3)
     # The queue the worker consumes: failed records get their visibility set on it (growing delay).
     events_queue_url: str = Field(alias="EVENTS_QUEUE_URL", min_length=1)
+    # Where the worker moves an event after its last try (the events queue's RedrivePolicy target).
+    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", min_length=1)
+    # Attempts an event gets before it is dead-lettered (holding back behind another is no attempt).
+    max_tries: int = Field(8, alias="MAX_TRIES", ge=1, le=100)
+    # An upsert or delete dated further than this in the future is rejected (a wrong clock would
+    # otherwise freeze its registration: every later event would look stale).
+    max_clock_skew_seconds: int = Field(300, alias="MAX_CLOCK_SKEW_SECONDS", ge=0, le=86_400)
     # EventBridge bus for RegistrationStatusChanged; empty: status changes are only logged.
     status_bus_name: str | None = Field(None, alias="STATUS_BUS_NAME", min_length=1)
     api_version: ApiVersion = Field(ApiVersion.V0, alias="API_VERSION")

@@ -1,7 +1,10 @@
 """Moving messages from the dead-letter queue back to the events queue (all, or one MSISDN's).
 
-    report = Redriver(sqs_client, queue_url).redrive(msisdn="+4799990000")
-    report.moved, report.left
+    report = Redriver(sqs_client, queue_url, event_log=EventLog(table)).redrive(msisdn="+4799990000")
+    report.moved, report.left, report.marked
+
+With an event log, each moved event's item goes from `dead_lettered` to `pending`, its tries
+counted from zero again, so the status API shows it is back in the queue.
 
 The DLQ is the one named in the events queue's RedrivePolicy. Messages keep their group (the
 MSISDN) and go back in the order the DLQ hands them out, so each number's order holds. Each gets
@@ -17,9 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sipreg.events import InvalidEventsError, from_json
+from sipreg.worker.apply import tries_key
+
+logger = logging.getLogger(__name__)
 
 RECEIVE_LIMIT = 10
 LOOK_SECONDS = 60  # how long a received DLQ message stays hidden while this run handles it
@@ -33,13 +43,22 @@ class RedriveError(RuntimeError):
 class RedriveReport:
     moved: int
     left: int  # other numbers' messages seen in the DLQ and left there
+    marked: int = 0  # moved events whose event-log item now says `pending`
+
+
+class PendingMarks(Protocol):
+    def mark_pending(self, entry_key: dict[str, str], reason: str, now: datetime) -> bool: ...
 
 
 class Redriver:
-    def __init__(self, sqs: Any, queue_url: str, *, wait_seconds: int = 1) -> None:
+    def __init__(
+        self, sqs: Any, queue_url: str, *, event_log: PendingMarks | None = None, wait_seconds: int = 1
+    ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._event_log = event_log
         self._wait = wait_seconds
+        self._marked = 0
         self.dlq_url = self._dead_letter_queue_url()
 
     def redrive(self, msisdn: str | None = None) -> RedriveReport:
@@ -65,7 +84,7 @@ class Redriver:
                 moved += self._move(chosen)
         finally:
             self._release(kept)
-        return RedriveReport(moved=moved, left=len(kept))
+        return RedriveReport(moved=moved, left=len(kept), marked=self._marked)
 
     def _move(self, messages: list[dict[str, Any]]) -> int:
         if not messages:
@@ -90,12 +109,28 @@ class Redriver:
         done = [{"Id": str(i), "ReceiptHandle": messages[i]["ReceiptHandle"]} for i in sorted(sent)]
         if done:
             self._sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=done)
+        for index in sorted(sent):
+            self._mark_pending(messages[index]["Body"])
         if len(sent) < len(messages):
             failed = [f"{item.get('Code')}" for item in answer.get("Failed", [])]
             raise RedriveError(
                 f"the queue refused {len(messages) - len(sent)} message(s): {', '.join(failed)}"
             )
         return len(sent)
+
+    def _mark_pending(self, body: str) -> None:
+        if self._event_log is None:
+            return
+        try:
+            event = from_json(body)
+        except InvalidEventsError:
+            return  # not an event: nothing in the log to mark
+        msisdn, sk = tries_key(event)
+        now = datetime.now(UTC)
+        if self._event_log.mark_pending({"msisdn": msisdn, "sk": sk}, f"redriven at {now.isoformat()}", now):
+            self._marked += 1
+        else:
+            logger.info("no event-log item for %s (past retention?)", event.id)
 
     def _release(self, handles: list[str]) -> None:
         for start in range(0, len(handles), RECEIVE_LIMIT):

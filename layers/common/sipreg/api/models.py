@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from sipreg.events import ExternalEvent
-from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
 
 MAX_BATCH = 100
@@ -71,6 +71,9 @@ class RegistrationView(BaseModel):
     last_event_id: str | None = None
     last_event_type: str | None = None
     last_event_at: datetime | None = None
+    in_flight: InFlightView | None = Field(
+        default=None, description="A core call claimed for this event whose outcome is not saved yet."
+    )
     updated_at: datetime
 
     @classmethod
@@ -78,13 +81,24 @@ class RegistrationView(BaseModel):
         return cls.model_validate(record.model_dump(include=set(cls.model_fields)))
 
 
+class InFlightView(BaseModel):
+    event_id: str
+    since: datetime
+
+
 class EventLogView(BaseModel):
     event_id: str
     event_type: str
-    outcome: str
+    outcome: Outcome = Field(
+        description="`applying` (a core call on its way, or cut short), `retrying`, `pending` (back "
+        "from the dead-letter queue) or a final outcome such as `active`, `rejected`, `dead_lettered`."
+    )
     reason: str | None = None
-    sip_uri: str | None = None
-    recorded_at: datetime
+    sip_uri: str | None = Field(default=None, description="The registration; null: the event as a whole.")
+    occurred_at: datetime
+    recorded_at: datetime = Field(description="When this outcome was written.")
+    source: str | None = None
+    tries: int = Field(0, description="Attempts the worker started on the event.")
 
     @classmethod
     def of(cls, entry: EventLogEntry) -> EventLogView:
@@ -92,8 +106,11 @@ class EventLogView(BaseModel):
 
 
 class SubscriberStatus(BaseModel):
-    """Every registration of one MSISDN, and what recently happened to its events (newest first)."""
+    """Every registration of one MSISDN, and one page of what became of its events (newest first)."""
 
     msisdn: str
     registrations: list[RegistrationView]
     events: list[EventLogView]
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page of events; null: no more."
+    )

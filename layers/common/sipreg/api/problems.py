@@ -142,7 +142,7 @@ def validation_problem(errors: Sequence[Any]) -> Answer:
             loc = loc[1:]
             if loc[:1] and loc[0] in SHAPE_TAGS:
                 loc = loc[1:]
-        elif loc[:1] == ["path"]:
+        elif loc[:1] in (["path"], ["query"]):
             loc = loc[1:]
         kind = detail.get("type")
         if kind == "json_invalid":

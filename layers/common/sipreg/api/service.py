@@ -9,12 +9,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sipreg.api import gate
 from sipreg.api.models import Accepted, EventBatch, EventLogView, RegistrationView, SubscriberStatus
-from sipreg.api.problems import NotAcceptedError, SecretsUnavailableError, UnknownMsisdnError
+from sipreg.api.problems import (
+    InvalidRequestError,
+    NotAcceptedError,
+    SecretsUnavailableError,
+    UnknownMsisdnError,
+)
 from sipreg.config import EventsApiSettings
 from sipreg.events import (
     AnyEvent,
@@ -25,10 +30,10 @@ from sipreg.events import (
     UpsertEvent,
     repeated_ids,
 )
-from sipreg.models import mask_msisdn
+from sipreg.models import FieldError, mask_msisdn
 from sipreg.queue import SendResult
 from sipreg.signing import SecretFormatError, parse_secret
-from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import EventKind, EventLogEntry, InvalidCursorError, Outcome, kind_of
 from sipreg.store.registrations import RegistrationRecord
 
 logger = logging.getLogger(__name__)
@@ -46,7 +51,16 @@ class RegistrationReader(Protocol):
 
 
 class EventLogReader(Protocol):
-    def recent(self, msisdn: str, *, limit: int = ...) -> list[EventLogEntry]: ...
+    def page(
+        self,
+        msisdn: str,
+        *,
+        kind: EventKind = ...,
+        limit: int = ...,
+        cursor: str | None = ...,
+        event_type: str | None = ...,
+        outcome: Outcome | None = ...,
+    ) -> tuple[list[EventLogEntry], str | None]: ...
 
 
 SigningSecrets = Callable[[], Sequence[str]]
@@ -84,12 +98,14 @@ class EventsService:
         secrets: SigningSecrets,
         registrations: RegistrationReader,
         event_log: EventLogReader,
+        max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._queue = queue
         self._secrets = secrets
         self._registrations = registrations
         self._event_log = event_log
+        self._max_clock_skew = max_clock_skew
         self._clock = clock
 
     @classmethod
@@ -105,6 +121,7 @@ class EventsService:
             ),
             registrations=RegistrationStore(settings.registrations_table),
             event_log=EventLog(settings.event_log_table),
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
 
     def admit(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -115,12 +132,26 @@ class EventsService:
         """Queues every event or raises `InvalidEventsError` (nothing queued) / `NotAcceptedError`."""
         if isinstance(request, EventBatch):
             events: list[AnyEvent] = list(request.events)
-            repeats = repeated_ids(events, prefix="events")
-            if repeats:
-                raise InvalidEventsError(repeats)
+            problems = repeated_ids(events, prefix="events") + self._from_the_future(events, prefix="events.")
         else:
             events = [request]
+            problems = self._from_the_future(events, prefix="")
+        if problems:
+            raise InvalidEventsError(problems)
         return self._enqueue(events)
+
+    def _from_the_future(self, events: Sequence[AnyEvent], *, prefix: str) -> list[FieldError]:
+        """A wrong clock at a producer would freeze the registration (every later event looks stale)."""
+        latest = self._clock() + self._max_clock_skew
+        skew = int(self._max_clock_skew.total_seconds())
+        return [
+            FieldError(
+                f"{prefix}{index}.occurred_at" if prefix else "occurred_at",
+                f"is more than {skew} s ahead of our clock; send the time the change happened",
+            )
+            for index, event in enumerate(events)
+            if event.occurred_at > latest
+        ]
 
     def revoke(self, msisdn: str) -> Accepted:
         event = RevokeEvent(
@@ -133,10 +164,31 @@ class EventsService:
         logger.info("revoke requested for %s", mask_msisdn(msisdn))
         return self._enqueue([event])
 
-    def status(self, msisdn: str) -> SubscriberStatus:
+    def status(
+        self,
+        msisdn: str,
+        *,
+        limit: int = EVENT_LOG_LIMIT,
+        cursor: str | None = None,
+        event_type: EventType | None = None,
+        outcome: Outcome | None = None,
+    ) -> SubscriberStatus:
+        """The registrations and one page of the number's events, newest first. Refreshes page on
+        their own (`event_type=registration.refresh`); every other type is in the default history."""
         records = self._registrations.list_for(msisdn)
-        entries = self._event_log.recent(msisdn, limit=EVENT_LOG_LIMIT)
-        if not records and not entries:
+        kind = kind_of(event_type.value) if event_type else EventKind.CHANGES
+        try:
+            entries, next_cursor = self._event_log.page(
+                msisdn,
+                kind=kind,
+                limit=limit,
+                cursor=cursor,
+                event_type=event_type.value if event_type and kind is EventKind.CHANGES else None,
+                outcome=outcome,
+            )
+        except InvalidCursorError as error:
+            raise InvalidRequestError([FieldError("cursor", str(error))]) from None
+        if not records and not entries and not cursor and self._unknown(msisdn):
             raise UnknownMsisdnError()
         return SubscriberStatus(
             msisdn=msisdn,
@@ -144,7 +196,11 @@ class EventsService:
                 RegistrationView.of(record) for record in sorted(records, key=lambda r: r.sip_uri)
             ],
             events=[EventLogView.of(entry) for entry in entries],
+            next_cursor=next_cursor,
         )
+
+    def _unknown(self, msisdn: str) -> bool:
+        return not any(self._event_log.page(msisdn, kind=kind, limit=1)[0] for kind in EventKind)
 
     def _enqueue(self, events: Sequence[AnyEvent]) -> Accepted:
         result = self._queue.send(events)

@@ -24,8 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from sipreg.aws import dynamodb_table
 from sipreg.models import Msisdn, OptionalPrefix, RouteType, SipUri
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLogEntry
-from sipreg.store.event_log import to_item as log_item
+from sipreg.store.event_log import EventLogEntry, update_action
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +62,16 @@ class RouteSpec(BaseModel):
     mobile_terminating_prefix: OptionalPrefix = None
 
 
+class InFlight(BaseModel):
+    """A core call claimed for an event before it was made: until the event's outcome is saved, the
+    core may or may not have taken it (the worker may have died in between)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str
+    since: datetime
+
+
 class RegistrationRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -76,12 +85,14 @@ class RegistrationRecord(BaseModel):
     last_event_id: str | None = None
     last_event_type: str | None = None
     last_event_at: datetime | None = None  # occurred_at of the newest event applied (stale guard)
-    recent_event_ids: tuple[str, ...] = ()
+    recent_event_ids: tuple[str, ...] = ()  # of the events that change it (refreshes: last_refresh_id)
+    last_refresh_id: str | None = None
+    in_flight: InFlight | None = None
     updated_at: datetime
     version: int = 0  # optimistic lock: each save expects the version it read
 
     def seen(self, event_id: str) -> bool:
-        return event_id in self.recent_event_ids
+        return event_id in self.recent_event_ids or event_id == self.last_refresh_id
 
 
 def refresh_shard(msisdn: str) -> str:
@@ -177,19 +188,21 @@ class RegistrationStore:
         entries: Sequence[EventLogEntry],
         *,
         event_log_table: str,
+        count_try: bool = False,
     ) -> list[RegistrationRecord]:
-        """Each record as `save` would write it, and the event-log lines, in ONE TransactWriteItems.
+        """Each record as `save` would write it, and the event-log items, in ONE TransactWriteItems.
 
         All or nothing: if any record changed since its read version, nothing is written and
-        ConcurrentUpdateError is raised. One request whatever the count (up to 100 items; a larger
-        set, which one subscriber never has, is written in several transactions).
+        ConcurrentUpdateError is raised. `count_try`: this write starts an attempt at the events
+        (their items' `tries` go up by one). One request whatever the count (up to 100 items; a
+        larger set, which one subscriber never has, is written in several transactions).
         """
         saved = [record.model_copy(update={"version": (read or 0) + 1}) for record, read in saves]
-        puts = [self._versioned_put(record, read) for record, (_, read) in zip(saved, saves, strict=True)] + [
-            {"Put": {"TableName": event_log_table, "Item": log_item(entry)}} for entry in entries
-        ]
-        for start in range(0, len(puts), TRANSACTION_LIMIT):
-            self._transact(puts[start : start + TRANSACTION_LIMIT])
+        writes = [
+            self._versioned_put(record, read) for record, (_, read) in zip(saved, saves, strict=True)
+        ] + [{"Update": update_action(event_log_table, entry, count_try=count_try)} for entry in entries]
+        for start in range(0, len(writes), TRANSACTION_LIMIT):
+            self._transact(writes[start : start + TRANSACTION_LIMIT])
         return saved
 
     def _versioned_put(self, record: RegistrationRecord, read_version: int | None) -> dict[str, Any]:

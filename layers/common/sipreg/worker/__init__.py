@@ -20,6 +20,7 @@ KMS call (tokens are cached in memory). Consent and revoke events read with a Qu
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import timedelta
 from functools import cache
 
 from sipreg.config import CoreSettings, WorkerSettings
@@ -29,7 +30,7 @@ from sipreg.store.event_log import EventLog, EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStore
 from sipreg.tokens import token_service
 from sipreg.worker.apply import EventApplier, EventResult, Journal
-from sipreg.worker.batch import BatchReport, QueuedMessage, SqsVisibility, Worker
+from sipreg.worker.batch import BatchReport, QueuedMessage, SqsDeadLetters, SqsVisibility, Worker
 
 __all__ = [
     "BatchReport",
@@ -61,12 +62,21 @@ class DynamoJournal:
         return self._store.list_for(msisdn)
 
     def commit(
-        self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
+        self,
+        saves: Sequence[tuple[RegistrationRecord, int | None]],
+        entries: Sequence[EventLogEntry],
+        *,
+        count_try: bool = False,
     ) -> list[RegistrationRecord]:
-        return self._store.save_with_log(saves, entries, event_log_table=self._log.table_name)
+        return self._store.save_with_log(
+            saves, entries, event_log_table=self._log.table_name, count_try=count_try
+        )
 
-    def append(self, entry: EventLogEntry) -> None:
-        self._log.append(entry)
+    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
+        self._log.write(entry, count_try=count_try)
+
+    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        return self._log.tries_of(keys)
 
 
 def build_worker(settings: WorkerSettings | None = None) -> Worker:
@@ -80,6 +90,8 @@ def build_worker(settings: WorkerSettings | None = None) -> Worker:
         tokens=token_service(),
         auth_mode=worker_settings.auth_mode,
         api_version=worker_settings.api_version,
+        max_tries=worker_settings.max_tries,
+        max_future_skew=timedelta(seconds=worker_settings.max_clock_skew_seconds),
     )
     publisher: StatusPublisher = (
         EventBridgePublisher(worker_settings.status_bus_name)
@@ -91,6 +103,7 @@ def build_worker(settings: WorkerSettings | None = None) -> Worker:
         journal,
         SqsVisibility(worker_settings.events_queue_url),
         publisher,
+        SqsDeadLetters(worker_settings.dead_letter_queue_url),
         concurrency=worker_settings.group_concurrency,
         retry_base_seconds=worker_settings.retry_base_seconds,
         retry_max_seconds=worker_settings.retry_max_seconds,

@@ -1,27 +1,42 @@
-"""Applying one event: read the registration, ask for a token, call the core, record the outcome.
+"""Applying one event: read the registration, claim it, ask for a token, call the core, record the outcome.
 
 The rules, per registration (MSISDN, sip_uri):
 
-- A duplicate (the record remembers the event id) changes nothing and writes nothing.
-- A stale upsert or delete (`occurred_at` before the record's `last_event_at`) changes nothing and
-  is logged `superseded`. Refreshes and consent events never move `last_event_*`: they stay the
-  newest desired-state event (id, type, time), so a CRM event the producer sent late is judged
-  against other CRM events only. A revoke moves it, so an older upsert cannot bring a revoked
+- A duplicate (the record remembers the event id) changes nothing.
+- An upsert or delete dated more than the allowed skew in the future is `rejected` (it would
+  freeze its registration: every later event would look stale). A stale one (`occurred_at` before
+  the record's `last_event_at`) changes nothing and is logged `superseded`. Refreshes and consent
+  events never move `last_event_*`; a revoke does, so an older upsert cannot bring a revoked
   registration back.
+- Before a core call that changes what the core holds (upsert, delete, consent, revoke), the
+  record is **claimed** in one write with the event's log item: status pending/deleting,
+  `in_flight` naming the event, the item `applying` with one more try. A worker that dies after
+  the call leaves that trace: the status API shows it, a later delete still goes to the core, and
+  the event's tries count the attempt (so an event that kills its worker is dead-lettered too).
+  Refreshes re-send what the record already says the core holds, so they claim nothing.
+- **Convergence.** Every save is conditional on the version read. If a save fails after a core
+  call (another invocation got to the record: SQS redelivered the group while this one ran), the
+  record is read again and the event decided again; when the new decision makes no call of its
+  own (superseded, duplicate), the core is first set to what the winning record says it holds,
+  and that, too, is confirmed by a conditional save. So after the last event of a number, the
+  core holds what its record says. An event that comes back (a redelivery) and makes no call of
+  its own does the same, since an earlier delivery may have called the core and died.
 - Outcomes: applied -> active (expires_at from the TTL the core gave); deleted -> deleted;
   NOT_ACCEPTABLE -> rejected (the core's reason); no consent -> awaiting_consent; consent revoked
   or `invalid_grant` -> consent_revoked; UNAUTHENTICATED -> the token is refreshed once and the
   call repeated at once; PERMISSION_DENIED -> failed, naming the scope; anything transient ->
-  the record keeps the intent and the error, and the event is retried (`EventResult.retry`).
-- Every event leaves one event-log line per registration it touched, written in the same
-  DynamoDB transaction as the record (a consent or revoke event touches several).
+  the record keeps the intent and the error, and the event is retried, until its `max_tries`-th
+  attempt: then it is `dead_lettered` (the worker moves the message to the DLQ itself, so an
+  event is dead-lettered only after tries of its own, never for waiting behind another).
+- Every event leaves one event-log item per registration it touched, written in the same DynamoDB
+  transaction as the record (a consent or revoke event also leaves one for itself).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -50,9 +65,10 @@ from sipreg.events import (
 from sipreg.models import ApiVersion, Registration, mask_msisdn
 from sipreg.notify import StatusChange
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import EventLogEntry, Outcome, sort_key
 from sipreg.store.registrations import (
     RECENT_EVENT_IDS,
+    InFlight,
     RecordKey,
     RegistrationRecord,
     RegistrationStatus,
@@ -64,7 +80,9 @@ logger = logging.getLogger(__name__)
 
 Status = RegistrationStatus
 DEFAULT_TTL_SECONDS = 3600.0  # the core's documented TTL, when an answer does not say
-SAVE_ATTEMPTS = 3  # re-read and decide again when a record changed under us
+SAVE_ATTEMPTS = 5  # re-read and decide again when a record changed under us
+DEFAULT_MAX_TRIES = 8
+DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 class Journal(Protocol):
@@ -80,24 +98,52 @@ class Journal(Protocol):
     def list_for(self, msisdn: str) -> list[RegistrationRecord]: ...
 
     def commit(
-        self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
+        self,
+        saves: Sequence[tuple[RegistrationRecord, int | None]],
+        entries: Sequence[EventLogEntry],
+        *,
+        count_try: bool = False,
     ) -> list[RegistrationRecord]:
-        """Saves the records (each expecting the version it was read at) and appends the lines,
-        all or nothing; raises ConcurrentUpdateError when a record changed meanwhile. Returns
-        the records as saved (with their new versions)."""
+        """Saves the records (each expecting the version it was read at) and writes the log items,
+        all or nothing; raises ConcurrentUpdateError when a record changed meanwhile. `count_try`:
+        this write starts an attempt (the items' tries go up by one). Returns the records as saved
+        (with their new versions)."""
         ...
 
-    def append(self, entry: EventLogEntry) -> None: ...
+    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
+        """One log item on its own (no record involved)."""
+        ...
+
+    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Attempts started so far per log item key (msisdn, sk); unknown keys left out."""
+        ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the worker knows of this delivery of the event."""
+
+    tries_before: int = 0  # attempts started on it in earlier deliveries (from its log item)
+    redelivered: bool = False  # SQS has handed it out before
 
 
 @dataclass(frozen=True)
 class EventResult:
-    """What became of one event: its event-log outcome, and whether the message must come back."""
+    """What became of one event: its outcome, and whether the message must come back or go to the DLQ."""
 
-    outcome: str
+    outcome: Outcome
     reason: str | None = None
     retry: bool = False
+    dead_letter: bool = False  # the worker moves the message to the dead-letter queue
     changes: tuple[StatusChange, ...] = ()
+
+
+def tries_key(event: AnyEvent) -> tuple[str, str]:
+    """The log item whose `tries` counts the event's attempts: its registration's, or its own."""
+    sip_uri = (
+        event.registration.sip_uri if isinstance(event, UpsertEvent | DeleteEvent | RefreshEvent) else None
+    )
+    return (event.msisdn, sort_key(event.type.value, event.occurred_at, event.id, sip_uri))
 
 
 # --- what a call (or the token before it) came to -------------------------------------------------
@@ -133,7 +179,7 @@ class Holds(StrEnum):
 class _Verdict:
     """How one registration's record changes after an attempt."""
 
-    outcome: str  # the event-log outcome
+    outcome: Outcome
     status: Status
     reason: str | None
     retry: bool = False
@@ -143,12 +189,27 @@ class _Verdict:
 
 @dataclass(frozen=True)
 class _Touched:
-    """One registration an event touched: its record as read, what it should be now, the verdict."""
+    """One registration an event touched: its record as read (and as claimed), what it should be
+    now, the verdict."""
 
     sip_uri: str
-    record: RegistrationRecord | None
+    record: RegistrationRecord | None  # as the save must find it (the claimed one after a claim)
     desired: RouteSpec | None
     verdict: _Verdict
+    before: Status | None  # its status before this event (for the status bus)
+
+
+@dataclass
+class _Run:
+    """One attempt at the event: what the delivery brought, and which registrations it called."""
+
+    delivery: Delivery
+    unconfirmed: frozenset[str]  # registrations an earlier attempt called and could not save
+    called: set[str] = field(default_factory=set)
+    tries: int = 0  # attempts including this one, once it claimed (or failed a refresh)
+
+    def must_converge(self, sip_uri: str) -> bool:
+        return sip_uri in self.unconfirmed or self.delivery.redelivered
 
 
 class EventApplier:
@@ -162,6 +223,8 @@ class EventApplier:
         tokens: Tokens,
         auth_mode: AuthMode,
         api_version: ApiVersion,
+        max_tries: int = DEFAULT_MAX_TRIES,
+        max_future_skew: timedelta = DEFAULT_MAX_FUTURE_SKEW,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._journal = journal
@@ -169,34 +232,56 @@ class EventApplier:
         self._tokens = tokens
         self._auth_mode = auth_mode
         self._scope = SERVICE_SCOPES[api_version]
+        self._max_tries = max_tries
+        self._max_future_skew = max_future_skew
         self._clock = clock
 
-    def apply(self, event: AnyEvent, journal: Journal | None = None) -> EventResult:
+    def apply(
+        self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = Delivery()
+    ) -> EventResult:
         """Applies one event, reading and writing through `journal` (default: the applier's own);
         the worker passes each group a `PrefetchedJournal` holding the records this batch knows."""
         journal = journal or self._journal
+        unconfirmed: set[str] = set()
         for _ in range(SAVE_ATTEMPTS):
+            run = _Run(delivery, frozenset(unconfirmed))
             try:
-                return self._apply_once(journal, event)
+                return self._apply_once(journal, event, run)
             except ConcurrentUpdateError:
+                unconfirmed |= run.called
                 logger.info(
-                    "a registration of %s changed meanwhile; deciding again", mask_msisdn(event.msisdn)
+                    "a registration of %s changed meanwhile; deciding again%s",
+                    mask_msisdn(event.msisdn),
+                    " (the core is set to what wins)" if unconfirmed else "",
+                    extra={"event_id": event.id},
                 )
-        return EventResult("retrying", "the registration kept changing meanwhile", retry=True)
+        if unconfirmed:
+            logger.error(
+                "%s %s: could not confirm what the core holds after %d attempts; it comes back",
+                event.type,
+                event.id,
+                SAVE_ATTEMPTS,
+                extra={"event_id": event.id, "msisdn": mask_msisdn(event.msisdn)},
+            )
+        return EventResult(Outcome.RETRYING, "the registration kept changing meanwhile", retry=True)
 
-    def _apply_once(self, journal: Journal, event: AnyEvent) -> EventResult:
+    def _apply_once(self, journal: Journal, event: AnyEvent, run: _Run) -> EventResult:
         match event:
             case UpsertEvent():
                 spec = RouteSpec.model_validate(event.registration.model_dump(exclude={"sip_uri"}))
-                return self._one(journal, event, event.registration.sip_uri, Operation.UPSERT, spec)
+                return self._one(
+                    journal, event, event.registration.sip_uri, Operation.UPSERT, spec=spec, run=run
+                )
             case DeleteEvent():
-                return self._one(journal, event, event.registration.sip_uri, Operation.DELETE, None)
+                return self._one(
+                    journal, event, event.registration.sip_uri, Operation.DELETE, spec=None, run=run
+                )
             case RefreshEvent():
-                return self._refresh(journal, event)
+                return self._refresh(journal, event, run)
             case ConsentedEvent():
-                return self._consented(journal, event)
+                return self._consented(journal, event, run)
             case RevokeEvent():
-                return self._revoke(journal, event)
+                return self._revoke(journal, event, run)
 
     # --- one registration: upsert, delete, refresh ---------------------------------------------
 
@@ -206,11 +291,15 @@ class EventApplier:
         event: UpsertEvent | DeleteEvent,
         sip_uri: str,
         operation: Operation,
+        *,
         spec: RouteSpec | None,
+        run: _Run,
     ) -> EventResult:
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
-            return EventResult("duplicate")
+            return self._duplicate(journal, event, sip_uri, record, run)
+        if event.occurred_at > self._clock() + self._max_future_skew:
+            return self._from_the_future(journal, event, sip_uri)
         if (
             record is not None
             and record.last_event_at is not None
@@ -220,47 +309,102 @@ class EventApplier:
                 f"occurred at {event.occurred_at.isoformat()}, "
                 f"before the last event ({record.last_event_at.isoformat()})"
             )
-            return self._superseded(journal, event, sip_uri, record, reason)
+            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
+        before = record.status if record else None
         if operation is Operation.DELETE and not _may_be_on_core(record):
-            verdict = _Verdict("deleted", Status.DELETED, None, holds=Holds.NOTHING)
-        else:
-            registration = _registration(event.msisdn, sip_uri, spec or _known_spec(record))
-            verdict = self._verdict(operation, self._call(event.msisdn, [(operation, registration)])[0])
-        return self._record(journal, event, [_Touched(sip_uri, record, spec, verdict)], moves_last_event=True)
+            verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
+            touched = _Touched(sip_uri, record, spec, verdict, before)
+            return self._record(journal, event, [touched], run, moves_last_event=True)
+        if run.delivery.tries_before >= self._max_tries:
+            return self._exhausted(journal, event, [(sip_uri, record, spec, before)], run)
+        [claimed] = self._claim(journal, event, [(sip_uri, record, spec, operation)], run)
+        registration = _registration(event.msisdn, sip_uri, spec or _known_spec(record))
+        outcome = self._call(event.msisdn, [(operation, registration)], run)[0]
+        touched = _Touched(sip_uri, claimed, spec, self._verdict(operation, outcome), before)
+        return self._record(journal, event, [touched], run, moves_last_event=True)
 
-    def _refresh(self, journal: Journal, event: RefreshEvent) -> EventResult:
+    def _refresh(self, journal: Journal, event: RefreshEvent, run: _Run) -> EventResult:
         sip_uri = event.registration.sip_uri
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
-            return EventResult("duplicate")
+            return self._duplicate(journal, event, sip_uri, record, run)
         if record is None or record.status is not Status.ACTIVE or record.applied is None:
-            return self._superseded(journal, event, sip_uri, record, "the registration is no longer active")
+            reason = "the registration is no longer active"
+            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
         if record.desired != record.applied:
-            return self._superseded(journal, event, sip_uri, record, "a newer desired state is pending")
+            reason = "a newer desired state is pending"
+            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
+        if run.delivery.tries_before >= self._max_tries:
+            return self._exhausted(journal, event, [(sip_uri, record, record.desired, record.status)], run)
         registration = _registration(event.msisdn, sip_uri, record.applied)
-        outcome = self._call(event.msisdn, [(Operation.UPSERT, registration)])[0]
+        outcome = self._call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
         verdict = self._verdict(Operation.UPSERT, outcome)
         if verdict.retry:  # a failed refresh does not make the registration any less wanted
             verdict = replace(verdict, status=Status.ACTIVE)
         elif verdict.status is Status.ACTIVE:
-            verdict = replace(verdict, outcome="refreshed")
-        touched = _Touched(sip_uri, record, record.desired, verdict)
-        return self._record(journal, event, [touched], moves_last_event=False)
+            verdict = replace(verdict, outcome=Outcome.REFRESHED)
+        touched = _Touched(sip_uri, record, record.desired, verdict, record.status)
+        return self._record(journal, event, [touched], run)
+
+    def _duplicate(
+        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: _Run
+    ) -> EventResult:
+        if run.must_converge(sip_uri):
+            failed = self._converge(event.msisdn, sip_uri, record, run)
+            if failed is not None:
+                return failed
+            journal.commit([(record.model_copy(update={"updated_at": self._clock()}), record.version)], [])
+        return EventResult(Outcome.DUPLICATE)
 
     def _superseded(
-        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord | None, reason: str
+        self,
+        journal: Journal,
+        event: AnyEvent,
+        sip_uri: str,
+        record: RegistrationRecord | None,
+        *,
+        reason: str,
+        run: _Run,
     ) -> EventResult:
-        """Changes nothing but remembering the id (a redelivery is then a duplicate) and the log line."""
-        entry = self._entry(event, sip_uri, "superseded", reason)
-        saves = [] if record is None else [(_remember(record, event.id, self._clock()), record.version)]
+        """Changes nothing but remembering the id (a redelivery is then a duplicate) and the log item;
+        first, if this event may have called the core before, the core is set to what the record says."""
+        if run.must_converge(sip_uri):
+            failed = self._converge(event.msisdn, sip_uri, record, run)
+            if failed is not None:
+                return failed
+        entry = self._entry(event, sip_uri, Outcome.SUPERSEDED, reason)
+        saves = [] if record is None else [(self._remember(record, event), record.version)]
         journal.commit(saves, [entry])
-        return EventResult("superseded", reason)
+        return EventResult(Outcome.SUPERSEDED, reason)
+
+    def _from_the_future(self, journal: Journal, event: AnyEvent, sip_uri: str) -> EventResult:
+        reason = (
+            f"occurred_at {event.occurred_at.isoformat()} is more than "
+            f"{int(self._max_future_skew.total_seconds())} s in the future"
+        )
+        journal.write(self._entry(event, sip_uri, Outcome.REJECTED, reason))
+        return EventResult(Outcome.REJECTED, reason)
+
+    def _converge(
+        self, msisdn: str, sip_uri: str, record: RegistrationRecord | None, run: _Run
+    ) -> EventResult | None:
+        """Sets the core to what `record` says it holds (nothing, if no record); None when done."""
+        spec = record.applied if record is not None else None
+        operation = Operation.UPSERT if spec is not None else Operation.DELETE
+        registration = _registration(msisdn, sip_uri, spec or _known_spec(record))
+        outcome = self._call(msisdn, [(operation, registration)], run)[0]
+        if isinstance(outcome, Applied | Deleted | Rejected | _TokenRefused):
+            # Done, or not possible at all (no token, refused): nothing more this event can do.
+            return None
+        return EventResult(
+            Outcome.RETRYING, f"setting the core to the recorded state failed: {outcome}", retry=True
+        )
 
     # --- every registration of a subscriber: consent given, consent revoked ----------------------
 
-    def _consented(self, journal: Journal, event: ConsentedEvent) -> EventResult:
+    def _consented(self, journal: Journal, event: ConsentedEvent, run: _Run) -> EventResult:
         waiting = [
-            (record, record.desired)
+            record
             for record in journal.list_for(event.msisdn)
             if record.desired is not None
             and record.status in _WAITING_FOR_CONSENT
@@ -268,26 +412,53 @@ class EventApplier:
         ]
         if not waiting:
             reason = "no registration waits for consent"
-            journal.append(self._entry(event, None, "nothing_waiting", reason))
-            return EventResult("nothing_waiting", reason)
-        calls = [(Operation.UPSERT, _registration(event.msisdn, r.sip_uri, spec)) for r, spec in waiting]
-        outcomes = self._call(event.msisdn, calls)
+            journal.write(self._entry(event, None, Outcome.NOTHING_WAITING, reason))
+            return EventResult(Outcome.NOTHING_WAITING, reason)
+        if run.delivery.tries_before >= self._max_tries:
+            return self._exhausted(
+                journal, event, [(r.sip_uri, r, r.desired, r.status) for r in waiting], run
+            )
+        claimed = self._claim(
+            journal, event, [(r.sip_uri, r, r.desired, Operation.UPSERT) for r in waiting], run
+        )
+        calls = [(Operation.UPSERT, _registration(event.msisdn, r.sip_uri, r.desired)) for r in claimed]
+        outcomes = self._call(event.msisdn, calls, run)
         touched = [
-            _Touched(record.sip_uri, record, spec, self._verdict(Operation.UPSERT, outcome))
-            for (record, spec), outcome in zip(waiting, outcomes, strict=True)
+            _Touched(c.sip_uri, c, c.desired, self._verdict(Operation.UPSERT, outcome), r.status)
+            for r, c, outcome in zip(waiting, claimed, outcomes, strict=True)
         ]
-        return self._record(journal, event, touched, moves_last_event=False)
+        return self._record(journal, event, touched, run, summary=Outcome.CONSENT_APPLIED)
 
-    def _revoke(self, journal: Journal, event: RevokeEvent) -> EventResult:
+    def _revoke(self, journal: Journal, event: RevokeEvent, run: _Run) -> EventResult:
         records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
         on_core = [r for r in records if _may_be_on_core(r)]
-        calls = [(Operation.DELETE, _registration(event.msisdn, r.sip_uri, _known_spec(r))) for r in on_core]
-        outcomes = self._call(event.msisdn, calls)
-        by_uri = {r.sip_uri: outcome for r, outcome in zip(on_core, outcomes, strict=True)}
-        touched = [
-            _Touched(r.sip_uri, r, None, self._revoked_verdict(by_uri.get(r.sip_uri))) for r in records
+        if on_core and run.delivery.tries_before >= self._max_tries:
+            return self._exhausted(journal, event, [(r.sip_uri, r, None, r.status) for r in on_core], run)
+        claimed = {
+            c.sip_uri: c
+            for c in (
+                self._claim(journal, event, [(r.sip_uri, r, None, Operation.DELETE) for r in on_core], run)
+                if on_core
+                else []
+            )
+        }
+        calls = [
+            (Operation.DELETE, _registration(event.msisdn, r.sip_uri, _known_spec(r)))
+            for r in claimed.values()
         ]
-        result = self._record(journal, event, touched, moves_last_event=True) if touched else None
+        outcomes = self._call(event.msisdn, calls, run)
+        by_uri = dict(zip(claimed, outcomes, strict=True))
+        touched = [
+            _Touched(
+                r.sip_uri,
+                claimed.get(r.sip_uri, r),
+                None,
+                self._revoked_verdict(by_uri.get(r.sip_uri)),
+                r.status,
+            )
+            for r in records
+        ]
+        result = self._record(journal, event, touched, run, moves_last_event=True) if touched else None
         if result is not None and result.retry:
             return result  # the tokens are still needed to delete what is left
         try:
@@ -295,14 +466,16 @@ class EventApplier:
         except ConsentMissing:
             pass  # nothing to revoke (client mode, or never consented)
         except TokenError as error:
-            return EventResult("retrying", f"revoking the tokens failed: {error}", retry=True)
+            reason = f"revoking the tokens failed: {error}"
+            journal.write(self._entry(event, None, Outcome.RETRYING, reason))
+            return EventResult(Outcome.RETRYING, reason, retry=True)
         deleted = sum(1 for outcome in outcomes if isinstance(outcome, Deleted))
         reason = f"tokens revoked; {deleted} registration(s) deleted at the core"
-        journal.append(self._entry(event, None, "consent_revoked", reason))
-        return EventResult("consent_revoked", reason, changes=result.changes if result else ())
+        journal.write(self._entry(event, None, Outcome.CONSENT_REVOKED, reason))
+        return EventResult(Outcome.CONSENT_REVOKED, reason, changes=result.changes if result else ())
 
     def _revoked_verdict(self, outcome: Attempt | None) -> _Verdict:
-        revoked = _Verdict("consent_revoked", Status.CONSENT_REVOKED, None, holds=Holds.NOTHING)
+        revoked = _Verdict(Outcome.CONSENT_REVOKED, Status.CONSENT_REVOKED, None, holds=Holds.NOTHING)
         if outcome is None or isinstance(outcome, Deleted):
             return revoked
         verdict = self._verdict(Operation.DELETE, outcome)
@@ -311,15 +484,76 @@ class EventApplier:
         # No token, or the core refused: it drops the registration itself when its TTL ends.
         return replace(revoked, reason=verdict.reason, holds=Holds.UNCHANGED)
 
+    # --- claims and tries ----------------------------------------------------------------------
+
+    def _claim(
+        self,
+        journal: Journal,
+        event: AnyEvent,
+        claims: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Operation]],
+        run: _Run,
+    ) -> list[RegistrationRecord]:
+        """Marks the registrations as in flight for this event, and its log items `applying` with
+        one more try, in one conditional write; the claimed records (their new versions)."""
+        now = self._clock()
+        saves: list[tuple[RegistrationRecord, int | None]] = []
+        for sip_uri, record, spec, operation in claims:
+            base = record or RegistrationRecord(
+                msisdn=event.msisdn, sip_uri=sip_uri, status=Status.PENDING, updated_at=now
+            )
+            status = Status.PENDING if operation is Operation.UPSERT else Status.DELETING
+            claimed = base.model_copy(
+                update={
+                    "status": status,
+                    "desired": spec,
+                    "in_flight": InFlight(event_id=event.id, since=now),
+                    "updated_at": now,
+                }
+            )
+            saves.append((claimed, record.version if record else None))
+        entries = [
+            self._entry(event, sip_uri, Outcome.APPLYING, "the core is being called")
+            for sip_uri, *_ in claims
+        ]
+        if len(claims) > 1 or isinstance(event, ConsentedEvent | RevokeEvent):
+            entries.append(self._entry(event, None, Outcome.APPLYING, f"{len(claims)} registration(s)"))
+        saved = journal.commit(saves, entries, count_try=True)
+        run.tries = run.delivery.tries_before + 1
+        return saved
+
+    def _exhausted(
+        self,
+        journal: Journal,
+        event: AnyEvent,
+        registrations: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Status | None]],
+        run: _Run,
+    ) -> EventResult:
+        """Every try was used in earlier deliveries (their workers died, or the last failure was not
+        recorded as final): dead-lettered without another."""
+        run.tries = run.delivery.tries_before
+        verdict = _Verdict(Outcome.RETRYING, Status.PENDING, "no try left", retry=True)
+        touched = [
+            _Touched(
+                sip_uri,
+                record,
+                spec,
+                replace(verdict, status=record.status if record else Status.PENDING),
+                before,
+            )
+            for sip_uri, record, spec, before in registrations
+        ]
+        return self._record(journal, event, touched, run)
+
     # --- calls ---------------------------------------------------------------------------------
 
-    def _call(self, msisdn: str, calls: Sequence[tuple[Operation, Registration]]) -> list[Attempt]:
+    def _call(self, msisdn: str, calls: Sequence[tuple[Operation, Registration]], run: _Run) -> list[Attempt]:
         """The outcome of each call; a refused token is refreshed once and those calls repeated."""
         if not calls:
             return []
         token = self._token(msisdn, force=False)
         if not isinstance(token, str):
             return [token] * len(calls)
+        run.called.update(registration.sip_uri for _, registration in calls)
         results: list[Attempt] = list(self._core.apply_many([CoreCall(op, reg, token) for op, reg in calls]))
         refused = [index for index, outcome in enumerate(results) if isinstance(outcome, Unauthenticated)]
         if refused:
@@ -351,28 +585,28 @@ class EventApplier:
             case Applied(ttl_seconds=ttl):
                 lives = timedelta(seconds=ttl or DEFAULT_TTL_SECONDS)
                 return _Verdict(
-                    "active", Status.ACTIVE, None, holds=Holds.SENT, expires_at=self._clock() + lives
+                    Outcome.ACTIVE, Status.ACTIVE, None, holds=Holds.SENT, expires_at=self._clock() + lives
                 )
             case Deleted():
-                return _Verdict("deleted", Status.DELETED, None, holds=Holds.NOTHING)
+                return _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
             case Rejected(message=message):
-                return _Verdict("rejected", Status.REJECTED, message)
+                return _Verdict(Outcome.REJECTED, Status.REJECTED, message)
             case PermissionDenied(detail=detail):
                 reason = f"the token lacks the scope {self._scope} (PERMISSION_DENIED: {detail})"
-                return _Verdict("failed", Status.FAILED, reason)
+                return _Verdict(Outcome.FAILED, Status.FAILED, reason)
             case Unauthenticated(detail=detail):
                 reason = f"UNAUTHENTICATED after a token refresh: {detail}"
-                return _Verdict("retrying", pending, reason, retry=True)
+                return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
             case Transient(code=code, detail=detail):
-                return _Verdict("retrying", pending, f"{code}: {detail}", retry=True)
+                return _Verdict(Outcome.RETRYING, pending, f"{code}: {detail}", retry=True)
             case _TokenRefused(status=status, reason=reason) if operation is Operation.DELETE:
                 # Without a token nothing can be deleted; the core drops it when its TTL ends.
                 gone = Status.DELETED if status is Status.AWAITING_CONSENT else status
-                return _Verdict(gone.value, gone, f"{reason}; {_LEFT_TO_EXPIRE}")
+                return _Verdict(Outcome(gone.value), gone, f"{reason}; {_LEFT_TO_EXPIRE}")
             case _TokenRefused(status=status, reason=reason):
-                return _Verdict(status.value, status, reason)
+                return _Verdict(Outcome(status.value), status, reason)
             case _Retry(reason=reason):
-                return _Verdict("retrying", pending, reason, retry=True)
+                return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
 
     # --- recording -----------------------------------------------------------------------------
 
@@ -381,40 +615,67 @@ class EventApplier:
         journal: Journal,
         event: AnyEvent,
         touched: Sequence[_Touched],
+        run: _Run,
         *,
-        moves_last_event: bool,
+        moves_last_event: bool = False,
+        summary: Outcome | None = None,
     ) -> EventResult:
         now = self._clock()
+        retrying = any(each.verdict.retry for each in touched)
+        refresh_try = retrying and isinstance(event, RefreshEvent)
+        if refresh_try:  # a refresh claims nothing: its failed attempt is counted here
+            run.tries = run.delivery.tries_before + 1
+        dead = retrying and run.tries >= self._max_tries
+        if dead:
+            touched = [
+                replace(each, verdict=self._dead_lettered(each.verdict, run.tries, refresh=refresh_try))
+                for each in touched
+            ]
         saves: list[tuple[RegistrationRecord, int | None]] = []
         entries: list[EventLogEntry] = []
         changes: list[StatusChange] = []
         for each in touched:
-            record, verdict = each.record, each.verdict
             updated = self._updated(event, each, now, moves_last_event=moves_last_event)
-            saves.append((updated, record.version if record else None))
-            entries.append(self._entry(event, each.sip_uri, verdict.outcome, verdict.reason))
-            old = record.status if record else None
-            if old is not updated.status:
+            saves.append((updated, each.record.version if each.record else None))
+            entries.append(self._entry(event, each.sip_uri, each.verdict.outcome, each.verdict.reason))
+            if each.before is not updated.status:
                 changes.append(
                     StatusChange(
                         msisdn=event.msisdn,
                         sip_uri=each.sip_uri,
-                        old_status=old.value if old else None,
+                        old_status=each.before.value if each.before else None,
                         new_status=updated.status.value,
-                        reason=verdict.reason,
+                        reason=each.verdict.reason,
                         event_id=event.id,
                         event_type=event.type.value,
                         changed_at=now,
                     )
                 )
-        journal.commit(saves, entries)
-        retry = [each.verdict for each in touched if each.verdict.retry]
-        if retry:
-            return EventResult("retrying", retry[0].reason, retry=True, changes=tuple(changes))
-        if len(touched) == 1:
-            only = touched[0].verdict
-            return EventResult(only.outcome, only.reason, changes=tuple(changes))
-        return EventResult(_summary(touched), changes=tuple(changes))
+        first = touched[0].verdict
+        wide = isinstance(event, ConsentedEvent | RevokeEvent)
+        if dead:
+            outcome, reason = Outcome.DEAD_LETTERED, first.reason
+        elif retrying:
+            outcome, reason = Outcome.RETRYING, next(e.verdict.reason for e in touched if e.verdict.retry)
+        elif wide:
+            outcome, reason = Outcome.CONSENT_APPLIED, _summary(touched)
+        else:
+            outcome, reason = first.outcome, first.reason
+        # A subscriber-wide event's own item; a revoke writes its final one after revoking the tokens.
+        if wide and (retrying or isinstance(event, ConsentedEvent)):
+            entries.append(self._entry(event, None, outcome, reason))
+        journal.commit(saves, entries, count_try=refresh_try)
+        return EventResult(
+            outcome, reason, retry=retrying and not dead, dead_letter=dead, changes=tuple(changes)
+        )
+
+    def _dead_lettered(self, verdict: _Verdict, tries: int, *, refresh: bool) -> _Verdict:
+        if not verdict.retry:
+            return verdict
+        reason = f"dead-lettered after {tries} tries: {verdict.reason}"
+        # A refresh leaves the registration active: the refresher tries it again when it is due.
+        status = verdict.status if refresh else Status.FAILED
+        return replace(verdict, outcome=Outcome.DEAD_LETTERED, status=status, reason=reason, retry=False)
 
     def _updated(
         self, event: AnyEvent, touched: _Touched, now: datetime, *, moves_last_event: bool
@@ -433,15 +694,26 @@ class EventApplier:
             fields.update(applied=touched.desired, expires_at=verdict.expires_at)
         elif verdict.holds is Holds.NOTHING:
             fields.update(applied=None, expires_at=None)
-        if verdict.retry:
-            return base.model_copy(update=fields)  # not remembered: the retry must not look like a duplicate
+        if verdict.retry or verdict.outcome is Outcome.DEAD_LETTERED:
+            # Not remembered: a retry (or a redriven message) must not look like a duplicate. The
+            # claim stays: the core may have taken a call whose answer never came.
+            return base.model_copy(update=fields)
+        fields["in_flight"] = None
         if moves_last_event:  # the newest desired-state event: the stale guard's reference
             last = base.last_event_at
             fields["last_event_at"] = event.occurred_at if last is None else max(last, event.occurred_at)
             fields.update(last_event_id=event.id, last_event_type=event.type.value)
-        return _remember(base.model_copy(update=fields), event.id, now)
+        return self._remember(base.model_copy(update=fields), event)
 
-    def _entry(self, event: AnyEvent, sip_uri: str | None, outcome: str, reason: str | None) -> EventLogEntry:
+    def _remember(self, record: RegistrationRecord, event: AnyEvent) -> RegistrationRecord:
+        if isinstance(event, RefreshEvent):
+            return record.model_copy(update={"last_refresh_id": event.id, "updated_at": self._clock()})
+        recent = (*record.recent_event_ids, event.id)[-RECENT_EVENT_IDS:]
+        return record.model_copy(update={"recent_event_ids": recent, "updated_at": self._clock()})
+
+    def _entry(
+        self, event: AnyEvent, sip_uri: str | None, outcome: Outcome, reason: str | None
+    ) -> EventLogEntry:
         return EventLogEntry(
             msisdn=event.msisdn,
             event_id=event.id,
@@ -449,7 +721,9 @@ class EventApplier:
             outcome=outcome,
             reason=reason,
             sip_uri=sip_uri,
+            occurred_at=event.occurred_at,
             recorded_at=self._clock(),
+            source=event.source,
         )
 
 
@@ -458,8 +732,13 @@ _WAITING_FOR_CONSENT = frozenset({Status.AWAITING_CONSENT, Status.CONSENT_REVOKE
 
 
 def _may_be_on_core(record: RegistrationRecord | None) -> bool:
-    """Whether the core may hold it: applied, or an attempt of unknown outcome, or no history here."""
-    return record is None or record.applied is not None or record.status in (Status.PENDING, Status.DELETING)
+    """Whether the core may hold it: applied, a call in flight or of unknown outcome, or no history here."""
+    return (
+        record is None
+        or record.applied is not None
+        or record.in_flight is not None
+        or record.status in (Status.PENDING, Status.DELETING)
+    )
 
 
 def _known_spec(record: RegistrationRecord | None) -> RouteSpec:
@@ -475,11 +754,6 @@ _ANY_ROUTE = RouteSpec(route_type="fork")  # type: ignore[arg-type]  # the core 
 def _registration(msisdn: str, sip_uri: str, spec: RouteSpec | None) -> Registration:
     spec = spec or _ANY_ROUTE
     return Registration(msisdn=msisdn, sip_uri=sip_uri, **spec.model_dump())
-
-
-def _remember(record: RegistrationRecord, event_id: str, now: datetime) -> RegistrationRecord:
-    recent = (*record.recent_event_ids, event_id)[-RECENT_EVENT_IDS:]
-    return record.model_copy(update={"recent_event_ids": recent, "updated_at": now})
 
 
 def _summary(touched: Sequence[_Touched]) -> str:

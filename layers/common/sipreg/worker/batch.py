@@ -5,11 +5,17 @@ events for ten MSISDNs would cost ten core round trips in a row. Here each group
 MSISDN) runs on a thread of a small pool built once per process, so they cost about one.
 
 A record that fails fails itself and every later record of its group in this batch (they are
-reported without being tried, so the group's order holds); other groups go on. Failed records are
-given a visibility timeout that grows with their receive count (base * 2^(n-1), capped), so a
-struggling core is not hammered; after the queue's maxReceiveCount SQS moves them to the DLQ. A
-record that cannot be parsed is recorded in the event log (raw body kept, reason given) and
-counted as done: retrying would not change it, and it must not block its group.
+reported without being tried, so the group's order holds: producers' per-number order is part of
+the contract, e.g. a revoke then a new registration, and the stale guard covers one
+registration's events, not a subscriber-wide one's); other groups go on. Failed records are given
+a visibility timeout that grows with their tries (base * 2^(n-1), capped), so a struggling core
+is not hammered. An event's tries are its own (counted in its event-log item when an attempt
+starts), not SQS's receive count, which also counts the receives that only held a record back:
+after its last try the worker itself moves the message to the dead-letter queue, records it
+`dead_lettered`, and the events behind it go on. The queue's own maxReceiveCount stays as a
+backstop for a message that kills the worker before it can count. A record that cannot be parsed
+is recorded in the event log (raw body kept, reason given) and counted as done: retrying would
+not change it, and it must not block its group.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sipreg.events import AnyEvent, InvalidEventsError, from_json
 from sipreg.models import mask_msisdn
 from sipreg.notify import StatusChange, StatusPublisher
-from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RecordKey, RegistrationRecord
-from sipreg.worker.apply import EventResult, Journal
+from sipreg.worker.apply import Delivery, EventResult, Journal, tries_key
 from sipreg.worker.prefetch import PrefetchedJournal, record_key
 
 logger = logging.getLogger(__name__)
@@ -53,7 +59,15 @@ class QueuedMessage:
 
 
 class Applier(Protocol):
-    def apply(self, event: AnyEvent, journal: Journal | None = None) -> EventResult: ...
+    def apply(
+        self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = ...
+    ) -> EventResult: ...
+
+
+class DeadLetters(Protocol):
+    def send(self, message: QueuedMessage) -> bool:
+        """Puts the message on the dead-letter queue as it is; False when that failed."""
+        ...
 
 
 class Visibility(Protocol):
@@ -92,6 +106,34 @@ class SqsVisibility:
                 logger.warning("could not set the retry delay of %d messages", len(answer["Failed"]))
 
 
+class SqsDeadLetters:
+    """The events queue's dead-letter queue: the message as it came, in its group, deduplicated on
+    its message id (a second move of the same message within 5 minutes is dropped)."""
+
+    def __init__(self, queue_url: str, *, client: Any = None) -> None:
+        if client is None:
+            from sipreg.aws import client as aws_client  # noqa: PLC0415  # boto3 only when used
+
+            client = aws_client("sqs")
+        self._queue_url = queue_url
+        self._client = client
+
+    def send(self, message: QueuedMessage) -> bool:
+        try:
+            self._client.send_message(
+                QueueUrl=self._queue_url,
+                MessageBody=message.body,
+                MessageGroupId=message.group,
+                MessageDeduplicationId=f"dead-{message.message_id}",
+            )
+        except (BotoCoreError, ClientError) as error:
+            logger.warning(
+                "could not move message %s to the DLQ: %s", message.message_id, type(error).__name__
+            )
+            return False
+        return True
+
+
 @dataclass
 class BatchReport:
     """The batch's answer to Lambda, and what happened, for metrics and tests."""
@@ -120,10 +162,15 @@ def _key(parsed: _Parsed) -> RecordKey | None:
     return None if isinstance(parsed.event, str) else record_key(parsed.event)
 
 
+NOT_STARTED = "not_started"  # a record held back behind its group's failure, or out of time
+
+
 @dataclass(frozen=True)
-class _Done:
+class _Handled:
+    """What the batch answers for one record."""
+
     message: QueuedMessage
-    outcome: str  # "not_started" when the record was held back or time ran out
+    outcome: str  # an Outcome, or NOT_STARTED
     failed: bool
     delay: int | None = None  # seconds until a failed record comes back; None: leave as is
     changes: tuple[StatusChange, ...] = ()
@@ -138,6 +185,7 @@ class Worker:
         journal: Journal,
         visibility: Visibility,
         publisher: StatusPublisher,
+        dead_letters: DeadLetters,
         *,
         concurrency: int = 10,
         retry_base_seconds: int = 30,
@@ -149,6 +197,7 @@ class Worker:
         self._journal = journal
         self._visibility = visibility
         self._publisher = publisher
+        self._dead_letters = dead_letters
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="msisdn-group")
         self._retry_base = retry_base_seconds
         self._retry_max = retry_max_seconds
@@ -162,7 +211,8 @@ class Worker:
         for message in messages:
             groups.setdefault(message.group, []).append(_Parsed(message, _parse(message.body)))
         known = self._prefetch(groups.values())
-        runs = [(group, self._group_journal(group, known)) for group in groups.values()]
+        tries = self._tries(groups.values())
+        runs = [(group, self._group_journal(group, known, tries)) for group in groups.values()]
         if len(runs) == 1:
             finished = [self._run_group(*runs[0], remaining_seconds)]
         else:
@@ -199,46 +249,74 @@ class Worker:
             logger.exception("reading the batch's %d registrations at once failed", len(keys))
             return {}
 
+    def _tries(self, groups: Iterable[Sequence[_Parsed]]) -> dict[tuple[str, str], int]:
+        """Attempts earlier deliveries started, for the records SQS has handed out before (a first
+        delivery has none): one read for the batch, none at all on the happy path."""
+        keys = {
+            tries_key(each.event)
+            for group in groups
+            for each in group
+            if each.message.receive_count > 1 and not isinstance(each.event, str)
+        }
+        if not keys:
+            return {}
+        try:
+            return self._journal.tries_of(keys)
+        except Exception:  # unknown: counted from zero, SQS's maxReceiveCount stays the backstop
+            logger.exception("reading the tries of %d redelivered events failed", len(keys))
+            return {}
+
     def _group_journal(
-        self, group: Sequence[_Parsed], known: Mapping[RecordKey, RegistrationRecord | None]
+        self,
+        group: Sequence[_Parsed],
+        known: Mapping[RecordKey, RegistrationRecord | None],
+        tries: Mapping[tuple[str, str], int],
     ) -> PrefetchedJournal:
         keys = {key for each in group if (key := _key(each)) is not None}
-        return PrefetchedJournal(self._journal, {key: known[key] for key in keys if key in known})
+        return PrefetchedJournal(self._journal, {key: known[key] for key in keys if key in known}, tries)
 
-    def retry_delay(self, receive_count: int) -> int:
-        """Seconds before a failed record comes back: base * 2^(receives - 1), at most the cap."""
-        exponent = min(max(receive_count, 1) - 1, 20)
+    def retry_delay(self, tries: int) -> int:
+        """Seconds before a failed record comes back: base * 2^(tries - 1), at most the cap."""
+        exponent = min(max(tries, 1) - 1, 20)
         return int(min(self._retry_base * 2**exponent, self._retry_max))
 
     def _run_group(
-        self, group: Sequence[_Parsed], journal: Journal, remaining_seconds: Callable[[], float]
-    ) -> list[_Done]:
-        done: list[_Done] = []
+        self, group: Sequence[_Parsed], journal: PrefetchedJournal, remaining_seconds: Callable[[], float]
+    ) -> list[_Handled]:
+        done: list[_Handled] = []
         for index, (message, event) in enumerate(group):
             if remaining_seconds() < self._reserve:
                 # Not tried: back at once (delay 0), in order, on the next invocation.
-                done += [_Done(m, "not_started", failed=True, delay=0) for m, _ in group[index:]]
+                done += [_Handled(m, NOT_STARTED, failed=True, delay=0) for m, _ in group[index:]]
                 break
-            result = (
-                self._invalid(message, event)
-                if isinstance(event, str)
-                else self._one(message, event, journal)
-            )
+            if isinstance(event, str):
+                result = self._invalid(message, event)
+                tries = 0
+            else:
+                tries = journal.tries_before(event)
+                result = self._one(message, event, journal, Delivery(tries, message.receive_count > 1))
+            if result.dead_letter and not self._dead_letters.send(message):
+                # Recorded as dead-lettered but still here: it comes back, and goes again.
+                result = EventResult(
+                    Outcome.RETRYING, "moving it to the dead-letter queue failed", retry=True
+                )
             if not result.retry:
-                done.append(_Done(message, result.outcome, failed=False, changes=result.changes))
+                done.append(_Handled(message, result.outcome, failed=False, changes=result.changes))
                 continue
-            delay = self.retry_delay(message.receive_count)
-            done.append(_Done(message, result.outcome, failed=True, delay=delay, changes=result.changes))
-            done += [_Done(m, "not_started", failed=True, delay=delay) for m, _ in group[index + 1 :]]
+            delay = self.retry_delay(tries + 1)
+            done.append(_Handled(message, result.outcome, failed=True, delay=delay, changes=result.changes))
+            done += [_Handled(m, NOT_STARTED, failed=True, delay=delay) for m, _ in group[index + 1 :]]
             break
         return done
 
-    def _one(self, message: QueuedMessage, event: AnyEvent, journal: Journal) -> EventResult:
+    def _one(
+        self, message: QueuedMessage, event: AnyEvent, journal: Journal, delivery: Delivery
+    ) -> EventResult:
         try:
-            result = self._applier.apply(event, journal)
+            result = self._applier.apply(event, journal, delivery)
         except Exception as error:  # a bug or an AWS failure past botocore's retries: try again later
             logger.exception("applying %s %s for %s failed", event.type, event.id, mask_msisdn(event.msisdn))
-            result = EventResult("retrying", f"internal error: {type(error).__name__}", retry=True)
+            result = EventResult(Outcome.RETRYING, f"internal error: {type(error).__name__}", retry=True)
         reason = result.reason.replace(event.msisdn, mask_msisdn(event.msisdn)) if result.reason else None
         logger.log(
             logging.WARNING if result.retry else logging.INFO,
@@ -254,30 +332,33 @@ class Worker:
                 "outcome": result.outcome,
                 "reason": reason,
                 "receive_count": message.receive_count,
+                "tries_before": delivery.tries_before,
             },
         )
         return result
 
     def _invalid(self, message: QueuedMessage, reason: str) -> EventResult:
         kind = _TYPE_FIELD.search(message.body)
+        now = self._clock()
         entry = EventLogEntry(
             msisdn=message.group if _E164.fullmatch(message.group) else "unknown",
             event_id=f"sqs:{message.message_id}",
             event_type=kind.group(1) if kind else "unknown",
-            outcome="invalid",
+            outcome=Outcome.INVALID,
             reason=reason,
-            recorded_at=self._clock(),
+            occurred_at=now,  # not known: the body is not an event
+            recorded_at=now,
             raw_body=message.body[:RAW_BODY_LIMIT],
         )
         try:
-            self._journal.append(entry)
+            self._journal.write(entry)
         except Exception:  # not recorded yet: keep the message and record it next time
             logger.exception("recording the unparseable message %s failed", message.message_id)
-            return EventResult("retrying", "could not record the invalid event", retry=True)
+            return EventResult(Outcome.RETRYING, "could not record the invalid event", retry=True)
         logger.warning(
             "message %s is not a valid event, recorded and dropped: %s",
             message.message_id,
             reason,
             extra={"message_id": message.message_id, "outcome": "invalid"},
         )
-        return EventResult("invalid", reason)
+        return EventResult(Outcome.INVALID, reason)

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 from sipreg.events import AnyEvent, DeleteEvent, RefreshEvent, UpsertEvent
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord
-from sipreg.worker.apply import Journal
+from sipreg.worker.apply import Journal, tries_key
 
 
 def record_key(event: AnyEvent) -> RecordKey | None:
@@ -28,11 +28,21 @@ def record_key(event: AnyEvent) -> RecordKey | None:
 
 
 class PrefetchedJournal:
-    """A `Journal` that answers `get` from records known in this batch, and otherwise passes through."""
+    """A `Journal` that answers `get` from records known in this batch, and otherwise passes through;
+    it also knows the tries earlier deliveries started on this batch's redelivered events."""
 
-    def __init__(self, journal: Journal, known: Mapping[RecordKey, RegistrationRecord | None]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        known: Mapping[RecordKey, RegistrationRecord | None],
+        tries: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         self._journal = journal
         self._known: dict[RecordKey, RegistrationRecord | None] = dict(known)
+        self._tries = dict(tries or {})
+
+    def tries_before(self, event: AnyEvent) -> int:
+        return self._tries.get(tries_key(event), 0)
 
     def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None:
         key = (msisdn, sip_uri)
@@ -47,15 +57,22 @@ class PrefetchedJournal:
         return self._journal.list_for(msisdn)
 
     def commit(
-        self, saves: Sequence[tuple[RegistrationRecord, int | None]], entries: Sequence[EventLogEntry]
+        self,
+        saves: Sequence[tuple[RegistrationRecord, int | None]],
+        entries: Sequence[EventLogEntry],
+        *,
+        count_try: bool = False,
     ) -> list[RegistrationRecord]:
         try:
-            saved = self._journal.commit(saves, entries)
+            saved = self._journal.commit(saves, entries, count_try=count_try)
         except Exception:
             self._known.clear()  # changed under us, or unknown whether written: read again
             raise
         self._known.update({(record.msisdn, record.sip_uri): record for record in saved})
         return saved
 
-    def append(self, entry: EventLogEntry) -> None:
-        self._journal.append(entry)
+    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
+        self._journal.write(entry, count_try=count_try)
+
+    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        return self._journal.tries_of(keys)
