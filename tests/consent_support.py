@@ -167,21 +167,29 @@ def walk_consent(
     decision: str = "allow",
     follow_callback: bool = True,
 ) -> Walk:
-    """GET start_url, follow to the identity server, submit number, PIN and the decision."""
+    """GET start_url, follow to the identity server, submit number, PIN and the decision.
+
+    `http` is one browser: its cookies (sipreg's flow binding, the identity server's session) are
+    kept, so a second walk in it is signed in already and goes straight to the consent page."""
     login = http.get(start_url, follow_redirects=True)
     assert login.status_code == 200, login.text[:500]
     req = _hidden(login, "req")
-    pin_page = http.post(_action(login), data={"req": req, "msisdn": msisdn})
-    pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)
-    assert pin, pin_page.text[:500]
-    consent = http.post(_action(pin_page), data={"req": req, "pin": pin[1]})
+    pin: re.Match[str] | None = None
+    if 'data-testid="allow"' in login.text:  # this browser is signed in already: consent at once
+        assert msisdn in login.text, f"signed in as another number: {login.text[:500]}"
+        consent = login
+    else:
+        pin_page = http.post(_action(login), data={"req": req, "msisdn": msisdn})
+        pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)
+        assert pin, pin_page.text[:500]
+        consent = http.post(_action(pin_page), data={"req": req, "pin": pin[1]})
     assert 'data-testid="allow"' in consent.text, consent.text[:500]
     decided = http.post(_action(consent), data={"req": req, "decision": decision})
     assert decided.status_code == 302, decided.text[:500]
     callback_url = decided.headers["Location"]
     if not follow_callback:
-        return Walk(decided, callback_url, pin[1])
-    return Walk(http.get(callback_url), callback_url, pin[1])
+        return Walk(decided, callback_url, pin[1] if pin else None)
+    return Walk(http.get(callback_url), callback_url, pin[1] if pin else None)
 
 
 def query_of(url: str) -> dict[str, list[str]]:

@@ -197,9 +197,10 @@ def test_consent_still_verifies_after_the_signing_key_rotates(
     assert walk_consent(http, start_url(stack), msisdn=new_msisdn()).final.status_code == 200
     # When the identity server rotates its key without notice (old key withdrawn at once)
     httpx.post(f"{stack.sim.http_url}/_admin/rotate-keys", json={"keep_previous": False}, timeout=5)
-    # Then the next consent still verifies (unknown kid -> JWKS refetched)
+    # Then the next consent (another subscriber, another browser) still verifies (unknown kid -> refetch)
     msisdn = new_msisdn()
-    walk = walk_consent(http, start_url(stack), msisdn=msisdn)
+    with httpx.Client(timeout=10) as other_browser:
+        walk = walk_consent(other_browser, start_url(stack), msisdn=msisdn)
     assert walk.final.status_code == 200, walk.final.text
     assert stack.raw_subscriber(msisdn) is not None
 
