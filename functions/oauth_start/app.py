@@ -1,7 +1,8 @@
 """`GET /oauth/start?msisdn=...&return_to=...`: begin a subscriber's consent (HTTP API, payload 2.0).
 
-Thin: read the two optional parameters, ask `sipreg.consent` for the authorization URL, answer
-302 there (or a 400 page naming the bad parameter). The logic lives in `sipreg.consent`.
+Thin: read the two optional parameters and the browser-binding cookie, ask `sipreg.consent` for
+the authorization URL, answer 302 there setting the cookie (or a 400 page naming the bad
+parameter). The logic lives in `sipreg.consent`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
-from sipreg.consent import BadRequestError, ConsentFlow, consent_flow
+from sipreg.consent import BadRequestError, ConsentFlow, browser_cookie, browser_from_cookies, consent_flow
 from sipreg.observability import logger
 
 app = APIGatewayHttpResolver()
@@ -37,9 +38,15 @@ def _unexpected(error: Exception) -> Response[str]:
 def start() -> Response[str]:
     query = app.current_event.query_string_parameters or {}
     flow: ConsentFlow = app.context["flow"]
-    url = flow.start(msisdn=query.get("msisdn") or None, return_to=query.get("return_to") or None)
+    started = flow.start(
+        msisdn=query.get("msisdn") or None,
+        return_to=query.get("return_to") or None,
+        browser=browser_from_cookies(app.current_event.cookies),
+    )
     return Response(
-        302, headers={"Location": url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        302,
+        headers={"Location": started.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        cookies=[browser_cookie(started.browser, secure=flow.secure_cookies)],
     )
 
 

@@ -43,6 +43,8 @@ class SubscriberRecord(BaseModel):
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
     refresh_lease_until: float | None = None  # epoch seconds; a refresh is in flight until then
+    # The identity server granted no refresh token: the consent ends with its access token.
+    refresh_token_missing: bool = False
     updated_at: datetime
     version: int = 0
 
