@@ -249,7 +249,7 @@ def query_of(url: str) -> dict[str, list[str]]:
 def _form_action(page: httpx.Response) -> str:
     found = re.search(r'<form[^>]*\saction="([^"]+)"', page.text)
     assert found, f"no form on {page.url}"
-    return urljoin(str(page.url), found[1])
+    return urljoin(str(page.url), str(found[1]))
 
 
 def walk_certified_consent(
