@@ -253,10 +253,11 @@ def _form_action(page: httpx.Response) -> str:
 
 
 def walk_certified_consent(
-    http: httpx.Client, start_url: str, *, msisdn: str, decision: str = "allow"
+    http: httpx.Client, start_url: str, *, msisdn: str, decision: str = "allow", follow_callback: bool = True
 ) -> httpx.Response:
     """The certified provider's devInteractions pages over HTTP: login (the MSISDN, any password)
-    unless this browser is signed in, then consent (Continue) or Cancel; returns sipreg's answer."""
+    unless this browser is signed in, then consent (Continue) or Cancel; returns sipreg's answer,
+    or with `follow_callback=False` the provider's last redirect (its Location: the callback)."""
     page = http.get(start_url, follow_redirects=True)
     assert page.status_code == 200, page.text[:500]
     if 'name="prompt" value="login"' in page.text:
@@ -264,7 +265,15 @@ def walk_certified_consent(
         page = http.post(_form_action(page), data=form, follow_redirects=True)
     assert 'name="prompt" value="consent"' in page.text, page.text[:500]
     if decision == "allow":
-        return http.post(_form_action(page), data={"prompt": "consent"}, follow_redirects=True)
-    abort = re.search(r'href="([^"]+/abort)"', page.text)
-    assert abort, page.text[:500]
-    return http.get(urljoin(str(page.url), abort[1]), follow_redirects=True)
+        answer = http.post(_form_action(page), data={"prompt": "consent"})
+    else:
+        abort = re.search(r'href="([^"]+/abort)"', page.text)
+        assert abort, page.text[:500]
+        answer = http.get(urljoin(str(page.url), abort[1]))
+    callback = start_url.split("/oauth/start", 1)[0] + "/oauth/callback"
+    while answer.is_redirect:  # through the provider's own redirects, up to the one back to sipreg
+        location = urljoin(str(answer.url), answer.headers["location"])
+        if location.startswith(callback) and not follow_callback:
+            return answer
+        answer = http.get(location)
+    return answer
