@@ -13,7 +13,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
-from sipreg.consent import BadRequestError, ConsentFlow, browser_cookie, browser_from_cookies, consent_flow
+from sipreg.consent import (
+    BadRequestError,
+    ConsentFlow,
+    RefusalReason,
+    browser_cookie,
+    browser_from_cookies,
+    consent_flow,
+)
+from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
 from sipreg.observability import logger
 
 app = APIGatewayHttpResolver()
@@ -26,6 +34,19 @@ def _html(page: pages.Page) -> Response[str]:
 @app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]  # powertools leaves it untyped
 def _bad_request(error: BadRequestError) -> Response[str]:
     return _html(pages.bad_request(error.field, error.message))
+
+
+@app.exception_handler(IdentityServerUnavailableError)  # type: ignore[untyped-decorator]
+def _identity_server_down(error: IdentityServerUnavailableError) -> Response[str]:
+    logger.warning("identity server unavailable at start: %s", error)
+    return _html(pages.refused(RefusalReason.IDENTITY_SERVER_DOWN))
+
+
+@app.exception_handler(IdentityServerRejectedError)  # type: ignore[untyped-decorator]
+def _identity_server_unusable(error: IdentityServerRejectedError) -> Response[str]:
+    # e.g. its discovery document names another issuer: the operator must fix the configuration
+    logger.error("identity server not usable: %s", error)
+    return _html(pages.refused(RefusalReason.CLIENT_REFUSED))
 
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]

@@ -19,6 +19,7 @@ from sipreg.consent import (
     Refused,
     Started,
 )
+from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
 from tests.lambda_support import LambdaContext, load_function
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,3 +186,19 @@ def test_a_lasting_consent_counts_as_granted_with_a_refresh_token(capsys: pytest
     assert "short time only" not in answer["body"]
     (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert (emf["ConsentsGranted"], emf["ConsentsWithoutRefreshToken"]) == ([1.0], [0.0])
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "words"),
+    [
+        (IdentityServerUnavailableError("discovery: ConnectError"), 503, "cannot be reached"),
+        (IdentityServerRejectedError("issuer_mismatch", "names issuer 'x'"), 502, "not set up correctly"),
+    ],
+)
+def test_start_when_the_identity_server_is_down_or_unusable_gets_a_page_saying_so(
+    error: Exception, status: int, words: str
+) -> None:
+    answer = START.lambda_handler(event("start"), LambdaContext(), flow=FakeFlow(error=error))
+    assert answer["statusCode"] == status
+    assert words in answer["body"]
+    assert "names issuer" not in answer["body"]
