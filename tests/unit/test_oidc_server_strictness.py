@@ -49,6 +49,13 @@ class Server:
         self.http: FlaskClient = app.test_client()
         self.verifier = secrets.token_urlsafe(48)
 
+    def other_browser(self) -> Server:
+        """The same identity server, seen from another browser (no cookies)."""
+        other = Server.__new__(Server)
+        other.sim, other.verifier = self.sim, self.verifier
+        other.http = self.http.application.test_client()
+        return other
+
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.http.get(path, **kwargs)
 
@@ -415,10 +422,7 @@ def test_a_renewed_consent_in_the_same_session_shares_the_grant_so_revoking_the_
 
 def test_another_browser_gets_a_grant_of_its_own(server: Server) -> None:
     first = server.exchange(server.authorize()["code"][0]).json
-    other_browser = Server.__new__(Server)
-    other_browser.__dict__.update(server.__dict__)
-    other_browser.http = server.http.application.test_client()
-    second = server.exchange(other_browser.authorize(state="st-2")["code"][0]).json
+    second = server.exchange(server.other_browser().authorize(state="st-2")["code"][0]).json
     server.post("/oauth2/revoke", data={"token": first["refresh_token"]}, headers=basic())
     assert server.sim.tokens.lookup(second["access_token"]) is not None
     assert "access_token" in refresh(server, second["refresh_token"]).json
