@@ -5,15 +5,16 @@ person would."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import boto3
 import httpx
@@ -21,6 +22,7 @@ import httpx
 from devstack.certified_idp import CertifiedIdp
 from devstack.host.local_host import LocalHost
 from devstack.wg2sim.process import Wg2simProcess
+from sipreg import signing
 from sipreg.cipher import KmsCipher
 from sipreg.config import TokenSettings
 from tests.events_api_support import events_queue_like
@@ -28,6 +30,7 @@ from tests.events_api_support import events_queue_like
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 REGION = "eu-west-1"
 RETURN_TO = "https://crm.example/consent-done"
+WEBHOOK_SECRET = "consent-tests-webhook-secret"  # signs status API requests in these stacks
 
 
 @dataclass
@@ -101,6 +104,14 @@ class BaseConsentStack:
     def function_logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*")))
 
+    def status(self, msisdn: str) -> httpx.Response:
+        """The status API's answer for the number (`GET /v1/registrations/{msisdn}`, signed)."""
+        return httpx.get(
+            f"{self.api_url}/v1/registrations/{quote(msisdn)}",
+            headers={signing.HEADER: signing.sign(b"", WEBHOOK_SECRET)},
+            timeout=10,
+        )
+
     def stored_tokens(self, msisdn: str) -> tuple[str | None, str | None]:
         """The subscriber's access and refresh tokens, decrypted (None where none is stored)."""
         item = self.raw_subscriber(msisdn)
@@ -136,7 +147,9 @@ def _local_host(
     identity_url: str,
     register: Callable[[str, str, str], None],
     log_dir: Path,
-    **parameters: str,
+    *,
+    consent_env: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[LocalHost, str, str, str]]:
     """template.yaml on the local host, pointed at the identity server, with a client registered."""
     client_id = f"sipreg-{uuid.uuid4().hex[:8]}"
@@ -151,10 +164,16 @@ def _local_host(
             "IdentityServerUrl": identity_url,
             "ClientId": client_id,
             "ConsentReturnToAllowlist": RETURN_TO,
-            **parameters,
+            **(parameters or {}),
         },
-        secret_values={"OAuthClientSecret": client_secret},
-        function_env_overrides={"OAuthCallbackFunction": {"EVENTS_QUEUE_URL": queue_url}},
+        secret_values={
+            "OAuthClientSecret": client_secret,
+            "WebhookSecret": json.dumps({"current": WEBHOOK_SECRET, "previous": []}),
+        },
+        function_env_overrides={
+            "OAuthStartFunction": dict(consent_env or {}),
+            "OAuthCallbackFunction": {**(consent_env or {}), "EVENTS_QUEUE_URL": queue_url},
+        },
         log_dir=log_dir,
         sqs_wait_seconds=1,
     )
@@ -165,13 +184,17 @@ def _local_host(
 
 
 @contextmanager
-def consent_stack(endpoint: str, sim: Wg2simProcess, log_dir: Path) -> Iterator[ConsentStack]:
-    """template.yaml on the local host, pointed at `sim`, with a client registered there."""
+def consent_stack(
+    endpoint: str, sim: Wg2simProcess, log_dir: Path, *, consent_env: Mapping[str, str] | None = None
+) -> Iterator[ConsentStack]:
+    """template.yaml on the local host, pointed at `sim`, with a client registered there
+    (`consent_env`: extra environment of the two consent functions, e.g. SCOPES)."""
 
     def register(client_id: str, secret: str, redirect_uri: str) -> None:
         register_client(sim, client_id, secret, redirect_uri)
 
-    with _local_host(endpoint, sim.http_url, register, log_dir) as (host, client_id, secret, queue):
+    with _local_host(endpoint, sim.http_url, register, log_dir, consent_env=consent_env) as running:
+        host, client_id, secret, queue = running
         yield ConsentStack(host, sim.http_url, endpoint, client_id, secret, log_dir, queue, sim)
 
 
@@ -180,7 +203,7 @@ def certified_consent_stack(
     endpoint: str, idp: CertifiedIdp, log_dir: Path, **parameters: str
 ) -> Iterator[CertifiedConsentStack]:
     """template.yaml on the local host, pointed at the certified provider, a client registered there."""
-    with _local_host(endpoint, idp.issuer, idp.register_client, log_dir, **parameters) as running:
+    with _local_host(endpoint, idp.issuer, idp.register_client, log_dir, parameters=parameters) as running:
         host, client_id, secret, queue = running
         yield CertifiedConsentStack(host, idp.issuer, endpoint, client_id, secret, log_dir, queue, idp)
 

@@ -1,14 +1,15 @@
 """Given an identity server that grants no refresh token (the consent's token response has none,
-as when a provider ignores offline_access), sipreg stores the consent marked so, and once its
-access token is due the worker records the subscriber's registrations `awaiting_consent` with
-the reason, without calling the core or the identity server. Real worker, moto server, wg2sim
-with a fast clock (its access tokens live one real second)."""
+as when a provider ignores offline_access), sipreg stores the consent marked so, counts it, shows
+it in the status API, and once its access token is due the worker records the subscriber's
+registrations `awaiting_consent` with the reason, without calling the core or the identity
+server. Real functions on the local host, real worker, moto server, wg2sim processes."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.models import ApiVersion
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import CONSENT_ENDED_WITHOUT_REFRESH, SERVICE_SCOPES
-from tests.consent_support import query_of, walk_consent
+from tests.consent_support import ConsentStack, consent_stack, query_of, walk_consent
 from tests.unit.worker_fakes import upsert
 from tests.worker_support import Rig, build_rig
 
@@ -25,9 +26,51 @@ PBX = "sips:pbx.acme.example"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
+WITHOUT_OFFLINE_ACCESS = f"openid phone {SERVICE_SCOPES[ApiVersion.V0]}"
+
+
 @pytest.fixture
 def rig(aws: str, wg2sim_fast: Wg2simProcess) -> Iterator[Rig]:
     yield build_rig(aws, wg2sim_fast)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    moto_endpoint: str, wg2sim: Wg2simProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ConsentStack]:
+    """The consent functions asking for no offline access: the identity server grants no refresh token."""
+    logs = tmp_path_factory.mktemp("no-refresh-logs")
+    with consent_stack(
+        moto_endpoint, wg2sim, logs, consent_env={"SCOPES": WITHOUT_OFFLINE_ACCESS}
+    ) as running:
+        yield running
+
+
+def test_the_consent_is_stored_marked_counted_and_shown_by_the_status_api(
+    stack: ConsentStack, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    with httpx.Client(timeout=10) as browser:
+        walk = walk_consent(
+            browser, f"{stack.api_url}/oauth/start?{urlencode({'msisdn': msisdn})}", msisdn=msisdn
+        )
+    # Then the subscriber is told it is short-lived
+    assert walk.final.status_code == 200
+    assert "short time only" in walk.final.text
+    # And the record says so: an access token, no refresh token
+    item = stack.raw_subscriber(msisdn)
+    assert item is not None
+    assert item["refresh_token_missing"] == {"BOOL": True}
+    assert "access_token_ciphertext" in item
+    assert "refresh_token_ciphertext" not in item
+    # And the callback counted it (an EMF metric in its log)
+    assert '"ConsentsWithoutRefreshToken":[1.0]' in stack.function_logs().replace(" ", "")
+    # And the status API shows it
+    answer = stack.status(msisdn)
+    assert answer.status_code == 200, answer.text
+    (noted,) = [e for e in answer.json()["events"] if e["event_type"] == "subscriber.consented"]
+    assert noted["outcome"] == "consented_without_refresh_token"
+    assert "no refresh token" in noted["reason"]
 
 
 def consent_without_refresh_token(rig: Rig, msisdn: str) -> None:

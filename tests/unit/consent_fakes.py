@@ -186,9 +186,22 @@ class FakeStates:
 class FakeEvents:
     def __init__(self) -> None:
         self.consented_msisdns: list[str] = []
+        self.event_ids: list[str] = []
 
-    def consented(self, msisdn: str) -> None:
+    def consented(self, msisdn: str, *, event_id: str) -> None:
         self.consented_msisdns.append(msisdn)
+        self.event_ids.append(event_id)
+
+
+class FakeNotes:
+    def __init__(self) -> None:
+        self.notes: list[tuple[str, str, bool]] = []
+        self.fail_with: Exception | None = None
+
+    def note(self, msisdn: str, *, event_id: str, refresh_token: bool) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.notes.append((msisdn, event_id, refresh_token))
 
 
 UNAVAILABLE = IdentityServerUnavailableError("token: ConnectError")

@@ -30,6 +30,7 @@ from tests.unit.consent_fakes import (
     FakeCipher,
     FakeEvents,
     FakeIdentityServer,
+    FakeNotes,
     FakeStates,
     FakeSubscribers,
 )
@@ -48,6 +49,7 @@ class Parts:
     store: FakeSubscribers
     identity: FakeIdentityServer
     events: FakeEvents
+    notes: FakeNotes
     flow: ConsentFlow
 
     browser: str | None = None  # the binding cookie the last start gave this browser
@@ -97,7 +99,7 @@ class Parts:
 @pytest.fixture
 def parts() -> Parts:
     clock = Clock()
-    states, store, events = FakeStates(), FakeSubscribers(), FakeEvents()
+    states, store, events, notes = FakeStates(), FakeSubscribers(), FakeEvents(), FakeNotes()
     identity = FakeIdentityServer(clock)
     identity.keys = dict(KeySet([KEY]).as_dict(private=False))
     tokens = TokenService(
@@ -111,9 +113,10 @@ def parts() -> Parts:
         events=events,
         scopes=("openid", "phone", "offline_access", "call.routing:write"),
         return_to_allowlist=ALLOWED,
+        notes=notes,
         clock=clock,
     )
-    return Parts(clock, states, store, identity, events, flow)
+    return Parts(clock, states, store, identity, events, notes, flow)
 
 
 # --- start --------------------------------------------------------------------------------------
@@ -350,4 +353,24 @@ def test_a_consent_without_a_refresh_token_is_stored_and_says_so(parts: Parts) -
     stored = parts.store.records[MSISDN]
     assert stored.refresh_token_missing is True
     assert stored.refresh_token_ciphertext is None
+    assert parts.events.consented_msisdns == [MSISDN]
+
+
+def test_each_consent_is_noted_under_its_announcements_id(parts: Parts) -> None:
+    _, record = parts.started()
+    parts.callback({"code": parts.issue_code(record), "state": record.state})
+    parts.states.items.clear()
+    _, record = parts.started()
+    parts.callback({"code": parts.issue_code(record, refresh_token=False), "state": record.state})
+    assert parts.notes.notes == [
+        (MSISDN, parts.events.event_ids[0], True),
+        (MSISDN, parts.events.event_ids[1], False),
+    ]
+
+
+def test_a_note_that_cannot_be_written_does_not_undo_the_consent(parts: Parts) -> None:
+    parts.notes.fail_with = RuntimeError("ProvisionedThroughputExceeded")
+    _, record = parts.started()
+    outcome = parts.callback({"code": parts.issue_code(record), "state": record.state})
+    assert isinstance(outcome, Consented)
     assert parts.events.consented_msisdns == [MSISDN]

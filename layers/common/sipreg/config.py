@@ -116,6 +116,8 @@ class ConsentSettings(TokenSettings):
     # Space-separated; empty means the default for the API version (see sipreg.tokens).
     scopes: Annotated[tuple[str, ...], BeforeValidator(_split(None))] = Field((), alias="SCOPES")
     events_queue_url: str | None = Field(None, alias="EVENTS_QUEUE_URL", min_length=1)
+    # Where the callback notes each consent (the status API shows it); empty: not noted.
+    event_log_table: str | None = Field(None, alias="EVENT_LOG_TABLE", min_length=3)
 
 
 class WorkerSettings(_FromEnv):

@@ -132,7 +132,49 @@ CallbackOutcome = Consented | Declined | Refused
 class ConsentEvents(Protocol):
     """Announces a new consent (the queue in production; a list in unit tests)."""
 
-    def consented(self, msisdn: str) -> None: ...
+    def consented(self, msisdn: str, *, event_id: str) -> None: ...
+
+
+class ConsentNotes(Protocol):
+    """Notes a stored consent where operators look (the event log: the status API shows it)."""
+
+    def note(self, msisdn: str, *, event_id: str, refresh_token: bool) -> None: ...
+
+
+CONSENTED = "consented"
+CONSENTED_WITHOUT_REFRESH_TOKEN = "consented_without_refresh_token"  # noqa: S105  # an outcome name
+
+
+class EventLogConsentNotes:
+    """One event-log line per consent, under the id of its `subscriber.consented` event."""
+
+    def __init__(self, table_name: str) -> None:
+        from sipreg.store.event_log import EventLog  # noqa: PLC0415  # boto3 only when used
+
+        self._log = EventLog(table_name)
+
+    def note(self, msisdn: str, *, event_id: str, refresh_token: bool) -> None:
+        from sipreg.events import EventType  # noqa: PLC0415
+        from sipreg.store.event_log import EventLogEntry  # noqa: PLC0415
+
+        self._log.append(
+            EventLogEntry(
+                msisdn=msisdn,
+                event_id=event_id,
+                event_type=EventType.SUBSCRIBER_CONSENTED.value,
+                outcome=CONSENTED if refresh_token else CONSENTED_WITHOUT_REFRESH_TOKEN,
+                reason=None
+                if refresh_token
+                else "the identity server granted no refresh token: this consent ends with its "
+                "access token (about an hour), then the subscriber must consent again",
+                recorded_at=datetime.now(UTC),
+            )
+        )
+
+
+class _NoNotes:
+    def note(self, msisdn: str, *, event_id: str, refresh_token: bool) -> None:
+        return None
 
 
 class QueueConsentEvents:
@@ -144,11 +186,11 @@ class QueueConsentEvents:
         self._queue = EventQueue(queue_url)
         self._source = source
 
-    def consented(self, msisdn: str) -> None:
+    def consented(self, msisdn: str, *, event_id: str) -> None:
         from sipreg.events import ConsentedEvent, EventType  # noqa: PLC0415
 
         event = ConsentedEvent(
-            id=f"consented-{uuid.uuid4().hex}",
+            id=event_id,
             type=EventType.SUBSCRIBER_CONSENTED,
             msisdn=msisdn,
             occurred_at=datetime.now(UTC),
@@ -236,11 +278,13 @@ class ConsentFlow:
         events: ConsentEvents,
         scopes: tuple[str, ...],
         return_to_allowlist: tuple[str, ...] = (),
+        notes: ConsentNotes | None = None,
         issuer: str | None = None,
         secure_cookies: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._issuer = issuer  # None: the ID-token verifier's (they are the same in production)
+        self._notes = notes or _NoNotes()
         self._states = states
         self._tokens = tokens
         self._identity = identity
@@ -372,7 +416,12 @@ class ConsentFlow:
             return Refused(RefusalReason.NO_PHONE_NUMBER)
         subject = claims.get("sub")
         self._tokens.record_consent(msisdn, answer, subject=subject if isinstance(subject, str) else None)
-        self._events.consented(msisdn)
+        event_id = f"consented-{uuid.uuid4().hex}"
+        self._events.consented(msisdn, event_id=event_id)
+        try:
+            self._notes.note(msisdn, event_id=event_id, refresh_token=bool(answer.refresh_token))
+        except Exception as error:  # the consent is stored and announced: a lost note must not undo that
+            logger.warning("could not note the consent in the event log: %s", type(error).__name__)
         logger.info("consent stored for %s", mask_msisdn(msisdn))
         return Consented(msisdn=msisdn, return_to=pending.return_to, refresh_token=bool(answer.refresh_token))
 
@@ -453,7 +502,7 @@ def _url_parts(url: str) -> tuple[str, str, str] | None:
 class _NoAnnouncements:
     """For the start function, which never announces anything (and so needs no queue)."""
 
-    def consented(self, msisdn: str) -> None:
+    def consented(self, msisdn: str, *, event_id: str) -> None:
         raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")
 
 
@@ -481,6 +530,7 @@ def build_consent_flow(
         events=events,
         scopes=settings.scopes or default_user_scopes(settings.api_version),
         return_to_allowlist=settings.return_to_allowlist,
+        notes=EventLogConsentNotes(settings.event_log_table) if settings.event_log_table else None,
         issuer=settings.oidc_issuer,
         # Secure cookies are not sent over plain http: only a local stack's callback is http.
         secure_cookies=settings.callback_url.startswith("https://"),
