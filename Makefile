@@ -15,7 +15,7 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv aws-engine proto browser test unit integration e2e lint demo bench build clean
+.PHONY: help venv aws-engine proto browser idp test unit integration e2e lint demo bench build clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
@@ -69,16 +69,27 @@ proto: $(PROTO_STAMP)
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: $(PROTO_STAMP) browser $(AWS_STAMP)
+# The certified OpenID provider the consent tests also run against (oidc-provider from npm, exact
+# versions from the committed package-lock.json; Node.js 20 or later).
+IDP_DIR := devstack/certified_idp
+IDP_STAMP := $(IDP_DIR)/node_modules/.installed
+$(IDP_STAMP): $(IDP_DIR)/package.json $(IDP_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20+ (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd $(IDP_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+idp: $(IDP_STAMP)
+
+test: $(PROTO_STAMP) browser $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q
 
 unit: $(PROTO_STAMP)
 	$(PY) -m pytest -q tests/unit
 
-integration: $(PROTO_STAMP) $(AWS_STAMP)
+integration: $(PROTO_STAMP) $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q tests/integration
 
-e2e: $(PROTO_STAMP) browser $(AWS_STAMP)
+e2e: $(PROTO_STAMP) browser $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q tests/e2e
 
 lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
@@ -108,4 +119,4 @@ demo: $(PROTO_STAMP) $(AWS_STAMP)
 	$(PY) -m devstack.demo
 
 clean:
-	rm -rf $(VENV) $(AWS_VENV) $(PROTO_OUT)/wgtwo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(AWS_VENV) $(PROTO_OUT)/wgtwo .mypy_cache .ruff_cache .pytest_cache $(IDP_DIR)/node_modules

@@ -7,6 +7,7 @@
 
 Forms are read and submitted as a browser would (hidden fields kept, the pressed button's
 name/value added); the PIN is read from the emulator's page, where wg2sim shows what it "sent".
+A browser that is signed in at the identity server already goes straight to its consent page.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class _Page(HTMLParser):
             self._open.append((tag, testid))
             self.texts.setdefault(testid, "")
 
+    def buttons(self) -> set[str]:
+        return {testid for form in self.forms for testid in form.buttons}
+
     def handle_endtag(self, tag: str) -> None:
         if tag == "h1":
             self._in_h1 = False
@@ -101,11 +105,14 @@ def walk_consent(browser: httpx.Client, start_url: str, msisdn: str, *, decision
     sign_in = browser.get(start_url, follow_redirects=True)
     if sign_in.status_code != 200:
         raise WalkError(f"the consent link answered {sign_in.status_code}: {_Page(sign_in.text).heading!r}")
-    pin_page = _submit(browser, sign_in, {"msisdn": msisdn}, "send-pin")
-    pin = _Page(pin_page.text).texts.get("sent-pin", "").strip()
-    if not pin:
-        raise WalkError(f"no PIN shown after submitting the number ({_Page(pin_page.text).heading!r})")
-    consent = _submit(browser, pin_page, {"pin": pin}, "verify-pin")
+    if "allow" in _Page(sign_in.text).buttons():  # signed in already in this browser: consent at once
+        consent = sign_in
+    else:
+        pin_page = _submit(browser, sign_in, {"msisdn": msisdn}, "send-pin")
+        pin = _Page(pin_page.text).texts.get("sent-pin", "").strip()
+        if not pin:
+            raise WalkError(f"no PIN shown after submitting the number ({_Page(pin_page.text).heading!r})")
+        consent = _submit(browser, pin_page, {"pin": pin}, "verify-pin")
     scopes = [
         line.strip() for line in _Page(consent.text).texts.get("scopes", "").splitlines() if line.strip()
     ]

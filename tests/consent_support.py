@@ -1,36 +1,42 @@
 """The consent stack for integration and e2e tests: template.yaml's functions on the local host
-(moto server behind them), a wg2sim process as the identity server, and a form-submitting HTTP
-client that walks the sign-in pages like a person would."""
+(moto server behind them), a wg2sim process or the certified provider (`devstack.certified_idp`)
+as the identity server, and form-submitting HTTP clients that walk the sign-in pages like a
+person would."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import boto3
 import httpx
 
+from devstack.certified_idp import CertifiedIdp
 from devstack.host.local_host import LocalHost
 from devstack.wg2sim.process import Wg2simProcess
+from sipreg import signing
+from sipreg.cipher import KmsCipher
 from sipreg.config import TokenSettings
 from tests.events_api_support import events_queue_like
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 REGION = "eu-west-1"
 RETURN_TO = "https://crm.example/consent-done"
+WEBHOOK_SECRET = "consent-tests-webhook-secret"  # signs status API requests in these stacks
 
 
 @dataclass
-class ConsentStack:
+class BaseConsentStack:
     host: LocalHost
-    sim: Wg2simProcess
+    identity_url: str  # IdentityServerUrl: wg2sim's, or the certified provider's issuer
     endpoint: str
     client_id: str
     client_secret: str
@@ -61,7 +67,7 @@ class ConsentStack:
     def env(self, **extra: str) -> dict[str, str]:
         """TokenSettings' variables as the template gives them to the functions."""
         return {
-            "IDENTITY_SERVER_URL": self.sim.http_url,
+            "IDENTITY_SERVER_URL": self.identity_url,
             "CLIENT_ID": self.client_id,
             "CLIENT_SECRET_ARN": self.ref("OAuthClientSecret"),
             "SUBSCRIBERS_TABLE": self.subscribers_table,
@@ -98,6 +104,33 @@ class ConsentStack:
     def function_logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*")))
 
+    def status(self, msisdn: str) -> httpx.Response:
+        """The status API's answer for the number (`GET /v1/registrations/{msisdn}`, signed)."""
+        return httpx.get(
+            f"{self.api_url}/v1/registrations/{quote(msisdn)}",
+            headers={signing.HEADER: signing.sign(b"", WEBHOOK_SECRET)},
+            timeout=10,
+        )
+
+    def stored_tokens(self, msisdn: str) -> tuple[str | None, str | None]:
+        """The subscriber's access and refresh tokens, decrypted (None where none is stored)."""
+        item = self.raw_subscriber(msisdn)
+        assert item is not None
+        cipher = KmsCipher(self.ref("DataKey", "Arn"), client=self.aws("kms"))
+        found = [item.get(name) for name in ("access_token_ciphertext", "refresh_token_ciphertext")]
+        access, refresh = (cipher.decrypt(v["B"], msisdn=msisdn) if v else None for v in found)
+        return access, refresh
+
+
+@dataclass
+class ConsentStack(BaseConsentStack):
+    sim: Wg2simProcess
+
+
+@dataclass
+class CertifiedConsentStack(BaseConsentStack):
+    idp: CertifiedIdp
+
 
 def register_client(sim: Wg2simProcess, client_id: str, secret: str, redirect_uri: str) -> None:
     answer = httpx.post(
@@ -109,8 +142,16 @@ def register_client(sim: Wg2simProcess, client_id: str, secret: str, redirect_ur
 
 
 @contextmanager
-def consent_stack(endpoint: str, sim: Wg2simProcess, log_dir: Path) -> Iterator[ConsentStack]:
-    """template.yaml on the local host, pointed at `sim`, with a client registered there."""
+def _local_host(
+    endpoint: str,
+    identity_url: str,
+    register: Callable[[str, str, str], None],
+    log_dir: Path,
+    *,
+    consent_env: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
+) -> Iterator[tuple[LocalHost, str, str, str]]:
+    """template.yaml on the local host, pointed at the identity server, with a client registered."""
     client_id = f"sipreg-{uuid.uuid4().hex[:8]}"
     client_secret = secrets.token_urlsafe(24)
     queue_url = events_queue_like(endpoint)
@@ -120,19 +161,51 @@ def consent_stack(endpoint: str, sim: Wg2simProcess, log_dir: Path) -> Iterator[
         region=REGION,
         stack_name=f"cs{uuid.uuid4().hex[:8]}",
         parameter_overrides={
-            "IdentityServerUrl": sim.http_url,
+            "IdentityServerUrl": identity_url,
             "ClientId": client_id,
             "ConsentReturnToAllowlist": RETURN_TO,
+            **(parameters or {}),
         },
-        secret_values={"OAuthClientSecret": client_secret},
-        function_env_overrides={"OAuthCallbackFunction": {"EVENTS_QUEUE_URL": queue_url}},
+        secret_values={
+            "OAuthClientSecret": client_secret,
+            "WebhookSecret": json.dumps({"current": WEBHOOK_SECRET, "previous": []}),
+        },
+        function_env_overrides={
+            "OAuthStartFunction": dict(consent_env or {}),
+            "OAuthCallbackFunction": {**(consent_env or {}), "EVENTS_QUEUE_URL": queue_url},
+        },
         log_dir=log_dir,
         sqs_wait_seconds=1,
     )
     with host:
         assert host.api_url
-        register_client(sim, client_id, client_secret, f"{host.api_url}/oauth/callback")
-        yield ConsentStack(host, sim, endpoint, client_id, client_secret, log_dir, queue_url)
+        register(client_id, client_secret, f"{host.api_url}/oauth/callback")
+        yield host, client_id, client_secret, queue_url
+
+
+@contextmanager
+def consent_stack(
+    endpoint: str, sim: Wg2simProcess, log_dir: Path, *, consent_env: Mapping[str, str] | None = None
+) -> Iterator[ConsentStack]:
+    """template.yaml on the local host, pointed at `sim`, with a client registered there
+    (`consent_env`: extra environment of the two consent functions, e.g. SCOPES)."""
+
+    def register(client_id: str, secret: str, redirect_uri: str) -> None:
+        register_client(sim, client_id, secret, redirect_uri)
+
+    with _local_host(endpoint, sim.http_url, register, log_dir, consent_env=consent_env) as running:
+        host, client_id, secret, queue = running
+        yield ConsentStack(host, sim.http_url, endpoint, client_id, secret, log_dir, queue, sim)
+
+
+@contextmanager
+def certified_consent_stack(
+    endpoint: str, idp: CertifiedIdp, log_dir: Path, **parameters: str
+) -> Iterator[CertifiedConsentStack]:
+    """template.yaml on the local host, pointed at the certified provider, a client registered there."""
+    with _local_host(endpoint, idp.issuer, idp.register_client, log_dir, parameters=parameters) as running:
+        host, client_id, secret, queue = running
+        yield CertifiedConsentStack(host, idp.issuer, endpoint, client_id, secret, log_dir, queue, idp)
 
 
 # --- a person at a browser, as an HTTP client -----------------------------------------------------
@@ -167,22 +240,63 @@ def walk_consent(
     decision: str = "allow",
     follow_callback: bool = True,
 ) -> Walk:
-    """GET start_url, follow to the identity server, submit number, PIN and the decision."""
+    """GET start_url, follow to the identity server, submit number, PIN and the decision.
+
+    `http` is one browser: its cookies (sipreg's flow binding, the identity server's session) are
+    kept, so a second walk in it is signed in already and goes straight to the consent page."""
     login = http.get(start_url, follow_redirects=True)
     assert login.status_code == 200, login.text[:500]
     req = _hidden(login, "req")
-    pin_page = http.post(_action(login), data={"req": req, "msisdn": msisdn})
-    pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)
-    assert pin, pin_page.text[:500]
-    consent = http.post(_action(pin_page), data={"req": req, "pin": pin[1]})
+    pin: re.Match[str] | None = None
+    if 'data-testid="allow"' in login.text:  # this browser is signed in already: consent at once
+        assert msisdn in login.text, f"signed in as another number: {login.text[:500]}"
+        consent = login
+    else:
+        pin_page = http.post(_action(login), data={"req": req, "msisdn": msisdn})
+        pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)
+        assert pin, pin_page.text[:500]
+        consent = http.post(_action(pin_page), data={"req": req, "pin": pin[1]})
     assert 'data-testid="allow"' in consent.text, consent.text[:500]
     decided = http.post(_action(consent), data={"req": req, "decision": decision})
     assert decided.status_code == 302, decided.text[:500]
     callback_url = decided.headers["Location"]
     if not follow_callback:
-        return Walk(decided, callback_url, pin[1])
-    return Walk(http.get(callback_url), callback_url, pin[1])
+        return Walk(decided, callback_url, pin[1] if pin else None)
+    return Walk(http.get(callback_url), callback_url, pin[1] if pin else None)
 
 
 def query_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
+
+
+def _form_action(page: httpx.Response) -> str:
+    found = re.search(r'<form[^>]*\saction="([^"]+)"', page.text)
+    assert found, f"no form on {page.url}"
+    return urljoin(str(page.url), str(found[1]))
+
+
+def walk_certified_consent(
+    http: httpx.Client, start_url: str, *, msisdn: str, decision: str = "allow", follow_callback: bool = True
+) -> httpx.Response:
+    """The certified provider's devInteractions pages over HTTP: login (the MSISDN, any password)
+    unless this browser is signed in, then consent (Continue) or Cancel; returns sipreg's answer,
+    or with `follow_callback=False` the provider's last redirect (its Location: the callback)."""
+    page = http.get(start_url, follow_redirects=True)
+    assert page.status_code == 200, page.text[:500]
+    if 'name="prompt" value="login"' in page.text:
+        form = {"prompt": "login", "login": msisdn, "password": "any"}
+        page = http.post(_form_action(page), data=form, follow_redirects=True)
+    assert 'name="prompt" value="consent"' in page.text, page.text[:500]
+    if decision == "allow":
+        answer = http.post(_form_action(page), data={"prompt": "consent"})
+    else:
+        abort = re.search(r'href="([^"]+/abort)"', page.text)
+        assert abort, page.text[:500]
+        answer = http.get(urljoin(str(page.url), abort[1]))
+    callback = start_url.split("/oauth/start", 1)[0] + "/oauth/callback"
+    while answer.is_redirect:  # through the provider's own redirects, up to the one back to sipreg
+        location = urljoin(str(answer.url), answer.headers["location"])
+        if location.startswith(callback) and not follow_callback:
+            return answer
+        answer = http.get(location)
+    return answer

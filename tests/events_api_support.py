@@ -184,7 +184,17 @@ def aws_client(endpoint: str, service: str) -> Any:
 
 def template_resource(logical_id: str) -> dict[str, Any]:
     """A resource of template.yaml as written (CloudFormation tags read as plain values)."""
+    resource: dict[str, Any] = _raw_template()["Resources"][logical_id]
+    return resource
 
+
+def template_globals() -> dict[str, Any]:
+    """The template's Globals.Function, as written."""
+    found: dict[str, Any] = _raw_template()["Globals"]["Function"]
+    return found
+
+
+def _raw_template() -> dict[str, Any]:
     class Loader(yaml.SafeLoader):
         pass
 
@@ -196,9 +206,8 @@ def template_resource(logical_id: str) -> dict[str, Any]:
         return {suffix: loader.construct_mapping(node)}  # type: ignore[arg-type]
 
     Loader.add_multi_constructor("!", tagged)
-    template = yaml.load(TEMPLATE.read_text(), Loader=Loader)  # noqa: S506  # SafeLoader subclass
-    resource: dict[str, Any] = template["Resources"][logical_id]
-    return resource
+    template: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=Loader)  # noqa: S506  # SafeLoader subclass
+    return template
 
 
 def events_queue_like(endpoint: str) -> str:

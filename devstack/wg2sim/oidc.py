@@ -1,10 +1,24 @@
 """The emulated operator identity server: OAuth 2.0 + OpenID Connect at WG2's paths, strict.
 
+As strict as an OpenID Certified provider in the ways a client can trip over:
+
+- `offline_access` is honoured only with `prompt=consent` (OIDC Core §11); otherwise no refresh token.
+- A browser session (cookie `wg2sim_session`, set once the PIN is proven) signs the subscriber in
+  for later authorizations, and every authorization of one client in that session adds to the
+  same grant: a new code's tokens belong to the grant the earlier ones do.
+- Revoking one refresh token revokes its whole grant (RFC 7009 §2.1 allows it), so revoking a
+  token that a renewed consent replaced also kills the renewed one's tokens when they share it.
+- The authorization response carries `iss` (RFC 9207), announced in the discovery document.
+- `phone_number` may be left out of the ID token (`--oidc-phone-number-only-in-userinfo`), as
+  certified providers do in the code flow.
+
 A Flask blueprint on the emulator's HTTP app. Its access tokens are the emulator's own
 (`Wg2Sim.tokens`), so the gRPC core accepts them: a user token carries the MSISDN the
 subscriber proved with an SMS PIN, and the scopes granted.
 
     GET  /oauth2/auth              checks the request, then the pages: number -> PIN -> consent
+                                   (signed in already: consent; granted already and no
+                                   prompt=consent: straight back with a code)
     POST /oauth2/token             HTTP Basic client auth; authorization_code (single use, 60 s,
                                    bound to client, redirect URI and PKCE S256 verifier),
                                    refresh_token (rotation; reusing one revokes its family),
@@ -61,7 +75,10 @@ SCOPE_TEXT = {
 }
 CODE_TTL_SECONDS = 60.0
 SIGN_IN_TTL_SECONDS = 600.0
+SESSION_TTL_SECONDS = 8 * 3600.0
+SESSION_COOKIE = "wg2sim_session"
 PIN_ATTEMPTS = 3
+PROMPT_VALUES = frozenset({"none", "login", "consent", "select_account"})
 _VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -130,6 +147,8 @@ def _check_redirect_uri(uri: str) -> None:
 class OidcConfig:
     clients: dict[str, OidcClient] = field(default_factory=lambda: {DEV_CLIENT.client_id: DEV_CLIENT})
     issuer: str | None = None  # None: the base URL the request came to (e.g. http://127.0.0.1:PORT)
+    # False: phone_number only from /userinfo, as certified providers do in the code flow.
+    phone_number_in_id_token: bool = True
 
 
 # --- grants -------------------------------------------------------------------------------------
@@ -147,6 +166,7 @@ class SignIn:
     nonce: str | None
     login_hint: str | None
     started: float
+    prompt: frozenset[str] = frozenset()
     msisdn: str | None = None
     pin: str | None = None
     pin_attempts_left: int = PIN_ATTEMPTS
@@ -155,13 +175,13 @@ class SignIn:
 
 @dataclass
 class Family:
-    """Everything one consent produced: revoking it kills every token in it."""
+    """One grant: what a client holds for one subscriber. Every authorization of that client in
+    the same browser session adds to it; revoking any of its refresh tokens kills all of it."""
 
     family_id: str
     client_id: str
     msisdn: str
-    scopes: tuple[str, ...]
-    nonce: str | None
+    scopes: tuple[str, ...]  # everything granted so far
     auth_time: int
     access_tokens: set[str] = field(default_factory=set)
     refresh_tokens: set[str] = field(default_factory=set)
@@ -169,8 +189,20 @@ class Family:
 
 
 @dataclass
+class BrowserSession:
+    """A signed-in browser (cookie `wg2sim_session`): its number, and its grant per client."""
+
+    msisdn: str
+    auth_time: int
+    started: float
+    grants: dict[str, Family] = field(default_factory=dict)
+
+
+@dataclass
 class Code:
     family: Family
+    scopes: tuple[str, ...]  # what this authorization granted (offline_access only with consent)
+    nonce: str | None
     redirect_uri: str
     code_challenge: str
     issued: float
@@ -180,6 +212,7 @@ class Code:
 @dataclass
 class RefreshToken:
     family: Family
+    scopes: tuple[str, ...]
     used: bool = False
 
 
@@ -199,6 +232,7 @@ class OidcProvider:
         self.config = config
         self._lock = threading.RLock()
         self._sign_ins: dict[str, SignIn] = {}
+        self._sessions: dict[str, BrowserSession] = {}
         self._codes: dict[str, Code] = {}
         self._refresh: dict[str, RefreshToken] = {}
         self._family_of_access: dict[str, Family] = {}
@@ -289,6 +323,16 @@ class OidcProvider:
             raise refuse(
                 "invalid_scope", f"unknown scopes: {' '.join(unknown)}" if unknown else "scope is required"
             )
+        prompt = frozenset((single.get("prompt") or "").split())
+        if prompt - PROMPT_VALUES:
+            raise refuse(
+                "invalid_request", f"unknown prompt value: {' '.join(sorted(prompt - PROMPT_VALUES))}"
+            )
+        if "none" in prompt and len(prompt) > 1:
+            raise refuse("invalid_request", "prompt=none cannot be combined with other values")
+        if OFFLINE in scopes and "consent" not in prompt:
+            # OIDC Core §11: without prompt=consent the OP MUST ignore offline_access.
+            scopes = tuple(scope for scope in scopes if scope != OFFLINE)
         sign_in = SignIn(
             client=client,
             redirect_uri=redirect_uri,
@@ -298,6 +342,7 @@ class OidcProvider:
             nonce=single.get("nonce"),
             login_hint=single.get("login_hint"),
             started=time.monotonic(),
+            prompt=prompt,
         )
         sign_in_id = secrets.token_urlsafe(24)
         with self._lock:
@@ -317,19 +362,68 @@ class OidcProvider:
         with self._lock:
             self._sign_ins.pop(sign_in_id, None)
 
-    def issue_code(self, sign_in: SignIn) -> str:
-        assert sign_in.msisdn is not None
-        family = Family(
-            family_id=secrets.token_hex(12),
-            client_id=sign_in.client.client_id,
-            msisdn=sign_in.msisdn,
-            scopes=sign_in.scopes,
-            nonce=sign_in.nonce,
-            auth_time=int(time.time()),
-        )
-        code = secrets.token_urlsafe(32)
+    # -- browser sessions and grants ----------------------------------------------------------------
+
+    def session(self, session_id: str | None) -> BrowserSession | None:
         with self._lock:
-            self._codes[code] = Code(family, sign_in.redirect_uri, sign_in.code_challenge, time.monotonic())
+            found = self._sessions.get(session_id or "")
+            if found is not None and time.monotonic() - found.started > SESSION_TTL_SECONDS:
+                del self._sessions[session_id or ""]
+                return None
+            return found
+
+    def open_session(self, msisdn: str) -> str:
+        """A new signed-in browser session; the caller sets its id as the session cookie."""
+        session_id = secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions[session_id] = BrowserSession(msisdn, int(time.time()), time.monotonic())
+        return session_id
+
+    def resume(self, sign_in: SignIn, session: BrowserSession | None) -> bool:
+        """Signs the request in from the browser's session, unless it must sign in afresh
+        (`prompt=login`, or a login_hint naming another number)."""
+        if session is None or "login" in sign_in.prompt:
+            return False
+        if sign_in.login_hint and sign_in.login_hint != session.msisdn:
+            return False
+        sign_in.msisdn = session.msisdn
+        sign_in.authenticated = True
+        return True
+
+    def already_granted(self, sign_in: SignIn, session: BrowserSession | None) -> bool:
+        """True when the session's grant covers the request and nothing asks to show consent."""
+        if session is None or "consent" in sign_in.prompt or not sign_in.authenticated:
+            return False
+        grant = session.grants.get(sign_in.client.client_id)
+        return grant is not None and not grant.revoked and set(sign_in.scopes) <= set(grant.scopes)
+
+    def issue_code(self, sign_in: SignIn, session: BrowserSession | None = None) -> str:
+        """A code for the subscriber's grant: the session's grant for this client when there is
+        one (a certified provider reuses it), else a new grant (remembered by the session)."""
+        assert sign_in.msisdn is not None
+        with self._lock:
+            family = session.grants.get(sign_in.client.client_id) if session else None
+            if family is None or family.revoked or family.msisdn != sign_in.msisdn:
+                family = Family(
+                    family_id=secrets.token_hex(12),
+                    client_id=sign_in.client.client_id,
+                    msisdn=sign_in.msisdn,
+                    scopes=sign_in.scopes,
+                    auth_time=session.auth_time if session else int(time.time()),
+                )
+                if session is not None:
+                    session.grants[sign_in.client.client_id] = family
+            else:
+                family.scopes = tuple(dict.fromkeys((*family.scopes, *sign_in.scopes)))
+            code = secrets.token_urlsafe(32)
+            self._codes[code] = Code(
+                family,
+                sign_in.scopes,
+                sign_in.nonce,
+                sign_in.redirect_uri,
+                sign_in.code_challenge,
+                time.monotonic(),
+            )
         return code
 
     def _purge(self) -> None:
@@ -375,7 +469,7 @@ class OidcProvider:
             raise OAuthError("invalid_request", "code_verifier is required (PKCE)")
         if not _VERIFIER.fullmatch(verifier) or not hmac.compare_digest(_s256(verifier), code.code_challenge):
             raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-        return self._issue(code.family, issuer, with_nonce=True)
+        return self._issue(code.family, issuer, scopes=code.scopes, nonce=code.nonce)
 
     def _refresh_token(self, client: OidcClient, form: Mapping[str, str], issuer: str) -> dict[str, Any]:
         value = form.get("refresh_token")
@@ -389,10 +483,10 @@ class OidcProvider:
                 self._revoke_family(found.family)  # reuse means theft or a lost race: kill it all
                 raise OAuthError("invalid_grant", "refresh token already used; its grant is revoked")
             asked = tuple((form.get("scope") or "").split())
-            if any(scope not in found.family.scopes for scope in asked):
+            if any(scope not in found.scopes for scope in asked):
                 raise OAuthError("invalid_scope", "a refresh cannot widen the granted scopes")
             found.used = True
-        return self._issue(found.family, issuer, with_nonce=False, scopes=asked or None)
+        return self._issue(found.family, issuer, scopes=asked or found.scopes, nonce=None)
 
     def _client_credentials(self, client: OidcClient, form: Mapping[str, str]) -> dict[str, Any]:
         asked = tuple((form.get("scope") or "").split()) or tuple(sorted(SERVICE_SCOPES))
@@ -407,9 +501,9 @@ class OidcProvider:
         }
 
     def _issue(
-        self, family: Family, issuer: str, *, with_nonce: bool, scopes: Sequence[str] | None = None
+        self, family: Family, issuer: str, *, scopes: Sequence[str], nonce: str | None
     ) -> dict[str, Any]:
-        granted = tuple(scopes or family.scopes)
+        granted = tuple(scopes)
         token = self.sim.tokens.mint(
             family.msisdn, granted, self.sim.token_ttl_seconds, client_id=family.client_id
         )
@@ -422,16 +516,16 @@ class OidcProvider:
         with self._lock:
             family.access_tokens.add(token.access_token)
             self._family_of_access[token.access_token] = family
-            if OFFLINE in family.scopes:
+            if OFFLINE in granted:
                 refresh = secrets.token_urlsafe(32)
-                self._refresh[refresh] = RefreshToken(family)
+                self._refresh[refresh] = RefreshToken(family, granted)
                 family.refresh_tokens.add(refresh)
                 answer["refresh_token"] = refresh
         if OPENID in granted:
-            answer["id_token"] = self._id_token(family, issuer, with_nonce=with_nonce)
+            answer["id_token"] = self._id_token(family, issuer, scopes=granted, nonce=nonce)
         return answer
 
-    def _id_token(self, family: Family, issuer: str, *, with_nonce: bool) -> str:
+    def _id_token(self, family: Family, issuer: str, *, scopes: Sequence[str], nonce: str | None) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": issuer,
@@ -442,9 +536,9 @@ class OidcProvider:
             "auth_time": family.auth_time,
             "sid": family.family_id,
         }
-        if with_nonce and family.nonce:
-            claims["nonce"] = family.nonce
-        if PHONE in family.scopes:
+        if nonce:
+            claims["nonce"] = nonce
+        if PHONE in scopes and self.config.phone_number_in_id_token:
             claims["phone_number"] = family.msisdn
             claims["phone_number_verified"] = True
         key = self._signing_key()
@@ -508,9 +602,15 @@ class AuthPageError(Exception):
 
 
 class RedirectError(Exception):
+    """An error authorization response; `location(issuer)` adds `iss` (RFC 9207)."""
+
     def __init__(self, redirect_uri: str, state: str | None, error: str, description: str) -> None:
         super().__init__(description)
-        self.location = redirect_with(redirect_uri, error=error, error_description=description, state=state)
+        self.redirect_uri = redirect_uri
+        self.params = {"error": error, "error_description": description, "state": state}
+
+    def location(self, issuer: str) -> str:
+        return redirect_with(self.redirect_uri, **self.params, iss=issuer)
 
 
 def redirect_with(uri: str, **params: str | None) -> str:
@@ -574,11 +674,20 @@ def add_oidc_arguments(parser: Any) -> None:
     group.add_argument(
         "--oidc-issuer", metavar="URL", help="the ID tokens' iss (default: the URL the request came to)"
     )
+    group.add_argument(
+        "--oidc-phone-number-only-in-userinfo",
+        action="store_true",
+        help="leave phone_number out of the ID token (clients must ask /userinfo), as certified "
+        "providers do in the code flow",
+    )
 
 
 def oidc_config_from_args(args: Any) -> OidcConfig:
     """Raises ValueError naming the bad flag."""
-    config = OidcConfig(issuer=args.oidc_issuer.rstrip("/") if args.oidc_issuer else None)
+    config = OidcConfig(
+        issuer=args.oidc_issuer.rstrip("/") if args.oidc_issuer else None,
+        phone_number_in_id_token=not getattr(args, "oidc_phone_number_only_in_userinfo", False),
+    )
     clients: list[OidcClient] = []
     try:
         clients += [parse_client(text) for text in args.oidc_client]
@@ -625,18 +734,50 @@ def oidc_blueprint(sim: Wg2Sim) -> Blueprint:
 
     @bp.errorhandler(RedirectError)
     def redirect_error(error: RedirectError) -> ResponseReturnValue:
-        return redirect(error.location, 302)
+        return redirect(error.location(issuer()), 302)
 
-    _browser_routes(bp, provider)
+    _browser_routes(bp, provider, issuer)
     _machine_routes(bp, provider, issuer)
     _admin_routes(bp, provider)
     return bp
 
 
-def _browser_routes(bp: Blueprint, provider: Callable[[], OidcProvider]) -> None:
+def _browser_routes(  # noqa: PLR0915  # one small function per route, kept together
+    bp: Blueprint, provider: Callable[[], OidcProvider], issuer: Callable[[], str]
+) -> None:
+    def answer(sign_in: SignIn, **params: str) -> ResponseReturnValue:
+        """The authorization response back to the client, with `iss` (RFC 9207)."""
+        location = redirect_with(sign_in.redirect_uri, **params, state=sign_in.state, iss=issuer())
+        return redirect(location, 302)
+
+    def consent_page(sign_in_id: str, sign_in: SignIn) -> Response:
+        assert sign_in.msisdn is not None
+        scopes = [(scope, SCOPE_TEXT[scope]) for scope in sign_in.scopes]
+        page = pages.consent_page(
+            client_name=sign_in.client.name,
+            msisdn=sign_in.msisdn,
+            scopes=scopes,
+            req=sign_in_id,
+            action="/oauth2/auth/consent",
+        )
+        return _html(page)
+
     @bp.get("/oauth2/auth")
     def authorize() -> ResponseReturnValue:
         sign_in_id, sign_in = provider().begin(request.args.to_dict(flat=False))
+        session = provider().session(request.cookies.get(SESSION_COOKIE))
+        if provider().resume(sign_in, session):
+            if provider().already_granted(sign_in, session):
+                provider().end_sign_in(sign_in_id)
+                code = provider().issue_code(sign_in, session)
+                return answer(sign_in, code=code, scope=" ".join(sign_in.scopes))
+            if "none" in sign_in.prompt:
+                provider().end_sign_in(sign_in_id)
+                return answer(sign_in, error="consent_required", error_description="consent is needed")
+            return consent_page(sign_in_id, sign_in)
+        if "none" in sign_in.prompt:
+            provider().end_sign_in(sign_in_id)
+            return answer(sign_in, error="login_required", error_description="the subscriber must sign in")
         hint = sign_in.login_hint if sign_in.login_hint and not e164_problem(sign_in.login_hint, "x") else ""
         return _html(
             pages.phone_page(
@@ -677,13 +818,7 @@ def _browser_routes(bp: Blueprint, provider: Callable[[], OidcProvider]) -> None
             sign_in.pin_attempts_left -= 1
             if sign_in.pin_attempts_left <= 0:
                 provider().end_sign_in(sign_in_id)
-                location = redirect_with(
-                    sign_in.redirect_uri,
-                    error="access_denied",
-                    error_description="too many wrong PINs",
-                    state=sign_in.state,
-                )
-                return redirect(location, 302)
+                return answer(sign_in, error="access_denied", error_description="too many wrong PINs")
             page = pages.pin_page(
                 msisdn=sign_in.msisdn,
                 pin=sign_in.pin,
@@ -693,15 +828,18 @@ def _browser_routes(bp: Blueprint, provider: Callable[[], OidcProvider]) -> None
             )
             return _html(page, 400)
         sign_in.authenticated = True
-        scopes = [(scope, SCOPE_TEXT[scope]) for scope in sign_in.scopes]
-        page = pages.consent_page(
-            client_name=sign_in.client.name,
-            msisdn=sign_in.msisdn,
-            scopes=scopes,
-            req=sign_in_id,
-            action="/oauth2/auth/consent",
+        response = consent_page(sign_in_id, sign_in)
+        # The browser stays signed in: its next authorization skips number and PIN.
+        response.set_cookie(
+            SESSION_COOKIE,
+            provider().open_session(sign_in.msisdn),
+            max_age=int(SESSION_TTL_SECONDS),
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure,
         )
-        return _html(page)
+        return response
 
     @bp.post("/oauth2/auth/consent")
     def consent() -> ResponseReturnValue:
@@ -711,18 +849,12 @@ def _browser_routes(bp: Blueprint, provider: Callable[[], OidcProvider]) -> None
             raise AuthPageError("Sign-in out of order", "Confirm your PIN first.")
         provider().end_sign_in(sign_in_id)
         if request.form.get("decision") != "allow":
-            location = redirect_with(
-                sign_in.redirect_uri,
-                error="access_denied",
-                error_description="the subscriber declined",
-                state=sign_in.state,
-            )
-            return redirect(location, 302)
-        code = provider().issue_code(sign_in)
-        location = redirect_with(
-            sign_in.redirect_uri, code=code, scope=" ".join(sign_in.scopes), state=sign_in.state
-        )
-        return redirect(location, 302)
+            return answer(sign_in, error="access_denied", error_description="the subscriber declined")
+        session = provider().session(request.cookies.get(SESSION_COOKIE))
+        if session is not None and session.msisdn != sign_in.msisdn:
+            session = None  # another number signed in meanwhile: its grants are not this one's
+        code = provider().issue_code(sign_in, session)
+        return answer(sign_in, code=code, scope=" ".join(sign_in.scopes))
 
     @bp.get("/oauth2/sessions/logout")
     def logout() -> ResponseReturnValue:
@@ -773,6 +905,8 @@ def _machine_routes(bp: Blueprint, provider: Callable[[], OidcProvider], issuer:
             token_endpoint_auth_methods_supported=["client_secret_basic"],
             revocation_endpoint_auth_methods_supported=["client_secret_basic"],
             code_challenge_methods_supported=["S256"],
+            authorization_response_iss_parameter_supported=True,
+            prompt_values_supported=sorted(PROMPT_VALUES),
             scopes_supported=sorted(USER_SCOPES),
             claims_supported=[
                 "sub",

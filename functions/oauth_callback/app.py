@@ -1,7 +1,10 @@
 """`GET /oauth/callback?code=...&state=...` (or `error=...`): finish a consent (HTTP API, payload 2.0).
 
-Thin: hand the query to `sipreg.consent`, then answer with a small page (success names the MSISDN
-masked, a failure says what to do) or a 302 to the flow's `return_to`.
+Thin: hand the query and the browser-binding cookie to `sipreg.consent`, then answer with a small
+page (success names the MSISDN masked, a failure says what to do) or a 302 to the flow's
+`return_to`. Metrics: `ConsentsGranted`, `ConsentsDeclined`, `ConsentCallbacksRefused`, and
+`ConsentsWithoutRefreshToken` (1 for a consent the identity server granted no refresh token:
+it ends with its access token).
 """
 
 from __future__ import annotations
@@ -10,12 +13,20 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
-from sipreg.consent import Consented, ConsentFlow, Declined, consent_flow
+from sipreg.consent import (
+    CallbackOutcome,
+    Consented,
+    ConsentFlow,
+    Declined,
+    browser_from_cookies,
+    consent_flow,
+)
 from sipreg.models import mask_msisdn
-from sipreg.observability import logger
+from sipreg.observability import logger, metrics
 
 app = APIGatewayHttpResolver()
 
@@ -39,15 +50,30 @@ def _unexpected(error: Exception) -> Response[str]:
     return _html(pages.unavailable())
 
 
+def _count(outcome: CallbackOutcome) -> None:
+    if isinstance(outcome, Consented):
+        metrics.add_metric(name="ConsentsGranted", unit=MetricUnit.Count, value=1)
+        lacking = 0 if outcome.refresh_token else 1
+        metrics.add_metric(name="ConsentsWithoutRefreshToken", unit=MetricUnit.Count, value=lacking)
+    elif isinstance(outcome, Declined):
+        metrics.add_metric(name="ConsentsDeclined", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="ConsentCallbacksRefused", unit=MetricUnit.Count, value=1)
+
+
 @app.get("/oauth/callback")
 def callback() -> Response[str]:
     flow: ConsentFlow = app.context["flow"]
-    outcome = flow.callback(app.current_event.query_string_parameters or {})
+    outcome = flow.callback(
+        app.current_event.query_string_parameters or {},
+        browser=browser_from_cookies(app.current_event.cookies),
+    )
+    _count(outcome)
     match outcome:
-        case Consented(msisdn=msisdn, return_to=str(return_to)):
+        case Consented(return_to=str(return_to)):
             return _redirect(return_to, consent="granted")
-        case Consented(msisdn=msisdn):
-            return _html(pages.consented(mask_msisdn(msisdn)))
+        case Consented(msisdn=msisdn, refresh_token=lasting):
+            return _html(pages.consented(mask_msisdn(msisdn), lasting=lasting))
         case Declined(return_to=str(return_to)):
             return _redirect(return_to, consent="declined")
         case Declined():
@@ -56,6 +82,7 @@ def callback() -> Response[str]:
             return _html(pages.refused(outcome.reason))
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None

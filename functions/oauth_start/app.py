@@ -1,7 +1,8 @@
 """`GET /oauth/start?msisdn=...&return_to=...`: begin a subscriber's consent (HTTP API, payload 2.0).
 
-Thin: read the two optional parameters, ask `sipreg.consent` for the authorization URL, answer
-302 there (or a 400 page naming the bad parameter). The logic lives in `sipreg.consent`.
+Thin: read the two optional parameters and the browser-binding cookie, ask `sipreg.consent` for
+the authorization URL, answer 302 there setting the cookie (or a 400 page naming the bad
+parameter). The logic lives in `sipreg.consent`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
-from sipreg.consent import BadRequestError, ConsentFlow, consent_flow
+from sipreg.consent import (
+    BadRequestError,
+    ConsentFlow,
+    RefusalReason,
+    browser_cookie,
+    browser_from_cookies,
+    consent_flow,
+)
+from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
 from sipreg.observability import logger
 
 app = APIGatewayHttpResolver()
@@ -27,6 +36,19 @@ def _bad_request(error: BadRequestError) -> Response[str]:
     return _html(pages.bad_request(error.field, error.message))
 
 
+@app.exception_handler(IdentityServerUnavailableError)  # type: ignore[untyped-decorator]
+def _identity_server_down(error: IdentityServerUnavailableError) -> Response[str]:
+    logger.warning("identity server unavailable at start: %s", error)
+    return _html(pages.refused(RefusalReason.IDENTITY_SERVER_DOWN))
+
+
+@app.exception_handler(IdentityServerRejectedError)  # type: ignore[untyped-decorator]
+def _identity_server_unusable(error: IdentityServerRejectedError) -> Response[str]:
+    # e.g. its discovery document names another issuer: the operator must fix the configuration
+    logger.error("identity server not usable: %s", error)
+    return _html(pages.refused(RefusalReason.CLIENT_REFUSED))
+
+
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
 def _unexpected(error: Exception) -> Response[str]:
     logger.exception("oauth_start failed: %s", type(error).__name__)
@@ -37,9 +59,15 @@ def _unexpected(error: Exception) -> Response[str]:
 def start() -> Response[str]:
     query = app.current_event.query_string_parameters or {}
     flow: ConsentFlow = app.context["flow"]
-    url = flow.start(msisdn=query.get("msisdn") or None, return_to=query.get("return_to") or None)
+    started = flow.start(
+        msisdn=query.get("msisdn") or None,
+        return_to=query.get("return_to") or None,
+        browser=browser_from_cookies(app.current_event.cookies),
+    )
     return Response(
-        302, headers={"Location": url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        302,
+        headers={"Location": started.url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        cookies=[browser_cookie(started.browser, secure=flow.secure_cookies)],
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from devstack.child import ChildStartError, stop_child, wait_for_ready_line
 from devstack.scenario import Scenario
@@ -26,6 +27,27 @@ REPO = Path(__file__).resolve().parents[2]
 SIPREG = Path(sys.executable).parent / "sipreg"  # the console script pyproject.toml installs
 TIME_FACTOR = 360
 READY_TIMEOUT_SECONDS = 60.0
+CHROMIUM = "/usr/bin/chromium"
+# As root, with no network beyond loopback: no sandbox, no background connections, no GPU.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, driven by Playwright (which never downloads a browser here)."""
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()
 
 
 @dataclass

@@ -10,23 +10,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.models import mask_msisdn
 from tests.consent_support import ConsentStack, consent_stack
 
-CHROMIUM = "/usr/bin/chromium"
-# As root, with no network beyond loopback: no sandbox, no background connections, no GPU.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 MSISDN = "+4799991234"
 
@@ -38,15 +27,6 @@ def stack(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         consent_stack(aws_endpoint, sim, tmp_path_factory.mktemp("browser-logs")) as running,
     ):
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
 
 
 def test_subscriber_consents_in_a_real_browser(stack: ConsentStack, browser: Browser) -> None:

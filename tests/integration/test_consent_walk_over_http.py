@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -179,15 +179,86 @@ def test_bad_start_parameters_get_a_400_page_naming_the_field(
 
 def test_start_keeps_a_fresh_state_and_sends_pkce_s256(stack: ConsentStack, http: httpx.Client) -> None:
     first = http.get(start_url(stack))
-    second = http.get(start_url(stack))
+    second = httpx.get(start_url(stack), timeout=10)
     assert first.status_code == second.status_code == 302
     one, two = query_of(first.headers["location"]), query_of(second.headers["location"])
     assert one["state"] != two["state"]
     assert len(one["state"][0]) >= 22  # >= 128 bits in base64url
     assert one["code_challenge_method"] == ["S256"]
     assert one["scope"] == ["openid phone offline_access call.control:answer_and_initiate"]
+    # OIDC Core §11: offline_access counts only with prompt=consent
+    assert one["prompt"] == ["consent"]
+    # And the browser is bound to its flows by a short-lived HttpOnly SameSite cookie
+    cookie = [part.strip() for part in first.headers["set-cookie"].split(";")]
+    assert cookie[0].startswith("sipreg_consent=")
+    assert {"HttpOnly", "SameSite=Lax", "Path=/oauth", "Max-Age=600"} <= set(cookie)
     item = stack.aws("dynamodb").get_item(TableName=stack.states_table, Key={"state": {"S": one["state"][0]}})
     assert 590 <= int(item["Item"]["expires"]["N"]) - time.time() <= 600
+    assert "sipreg_consent=" not in json.dumps(item)  # only the binding's hash is stored
+
+
+def test_a_consent_yields_a_stored_refresh_token_the_identity_server_accepts(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    # Defect: without prompt=consent a certified provider ignores offline_access (OIDC Core §11)
+    msisdn = new_msisdn()
+    assert walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn).final.status_code == 200
+    item = stack.raw_subscriber(msisdn)
+    assert item is not None
+    assert "refresh_token_ciphertext" in item
+    assert item.get("refresh_token_missing", {"BOOL": False}) == {"BOOL": False}
+    _, refresh = stored_tokens(stack, msisdn)
+    answer = http.post(
+        f"{stack.sim.http_url}/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh},
+        auth=(stack.client_id, stack.client_secret),
+    )
+    assert answer.status_code == 200
+    assert answer.json()["access_token"]
+
+
+def _with_query(url: str, **changes: str | None) -> str:
+    parts = urlsplit(url)
+    query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+    for name, value in changes.items():
+        if value is None:
+            query.pop(name, None)
+        else:
+            query[name] = value
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+@pytest.mark.parametrize("iss", ["https://id.evil.example", None])
+def test_a_callback_with_a_foreign_or_missing_iss_is_refused_and_stores_nothing(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str], iss: str | None
+) -> None:
+    # RFC 9207: wg2sim announces iss in its discovery document and sends it
+    msisdn = new_msisdn()
+    walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn, follow_callback=False)
+    assert query_of(walk.callback_url or "")["iss"] == [stack.sim.http_url]
+    # When the answer comes back naming another issuer (a mix-up), or none
+    answer = http.get(_with_query(walk.callback_url or "", iss=iss))
+    # Then a 4xx page says so, and nothing is stored or announced
+    assert answer.status_code == 400
+    assert "another identity server" in answer.text
+    assert "Traceback" not in answer.text
+    assert stack.raw_subscriber(msisdn) is None
+
+
+def test_a_callback_in_another_browser_is_refused_and_stores_nothing(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    # Login CSRF (RFC 9700 §4.7): an attacker walks the flow for their number in their browser...
+    msisdn = new_msisdn()
+    walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn, follow_callback=False)
+    # ...and sends the callback link to someone else, whose browser opens it
+    with httpx.Client(timeout=10) as victim:
+        answer = victim.get(walk.callback_url or "")
+    assert answer.status_code == 400
+    assert "another browser" in answer.text
+    assert stack.raw_subscriber(msisdn) is None
+    # And the flow is used up: the attacker's own browser cannot finish it afterwards either
+    assert http.get(walk.callback_url or "").status_code == 400
 
 
 def test_consent_still_verifies_after_the_signing_key_rotates(
@@ -197,9 +268,10 @@ def test_consent_still_verifies_after_the_signing_key_rotates(
     assert walk_consent(http, start_url(stack), msisdn=new_msisdn()).final.status_code == 200
     # When the identity server rotates its key without notice (old key withdrawn at once)
     httpx.post(f"{stack.sim.http_url}/_admin/rotate-keys", json={"keep_previous": False}, timeout=5)
-    # Then the next consent still verifies (unknown kid -> JWKS refetched)
+    # Then the next consent (another subscriber, another browser) still verifies (unknown kid -> refetch)
     msisdn = new_msisdn()
-    walk = walk_consent(http, start_url(stack), msisdn=msisdn)
+    with httpx.Client(timeout=10) as other_browser:
+        walk = walk_consent(other_browser, start_url(stack), msisdn=msisdn)
     assert walk.final.status_code == 200, walk.final.text
     assert stack.raw_subscriber(msisdn) is not None
 

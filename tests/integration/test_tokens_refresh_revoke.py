@@ -206,22 +206,29 @@ def test_revoke_works_at_both_ends(stack: ConsentStack, consented: str, aws: str
     assert {"access_token_ciphertext", "refresh_token_ciphertext"}.isdisjoint(item)
 
 
-def test_consenting_again_revokes_the_grant_it_replaces(
-    stack: ConsentStack, consented: str, aws: str, wg2_channel
+def test_a_renewed_consent_in_the_same_browser_leaves_working_tokens(
+    stack: ConsentStack, new_msisdn: Callable[[], str], aws: str, wg2_channel
 ) -> None:
-    first_access, first_refresh = stored(stack, consented)
-    # When the same subscriber walks the consent pages again
-    with httpx.Client(timeout=10) as http:
-        walk = walk_consent(
-            http, f"{stack.api_url}/oauth/start?{urlencode({'msisdn': consented})}", msisdn=consented
-        )
-    assert walk.final.status_code == 200, walk.final.text
-    # Then the new grant is stored and works, and the old one is dead at both ends
-    second_access, second_refresh = stored(stack, consented)
+    # Defect: the provider reuses the browser session's grant for the new code; revoking the
+    # replaced refresh token (RFC 7009 §2.1) revoked the whole grant, the new tokens with it.
+    msisdn = new_msisdn()
+    link = f"{stack.api_url}/oauth/start?{urlencode({'msisdn': msisdn})}"
+    with httpx.Client(timeout=10) as browser:
+        assert walk_consent(browser, link, msisdn=msisdn).final.status_code == 200
+        first_access, first_refresh = stored(stack, msisdn)
+        # When the same subscriber consents again in the same browser (signed in already)
+        again = walk_consent(browser, link, msisdn=msisdn)
+    assert again.pin is None  # no number or PIN asked: the same session
+    assert again.final.status_code == 200, again.final.text
+    # Then the new tokens are stored and work: the core takes the access token
+    second_access, second_refresh = stored(stack, msisdn)
     assert second_refresh != first_refresh
     assert upsert(stack, wg2_channel, second_access) == v0.STATUS_CODE_OK
-    assert refresh_at_server(stack, first_refresh).json()["error"] == "invalid_grant"
-    assert upsert(stack, wg2_channel, first_access) == UNAUTHENTICATED
+    # And a forced refresh with the stored refresh token gives a working access token
+    refreshed = service(stack).access_token_for(msisdn, force_refresh=True)
+    assert refreshed != second_access
+    assert upsert(stack, wg2_channel, refreshed) == v0.STATUS_CODE_OK
+    assert upsert(stack, wg2_channel, first_access) == v0.STATUS_CODE_OK  # the grant lives on
 
 
 def test_client_credentials_mode_gets_one_product_token_the_core_takes(

@@ -89,12 +89,18 @@ class FakeIdentityServer:
         self.userinfo_answer: dict[str, Any] = {}
         self.keys: dict[str, Any] = {"keys": []}
         self.jwks_calls = 0
+        self.announces_iss = False
 
     def issue(
-        self, msisdn: str, *, scopes: Sequence[str] = ("call.control:answer_and_initiate",)
+        self,
+        msisdn: str,
+        *,
+        scopes: Sequence[str] = ("call.control:answer_and_initiate",),
+        refresh_token: bool = True,
     ) -> TokenResponse:
-        refresh = f"rt-{secrets.token_hex(8)}"
-        self.live_refresh[refresh] = msisdn
+        refresh: str | None = f"rt-{secrets.token_hex(8)}" if refresh_token else None
+        if refresh:
+            self.live_refresh[refresh] = msisdn
         return TokenResponse(
             access_token=f"at-{secrets.token_hex(8)}",
             expires_at=self.clock() + self.lifetime,
@@ -114,6 +120,10 @@ class FakeIdentityServer:
         if login_hint:
             query["login_hint"] = login_hint
         return "https://id.example/oauth2/auth?" + urlencode(query)
+
+    def issuer_in_authorization_response(self) -> bool:
+        self._maybe_fail()
+        return self.announces_iss
 
     def exchange_code(self, code: str, *, code_verifier: str) -> TokenResponse:
         self._maybe_fail()
@@ -176,9 +186,11 @@ class FakeStates:
 class FakeEvents:
     def __init__(self) -> None:
         self.consented_msisdns: list[str] = []
+        self.event_ids: list[str] = []
 
-    def consented(self, msisdn: str) -> None:
+    def consented(self, msisdn: str, *, event_id: str) -> None:
         self.consented_msisdns.append(msisdn)
+        self.event_ids.append(event_id)
 
 
 UNAVAILABLE = IdentityServerUnavailableError("token: ConnectError")

@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from sipreg.consent import BadRequestError, Consented, Declined, RefusalReason, Refused
+from sipreg.consent import (
+    BROWSER_COOKIE,
+    BadRequestError,
+    Consented,
+    Declined,
+    RefusalReason,
+    Refused,
+    Started,
+)
+from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
 from tests.lambda_support import LambdaContext, load_function
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,19 +38,25 @@ def event(name: str) -> dict[str, Any]:
 class FakeFlow:
     """Records what the handler asked; answers what the test says."""
 
+    secure_cookies = True
+    BINDING = "b" * 43
+
     def __init__(self, outcome: Any = None, error: Exception | None = None) -> None:
         self.outcome = outcome
         self.error = error
         self.calls: list[Any] = []
+        self.browsers: list[str | None] = []
 
-    def start(self, *, msisdn: str | None, return_to: str | None) -> str:
+    def start(self, *, msisdn: str | None, return_to: str | None, browser: str | None = None) -> Started:
         self.calls.append((msisdn, return_to))
+        self.browsers.append(browser)
         if self.error:
             raise self.error
-        return "https://id.example/oauth2/auth?state=s"
+        return Started("https://id.example/oauth2/auth?state=s", self.BINDING)
 
-    def callback(self, params: dict[str, str]) -> Any:
+    def callback(self, params: dict[str, str], *, browser: str | None = None) -> Any:
         self.calls.append(params)
+        self.browsers.append(browser)
         if self.error:
             raise self.error
         return self.outcome
@@ -118,3 +133,72 @@ def test_callback_refusals_say_what_to_do(reason: RefusalReason, status: int, wo
     assert answer["statusCode"] == status
     assert words in answer["body"]
     assert reason.value in answer["body"]
+
+
+def test_start_sets_the_browser_binding_cookie_httponly_samesite_short_lived() -> None:
+    flow = FakeFlow()
+    answer = START.lambda_handler(event("start"), LambdaContext(), flow=flow)
+    (cookie,) = answer["cookies"]
+    attributes = [part.strip() for part in cookie.split(";")]
+    assert attributes[0] == f"{BROWSER_COOKIE}={FakeFlow.BINDING}"
+    assert {"HttpOnly", "Secure", "Path=/oauth", "Max-Age=600", "SameSite=Lax"} <= set(attributes)
+    assert flow.browsers == [None]
+
+
+def test_start_and_callback_pass_the_browsers_cookie_to_the_flow() -> None:
+    flow = FakeFlow(Consented(msisdn="+4799990000", return_to=None))
+    with_cookie = {**event("callback_code"), "cookies": ["other=1", f"{BROWSER_COOKIE}={'c' * 43}"]}
+    CALLBACK.lambda_handler(with_cookie, LambdaContext(), flow=flow)
+    START.lambda_handler(
+        {**event("start"), "cookies": [f"{BROWSER_COOKIE}={'c' * 43}"]}, LambdaContext(), flow=flow
+    )
+    assert flow.browsers == ["c" * 43, "c" * 43]
+
+
+@pytest.mark.parametrize(
+    ("reason", "words"),
+    [
+        (RefusalReason.OTHER_BROWSER, "another browser"),
+        (RefusalReason.ISSUER_MISMATCH, "another identity server"),
+    ],
+)
+def test_a_foreign_callback_gets_a_400_page_saying_why(reason: RefusalReason, words: str) -> None:
+    answer = CALLBACK.lambda_handler(event("callback_code"), LambdaContext(), flow=FakeFlow(Refused(reason)))
+    assert answer["statusCode"] == 400
+    assert words in answer["body"]
+    assert "sample-authorization-code" not in answer["body"]
+
+
+def test_a_consent_without_a_refresh_token_is_counted_and_the_page_says_it_is_short(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flow = FakeFlow(Consented(msisdn="+4799990000", return_to=None, refresh_token=False))
+    answer = CALLBACK.lambda_handler(event("callback_code"), LambdaContext(), flow=flow)
+    assert answer["statusCode"] == 200
+    assert "short time only" in answer["body"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m["ConsentsWithoutRefreshToken"] for m in emf] == [[1.0]]
+
+
+def test_a_lasting_consent_counts_as_granted_with_a_refresh_token(capsys: pytest.CaptureFixture[str]) -> None:
+    flow = FakeFlow(Consented(msisdn="+4799990000", return_to=None))
+    answer = CALLBACK.lambda_handler(event("callback_code"), LambdaContext(), flow=flow)
+    assert "short time only" not in answer["body"]
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert (emf["ConsentsGranted"], emf["ConsentsWithoutRefreshToken"]) == ([1.0], [0.0])
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "words"),
+    [
+        (IdentityServerUnavailableError("discovery: ConnectError"), 503, "cannot be reached"),
+        (IdentityServerRejectedError("issuer_mismatch", "names issuer 'x'"), 502, "not set up correctly"),
+    ],
+)
+def test_start_when_the_identity_server_is_down_or_unusable_gets_a_page_saying_so(
+    error: Exception, status: int, words: str
+) -> None:
+    answer = START.lambda_handler(event("start"), LambdaContext(), flow=FakeFlow(error=error))
+    assert answer["statusCode"] == status
+    assert words in answer["body"]
+    assert "names issuer" not in answer["body"]

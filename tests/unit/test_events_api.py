@@ -15,6 +15,7 @@ from sipreg.config import ConfigError, EventsApiSettings
 from sipreg.events import DeleteEvent, EventType, RevokeEvent, UpsertEvent
 from sipreg.store.event_log import EventLogEntry, Outcome, encode_cursor
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
+from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
 from tests.events_api_support import (
     ROOT,
     SAMPLES,
@@ -25,6 +26,7 @@ from tests.events_api_support import (
     http_event,
     load_app,
     resign,
+    template_globals,
     template_resource,
     upsert,
 )
@@ -415,6 +417,42 @@ def test_the_status_of_a_known_msisdn_lists_its_registrations_and_events(
     assert body["next_cursor"] is None
 
 
+def test_the_status_shows_the_consent_and_never_a_token(
+    queue: FakeQueue, registrations: FakeRegistrations, event_log: FakeEventLog
+) -> None:
+    # Given a subscriber whose consent came without a refresh token
+    consented = SubscriberRecord(
+        msisdn=MSISDN,
+        status=ConsentStatus.CONSENTED,
+        access_token_ciphertext=b"never shown",
+        access_expires_at=datetime(2026, 1, 1, 1, tzinfo=UTC).timestamp(),
+        scopes=("openid", "call.control:answer_and_initiate"),
+        consented_at=datetime(2026, 1, 1, tzinfo=UTC),
+        refresh_token_missing=True,
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    service = EventsService(
+        queue=queue,
+        secrets=lambda: (SECRET,),
+        registrations=registrations,
+        event_log=event_log,
+        consents=type("Consents", (), {"consent_of": lambda self, msisdn: consented})(),
+    )
+    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}"))
+    # Then the status says so, and carries nothing of the token
+    assert status == 200
+    assert body["consent"] == {
+        "status": "consented",
+        "consented_at": "2026-01-01T00:00:00Z",
+        "revoked_at": None,
+        "revoked_reason": None,
+        "refresh_token": False,
+        "access_expires_at": "2026-01-01T01:00:00Z",
+        "scopes": ["openid", "call.control:answer_and_initiate"],
+    }
+    assert "never shown" not in json.dumps(body)
+
+
 def test_the_status_of_an_unknown_msisdn_is_404(service: EventsService) -> None:
     status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}"))
 
@@ -672,6 +710,7 @@ def test_the_settings_read_every_variable_the_template_gives_the_function() -> N
             "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:s",
             "REGISTRATIONS_TABLE": "Registrations",
             "EVENT_LOG_TABLE": "EventLog",
+            "SUBSCRIBERS_TABLE": "Subscribers",
         }
     )
 
@@ -683,8 +722,9 @@ def test_the_template_gives_the_function_every_setting_and_only_scoped_policies(
     function = template_resource("EventsApiFunction")["Properties"]
     required = {field.alias for field in EventsApiSettings.model_fields.values() if field.is_required()}
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in function["Events"].values()}
+    given = set(function["Environment"]["Variables"]) | set(template_globals()["Environment"]["Variables"])
 
-    assert required <= set(function["Environment"]["Variables"])
+    assert required <= given
     assert routes == {
         ("POST", "/v1/events"),
         ("GET", "/v1/registrations/{msisdn}"),
@@ -703,5 +743,6 @@ def test_the_template_gives_the_function_every_setting_and_only_scoped_policies(
     )
     statements = [s for policy in function["Policies"] if "Statement" in policy for s in policy["Statement"]]
     assert [(s["Action"], s["Resource"]) for s in statements] == [
-        ("kms:GenerateDataKey", {"GetAtt": "DataKey.Arn"})
+        ("dynamodb:GetItem", {"GetAtt": "SubscribersTable.Arn"}),
+        ("kms:GenerateDataKey", {"GetAtt": "DataKey.Arn"}),
     ]

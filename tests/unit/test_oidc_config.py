@@ -57,3 +57,9 @@ def test_a_file_with_a_short_secret_is_refused(tmp_path: Path, capsys: pytest.Ca
     )
     assert main(["--oidc-clients-file", str(clients_file)]) == 2
     assert "client_secret" in capsys.readouterr().err
+
+
+def test_phone_number_only_in_userinfo_is_a_flag() -> None:
+    assert oidc_config_from_args(build_parser().parse_args([])).phone_number_in_id_token is True
+    flagged = build_parser().parse_args(["--oidc-phone-number-only-in-userinfo"])
+    assert oidc_config_from_args(flagged).phone_number_in_id_token is False

@@ -1,6 +1,10 @@
 """Given the emulator's identity server (Flask test client, no sockets), it behaves like a strict
 OAuth 2.0 / OpenID Connect server: bad requests are refused the way the RFCs say, codes and
-refresh tokens work once, and its tokens are the emulator core's own."""
+refresh tokens work once, and its tokens are the emulator core's own. And it is as strict as a
+certified provider where clients trip: `offline_access` only with `prompt=consent`, a browser
+session reusing its grant, grant-wide revocation, `iss` in every authorization response.
+
+The test client keeps cookies: one `Server` is one browser."""
 
 from __future__ import annotations
 
@@ -37,13 +41,20 @@ def s256(verifier: str) -> str:
 
 
 class Server:
-    def __init__(self) -> None:
+    def __init__(self, **config: Any) -> None:
         self.sim = Wg2Sim()
-        configure_oidc(self.sim, OidcConfig(clients={c.client_id: c for c in (CLIENT, OTHER)}))
+        configure_oidc(self.sim, OidcConfig(clients={c.client_id: c for c in (CLIENT, OTHER)}, **config))
         app = Flask(__name__)
         app.register_blueprint(oidc_blueprint(self.sim))
         self.http: FlaskClient = app.test_client()
         self.verifier = secrets.token_urlsafe(48)
+
+    def other_browser(self) -> Server:
+        """The same identity server, seen from another browser (no cookies)."""
+        other = Server.__new__(Server)
+        other.sim, other.verifier = self.sim, self.verifier
+        other.http = self.http.application.test_client()
+        return other
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.http.get(path, **kwargs)
@@ -61,18 +72,22 @@ class Server:
             "nonce": "n-1",
             "code_challenge": s256(self.verifier),
             "code_challenge_method": "S256",
+            "prompt": "consent",  # what a client wanting a refresh token must send (OIDC Core §11)
         }
         query.update(overrides)
         return {k: v for k, v in query.items() if v is not None}
 
-    def authorize(self, decision: str = "allow", **overrides: Any) -> dict[str, list[str]]:
-        """Walks number -> PIN -> consent; returns the redirect's query."""
+    def authorize(
+        self, decision: str = "allow", msisdn: str = MSISDN, **overrides: Any
+    ) -> dict[str, list[str]]:
+        """Walks number -> PIN -> consent (or just consent when signed in); returns the redirect's query."""
         page = self.http.get("/oauth2/auth?" + urlencode(self.auth_query(**overrides)))
         assert page.status_code == 200, page.text
         req = re.search(r'name="req" value="([^"]+)"', page.text)[1]  # type: ignore[index]
-        pin_page = self.http.post("/oauth2/auth/login", data={"req": req, "msisdn": MSISDN})
-        pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)[1]  # type: ignore[index]
-        self.http.post("/oauth2/auth/pin", data={"req": req, "pin": pin})
+        if 'data-testid="allow"' not in page.text:
+            pin_page = self.http.post("/oauth2/auth/login", data={"req": req, "msisdn": msisdn})
+            pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)[1]  # type: ignore[index]
+            self.http.post("/oauth2/auth/pin", data={"req": req, "pin": pin})
         done = self.http.post("/oauth2/auth/consent", data={"req": req, "decision": decision})
         assert done.status_code == 302
         return parse_qs(urlsplit(done.headers["Location"]).query)
@@ -341,3 +356,117 @@ def test_discovery_names_wg2_paths_and_strict_capabilities(server: Server) -> No
     assert doc["token_endpoint"].endswith("/oauth2/token")
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic"]
+
+
+# --- as strict as a certified provider ----------------------------------------------------------
+
+
+def refresh(server: Server, refresh_token: str) -> Any:
+    return server.token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+
+def test_offline_access_without_prompt_consent_is_ignored(server: Server) -> None:
+    # OIDC Core §11: the OP MUST ignore offline_access unless prompt=consent is sent
+    query = server.authorize(prompt=None)
+    body = server.exchange(query["code"][0]).json
+    assert "refresh_token" not in body
+    assert "offline_access" not in body["scope"].split()
+    assert query["scope"] == ["openid phone call.control:answer_and_initiate"]
+
+
+def test_offline_access_with_prompt_consent_gives_a_refresh_token(server: Server) -> None:
+    body = server.exchange(server.authorize(prompt="consent")["code"][0]).json
+    assert body["refresh_token"]
+    assert "offline_access" in body["scope"].split()
+
+
+def test_a_signed_in_browser_goes_straight_to_consent(server: Server) -> None:
+    server.authorize()
+    # When the same browser starts another authorization
+    page = server.get("/oauth2/auth?" + urlencode(server.auth_query(state="st-2")))
+    # Then it is signed in already: no number, no PIN, the consent page at once
+    assert page.status_code == 200
+    assert 'data-testid="allow"' in page.text
+    assert 'data-testid="msisdn"' not in page.text
+    assert MSISDN in page.text
+
+
+def test_an_authorization_already_granted_comes_back_at_once_without_prompt_consent(server: Server) -> None:
+    server.authorize(prompt=None)
+    answer = server.get("/oauth2/auth?" + urlencode(server.auth_query(prompt=None, state="st-2")))
+    assert answer.status_code == 302
+    query = parse_qs(urlsplit(answer.headers["Location"]).query)
+    assert query["state"] == ["st-2"]
+    assert server.exchange(query["code"][0]).status_code == 200
+
+
+def test_a_renewed_consent_in_the_same_session_shares_the_grant_so_revoking_the_old_kills_the_new(
+    server: Server,
+) -> None:
+    first = server.exchange(server.authorize()["code"][0]).json
+    second = server.exchange(server.authorize(state="st-2")["code"][0]).json
+    assert second["refresh_token"] != first["refresh_token"]
+    # Both ID tokens name the same grant (sid)
+    keys = KeySet.import_key_set(server.get("/.well-known/jwks.json").json)
+    sids = {jwt.decode(body["id_token"], keys).claims["sid"] for body in (first, second)}
+    assert len(sids) == 1
+    # When the client revokes the refresh token the renewed consent replaced
+    assert (
+        server.post("/oauth2/revoke", data={"token": first["refresh_token"]}, headers=basic()).status_code
+        == 200
+    )
+    # Then the renewed consent's tokens die with it (RFC 7009 §2.1: the whole grant)
+    assert server.sim.tokens.lookup(second["access_token"]) is None
+    assert refresh(server, second["refresh_token"]).json["error"] == "invalid_grant"
+
+
+def test_another_browser_gets_a_grant_of_its_own(server: Server) -> None:
+    first = server.exchange(server.authorize()["code"][0]).json
+    second = server.exchange(server.other_browser().authorize(state="st-2")["code"][0]).json
+    server.post("/oauth2/revoke", data={"token": first["refresh_token"]}, headers=basic())
+    assert server.sim.tokens.lookup(second["access_token"]) is not None
+    assert "access_token" in refresh(server, second["refresh_token"]).json
+
+
+def test_a_login_hint_naming_another_number_signs_in_afresh(server: Server) -> None:
+    server.authorize()
+    page = server.get("/oauth2/auth?" + urlencode(server.auth_query(login_hint="+4799990011")))
+    assert 'data-testid="msisdn"' in page.text
+    assert 'data-testid="allow"' not in page.text
+
+
+def test_prompt_login_signs_in_afresh_and_prompt_none_without_session_is_login_required(
+    server: Server,
+) -> None:
+    none = server.get("/oauth2/auth?" + urlencode(server.auth_query(prompt="none")))
+    assert parse_qs(urlsplit(none.headers["Location"]).query)["error"] == ["login_required"]
+    server.authorize()
+    page = server.get("/oauth2/auth?" + urlencode(server.auth_query(prompt="login consent")))
+    assert 'data-testid="msisdn"' in page.text
+
+
+@pytest.mark.parametrize("decision", ["allow", "deny"])
+def test_every_authorization_response_carries_iss(server: Server, decision: str) -> None:
+    query = server.authorize(decision=decision)
+    assert query["iss"] == ["http://localhost"]
+    refused = server.get("/oauth2/auth?" + urlencode(server.auth_query(response_type="token")))
+    assert parse_qs(urlsplit(refused.headers["Location"]).query)["iss"] == ["http://localhost"]
+
+
+def test_discovery_names_the_issuer_and_announces_iss_in_responses(server: Server) -> None:
+    doc = server.get("/.well-known/openid-configuration").json
+    assert doc["issuer"] == "http://localhost"
+    assert doc["authorization_response_iss_parameter_supported"] is True
+    assert doc["revocation_endpoint"].endswith("/oauth2/revoke")
+    assert doc["jwks_uri"].endswith("/.well-known/jwks.json")
+    assert "consent" in doc["prompt_values_supported"]
+
+
+def test_phone_number_can_be_left_to_userinfo() -> None:
+    server = Server(phone_number_in_id_token=False)
+    body = server.exchange(server.code()).json
+    keys = KeySet.import_key_set(server.get("/.well-known/jwks.json").json)
+    claims = jwt.decode(body["id_token"], keys).claims
+    assert "phone_number" not in claims
+    info = server.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert info.json["phone_number"] == MSISDN

@@ -8,6 +8,7 @@ import pytest
 from sipreg.models import ApiVersion
 from sipreg.store.subscribers import ConsentStatus
 from sipreg.tokens import (
+    CONSENT_ENDED_WITHOUT_REFRESH,
     ConsentMissing,
     IdentityServerUnavailableError,
     TokenService,
@@ -49,20 +50,23 @@ def test_revoke_revokes_both_tokens_at_the_server_and_deletes_them_here(parts) -
     assert record.revoked_at is not None
 
 
-def test_renewed_consent_revokes_the_grant_it_replaces(parts) -> None:
-    _, _, identity, tokens = parts
+def test_renewed_consent_revokes_nothing_so_a_shared_grant_survives(parts) -> None:
+    _, store, identity, tokens = parts
     first = identity.issue(MSISDN)
     tokens.record_consent(MSISDN, first, subject=None)
-    # When the subscriber consents again
+    # When the subscriber consents again (the provider may have put it under the same grant)
     second = identity.issue(MSISDN)
     tokens.record_consent(MSISDN, second, subject=None)
-    # Then the old grant is revoked at the server, the new one is kept and used
-    assert identity.revoked == [("refresh_token", first.refresh_token)]
-    assert second.refresh_token in identity.live_refresh
+    # Then nothing is revoked at the server (revoking the old token could kill the whole grant),
+    # and the new tokens replace the old ones here
+    assert identity.revoked == []
     assert tokens.access_token_for(MSISDN) == second.access_token
+    assert store.records[MSISDN].refresh_token_ciphertext is not None
+    assert tokens.access_token_for(MSISDN, force_refresh=True) != second.access_token
+    assert identity.refresh_calls == 1  # with the new refresh token
 
 
-def test_renewed_consent_is_stored_even_if_the_old_grant_cannot_be_revoked(parts) -> None:
+def test_renewed_consent_is_stored_while_the_identity_server_is_down(parts) -> None:
     _, store, identity, tokens = parts
     tokens.record_consent(MSISDN, identity.issue(MSISDN), subject=None)
     second = identity.issue(MSISDN)
@@ -132,3 +136,49 @@ def test_product_token_force_refresh_fetches_a_new_one(parts) -> None:
 )
 def test_default_user_scopes_ask_for_id_token_phone_refresh_and_the_service(version, scope) -> None:
     assert default_user_scopes(version) == ("openid", "phone", "offline_access", scope)
+
+
+# --- a consent the identity server granted no refresh token ---------------------------------------
+
+
+def test_a_consent_without_refresh_token_works_until_its_access_token_expires_then_says_why(parts) -> None:
+    clock, store, identity, tokens = parts
+    answer = identity.issue(MSISDN, refresh_token=False)
+    tokens.record_consent(MSISDN, answer, subject=None)
+    assert store.records[MSISDN].refresh_token_missing is True
+    # While its access token lives, it is handed out
+    assert tokens.access_token_for(MSISDN) == answer.access_token
+    # When it is due (less than the margin left), in this process or a fresh one
+    clock.now = answer.expires_at - 60
+    for service in (
+        tokens,
+        TokenService(
+            store=store,
+            cipher=FakeCipher(),
+            identity=identity,
+            service_scope="call.routing:write",
+            clock=clock,
+        ),
+    ):
+        with pytest.raises(ConsentMissing) as caught:
+            service.access_token_for(MSISDN)
+        # Then the subscriber must consent again, and the error says so (the worker records it)
+        assert str(caught.value) == CONSENT_ENDED_WITHOUT_REFRESH
+    # And nobody asked the identity server, and no refresh lease was left behind
+    assert identity.refresh_calls == 0
+    assert store.records[MSISDN].refresh_lease_until is None
+
+
+def test_a_forced_refresh_without_refresh_token_is_consent_missing(parts) -> None:
+    _, _, identity, tokens = parts
+    tokens.record_consent(MSISDN, identity.issue(MSISDN, refresh_token=False), subject=None)
+    with pytest.raises(ConsentMissing, match="no refresh token"):
+        tokens.access_token_for(MSISDN, force_refresh=True)
+    assert identity.refresh_calls == 0
+
+
+def test_a_renewed_consent_with_a_refresh_token_clears_the_mark(parts) -> None:
+    _, store, identity, tokens = parts
+    tokens.record_consent(MSISDN, identity.issue(MSISDN, refresh_token=False), subject=None)
+    tokens.record_consent(MSISDN, identity.issue(MSISDN), subject=None)
+    assert store.records[MSISDN].refresh_token_missing is False

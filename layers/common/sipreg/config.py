@@ -70,6 +70,8 @@ class EventsApiSettings(_FromEnv):
     webhook_secret_max_age: int = Field(300, alias="WEBHOOK_SECRET_MAX_AGE", ge=0, le=3600)
     registrations_table: str = Field(alias="REGISTRATIONS_TABLE", min_length=3)
     event_log_table: str = Field(alias="EVENT_LOG_TABLE", min_length=3)
+    # The consent of each number (the status API shows it; tokens are never read).
+    subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE", min_length=3)
     # An event dated further than this in the future is refused with 400 (see WorkerSettings).
     max_clock_skew_seconds: int = Field(300, alias="MAX_CLOCK_SKEW_SECONDS", ge=0, le=86_400)
 

@@ -1,33 +1,52 @@
 """The consent flow: `/oauth/start` and `/oauth/callback` as plain logic, with ports injected.
 
-    flow = consent_flow()                                      # one per process
-    url = flow.start(msisdn="+4799990000", return_to=None)     # 302 the browser there
-    outcome = flow.callback({"code": ..., "state": ...})       # Consented | Declined | Refused
+    flow = consent_flow()                                                  # one per process
+    started = flow.start(msisdn="+4799990000", return_to=None, browser=cookie)
+    # 302 the browser to started.url, setting the cookie BROWSER_COOKIE = started.browser
+    outcome = flow.callback({"code": ..., "state": ..., "iss": ...}, browser=cookie)
+    # Consented | Declined | Refused
 
-Start keeps a fresh state (256 random bits), PKCE verifier and nonce in the OAuthStates table.
-The callback consumes that state exactly once, exchanges the code (with the verifier), checks
-the ID token (signature by the identity server's JWKS, `iss`, `aud`, `exp`, `nonce`), takes the
-MSISDN from its `phone_number` (or `/userinfo`), stores the KMS-encrypted tokens and announces
-`subscriber.consented` so registrations waiting for consent get applied.
+Start keeps a fresh state (256 random bits), PKCE verifier and nonce in the OAuthStates table,
+with a hash of the browser's binding: a random value in a short-lived HttpOnly SameSite cookie,
+so only the browser that started a flow can finish it (RFC 9700 §4.7: no login CSRF). It asks
+for `offline_access` with `prompt=consent` (OIDC Core §11; see `sipreg.oauth_client`).
+
+The callback consumes that state exactly once, refuses a callback from another browser and one
+whose `iss` is not our issuer (RFC 9207; required when the provider announces it), exchanges the
+code (with the verifier), checks the ID token (signature by the identity server's JWKS, `iss`,
+`aud`, `exp`, `nonce`), takes the MSISDN from its `phone_number` (or `/userinfo`), stores the
+KMS-encrypted tokens and announces `subscriber.consented` so registrations waiting for consent
+get applied. A consent without a refresh token is stored and says so (`Consented.refresh_token`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from sipreg.config import ConfigError, ConsentSettings
 from sipreg.models import check_msisdn, mask_msisdn
+from sipreg.oauth_client import (
+    GrantRejectedError,
+    IdentityServer,
+    IdentityServerRejectedError,
+    IdentityServerUnavailableError,
+    TokenResponse,
+    identity_server,
+)
 from sipreg.store.oauth_states import (
     LIFETIME_SECONDS,
     OAuthState,
@@ -36,22 +55,19 @@ from sipreg.store.oauth_states import (
     StateProblem,
     StateRefusedError,
 )
-from sipreg.tokens import (
-    GrantRejectedError,
-    IdentityServer,
-    IdentityServerRejectedError,
-    IdentityServerUnavailableError,
-    TokenResponse,
-    TokenService,
-    build_token_service,
-    default_user_scopes,
-    identity_server,
-)
+from sipreg.tokens import ConsentTokens, build_token_service, default_user_scopes
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.shared.cookies import Cookie
 
 logger = logging.getLogger(__name__)
 
 ID_TOKEN_ALGORITHMS = ("RS256",)
 CLOCK_LEEWAY_SECONDS = 30
+# The browser binding: a random value in this cookie, its SHA-256 in the flow's state record.
+BROWSER_COOKIE = "sipreg_consent"
+BROWSER_COOKIE_PATH = "/oauth"  # sent to /oauth/start (to reuse it) and /oauth/callback
+_BINDING = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 
 # --- outcomes -----------------------------------------------------------------------------------
@@ -74,14 +90,24 @@ class RefusalReason(StrEnum):
     CODE_REFUSED = "code_refused"  # the identity server said invalid_grant
     ID_TOKEN_INVALID = "id_token_invalid"  # noqa: S105  # a reason, not a secret
     NO_PHONE_NUMBER = "no_phone_number"
+    OTHER_BROWSER = "other_browser"  # the callback came to a browser that did not start the flow
+    ISSUER_MISMATCH = "issuer_mismatch"  # RFC 9207: `iss` missing or not our identity server
     IDENTITY_SERVER_DOWN = "identity_server_down"  # transient: try again later
     CLIENT_REFUSED = "client_refused"  # our client configuration: the operator must fix it
+
+
+@dataclass(frozen=True)
+class Started:
+    url: str  # where to send the browser (the identity server's authorization endpoint)
+    browser: str  # the browser binding: set it as the BROWSER_COOKIE (see `browser_cookie`)
 
 
 @dataclass(frozen=True)
 class Consented:
     msisdn: str
     return_to: str | None
+    # False: the identity server granted no refresh token; the consent ends with its access token.
+    refresh_token: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,7 +132,7 @@ CallbackOutcome = Consented | Declined | Refused
 class ConsentEvents(Protocol):
     """Announces a new consent (the queue in production; a list in unit tests)."""
 
-    def consented(self, msisdn: str) -> None: ...
+    def consented(self, msisdn: str, *, event_id: str) -> None: ...
 
 
 class QueueConsentEvents:
@@ -118,11 +144,11 @@ class QueueConsentEvents:
         self._queue = EventQueue(queue_url)
         self._source = source
 
-    def consented(self, msisdn: str) -> None:
+    def consented(self, msisdn: str, *, event_id: str) -> None:
         from sipreg.events import ConsentedEvent, EventType  # noqa: PLC0415
 
         event = ConsentedEvent(
-            id=f"consented-{uuid.uuid4().hex}",
+            id=event_id,
             type=EventType.SUBSCRIBER_CONSENTED,
             msisdn=msisdn,
             occurred_at=datetime.now(UTC),
@@ -160,6 +186,10 @@ class IdTokenVerifier:
         self._clock = clock
         self._keys: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def issuer(self) -> str:
+        return self._issuer
 
     def _key_set(self, *, refetch: bool) -> Any:
         from joserfc.jwk import KeySet  # noqa: PLC0415
@@ -200,14 +230,17 @@ class ConsentFlow:
         self,
         *,
         states: OAuthStates,
-        tokens: TokenService,
+        tokens: ConsentTokens,
         identity: IdentityServer,
         id_tokens: IdTokenVerifier,
         events: ConsentEvents,
         scopes: tuple[str, ...],
         return_to_allowlist: tuple[str, ...] = (),
+        issuer: str | None = None,
+        secure_cookies: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._issuer = issuer  # None: the ID-token verifier's (they are the same in production)
         self._states = states
         self._tokens = tokens
         self._identity = identity
@@ -216,11 +249,14 @@ class ConsentFlow:
         self._scopes = scopes
         self._allowed_return = tuple(_url_parts(url) for url in return_to_allowlist)
         self._clock = clock
+        self.secure_cookies = secure_cookies
 
     # -- /oauth/start -----------------------------------------------------------------------------
 
-    def start(self, *, msisdn: str | None, return_to: str | None) -> str:
-        """The authorization URL to send the browser to; BadRequestError names a bad parameter."""
+    def start(self, *, msisdn: str | None, return_to: str | None, browser: str | None = None) -> Started:
+        """The authorization URL to send the browser to, and its binding (the cookie's value:
+        `browser` again when it is a well-formed one, so flows in one browser share it).
+        BadRequestError names a bad parameter."""
         if msisdn is not None:
             try:
                 check_msisdn(msisdn)
@@ -228,6 +264,7 @@ class ConsentFlow:
                 raise BadRequestError("msisdn", str(error)) from None
         if return_to is not None and not self._return_allowed(return_to):
             raise BadRequestError("return_to", "is not on this service's list of allowed return addresses")
+        binding = browser if browser and _BINDING.fullmatch(browser) else secrets.token_urlsafe(32)
         now = self._clock()
         record = OAuthState(
             state=secrets.token_urlsafe(32),  # 256 random bits
@@ -237,16 +274,18 @@ class ConsentFlow:
             expires_at=now + LIFETIME_SECONDS,
             return_to=return_to,
             login_hint=msisdn,
+            browser_hash=_digest(binding),
         )
-        self._states.put(record)
-        logger.info("consent flow started%s", f" for {mask_msisdn(msisdn)}" if msisdn else "")
-        return self._identity.authorization_url(
+        url = self._identity.authorization_url(
             state=record.state,
             code_verifier=record.code_verifier,
             nonce=record.nonce,
             scopes=self._scopes,
             login_hint=msisdn,
         )
+        self._states.put(record)
+        logger.info("consent flow started%s", f" for {mask_msisdn(msisdn)}" if msisdn else "")
+        return Started(url=url, browser=binding)
 
     def _return_allowed(self, url: str) -> bool:
         parts = _url_parts(url)
@@ -265,10 +304,13 @@ class ConsentFlow:
 
     # -- /oauth/callback --------------------------------------------------------------------------
 
-    def callback(self, params: Mapping[str, str]) -> CallbackOutcome:
+    def callback(self, params: Mapping[str, str], *, browser: str | None = None) -> CallbackOutcome:
         pending = self._consume(params.get("state"))
         if isinstance(pending, Refused):
             return pending
+        refused = self._foreign(pending, params.get("iss"), browser)
+        if refused is not None:
+            return refused
         if params.get("error"):
             error = params["error"][:64]
             logger.info("consent declined at the identity server: %s", error)
@@ -280,6 +322,32 @@ class ConsentFlow:
             return self._finish(code, pending)
         except (IdentityServerRejectedError, IdentityServerUnavailableError, IdTokenError) as error:
             return _refusal_for(error)
+
+    def _foreign(self, pending: OAuthState, iss: str | None, browser: str | None) -> Refused | None:
+        """Why this answer is not our flow's, coming back from our identity server; else None."""
+        if pending.browser_hash is None or not hmac.compare_digest(
+            _digest(browser or ""), pending.browser_hash
+        ):
+            # Login CSRF (RFC 9700 §4.7): someone else's flow, finished in this browser.
+            logger.warning("callback from a browser that did not start the flow refused")
+            return Refused(RefusalReason.OTHER_BROWSER)
+        try:
+            problem = self._issuer_problem(iss)
+        except (IdentityServerRejectedError, IdentityServerUnavailableError) as error:
+            return _refusal_for(error)
+        if problem:
+            logger.warning("callback refused: %s", problem)
+            return Refused(RefusalReason.ISSUER_MISMATCH)
+        return None
+
+    def _issuer_problem(self, iss: str | None) -> str | None:
+        """RFC 9207: an `iss` must be our issuer; a provider that announces it must send it."""
+        expected = self._issuer or self._id_tokens.issuer
+        if iss is not None:
+            return None if iss == expected else "the authorization response names another issuer"
+        if self._identity.issuer_in_authorization_response():
+            return "the authorization response lacks the iss its identity server announces"
+        return None
 
     def _consume(self, state: str | None) -> OAuthState | Refused:
         """The flow's saved state, taken out of the table (so it works once), or why not."""
@@ -304,9 +372,10 @@ class ConsentFlow:
             return Refused(RefusalReason.NO_PHONE_NUMBER)
         subject = claims.get("sub")
         self._tokens.record_consent(msisdn, answer, subject=subject if isinstance(subject, str) else None)
-        self._events.consented(msisdn)
+        event_id = f"consented-{uuid.uuid4().hex}"
+        self._events.consented(msisdn, event_id=event_id)
         logger.info("consent stored for %s", mask_msisdn(msisdn))
-        return Consented(msisdn=msisdn, return_to=pending.return_to)
+        return Consented(msisdn=msisdn, return_to=pending.return_to, refresh_token=bool(answer.refresh_token))
 
     def _phone_number(self, claims: Mapping[str, Any], answer: TokenResponse) -> str | None:
         number = claims.get("phone_number")
@@ -337,6 +406,35 @@ def _refusal_for(error: Exception) -> Refused:
             return Refused(RefusalReason.ID_TOKEN_INVALID)
 
 
+def _digest(binding: str) -> str:
+    return hashlib.sha256(binding.encode()).hexdigest()
+
+
+def browser_cookie(binding: str, *, secure: bool) -> Cookie:
+    """The binding cookie: HttpOnly, SameSite=Lax (it must come along on the identity server's
+    top-level redirect back), only under /oauth, gone when the flow's state is."""
+    from aws_lambda_powertools.shared.cookies import Cookie, SameSite  # noqa: PLC0415
+
+    return Cookie(
+        BROWSER_COOKIE,
+        binding,
+        path=BROWSER_COOKIE_PATH,
+        secure=secure,
+        http_only=True,
+        max_age=LIFETIME_SECONDS,
+        same_site=SameSite.LAX_MODE,
+    )
+
+
+def browser_from_cookies(cookies: Iterable[str] | None) -> str | None:
+    """The binding from a request's cookies (`name=value` strings, as API Gateway passes them)."""
+    for cookie in cookies or ():
+        name, _, value = cookie.strip().partition("=")
+        if name == BROWSER_COOKIE and _BINDING.fullmatch(value):
+            return value
+    return None
+
+
 def _url_parts(url: str) -> tuple[str, str, str] | None:
     """(scheme, host[:port], path) of an absolute http(s) URL without user info; else None."""
     try:
@@ -356,7 +454,7 @@ def _url_parts(url: str) -> tuple[str, str, str] | None:
 class _NoAnnouncements:
     """For the start function, which never announces anything (and so needs no queue)."""
 
-    def consented(self, msisdn: str) -> None:
+    def consented(self, msisdn: str, *, event_id: str) -> None:
         raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")
 
 
@@ -384,6 +482,9 @@ def build_consent_flow(
         events=events,
         scopes=settings.scopes or default_user_scopes(settings.api_version),
         return_to_allowlist=settings.return_to_allowlist,
+        issuer=settings.oidc_issuer,
+        # Secure cookies are not sent over plain http: only a local stack's callback is http.
+        secure_cookies=settings.callback_url.startswith("https://"),
     )
 
 

@@ -53,7 +53,13 @@ def _render(status: int, *, mark: str, tone: str, title: str, paragraphs: list[s
     return Page(status=status, title=title, html=html)
 
 
-def consented(masked_msisdn: str) -> Page:
+def consented(masked_msisdn: str, *, lasting: bool = True) -> Page:
+    """`lasting=False`: the operator granted no lasting (offline) access, so it ends within the hour."""
+    limited = (
+        []
+        if lasting
+        else ["Your operator granted this access for a short time only: you will be asked to consent again."]
+    )
     return _render(
         200,
         mark="&#10003;",
@@ -62,6 +68,7 @@ def consented(masked_msisdn: str) -> Page:
         paragraphs=[
             f"Thank you. Your phone number {masked_msisdn} is now linked to your company phone service.",
             "Your calls will be routed as your company set up. You can close this window.",
+            *limited,
         ],
         note="You can withdraw this consent at any time with your operator or your company's administrator.",
     )
@@ -117,6 +124,18 @@ _REFUSALS: dict[RefusalReason, tuple[int, str, str]] = {
         400,
         "Your phone number was not shared",
         "We need your phone number to link it. Please start again and allow sharing your phone number.",
+    ),
+    RefusalReason.OTHER_BROWSER: (
+        400,
+        "Finish in the browser you started in",
+        "This sign-in was started in another browser (or its 10 minutes ran out), so nothing was "
+        "stored. Please open the link you were given again, in this browser.",
+    ),
+    RefusalReason.ISSUER_MISMATCH: (
+        400,
+        "This answer is not from your operator",
+        "The sign-in answer names another identity server than your operator's, so nothing was "
+        "stored. Please start again from the link you were given.",
     ),
     RefusalReason.IDENTITY_SERVER_DOWN: (
         503,

@@ -1,4 +1,4 @@
-"""OAuth 2.0 tokens: the identity-server client (authlib), KMS encryption, and the token service.
+"""The token service: a valid access token for each subscriber, from the Subscribers table.
 
 Everything that needs a token for the core asks a `Tokens`:
 
@@ -12,25 +12,47 @@ Everything that needs a token for the core asks a `Tokens`:
 `IdentityServerUnavailableError` is transient (retry later); `IdentityServerRejectedError` means the
 identity server refuses this client (configuration: client id, secret or scopes).
 
-Tokens exist in plaintext only in memory: the Subscribers table holds KMS ciphertexts bound to
-the MSISDN (encryption context), and no repr, log line or error message carries a token.
+The parts: the OAuth client (`sipreg.oauth_client`), the KMS cipher (`sipreg.cipher`) and the
+service here, which the consent flow uses through `ConsentTokens` (`record_consent`).
+
+A consent whose token response carried no refresh token (the provider did not grant offline
+access) is stored with `refresh_token_missing` set: it works until its access token expires,
+and then `access_token_for` raises `ConsentMissing` saying so (the worker records the
+registration as `awaiting_consent` with that reason), without asking the identity server.
+
+A renewed consent never revokes the tokens it replaces. A certified provider may issue the new
+code under the grant the old tokens belong to (same browser session), and revoking a refresh
+token may revoke its whole grant (RFC 7009 §2.1), the new tokens with it; sipreg cannot tell
+from the token response whether the grant is shared. Left alone, a replaced grant that is not
+shared stays unused (its ciphertext is overwritten here) until the provider expires it or the
+subscriber revokes it at the operator; `revoke(msisdn)` still revokes what sipreg holds.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
+from sipreg.cipher import Cipher, KmsCipher
 from sipreg.config import TokenSettings
 from sipreg.models import ApiVersion, mask_msisdn
+from sipreg.oauth_client import (
+    GrantRejectedError,
+    IdentityServer,
+    IdentityServerRejectedError,
+    IdentityServerUnavailableError,
+    OAuthClient,
+    TokenError,
+    TokenResponse,
+    identity_server,
+)
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.subscribers import (
     ConsentStatus,
@@ -40,9 +62,31 @@ from sipreg.store.subscribers import (
 )
 from sipreg.store.subscribers import now as utc_now
 
-if TYPE_CHECKING:
-    import httpx
-    from authlib.integrations.httpx_client import OAuth2Client
+# Re-exported: callers import these from here (the worker, the CLI, tests).
+__all__ = [
+    "ACCESS_TOKEN",
+    "REFRESH_TOKEN",
+    "SERVICE_SCOPES",
+    "USER_SCOPES",
+    "Cipher",
+    "ConsentMissing",
+    "ConsentRevoked",
+    "ConsentTokens",
+    "GrantRejectedError",
+    "IdentityServer",
+    "IdentityServerRejectedError",
+    "IdentityServerUnavailableError",
+    "KmsCipher",
+    "OAuthClient",
+    "TokenError",
+    "TokenResponse",
+    "TokenService",
+    "Tokens",
+    "build_token_service",
+    "default_user_scopes",
+    "identity_server",
+    "token_service",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,17 +100,14 @@ USER_SCOPES = ("openid", "phone", "offline_access")
 # RFC 7009 token type hints (names, not secrets).
 ACCESS_TOKEN = "access_token"  # noqa: S105
 REFRESH_TOKEN = "refresh_token"  # noqa: S105
+CONSENT_ENDED_WITHOUT_REFRESH = (
+    "consent expired: the identity server granted no refresh token (no offline access), "
+    "so the subscriber must consent again"
+)
 
 
 def default_user_scopes(api_version: ApiVersion) -> tuple[str, ...]:
     return (*USER_SCOPES, SERVICE_SCOPES[api_version])
-
-
-# --- errors -------------------------------------------------------------------------------------
-
-
-class TokenError(Exception):
-    """Base of every token failure; messages never contain a token or secret."""
 
 
 class ConsentMissing(TokenError):  # noqa: N818  # the name the worker records
@@ -75,327 +116,6 @@ class ConsentMissing(TokenError):  # noqa: N818  # the name the worker records
 
 class ConsentRevoked(TokenError):  # noqa: N818
     """The subscriber's consent was revoked (here, or at the identity server: `invalid_grant`)."""
-
-
-class IdentityServerUnavailableError(TokenError):
-    """No answer, a 5xx, or a garbled one: the same call may succeed later."""
-
-
-class IdentityServerRejectedError(TokenError):
-    """The identity server refused the request with an OAuth error (`error` says which)."""
-
-    def __init__(self, error: str, description: str | None = None) -> None:
-        super().__init__(f"identity server refused: {error}" + (f" ({description})" if description else ""))
-        self.error = error
-
-
-class GrantRejectedError(IdentityServerRejectedError):
-    """`invalid_grant`: the code or refresh token is unknown, used, expired or revoked."""
-
-
-# --- the identity server port -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TokenResponse:
-    """A token endpoint answer; the tokens never show in its repr."""
-
-    access_token: str = field(repr=False)
-    expires_at: float  # epoch seconds, by our clock
-    scopes: tuple[str, ...]
-    refresh_token: str | None = field(default=None, repr=False)
-    id_token: str | None = field(default=None, repr=False)
-
-
-class IdentityServer(Protocol):
-    """What sipreg asks of the operator's OAuth 2.0 / OpenID Connect server."""
-
-    def authorization_url(
-        self, *, state: str, code_verifier: str, nonce: str, scopes: Sequence[str], login_hint: str | None
-    ) -> str: ...
-
-    def exchange_code(self, code: str, *, code_verifier: str) -> TokenResponse: ...
-
-    def refresh(self, refresh_token: str) -> TokenResponse: ...
-
-    def client_credentials(self, scopes: Sequence[str]) -> TokenResponse: ...
-
-    def revoke(self, token: str, *, token_type_hint: str) -> None: ...
-
-    def userinfo(self, access_token: str) -> dict[str, Any]: ...
-
-    def jwks(self) -> dict[str, Any]: ...
-
-
-CLIENT_AUTH_METHOD = "client_secret_basic"  # HTTP Basic, as WG2 asks
-SecretSource = Callable[[bool], str]
-"""Returns the client secret; called with True to bypass a cache (after `invalid_client`)."""
-
-
-def secrets_manager_secret(secret_id: str, *, max_age_seconds: int) -> SecretSource:
-    """The client secret from Secrets Manager, cached per process by powertools."""
-
-    def fetch(force: bool) -> str:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415  # cold-start cost
-
-        value = parameters.get_secret(secret_id, max_age=max_age_seconds, force_fetch=force)
-        if not isinstance(value, str) or not value:
-            raise IdentityServerRejectedError(
-                "client_secret_unreadable", "the secret must be a non-empty string"
-            )
-        return value
-
-    return fetch
-
-
-class OAuthClient:
-    """`IdentityServer` over HTTP with authlib's httpx client (client auth: HTTP Basic).
-
-    Paths are WG2's (`/oauth2/auth`, `/oauth2/token`, ...). One authlib client per process; a
-    lock serialises its use because authlib keeps the last token on the client object.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        client_id: str,
-        client_secret: SecretSource,
-        redirect_uri: str | None = None,
-        timeout_seconds: float = 5.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        base = base_url.rstrip("/")
-        self.authorization_endpoint = f"{base}/oauth2/auth"
-        self.token_endpoint = f"{base}/oauth2/token"
-        self.revocation_endpoint = f"{base}/oauth2/revoke"
-        self.userinfo_endpoint = f"{base}/userinfo"
-        self.jwks_uri = f"{base}/.well-known/jwks.json"
-        self._client_id = client_id
-        self._secret = client_secret
-        self._redirect_uri = redirect_uri
-        self._timeout = timeout_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._session: OAuth2Client | None = None
-        self._session_secret_digest: bytes | None = None
-
-    # -- the browser leg: no secret needed ------------------------------------------------------
-
-    def authorization_url(
-        self, *, state: str, code_verifier: str, nonce: str, scopes: Sequence[str], login_hint: str | None
-    ) -> str:
-        from authlib.integrations.httpx_client import OAuth2Client  # noqa: PLC0415
-
-        extra = {"nonce": nonce}
-        if login_hint:
-            extra["login_hint"] = login_hint
-        with OAuth2Client(
-            client_id=self._client_id,
-            redirect_uri=self._redirect_uri,
-            scope=" ".join(scopes),
-            code_challenge_method="S256",
-        ) as builder:
-            url, _ = builder.create_authorization_url(
-                self.authorization_endpoint, state=state, code_verifier=code_verifier, **extra
-            )
-        return str(url)
-
-    # -- the token endpoint -----------------------------------------------------------------------
-
-    def exchange_code(self, code: str, *, code_verifier: str) -> TokenResponse:
-        return self._token_call(
-            lambda s: s.fetch_token(
-                self.token_endpoint,
-                grant_type="authorization_code",
-                code=code,
-                code_verifier=code_verifier,
-                redirect_uri=self._redirect_uri,
-            ),
-            requested=(),
-        )
-
-    def refresh(self, refresh_token: str) -> TokenResponse:
-        answer = self._token_call(
-            lambda s: s.refresh_token(self.token_endpoint, refresh_token=refresh_token), requested=()
-        )
-        return answer
-
-    def client_credentials(self, scopes: Sequence[str]) -> TokenResponse:
-        return self._token_call(
-            lambda s: s.fetch_token(
-                self.token_endpoint, grant_type="client_credentials", scope=" ".join(scopes)
-            ),
-            requested=tuple(scopes),
-        )
-
-    def revoke(self, token: str, *, token_type_hint: str) -> None:
-        response = self._call(
-            "revoke",
-            lambda s: s.revoke_token(self.revocation_endpoint, token=token, token_type_hint=token_type_hint),
-            client_auth=True,
-        )
-        self._raise_for_status(response)
-
-    # -- public endpoints ---------------------------------------------------------------------------
-
-    def userinfo(self, access_token: str) -> dict[str, Any]:
-        response = self._call(
-            "userinfo",
-            lambda s: s.request(
-                "GET",
-                self.userinfo_endpoint,
-                headers={"Authorization": f"Bearer {access_token}"},
-                withhold_token=True,
-            ),
-        )
-        return self._json_object(response)
-
-    def jwks(self) -> dict[str, Any]:
-        return self._json_object(
-            self._call("jwks", lambda s: s.request("GET", self.jwks_uri, withhold_token=True))
-        )
-
-    # -- plumbing -----------------------------------------------------------------------------------
-
-    def _session_for(self, force_secret: bool) -> OAuth2Client:
-        from authlib.integrations.httpx_client import OAuth2Client  # noqa: PLC0415
-
-        secret = self._secret(force_secret)
-        digest = hashlib.sha256(secret.encode()).digest()
-        if self._session is None or digest != self._session_secret_digest:
-            if self._session is not None:
-                self._session.close()
-            self._session = OAuth2Client(
-                client_id=self._client_id,
-                client_secret=secret,
-                token_endpoint_auth_method=CLIENT_AUTH_METHOD,
-                revocation_endpoint_auth_method=CLIENT_AUTH_METHOD,
-                redirect_uri=self._redirect_uri,
-                timeout=self._timeout,
-            )
-            self._session_secret_digest = digest
-        return self._session
-
-    def _call(self, what: str, action: Callable[[OAuth2Client], Any], *, client_auth: bool = False) -> Any:
-        """Runs `action`, mapping failures to our errors; retries once with a re-read secret when
-        the server says `invalid_client` (the secret may have been rotated)."""
-        import httpx  # noqa: PLC0415
-        from authlib.integrations.base_client import OAuthError  # noqa: PLC0415
-
-        for attempt in range(2):
-            with self._lock:
-                try:
-                    session = self._session_for(force_secret=attempt > 0)
-                    answer = action(session)
-                    unauthorized = isinstance(answer, httpx.Response) and answer.status_code == 401
-                    if client_auth and unauthorized and attempt == 0:
-                        continue  # a plain 401 from an endpoint with client auth: bad secret
-                    return answer
-                except OAuthError as error:
-                    if error.error == "invalid_client" and attempt == 0:
-                        continue
-                    if error.error == "invalid_grant":
-                        raise GrantRejectedError(error.error, error.description) from None
-                    raise IdentityServerRejectedError(str(error.error), error.description) from None
-                except httpx.HTTPStatusError as error:
-                    status = error.response.status_code
-                    if status >= 500 or status == 429:
-                        raise IdentityServerUnavailableError(f"{what}: HTTP {status}") from None
-                    raise IdentityServerRejectedError(
-                        f"http_{status}", f"{what} answered HTTP {status}"
-                    ) from None
-                except httpx.TransportError as error:
-                    raise IdentityServerUnavailableError(f"{what}: {type(error).__name__}") from None
-                except ValueError:
-                    raise IdentityServerUnavailableError(
-                        f"{what}: the answer was not a JSON object"
-                    ) from None
-        raise IdentityServerRejectedError("invalid_client", f"{what}: the client id or secret was refused")
-
-    def _token_call(
-        self, action: Callable[[OAuth2Client], Any], *, requested: tuple[str, ...]
-    ) -> TokenResponse:
-        token = self._call("token", action)
-        access_token = token.get("access_token")
-        if not isinstance(access_token, str) or not access_token:
-            raise IdentityServerUnavailableError("token: the answer has no access_token")
-        expires_in = token.get("expires_in")
-        lifetime = (
-            float(expires_in) if isinstance(expires_in, int | float | str) and expires_in != "" else 3600.0
-        )
-        scope = token.get("scope")
-        return TokenResponse(
-            access_token=access_token,
-            expires_at=self._clock() + lifetime,
-            scopes=tuple(scope.split()) if isinstance(scope, str) else requested,
-            refresh_token=token.get("refresh_token") or None,
-            id_token=token.get("id_token") or None,
-        )
-
-    def _raise_for_status(self, response: httpx.Response) -> None:
-        if response.status_code < 400:
-            return
-        if response.status_code >= 500 or response.status_code == 429:
-            raise IdentityServerUnavailableError(f"HTTP {response.status_code}")
-        try:
-            body = response.json()
-            error = str(body.get("error", f"http_{response.status_code}"))
-            description = body.get("error_description")
-        except ValueError:
-            error, description = f"http_{response.status_code}", None
-        raise IdentityServerRejectedError(error, description)
-
-    def _json_object(self, response: httpx.Response) -> dict[str, Any]:
-        self._raise_for_status(response)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise IdentityServerUnavailableError("the answer was not a JSON object")
-        return body
-
-
-# --- KMS ----------------------------------------------------------------------------------------
-
-
-class Cipher(Protocol):
-    def encrypt(self, plaintext: str, *, msisdn: str) -> bytes: ...
-
-    def decrypt(self, ciphertext: bytes, *, msisdn: str) -> str: ...
-
-
-class KmsCipher:
-    """Encrypts each token with the data key; the MSISDN is the encryption context, so a
-    ciphertext copied to another subscriber's item does not decrypt."""
-
-    PURPOSE = "sipreg-oauth-token"
-
-    def __init__(self, key_id: str, *, client: Any = None) -> None:
-        if client is None:
-            from sipreg.aws import client as aws_client  # noqa: PLC0415
-
-            client = aws_client("kms")
-        self._key_id = key_id
-        self._kms = client
-
-    def _context(self, msisdn: str) -> dict[str, str]:
-        return {"msisdn": msisdn, "purpose": self.PURPOSE}
-
-    def encrypt(self, plaintext: str, *, msisdn: str) -> bytes:
-        answer = self._kms.encrypt(
-            KeyId=self._key_id, Plaintext=plaintext.encode(), EncryptionContext=self._context(msisdn)
-        )
-        blob: bytes = answer["CiphertextBlob"]
-        return blob
-
-    def decrypt(self, ciphertext: bytes, *, msisdn: str) -> str:
-        answer = self._kms.decrypt(
-            KeyId=self._key_id, CiphertextBlob=ciphertext, EncryptionContext=self._context(msisdn)
-        )
-        plaintext: bytes = answer["Plaintext"]
-        return plaintext.decode()
 
 
 # --- the token service --------------------------------------------------------------------------
@@ -419,6 +139,14 @@ class Tokens(Protocol):
 
     def revoke(self, msisdn: str) -> None:
         """Revokes at the identity server, deletes the stored tokens, marks consent revoked."""
+        ...
+
+
+class ConsentTokens(Tokens, Protocol):
+    """`Tokens` plus what the consent flow needs: storing a fresh consent."""
+
+    def record_consent(self, msisdn: str, answer: TokenResponse, *, subject: str | None) -> SubscriberRecord:
+        """Stores a new or renewed consent (KMS-encrypted), replacing what was on record."""
         ...
 
 
@@ -494,6 +222,9 @@ class TokenService:
                 return self._remember(record)
             if record.access_token_ciphertext != baseline and remaining > 0:
                 return self._remember(record)  # someone refreshed meanwhile: theirs is ours
+            if record.refresh_token_ciphertext is None:
+                # Nothing to refresh with: no lease, no call; the subscriber must consent again.
+                raise ConsentMissing(CONSENT_ENDED_WITHOUT_REFRESH)
             if record.lease_held(now):
                 if now > deadline:
                     raise IdentityServerUnavailableError(
@@ -512,9 +243,7 @@ class TokenService:
 
     def _refresh(self, claimed: SubscriberRecord) -> str:
         msisdn = claimed.msisdn
-        if claimed.refresh_token_ciphertext is None:
-            self._release(claimed)
-            raise ConsentMissing("the stored consent has no refresh token: the subscriber must consent again")
+        assert claimed.refresh_token_ciphertext is not None  # _from_store checked it
         refresh_token = self._cipher.decrypt(claimed.refresh_token_ciphertext, msisdn=msisdn)
         try:
             answer = self._identity.refresh(refresh_token)
@@ -598,38 +327,35 @@ class TokenService:
     # -- consent and revocation ---------------------------------------------------------------------
 
     def record_consent(self, msisdn: str, answer: TokenResponse, *, subject: str | None) -> SubscriberRecord:
-        """Stores a fresh consent (new or renewed), replacing whatever was on record."""
+        """Stores a fresh consent (new or renewed), replacing whatever was on record.
+
+        The replaced tokens are not revoked (see the module's docstring: the new ones may share
+        their grant). A consent without a refresh token is stored, marked `refresh_token_missing`.
+        """
+        if answer.refresh_token is None:
+            logger.warning(
+                "consent of %s has no refresh token: it lasts until its access token expires",
+                mask_msisdn(msisdn),
+            )
         for _ in range(5):
             existing = self._store.get(msisdn)
             base = existing or SubscriberRecord(
                 msisdn=msisdn, status=ConsentStatus.CONSENTED, updated_at=utc_now()
             )
             record = self._with_tokens(base, answer, keep_refresh=None).model_copy(
-                update={"subject": subject, "consented_at": utc_now()}
+                update={
+                    "subject": subject,
+                    "consented_at": utc_now(),
+                    "refresh_token_missing": answer.refresh_token is None,
+                }
             )
             try:
                 saved = self._store.save(record, read_version=existing.version if existing else None)
             except ConcurrentUpdateError:
                 continue
             self._remember(saved, plaintext=answer.access_token)
-            if existing is not None and existing.refresh_token_ciphertext is not None:
-                self._retire(existing.refresh_token_ciphertext, msisdn=msisdn)
             return saved
         raise IdentityServerUnavailableError("the subscriber record kept changing; try again")
-
-    def _retire(self, refresh_ciphertext: bytes, *, msisdn: str) -> None:
-        """Revokes the grant a renewed consent replaced, so no live grant is left unheld.
-
-        Best effort: the new consent is stored either way, and the old grant dies with its
-        refresh token's lifetime if the identity server cannot be reached now.
-        """
-        try:
-            token = self._cipher.decrypt(refresh_ciphertext, msisdn=msisdn)
-            self._identity.revoke(token, token_type_hint=REFRESH_TOKEN)
-        except Exception as error:  # never fail a consent over the old grant
-            logger.warning(
-                "could not revoke the replaced grant of %s: %s", mask_msisdn(msisdn), type(error).__name__
-            )
 
     def revoke(self, msisdn: str) -> None:
         record = self._store.get(msisdn)
@@ -687,18 +413,6 @@ class TokenService:
 
 
 # --- wiring -------------------------------------------------------------------------------------
-
-
-def identity_server(settings: TokenSettings, *, redirect_uri: str | None = None) -> OAuthClient:
-    return OAuthClient(
-        settings.identity_server_url,
-        client_id=settings.client_id,
-        client_secret=secrets_manager_secret(
-            settings.client_secret_arn, max_age_seconds=settings.secret_max_age_seconds
-        ),
-        redirect_uri=redirect_uri,
-        timeout_seconds=settings.http_timeout_seconds,
-    )
 
 
 def build_token_service(settings: TokenSettings, *, identity: IdentityServer | None = None) -> TokenService:

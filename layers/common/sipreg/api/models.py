@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from sipreg.events import ExternalEvent
 from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
+from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
 
 MAX_BATCH = 100
 
@@ -105,10 +106,40 @@ class EventLogView(BaseModel):
         return cls.model_validate(entry.model_dump(include=set(cls.model_fields)))
 
 
+class ConsentView(BaseModel):
+    """The subscriber's consent as sipreg holds it (never a token)."""
+
+    status: ConsentStatus
+    consented_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+    refresh_token: bool = Field(
+        description="False: the identity server granted no refresh token, so the consent ends with "
+        "its access token (`access_expires_at`) and the subscriber must consent again."
+    )
+    access_expires_at: datetime | None = None
+    scopes: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, record: SubscriberRecord) -> ConsentView:
+        expires = record.access_expires_at
+        return cls(
+            status=record.status,
+            consented_at=record.consented_at,
+            revoked_at=record.revoked_at,
+            revoked_reason=record.revoked_reason,
+            refresh_token=not record.refresh_token_missing,
+            access_expires_at=datetime.fromtimestamp(expires, UTC) if expires is not None else None,
+            scopes=list(record.scopes),
+        )
+
+
 class SubscriberStatus(BaseModel):
-    """Every registration of one MSISDN, and one page of what became of its events (newest first)."""
+    """Every registration of one MSISDN, its consent, and one page of what became of its events
+    (newest first)."""
 
     msisdn: str
+    consent: ConsentView | None = Field(default=None, description="null: no consent (or client mode).")
     registrations: list[RegistrationView]
     events: list[EventLogView]
     next_cursor: str | None = Field(

@@ -13,7 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sipreg.api import gate
-from sipreg.api.models import Accepted, EventBatch, EventLogView, RegistrationView, SubscriberStatus
+from sipreg.api.models import (
+    Accepted,
+    ConsentView,
+    EventBatch,
+    EventLogView,
+    RegistrationView,
+    SubscriberStatus,
+)
 from sipreg.api.problems import (
     InvalidRequestError,
     NotAcceptedError,
@@ -35,6 +42,7 @@ from sipreg.queue import SendResult
 from sipreg.signing import SecretFormatError, parse_secret
 from sipreg.store.event_log import EventKind, EventLogEntry, InvalidCursorError, Outcome, kind_of
 from sipreg.store.registrations import RegistrationRecord
+from sipreg.store.subscribers import SubscriberRecord
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,10 @@ class EventSink(Protocol):
 
 class RegistrationReader(Protocol):
     def list_for(self, msisdn: str) -> list[RegistrationRecord]: ...
+
+
+class ConsentReader(Protocol):
+    def consent_of(self, msisdn: str) -> SubscriberRecord | None: ...
 
 
 class EventLogReader(Protocol):
@@ -98,6 +110,7 @@ class EventsService:
         secrets: SigningSecrets,
         registrations: RegistrationReader,
         event_log: EventLogReader,
+        consents: ConsentReader | None = None,
         max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -105,6 +118,7 @@ class EventsService:
         self._secrets = secrets
         self._registrations = registrations
         self._event_log = event_log
+        self._consents = consents
         self._max_clock_skew = max_clock_skew
         self._clock = clock
 
@@ -113,6 +127,7 @@ class EventsService:
         from sipreg.queue import EventQueue  # noqa: PLC0415  # boto3 only when used
         from sipreg.store.event_log import EventLog  # noqa: PLC0415
         from sipreg.store.registrations import RegistrationStore  # noqa: PLC0415
+        from sipreg.store.subscribers import SubscriberStore  # noqa: PLC0415
 
         return cls(
             queue=EventQueue(settings.events_queue_url),
@@ -121,6 +136,7 @@ class EventsService:
             ),
             registrations=RegistrationStore(settings.registrations_table),
             event_log=EventLog(settings.event_log_table),
+            consents=SubscriberStore(settings.subscribers_table),
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
 
@@ -188,10 +204,12 @@ class EventsService:
             )
         except InvalidCursorError as error:
             raise InvalidRequestError([FieldError("cursor", str(error))]) from None
-        if not records and not entries and not cursor and self._unknown(msisdn):
+        consent = self._consents.consent_of(msisdn) if self._consents else None
+        if not records and not entries and consent is None and not cursor and self._unknown(msisdn):
             raise UnknownMsisdnError()
         return SubscriberStatus(
             msisdn=msisdn,
+            consent=ConsentView.of(consent) if consent else None,
             registrations=[
                 RegistrationView.of(record) for record in sorted(records, key=lambda r: r.sip_uri)
             ],

@@ -1,9 +1,10 @@
 """The OAuthStates table: one item per consent flow in progress, consumed exactly once.
 
 Key: pk `state` (>= 128 random bits, made by the start function). The item holds what the
-callback needs to finish the flow: the PKCE verifier, the ID-token nonce and where to send the
-browser afterwards. `expires` is the table's TTL attribute; TTL deletion lags (and never happens
-in moto), so expiry is also checked in the conditional delete that consumes a state.
+callback needs to finish the flow: the PKCE verifier, the ID-token nonce, where to send the
+browser afterwards, and the hash of the browser's binding cookie. `expires` is the table's TTL
+attribute; TTL deletion lags (and never happens in moto), so expiry is also checked in the
+conditional delete that consumes a state.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class OAuthState:
     expires_at: float
     return_to: str | None = None
     login_hint: str | None = None  # the MSISDN the flow was started for, if any
+    # SHA-256 (hex) of the browser binding cookie the flow was started with; None: none (refused).
+    browser_hash: str | None = field(default=None, repr=False)
 
 
 class StateProblem(StrEnum):
@@ -67,6 +70,8 @@ class OAuthStateStore:
             item["return_to"] = record.return_to
         if record.login_hint is not None:
             item["login_hint"] = record.login_hint
+        if record.browser_hash is not None:
+            item["browser_hash"] = record.browser_hash
         # A collision of 256-bit random states is not expected; refusing it beats overwriting.
         self._table.put_item(
             Item=item,
@@ -104,4 +109,5 @@ class OAuthStateStore:
             expires_at=float(item["expires"]),
             return_to=item.get("return_to"),
             login_hint=item.get("login_hint"),
+            browser_hash=item.get("browser_hash"),
         )

@@ -43,6 +43,8 @@ class SubscriberRecord(BaseModel):
     revoked_at: datetime | None = None
     revoked_reason: str | None = None
     refresh_lease_until: float | None = None  # epoch seconds; a refresh is in flight until then
+    # The identity server granted no refresh token: the consent ends with its access token.
+    refresh_token_missing: bool = False
     updated_at: datetime
     version: int = 0
 
@@ -78,6 +80,19 @@ def _from_item(item: dict[str, Any]) -> SubscriberRecord:
     return SubscriberRecord.model_validate(cleaned)
 
 
+_CONSENT_FIELDS = (
+    "msisdn",
+    "status",
+    "access_expires_at",
+    "scopes",
+    "consented_at",
+    "revoked_at",
+    "revoked_reason",
+    "refresh_token_missing",
+    "updated_at",
+)
+
+
 class Subscribers(Protocol):
     """The port the token service uses (`SubscriberStore`, or an in-memory fake in unit tests)."""
 
@@ -93,6 +108,17 @@ class SubscriberStore:
 
     def get(self, msisdn: str) -> SubscriberRecord | None:
         found = self._table.get_item(Key={"msisdn": msisdn}, ConsistentRead=True)
+        item = found.get("Item")
+        return _from_item(item) if item else None
+
+    def consent_of(self, msisdn: str) -> SubscriberRecord | None:
+        """The consent without its ciphertexts (what the status API shows; it never reads tokens)."""
+        found = self._table.get_item(
+            Key={"msisdn": msisdn},
+            ConsistentRead=True,
+            ProjectionExpression=", ".join(f"#{name}" for name in _CONSENT_FIELDS),
+            ExpressionAttributeNames={f"#{name}": name for name in _CONSENT_FIELDS},
+        )
         item = found.get("Item")
         return _from_item(item) if item else None
 

@@ -1,0 +1,168 @@
+"""Given a provider's discovery document (a fake at the HTTP boundary: httpx MockTransport), the
+OAuth client reads its endpoints, checks its issuer, picks a client authentication it supports,
+asks for a refresh token the way OIDC Core §11 requires, and falls back to WG2's paths only for
+a provider that publishes no document."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from sipreg.oauth_client import (
+    IdentityServerRejectedError,
+    IdentityServerUnavailableError,
+    OAuthClient,
+)
+
+BASE = "https://login.example.net/tenant"
+DOC = {
+    "issuer": BASE,
+    "authorization_endpoint": "https://login.example.net/tenant/authorize",
+    "token_endpoint": "https://tokens.example.net/t/token",
+    "jwks_uri": "https://login.example.net/tenant/keys",
+    "userinfo_endpoint": "https://login.example.net/tenant/me",
+    "revocation_endpoint": "https://tokens.example.net/t/revoke",
+    "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_post"],
+    "authorization_response_iss_parameter_supported": True,
+}
+
+
+class Provider:
+    """Answers discovery with `doc` (or `status`), and records every request."""
+
+    def __init__(self, doc: dict[str, Any] | None = None, status: int = 200) -> None:
+        self.doc = DOC if doc is None else doc
+        self.status = status
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            return httpx.Response(self.status, json=self.doc)
+        if request.url.path.endswith("/token"):
+            return httpx.Response(
+                200, json={"access_token": "at-1", "expires_in": 60, "token_type": "bearer"}
+            )
+        return httpx.Response(200, json={"keys": []})
+
+    def paths(self) -> list[str]:
+        return [f"{r.url.host}{r.url.path}" for r in self.requests]
+
+
+def client(provider: Provider, *, issuer: str | None = None) -> OAuthClient:
+    return OAuthClient(
+        BASE,
+        issuer=issuer,
+        client_id="sipreg",
+        client_secret=lambda force: "s3cret",
+        redirect_uri="https://api.example/oauth/callback",
+        transport=httpx.MockTransport(provider),
+    )
+
+
+def authorization_query(oauth: OAuthClient, scopes: tuple[str, ...]) -> tuple[str, dict[str, list[str]]]:
+    url = oauth.authorization_url(
+        state="s" * 43, code_verifier="v" * 64, nonce="n" * 43, scopes=scopes, login_hint=None
+    )
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}", parse_qs(parts.query)
+
+
+def test_endpoints_come_from_the_discovery_document_read_once() -> None:
+    provider = Provider()
+    oauth = client(provider)
+    endpoint, _ = authorization_query(oauth, ("openid",))
+    oauth.client_credentials(["call.routing:write"])
+    oauth.jwks()
+    assert endpoint == DOC["authorization_endpoint"]
+    assert provider.paths() == [
+        "login.example.net/tenant/.well-known/openid-configuration",
+        "tokens.example.net/t/token",
+        "login.example.net/tenant/keys",
+    ]
+    assert oauth.issuer_in_authorization_response() is True
+
+
+def test_offline_access_is_asked_with_prompt_consent() -> None:
+    _, query = authorization_query(client(Provider()), ("openid", "offline_access", "call.routing:write"))
+    assert query["prompt"] == ["consent"]
+    assert query["scope"] == ["openid offline_access call.routing:write"]
+    assert query["code_challenge_method"] == ["S256"]
+    _, without = authorization_query(client(Provider()), ("openid", "call.routing:write"))
+    assert "prompt" not in without
+
+
+def test_client_authentication_is_one_the_provider_supports() -> None:
+    provider = Provider()
+    client(provider).client_credentials(["call.routing:write"])
+    token_request = provider.requests[-1]
+    body = parse_qs(token_request.content.decode())
+    assert body["client_secret"] == ["s3cret"]  # client_secret_post: HTTP Basic is not offered
+    assert "authorization" not in token_request.headers
+
+
+def test_http_basic_when_the_provider_names_no_methods() -> None:
+    provider = Provider({k: v for k, v in DOC.items() if k != "token_endpoint_auth_methods_supported"})
+    client(provider).client_credentials(["call.routing:write"])
+    token_request = provider.requests[-1]
+    assert token_request.headers["authorization"] == "Basic " + base64.b64encode(b"sipreg:s3cret").decode()
+    assert "client_secret" not in token_request.content.decode()
+
+
+def test_a_document_naming_another_issuer_is_refused() -> None:
+    with pytest.raises(IdentityServerRejectedError) as caught:
+        client(Provider({**DOC, "issuer": "https://evil.example"})).metadata()
+    assert caught.value.error == "issuer_mismatch"
+
+
+def test_the_configured_issuer_is_what_the_document_must_name() -> None:
+    oauth = client(Provider({**DOC, "issuer": "https://issuer.example"}), issuer="https://issuer.example")
+    assert oauth.metadata().issuer == "https://issuer.example"
+
+
+@pytest.mark.parametrize("missing", ["authorization_endpoint", "token_endpoint", "jwks_uri"])
+def test_a_document_without_a_required_endpoint_is_refused_naming_it(missing: str) -> None:
+    with pytest.raises(IdentityServerRejectedError, match=missing):
+        client(Provider({k: v for k, v in DOC.items() if k != missing})).metadata()
+
+
+def test_no_supported_client_authentication_is_refused() -> None:
+    doc = {**DOC, "token_endpoint_auth_methods_supported": ["private_key_jwt"]}
+    with pytest.raises(IdentityServerRejectedError) as caught:
+        client(Provider(doc)).metadata()
+    assert caught.value.error == "unsupported_client_auth"
+
+
+def test_a_provider_without_a_document_gets_wg2s_paths_explicitly() -> None:
+    provider = Provider(status=404)
+    oauth = client(provider)
+    endpoint, _ = authorization_query(oauth, ("openid",))
+    assert endpoint == f"{BASE}/oauth2/auth"
+    assert oauth.metadata().discovered is False
+    assert oauth.issuer_in_authorization_response() is False
+    oauth.jwks()
+    assert provider.paths()[-1] == "login.example.net/tenant/.well-known/jwks.json"
+
+
+def test_an_unreachable_provider_is_transient_and_not_remembered() -> None:
+    provider = Provider(status=503)
+    oauth = client(provider)
+    with pytest.raises(IdentityServerUnavailableError):
+        oauth.metadata()
+    provider.status = 200
+    assert oauth.metadata().token_endpoint == DOC["token_endpoint"]
+
+
+def test_a_garbled_document_is_transient() -> None:
+    def garbled(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"<html>maintenance</html>")
+
+    oauth = OAuthClient(
+        BASE, client_id="c", client_secret=lambda f: "s", transport=httpx.MockTransport(garbled)
+    )
+    with pytest.raises(IdentityServerUnavailableError):
+        oauth.metadata()
