@@ -15,7 +15,7 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv aws-engine proto browser idp test unit integration e2e lint demo bench build clean
+.PHONY: help venv aws-engine proto browser idp test unit integration e2e lint demo bench chaos build clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
@@ -24,6 +24,7 @@ help:
 	@echo "make proto  generate Python code from protos/"
 	@echo "make build  the layer and functions for the Lambda platform (.build/)"
 	@echo "make bench  the benchmarks (ratios against a baseline of the same run)"
+	@echo "make chaos  a storm of 10,000 events with faults everywhere; fails on any loss or divergence"
 
 $(STAMP): pyproject.toml layers/common/requirements.txt constraints.txt
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
@@ -34,6 +35,12 @@ $(STAMP): pyproject.toml layers/common/requirements.txt constraints.txt
 	touch $@
 
 venv: $(STAMP)
+
+# The benchmarks' charts (matplotlib): only `make bench` and `make chaos` need them.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	touch $@
 
 # checkov pins dependencies that clash with ours (old boto3), so it gets a venv of its own.
 CHECKOV_VENV := .venv-checkov
@@ -101,9 +108,15 @@ lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
 
 # Figures, not assertions: each one a ratio against a baseline measured in the same run.
-bench: $(PROTO_STAMP) $(AWS_STAMP)
+bench: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP)
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_worker.py
+	$(PY) bench/aws_engines.py
+
+# A bounded storm on the local stack: 10,000 events over 1,000 numbers, faults everywhere, then the
+# proof that nothing was lost and every number converged (exit 1 otherwise); chart in bench/out/.
+chaos: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP)
+	$(PY) bench/chaos.py
 
 # The layer and every function for the Lambda platform, as `sam build` lays them out.
 BUILD_DIR := .build

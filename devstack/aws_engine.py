@@ -13,12 +13,21 @@ environment, with the few additions it makes to ministack's IAM checks.
 
 ministack pins its own botocore, older than the one sipreg ships with, hence the separate
 environment: `make aws-engine` builds `.venv-aws` from `tools/aws-engine-requirements.txt`.
+
+By hand: `python -m devstack.aws_engine [--no-iam]` serves until Ctrl-C, after one JSON line
+`{"endpoint": ..., "access_key_id": ..., "secret_access_key": ...}` (the local root's keys).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import signal
 import subprocess
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -130,3 +139,25 @@ class LocalAws:
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.aws_engine", description=__doc__)
+    parser.add_argument("--no-iam", action="store_true", help="accept any request (no IAM enforcement)")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    with (
+        tempfile.TemporaryDirectory() as logs,
+        LocalAws.start(log_file=Path(logs) / "aws.log", enforce_iam=not args.no_iam) as engine,
+    ):
+        ready = {"endpoint": engine.endpoint, "region": REGION, **ROOT.as_client_kwargs()}
+        sys.stdout.write(json.dumps({k.removeprefix("aws_"): v for k, v in ready.items()}) + "\n")
+        sys.stdout.flush()
+        stopping.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -68,6 +68,9 @@ class StackOptions:
     template: Path = TEMPLATE
     # Local-only template property values, e.g. {"EventsQueue": {"VisibilityTimeout": 5}}.
     property_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Template parameter values beyond the stack's own, e.g. {"RetryBaseSeconds": "1"}.
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
+    token_ttl: int | None = None  # the identity server's access-token lifetime (emulator seconds)
     prewarm: bool = True  # start every function's sandbox before answering (no cold start later)
 
     def __post_init__(self) -> None:
@@ -251,6 +254,7 @@ class LocalStack:
         self._sim = Wg2simProcess.start(
             time_scale=opts.time_factor,
             tls=True,
+            token_ttl=opts.token_ttl,
             extra_args=["--log-level", "INFO"],
             log_file=self.log_dir / "wg2sim.log",
         )
@@ -270,6 +274,7 @@ class LocalStack:
                 "ApiVersion": opts.api_version,
                 "AuthMode": opts.auth_mode,
                 "LogLevel": opts.log_level,
+                **opts.parameter_overrides,
             },
             property_overrides=opts.property_overrides,
             env_overrides={

@@ -158,6 +158,16 @@ class FunctionRuntime:
         with self._lock:
             self._idle.append(sandbox)
 
+    def kill_busy(self) -> bool:
+        """Kills one execution environment in the middle of an invocation, as Lambda may lose one
+        (for chaos runs): its invocation fails as a crash. False when none was busy."""
+        with self._lock:
+            sandbox = next(iter(self._busy), None)
+        if sandbox is None:
+            return False
+        sandbox.process.kill()
+        return True
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -24,8 +24,10 @@ Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
                                  "faults_injected": {"latency": n, "unavailable": n, "stall": n}}
   GET    /_admin/faults         the fault set in force
   POST   /_admin/faults         {"unavailable_rate": 0.3, "stall_rate": 0.05, "latency_ms": [20, 80] or 50,
-                                 "msisdns": ["+47..."], "methods": ["UpsertRegistration"]}: replaces
-                                 the whole fault set (a missing key is off; no msisdns/methods: all)
+                                 "msisdns": ["+47..."], "methods": ["UpsertRegistration"],
+                                 "identity_down": true}: replaces the whole fault set (a missing key
+                                 is off; no msisdns/methods: all); identity_down: every identity
+                                 server endpoint answers 503
   DELETE /_admin/faults         no faults
 
 Identity server (OAuth 2.0 / OpenID Connect at WG2's paths: /oauth2/auth, /oauth2/token,

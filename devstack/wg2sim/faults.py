@@ -10,7 +10,7 @@ from typing import Any, Literal
 from devstack.wg2sim.validation import FieldError, e164_problem
 
 MAX_LATENCY_MS = 60_000
-FAULT_KEYS = ("unavailable_rate", "stall_rate", "latency_ms", "msisdns", "methods")
+FAULT_KEYS = ("unavailable_rate", "stall_rate", "latency_ms", "msisdns", "methods", "identity_down")
 METHODS = ("UpsertRegistration", "DeleteRegistration")
 
 FaultAction = Literal["unavailable", "stall"]
@@ -31,6 +31,7 @@ class FaultConfig:
     latency_ms: tuple[int, int] = (0, 0)  # uniform range; (n, n) is a fixed latency
     msisdns: frozenset[str] = frozenset()  # empty: every number
     methods: frozenset[str] = frozenset()  # empty: both rpcs
+    identity_down: bool = False  # the identity server answers 503 to everything
 
     @classmethod
     def from_json(cls, data: Any) -> FaultConfig:
@@ -52,6 +53,7 @@ class FaultConfig:
             latency_ms=parse_latency(data.get("latency_ms", 0), "latency_ms"),
             msisdns=parse_msisdns(msisdns, "msisdns"),
             methods=frozenset(methods),
+            identity_down=parse_flag(data.get("identity_down", False), "identity_down"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +63,7 @@ class FaultConfig:
             "latency_ms": list(self.latency_ms),
             "msisdns": sorted(self.msisdns),
             "methods": sorted(self.methods),
+            "identity_down": self.identity_down,
         }
 
     def applies_to(self, msisdn: str | None, method: str | None = None) -> bool:
@@ -85,6 +88,12 @@ class FaultConfig:
         elif roll < self.unavailable_rate + self.stall_rate:
             action = "stall"
         return FaultDraw(latency_seconds=latency, action=action)
+
+
+def parse_flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise FieldError(field, "must be true or false")
+    return value
 
 
 def parse_rate(value: Any, field: str) -> float:

@@ -717,6 +717,19 @@ def oidc_blueprint(sim: Wg2Sim) -> Blueprint:
     def issuer() -> str:
         return provider().config.issuer or request.url_root.rstrip("/")
 
+    @bp.before_request
+    def outage() -> ResponseReturnValue | None:
+        """An injected identity-server outage (`identity_down` fault): every endpoint answers 503."""
+        if not sim.faults.identity_down:
+            return None
+        sim.stats.record_fault("identity_down")
+        response = jsonify(
+            error="temporarily_unavailable", error_description="injected fault: identity server down"
+        )
+        response.status_code = 503
+        response.headers.update(_NO_STORE)
+        return response
+
     @bp.errorhandler(OAuthError)
     def oauth_error(error: OAuthError) -> ResponseReturnValue:
         response = jsonify(error=error.error, error_description=error.description)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.host import InvocationError, InvocationTimeoutError, LocalHost
-from tests.fixtures.host.hosting import client, start_host
+from tests.fixtures.host.hosting import client, start_host, wait_until
 
 SECRET = "local-webhook-secret"
 
@@ -162,6 +162,22 @@ def test_crashed_sandbox_is_reported_and_replaced(host: LocalHost) -> None:
         host.invoke("ProbeFunction", {"exit": True})
     assert caught.value.error_type == "Runtime.ExitError"
     assert host.invoke("ProbeFunction", {})["invocations"] == 1
+
+
+def test_a_sandbox_lost_mid_invocation_fails_that_invocation_and_the_next_starts_cold(
+    host: LocalHost,
+) -> None:
+    # Given an invocation under way
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(host.invoke, "ProbeFunction", {"sleep": 1.5})
+        wait_until(lambda: host.runtimes["ProbeFunction"].kill_busy() or None, timeout=5)
+        # When its execution environment is killed, Then it fails as a crash
+        with pytest.raises(InvocationError) as caught:
+            running.result(timeout=5)
+    assert caught.value.error_type == "Runtime.ExitError"
+    assert host.invoke("ProbeFunction", {})["invocations"] == 1
+    # And with nothing busy, there is nothing to kill
+    assert host.runtimes["ProbeFunction"].kill_busy() is False
 
 
 def test_function_runs_one_invocation_at_a_time_unless_the_template_allows_more(host: LocalHost) -> None:

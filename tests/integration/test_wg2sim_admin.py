@@ -114,6 +114,7 @@ def test_a_fault_set_replaces_the_previous_one(wg2sim_faults: Wg2simProcess) -> 
         "latency_ms": [50, 50],
         "msisdns": [],
         "methods": [],
+        "identity_down": False,
     }
 
 

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
 from devstack.wg2sim.process import Wg2simProcess
@@ -169,6 +170,7 @@ def test_clearing_faults_restores_service(
         "latency_ms": [0, 0],
         "msisdns": [],
         "methods": [],
+        "identity_down": False,
     }
     assert code_of(lambda: upsert(new_msisdn())) == grpc.StatusCode.OK
 
@@ -185,6 +187,7 @@ def test_fault_flags_apply_from_start_up(wg2_channel: ChannelTo, new_msisdn: Cal
             "latency_ms": [20, 80],
             "msisdns": [faulty],
             "methods": [],
+            "identity_down": False,
         }
         stub = v1_grpc.SipBreakoutServiceStub(wg2_channel(sim))
 
@@ -201,3 +204,18 @@ def test_fault_flags_apply_from_start_up(wg2_channel: ChannelTo, new_msisdn: Cal
 
         assert code_of(lambda: call(faulty)) == grpc.StatusCode.UNAVAILABLE
         assert code_of(lambda: call(healthy)) == grpc.StatusCode.OK
+
+
+def test_an_identity_server_outage_answers_503_everywhere_until_cleared(wg2sim_faults: Wg2simProcess) -> None:
+    # Given an identity server told to be down
+    wg2sim_faults.set_faults(identity_down=True)
+    with httpx.Client(base_url=wg2sim_faults.http_url, timeout=5) as http:
+        # Then discovery and the token endpoint answer 503 (an OAuth `temporarily_unavailable`)
+        discovery = http.get("/.well-known/openid-configuration")
+        token = http.post("/oauth2/token", data={"grant_type": "client_credentials"})
+        assert (discovery.status_code, token.status_code) == (503, 503)
+        assert token.json()["error"] == "temporarily_unavailable"
+        assert wg2sim_faults.stats()["faults_injected"]["identity_down"] >= 2
+        # And the admin API (not the identity server) still answers, and clearing brings it back
+        wg2sim_faults.clear_faults()
+        assert http.get("/.well-known/openid-configuration").status_code == 200

@@ -10,8 +10,19 @@ import pytest
 
 from sipreg.core import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
+from sipreg.tokens import IdentityServerUnavailableError
 from sipreg.worker import QueuedMessage
-from tests.unit.worker_fakes import SIP_URI, T0, World, default_answer, message, refresh, upsert, world
+from tests.unit.worker_fakes import (
+    SIP_URI,
+    T0,
+    World,
+    default_answer,
+    message,
+    refresh,
+    revoke,
+    upsert,
+    world,
+)
 
 OTHER = "sips:other.example.com"
 
@@ -119,3 +130,14 @@ def test_an_event_that_cannot_reach_the_dlq_comes_back_and_goes_again() -> None:
     report = w.run(message(upsert("head", at=T0), receive_count=2))
     assert report.failed == [] and len(w.dead_letters.sent) == 1
     assert len(w.core.calls) == 1  # no second try for it
+
+
+def test_a_revoke_whose_token_revocation_keeps_failing_is_dead_lettered_after_its_tries() -> None:
+    # Given a subscriber with nothing on the core, whose tokens cannot be revoked
+    w = world(max_tries=2)
+    w.tokens.revoke_error = IdentityServerUnavailableError("revoke: ConnectError")
+    rounds = deliver_until_done(w, [message(revoke())], rounds=4)
+    # Then it was tried twice, then moved to the DLQ and recorded so
+    assert len(rounds) == 2 and len(w.dead_letters.sent) == 1
+    [item] = w.journal.entries
+    assert (item.outcome, item.tries) == ("dead_lettered", 2)

@@ -158,21 +158,33 @@ class EventLog:
 
     def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Attempts started so far, by (msisdn, sk); keys without an item are left out."""
-        found: dict[tuple[str, str], int] = {}
+        items = self._batch_get(keys, projection="msisdn, sk, tries")
+        return {key: int(item.get("tries", 0)) for key, item in items.items()}
+
+    def get_many(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], EventLogEntry]:
+        """The items of these (msisdn, sk) keys; keys without an item are left out."""
+        return {key: _from_item(item) for key, item in self._batch_get(keys).items()}
+
+    def _batch_get(
+        self, keys: Collection[tuple[str, str]], *, projection: str | None = None
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 100):
-            request = [{"msisdn": m, "sk": sk} for m, sk in unique[start : start + 100]]
-            answer = self._table.meta.client.batch_get_item(
-                RequestItems={
-                    self.table_name: {
-                        "Keys": request,
-                        "ConsistentRead": True,
-                        "ProjectionExpression": "msisdn, sk, tries",
-                    }
-                }
-            )
-            for item in answer.get("Responses", {}).get(self.table_name, []):
-                found[(item["msisdn"], item["sk"])] = int(item.get("tries", 0))
+            request: dict[str, Any] = {
+                "Keys": [{"msisdn": m, "sk": sk} for m, sk in unique[start : start + 100]],
+                "ConsistentRead": True,
+            }
+            if projection:
+                request["ProjectionExpression"] = projection
+            pending: dict[str, Any] = {self.table_name: request}
+            for _ in range(5):  # UnprocessedKeys (throttling) are asked for again
+                answer = self._table.meta.client.batch_get_item(RequestItems=pending)
+                for item in answer.get("Responses", {}).get(self.table_name, []):
+                    found[(item["msisdn"], item["sk"])] = item
+                pending = answer.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
         return found
 
     def get(self, msisdn: str, sk: str) -> EventLogEntry | None:

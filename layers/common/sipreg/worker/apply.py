@@ -466,8 +466,15 @@ class EventApplier:
         except ConsentMissing:
             pass  # nothing to revoke (client mode, or never consented)
         except TokenError as error:
+            # The attempt counts here unless its claim already counted it.
+            counted_now = run.tries == 0
+            tries = run.tries or run.delivery.tries_before + 1
             reason = f"revoking the tokens failed: {error}"
-            journal.write(self._entry(event, None, Outcome.RETRYING, reason))
+            if tries >= self._max_tries:
+                reason = f"dead-lettered after {tries} tries: {reason}"
+                journal.write(self._entry(event, None, Outcome.DEAD_LETTERED, reason), count_try=counted_now)
+                return EventResult(Outcome.DEAD_LETTERED, reason, dead_letter=True)
+            journal.write(self._entry(event, None, Outcome.RETRYING, reason), count_try=counted_now)
             return EventResult(Outcome.RETRYING, reason, retry=True)
         deleted = sum(1 for outcome in outcomes if isinstance(outcome, Deleted))
         reason = f"tokens revoked; {deleted} registration(s) deleted at the core"
