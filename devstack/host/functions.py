@@ -28,6 +28,7 @@ _RESOLVED_PROPERTIES = (
     "Layers",
     "ReservedConcurrentExecutions",
     "PackageType",
+    "Tracing",
 )
 
 
@@ -51,6 +52,7 @@ class FunctionSpec:
     concurrency: int
     env: dict[str, str]
     events: tuple[EventSpec, ...]
+    traced: bool = False  # Tracing: Active (the host's X-Ray stand-in gets its segments)
 
     def events_of(self, *types: str) -> list[EventSpec]:
         return [e for e in self.events if e.type in types]
@@ -104,9 +106,10 @@ def _build_one(
         ),
         **{key: rewrite_api_urls(text_value(value), api_urls) for key, value in variables.items()},
         "AWS_ENDPOINT_URL": stack.clients.endpoint,
-        # No X-Ray daemon runs locally; powertools' tracer would only complain.
-        "POWERTOOLS_TRACE_DISABLED": "true",
     }
+    traced = props.get("Tracing") == "Active"
+    if not traced:  # powertools' tracer would only complain that no daemon listens
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
     return FunctionSpec(
         logical_id=logical_id,
         name=name,
@@ -119,6 +122,7 @@ def _build_one(
         concurrency=_concurrency(props, events),
         env=env,
         events=events,
+        traced=traced,
     )
 
 

@@ -225,7 +225,9 @@ class FunctionRuntime:
                 "event": event,
                 "deadline_ms": int(deadline * 1000),
                 "invoked_function_arn": self.spec.arn,
-                "trace_id": f"Root=1-{int(time.time()):08x}-{uuid4().hex[:24]};Sampled=0",
+                # Sampled when the function is traced: its segments go to the host's X-Ray stand-in.
+                "trace_id": f"Root=1-{int(time.time()):08x}-{uuid4().hex[:24]};Parent={uuid4().hex[:16]};"
+                f"Sampled={int(self.spec.traced)}",
             }
         )
         try:

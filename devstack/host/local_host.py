@@ -22,6 +22,7 @@ from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningErr
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
 from devstack.host.sqs_source import SqsEventSource
 from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, load_template
+from devstack.host.xray import XRayCollector
 
 log = logging.getLogger("devstack.host")
 
@@ -80,6 +81,7 @@ class LocalHost:
         self._scheduler: Scheduler | None = None
         self._logs: list[IO[Any]] = []
         self._inline_dir: Path | None = None
+        self.xray: XRayCollector | None = None  # X-Ray's stand-in, when a function is traced
         self._started = False
 
     # --- the API other code uses --------------------------------------------------------------
@@ -146,6 +148,9 @@ class LocalHost:
             api.stop()
         for runtime in self.runtimes.values():
             runtime.close()
+        if self.xray is not None:
+            self.xray.stop()
+            self.xray = None
         for stream in self._logs:
             stream.close()
         if self._inline_dir is not None:
@@ -179,6 +184,11 @@ class LocalHost:
         self.functions = build_functions(
             stack, self.env_overrides, self.function_env_overrides, self._inline_dir
         )
+        if any(spec.traced for spec in self.functions.values()):
+            self.xray = XRayCollector(self.log_dir / "xray.jsonl" if self.log_dir else None).start()
+            for spec in self.functions.values():
+                if spec.traced:
+                    spec.env["AWS_XRAY_DAEMON_ADDRESS"] = self.xray.address
         for logical_id, spec in self.functions.items():
             self.runtimes[logical_id] = FunctionRuntime(spec, self._output_for(logical_id), self.init_timeout)
         self._wire_events(stack, clients)

@@ -38,9 +38,10 @@ from sipreg.api.problems import (
 from sipreg.api.service import EventsService
 from sipreg.config import EventsApiSettings
 from sipreg.events import EventType, InvalidEventsError, MsisdnField
-from sipreg.observability import logger
+from sipreg.observability import logger, metrics, reports_telemetry, tracer
 from sipreg.signing import HEADER
 from sipreg.store.event_log import PAGE_LIMIT, Outcome
+from sipreg.telemetry import count
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -191,11 +192,15 @@ def _default_service() -> EventsService:
     return EventsService.from_settings(EventsApiSettings.from_env())
 
 
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@reports_telemetry
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: EventsService | None = None
 ) -> dict[str, Any]:
     service = service or _default_service()
+    count("ApiRequests")
     try:
         event = service.admit(event)
     except (ApiError, InvalidEventsError) as refused:

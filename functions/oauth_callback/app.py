@@ -26,7 +26,7 @@ from sipreg.consent import (
     consent_flow,
 )
 from sipreg.models import mask_msisdn
-from sipreg.observability import logger, metrics
+from sipreg.observability import logger, metrics, reports_telemetry, tracer
 
 app = APIGatewayHttpResolver()
 
@@ -82,8 +82,10 @@ def callback() -> Response[str]:
             return _html(pages.refused(outcome.reason))
 
 
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@reports_telemetry
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
 ) -> dict[str, Any]:

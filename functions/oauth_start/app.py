@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
@@ -22,7 +23,7 @@ from sipreg.consent import (
     consent_flow,
 )
 from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
-from sipreg.observability import logger
+from sipreg.observability import logger, metrics, reports_telemetry, tracer
 
 app = APIGatewayHttpResolver()
 
@@ -71,11 +72,20 @@ def start() -> Response[str]:
     )
 
 
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@reports_telemetry
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
 ) -> dict[str, Any]:
     app.context["flow"] = flow or consent_flow(
         announce=False
     )  # read by the route; powertools clears it after resolve
-    return app.resolve(event, context)
+    answer = app.resolve(event, context)
+    metrics.add_metric(
+        name="ConsentsStarted" if answer["statusCode"] == 302 else "ConsentStartsRefused",
+        unit=MetricUnit.Count,
+        value=1,
+    )
+    return answer

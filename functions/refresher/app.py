@@ -11,12 +11,14 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sipreg.observability import logger, metrics
+from sipreg.observability import logger, metrics, reports_telemetry, tracer
 from sipreg.refresher import Refresher, process_refresher
 
 
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@reports_telemetry
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, refresher: Refresher | None = None
 ) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The registration worker (SQS FIFO event source, ReportBatchItemFailures).
 
-Thin on purpose: the batch is read with powertools' SQS record models, applied by
+Thin on purpose: the batch's records are read (`sipreg.worker.batch.queued_messages`), applied by
 `sipreg.worker` (groups of MSISDNs at once, order kept in each group; see `sipreg.worker.batch`
 for why not powertools' sequential `SqsFifoPartialProcessor`), and answered with the records
 that must come back.
@@ -11,32 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.parser.models import SqsModel, SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sipreg.observability import logger, metrics
-from sipreg.worker import QueuedMessage, Worker, process_worker
+from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.worker import Worker, process_worker
+from sipreg.worker.batch import queued_messages
 
 
-def queued(record: SqsRecordModel) -> QueuedMessage:
-    attributes = record.attributes
-    return QueuedMessage(
-        message_id=record.messageId,
-        receipt_handle=record.receiptHandle,
-        body=record.body if isinstance(record.body, str) else str(record.body),
-        group=attributes.MessageGroupId or record.messageId,
-        receive_count=int(attributes.ApproximateReceiveCount or 1),
-    )
-
-
+@tracer.capture_lambda_handler
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@reports_telemetry
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, worker: Worker | None = None
 ) -> dict[str, Any]:
-    batch = SqsModel.model_validate(event)
     report = (worker or process_worker()).process(
-        [queued(record) for record in batch.Records],
+        queued_messages(event),
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )
     for outcome, count in report.outcomes.items():

@@ -4,7 +4,9 @@ Each change is one event on the stack's bus:
 
     source: sipreg    detail-type: RegistrationStatusChanged
     detail: {"msisdn", "sip_uri", "old_status", "new_status", "reason", "event_id", "event_type",
-             "changed_at"}
+             "changed_at", "correlation_id"}
+
+`correlation_id` is the event id, as on every log line about the event (API, worker).
 
 The MSISDN is in clear: it is the CRM's key, and the bus is the provider's own. The worker
 collects the changes of one invocation and publishes them together (10 per PutEvents request).
@@ -55,6 +57,7 @@ class StatusChange:
             "event_id": self.event_id,
             "event_type": self.event_type,
             "changed_at": self.changed_at.isoformat(),
+            "correlation_id": self.event_id,
         }
 
 

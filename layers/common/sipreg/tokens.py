@@ -61,6 +61,7 @@ from sipreg.store.subscribers import (
     SubscriberStore,
 )
 from sipreg.store.subscribers import now as utc_now
+from sipreg.telemetry import count, span
 
 # Re-exported: callers import these from here (the worker, the CLI, tests).
 __all__ = [
@@ -246,16 +247,20 @@ class TokenService:
         assert claimed.refresh_token_ciphertext is not None  # _from_store checked it
         refresh_token = self._cipher.decrypt(claimed.refresh_token_ciphertext, msisdn=msisdn)
         try:
-            answer = self._identity.refresh(refresh_token)
+            with span("token refresh", msisdn=mask_msisdn(msisdn)):
+                answer = self._identity.refresh(refresh_token)
         except GrantRejectedError:
+            count("TokenRefreshFailures")
             logger.warning(
                 "refresh refused with invalid_grant: consent of %s marked revoked", mask_msisdn(msisdn)
             )
             self._mark_revoked(claimed, reason="invalid_grant at refresh")
             raise ConsentRevoked("the identity server no longer accepts this subscriber's consent") from None
         except TokenError:
+            count("TokenRefreshFailures")
             self._release(claimed)
             raise
+        count("TokenRefreshes")
         updated = self._with_tokens(claimed, answer, keep_refresh=claimed.refresh_token_ciphertext)
         try:
             saved = self._store.save(updated, read_version=claimed.version)
@@ -385,7 +390,13 @@ class TokenService:
         with self._product_lock:
             if not force_refresh and self._product and self._product[1] - self._clock() > self._margin:
                 return self._product[0]
-            answer = self._identity.client_credentials([self._service_scope])
+            try:
+                with span("token client credentials"):
+                    answer = self._identity.client_credentials([self._service_scope])
+            except TokenError:
+                count("TokenRefreshFailures")
+                raise
+            count("TokenRefreshes")
             self._product = (answer.access_token, answer.expires_at)
             logger.info("fetched a client-credentials token")
             return answer.access_token

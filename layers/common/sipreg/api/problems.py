@@ -15,6 +15,7 @@ from typing import Any
 from sipreg.api.models import MAX_BATCH, SHAPE_TAGS, Problem
 from sipreg.events import InvalidEventsError, describe
 from sipreg.models import FieldError
+from sipreg.telemetry import count
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE = "urn:sipreg:problem:"
@@ -110,7 +111,10 @@ _FIXED: dict[type[ApiError], tuple[HTTPStatus, str | None]] = {
 
 
 def problem_for(error: Exception) -> Answer:
-    """The answer to a domain error; anything else is a bug and is raised again."""
+    """The answer to a domain error; anything else is a bug and is raised again. Each answer is
+    counted by kind (metric `Refused_<kind>`, e.g. `Refused_NotAuthenticated`)."""
+    if isinstance(error, ApiError | InvalidEventsError):
+        count(f"Refused_{type(error).__name__.removesuffix('Error')}")
     match error:
         case InvalidEventsError() | InvalidRequestError():
             return _problem(

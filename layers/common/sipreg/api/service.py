@@ -43,6 +43,7 @@ from sipreg.signing import SecretFormatError, parse_secret
 from sipreg.store.event_log import EventKind, EventLogEntry, InvalidCursorError, Outcome, kind_of
 from sipreg.store.registrations import RegistrationRecord
 from sipreg.store.subscribers import SubscriberRecord
+from sipreg.telemetry import correlated, count
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +223,20 @@ class EventsService:
 
     def _enqueue(self, events: Sequence[AnyEvent]) -> Accepted:
         result = self._queue.send(events)
+        taken = set(result.accepted)
+        for event in events:  # one line per event: the start of its trail (correlation id = its id)
+            with correlated(event.id):
+                logger.info(
+                    "%s %s for %s %s",
+                    event.type,
+                    event.id,
+                    mask_msisdn(event.msisdn),
+                    "queued" if event.id in taken else "not accepted by the queue",
+                    extra={"event_type": event.type.value, "source": event.source},
+                )
+        count("EventsAccepted", len(result.accepted))
         if not result.complete:
+            count("EventsNotAccepted", len(result.not_accepted))
             logger.warning("%d of %d events not accepted by SQS", len(result.not_accepted), len(events))
             raise NotAcceptedError(result.accepted, result.not_accepted)
         return Accepted(accepted=list(result.accepted))

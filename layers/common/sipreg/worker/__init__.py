@@ -28,6 +28,7 @@ from sipreg.core import core_client
 from sipreg.notify import EventBridgePublisher, LogOnlyPublisher, StatusPublisher
 from sipreg.store.event_log import EventLog, EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStore
+from sipreg.telemetry import span
 from sipreg.tokens import token_service
 from sipreg.worker.apply import EventApplier, EventResult, Journal
 from sipreg.worker.batch import BatchReport, QueuedMessage, SqsDeadLetters, SqsVisibility, Worker
@@ -68,9 +69,10 @@ class DynamoJournal:
         *,
         count_try: bool = False,
     ) -> list[RegistrationRecord]:
-        return self._store.save_with_log(
-            saves, entries, event_log_table=self._log.table_name, count_try=count_try
-        )
+        with span("store commit", records=len(saves), log_items=len(entries)):
+            return self._store.save_with_log(
+                saves, entries, event_log_table=self._log.table_name, count_try=count_try
+            )
 
     def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
         self._log.write(entry, count_try=count_try)

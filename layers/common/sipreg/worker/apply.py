@@ -35,6 +35,7 @@ The rules, per registration (MSISDN, sip_uri):
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,7 @@ from sipreg.store.registrations import (
     RegistrationStatus,
     RouteSpec,
 )
+from sipreg.telemetry import observe, span
 from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, ConsentRevoked, TokenError, Tokens
 
 logger = logging.getLogger(__name__)
@@ -561,7 +563,9 @@ class EventApplier:
         if not isinstance(token, str):
             return [token] * len(calls)
         run.called.update(registration.sip_uri for _, registration in calls)
-        results: list[Attempt] = list(self._core.apply_many([CoreCall(op, reg, token) for op, reg in calls]))
+        results: list[Attempt] = list(
+            self._apply_many([CoreCall(op, reg, token) for op, reg in calls], msisdn)
+        )
         refused = [index for index, outcome in enumerate(results) if isinstance(outcome, Unauthenticated)]
         if refused:
             fresh = self._token(msisdn, force=True)
@@ -569,10 +573,21 @@ class EventApplier:
                 for index in refused:
                     results[index] = fresh
                 return results
-            again = self._core.apply_many([CoreCall(calls[i][0], calls[i][1], fresh) for i in refused])
+            again = self._apply_many([CoreCall(calls[i][0], calls[i][1], fresh) for i in refused], msisdn)
             for index, outcome in zip(refused, again, strict=True):
                 results[index] = outcome
         return results
+
+    def _apply_many(self, calls: Sequence[CoreCall], msisdn: str) -> list[CoreOutcome]:
+        operations = ",".join(sorted({str(call.operation) for call in calls}))
+        with span(
+            "core call", msisdn=mask_msisdn(msisdn), operations=operations, calls=len(calls)
+        ) as annotate:
+            started = time.perf_counter()
+            outcomes = self._core.apply_many(calls)
+            observe("CoreLatency", (time.perf_counter() - started) * 1000)
+            annotate("outcomes", ",".join(sorted({type(outcome).__name__ for outcome in outcomes})))
+        return outcomes
 
     def _token(self, msisdn: str, *, force: bool) -> str | _TokenRefused | _Retry:
         try:
