@@ -66,9 +66,7 @@ def main() -> int:
         print("no .build/: run `make build` first", file=sys.stderr)
         return 2
     figures = measure(args.rounds)
-    print(
-        f"cold start: import time in a fresh interpreter, median of {args.rounds} (interpreter start-up removed)"
-    )
+    print(f"cold start: import time in a fresh interpreter, median of {args.rounds} (start-up removed)")
     print(f"  import boto3 alone          {figures['boto3'] * 1000:7.0f} ms   (baseline)")
     for name in FUNCTIONS:
         ratio = figures[name] / figures["boto3"]

@@ -29,6 +29,8 @@ class XRayCollector:
         self._socket.bind(("127.0.0.1", 0))
         self._socket.settimeout(0.2)
         self.address = f"127.0.0.1:{self._socket.getsockname()[1]}"
+        if log_file:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
         self._file = log_file.open("a", encoding="utf-8") if log_file else None
         self._documents: deque[dict[str, Any]] = deque(maxlen=KEPT)
         self._lock = threading.Lock()

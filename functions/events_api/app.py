@@ -192,7 +192,7 @@ def _default_service() -> EventsService:
     return EventsService.from_settings(EventsApiSettings.from_env())
 
 
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 @reports_telemetry

@@ -82,7 +82,7 @@ def callback() -> Response[str]:
             return _html(pages.refused(outcome.reason))
 
 
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 @reports_telemetry

@@ -15,7 +15,7 @@ from sipreg.observability import logger, metrics, reports_telemetry, tracer
 from sipreg.refresher import Refresher, process_refresher
 
 
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 @reports_telemetry

@@ -18,7 +18,7 @@ from sipreg.worker import Worker, process_worker
 from sipreg.worker.batch import queued_messages
 
 
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 @reports_telemetry

@@ -204,3 +204,39 @@ def test_the_worker_and_the_refresher_have_alarms() -> None:
     assert ("Invocations", "RefresherFunction") in alarmed  # silence is a failure too
     assert ("Errors", "RefresherFunction") in alarmed
     assert ("OverdueRegistrations", None) in alarmed
+
+
+def emitted_metrics() -> set[str]:
+    """Every metric name sipreg's code emits (metrics.add_metric, telemetry count/observe,
+    the worker's Events_<outcome> and the API's Refused_<error kind>)."""
+    from sipreg.api import problems  # noqa: PLC0415  # the refusals' error classes
+    from sipreg.events import InvalidEventsError  # noqa: PLC0415
+    from sipreg.store.event_log import Outcome  # noqa: PLC0415
+
+    names: set[str] = {f"Events_{outcome.value}" for outcome in Outcome}
+    names |= {
+        f"Refused_{cls.__name__.removesuffix('Error')}"
+        for cls in (*problems.ApiError.__subclasses__(), InvalidEventsError)
+    }
+    for path in [*(ROOT / "functions").rglob("*.py"), *(ROOT / "layers/common/sipreg").rglob("*.py")]:
+        text = path.read_text()
+        names |= set(re.findall(r"""add_metric\(\s*name=["']([A-Za-z_]+)["']""", text))
+        names |= set(re.findall(r"""(?:count|observe)\(\s*["']([A-Za-z_]+)["']""", text))
+        names |= set(re.findall(r"""["']([A-Z][A-Za-z]+)["']\s+if\s""", text))  # name = "X" if ... else "Y"
+        names |= set(re.findall(r"""else\s+["']([A-Z][A-Za-z]+)["']""", text))
+    return names
+
+
+def test_the_dashboard_shows_only_metrics_sipreg_emits_and_the_queues_it_has() -> None:
+    import json  # noqa: PLC0415
+
+    [dashboard] = of_type("AWS::CloudWatch::Dashboard").values()
+    body = dashboard["DashboardBody"]["Fn::Sub"]
+    referenced = set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}", body)) - {"AWS"}
+    assert referenced <= set(RESOURCES), referenced - set(RESOURCES)
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "x", body))["widgets"]
+    shown = {
+        metric[1] for widget in widgets for metric in widget["properties"]["metrics"] if metric[0] == "sipreg"
+    }
+    assert shown, "the dashboard shows none of sipreg's metrics"
+    assert shown <= emitted_metrics(), shown - emitted_metrics()

@@ -1,6 +1,8 @@
 """Given template.yaml on the local host (worker on the SQS source, refresher on its schedule) and a
-core whose clock runs 1200 times faster (a registration's 3600 s live 3 real seconds), the
-registrations stay alive across several TTLs while the refresher runs, and die once it stops."""
+core whose clock runs 600 times faster (a registration's 3600 s live 6 real seconds), the
+registrations stay alive across several TTLs while the refresher runs, and die once it stops.
+(6 s, not less: the schedule, the queue's poll and the worker must fit into the margin on a
+loaded 2-core machine too.)"""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse,
 from tests.unit.worker_fakes import upsert
 from tests.worker_support import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION, TEMPLATE, wait_for
 
-CORE_SCALE = 1200  # core seconds per real second: the 3600 s TTL lasts 3 s
+CORE_SCALE = 600  # core seconds per real second: the 3600 s TTL lasts 6 s
 SCHEDULE_FACTOR = 1200  # rate(5 minutes) fires every 0.25 s
 TTL_REAL = 3600 / CORE_SCALE
 PBX = "sips:pbx.acme.example"
@@ -50,8 +52,8 @@ def host(aws_endpoint: str, fast_core: Wg2simProcess, tmp_path: Path) -> Iterato
         secret_values={"OAuthClientSecret": DEV_CLIENT_SECRET},
         # wg2sim answers time_to_live in real seconds (3 s here), so expiries need no scaling.
         env_overrides={"CORE_PLAINTEXT": "true", "RETRY_BASE_SECONDS": "0"},
-        # Refresh what expires within 2 real seconds (2400 core seconds).
-        function_env_overrides={"RefresherFunction": {"REFRESH_MARGIN_SECONDS": "2"}},
+        # Refresh what expires within 4 real seconds (2400 core seconds).
+        function_env_overrides={"RefresherFunction": {"REFRESH_MARGIN_SECONDS": "4"}},
         log_dir=tmp_path / "logs",
         sqs_wait_seconds=1,
     )
@@ -108,7 +110,7 @@ def test_registrations_live_across_several_ttls_while_the_refresher_runs_and_die
     assert gaps == [], f"registrations missing on the core at (seconds, numbers): {gaps}"
     # Then each was refreshed about once per (TTL - margin), not on every run of the refresher
     refreshes = upserts(fast_core) - calls_at_start
-    assert 3 * len(numbers) <= refreshes <= 3 * TTL_REAL / 0.5 * len(numbers), refreshes
+    assert 3 * len(numbers) <= refreshes <= 3 * TTL_REAL / 1.0 * len(numbers), refreshes
     # And sipreg's idea of each expiry is the core's (to the second the admin API shows)
     for core_view in fast_core.registrations():
         if core_view["msisdn"] in numbers:

@@ -26,6 +26,8 @@ logger = Logger()
 # The template sets the namespace; the same default serves a local run.
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sipreg")
 # Only botocore is patched (a subsegment per AWS call); sipreg adds its own spans (`telemetry.span`).
+# Handlers are traced with capture_response=False: their answers carry states, cookies and MSISDNs,
+# and a trace is no place for those.
 tracer = Tracer(patch_modules=("botocore",))
 
 if "AWS_LAMBDA_FUNCTION_NAME" in os.environ:  # in a function, not when a test imports a handler
