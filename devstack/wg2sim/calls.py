@@ -71,6 +71,7 @@ class Leg:
     cancelled: bool = False
     bye_status: int | None = None
     answered_after: float | None = None  # real seconds since the call began
+    server: str = ""  # the Server header of the final response: who really answered
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -87,6 +88,7 @@ class Leg:
             "from": self.source,
             "registration": self.registration,
             "error": self.error,
+            "server": self.server,
             "cancelled": self.cancelled or None,
             "bye_status": self.bye_status,
             "final_ms": None if self.answered_after is None else round(self.answered_after * 1000, 1),
@@ -446,6 +448,7 @@ class CallRouter:
         if invite.final is not None:
             leg.sip_status = invite.final.status
             leg.reason = invite.final.reason
+            leg.server = invite.final.header("server")
         leg.error = invite.error or ""
         if leg.answered_after is None:
             leg.answered_after = time.monotonic() - t0
