@@ -31,11 +31,16 @@ def test_first_line_names_every_door_of_the_running_stack(devstack: dict[str, An
         assert devstack[key].startswith("http://127.0.0.1:")
         assert listening(devstack[key])
     assert devstack["core_grpc"].startswith("127.0.0.1:") and listening(devstack["core_grpc"])
+    # And the local PBX's two endpoints (Kamailio, SIP over TLS) and the core's SIP port
+    for key in ("pbx_uri", "voicemail_uri", "core_sip"):
+        assert devstack[key].startswith("sips:127.0.0.1:")
+        assert listening(devstack[key].removeprefix("sips:")), key
+    assert Path(devstack["pbx_ca_file"]).exists()
     assert devstack["webhook_secret"]
     assert (devstack["api_version"], devstack["auth_mode"], devstack["time_factor"]) == ("v0", "user", 360)
     # And its log folder has the stack's, the local AWS's, wg2sim's and each function's log
     logs = {path.name for path in Path(devstack["log_dir"]).iterdir()}
-    assert {"stack.log", "aws.log", "wg2sim.log"} <= logs
+    assert {"stack.log", "aws.log", "wg2sim.log", "pbx.log"} <= logs
     assert {f"{function}.log" for function in devstack["functions"]} <= logs
 
 
@@ -67,6 +72,8 @@ def test_v1_client_mode_applies_a_v1_route_without_consent_and_ctrl_c_stops_ever
     assert "Traceback" not in running.stderr_text()
     for address in (info["api"], info["aws_endpoint"], info["wg2sim_http"], info["core_grpc"]):
         assert not listening(address), address
+    for uri in (info["pbx_uri"], info["voicemail_uri"], info["core_sip"]):
+        assert not listening(uri.removeprefix("sips:")), uri
     # And its readable summary followed the JSON line
     assert any("sipreg local stack is up" in line for line in running.later_lines)
 

@@ -51,7 +51,7 @@ def register(sim: Wg2simProcess, wg2_channel: Callable[[Wg2simProcess], grpc.Cha
     }
 
     def upsert(
-        version: str, msisdn: str, route: str, sip_uri: str, mo_prefix: str = "", mt_prefix: str = ""
+        version: str, msisdn: str, route: str, sip_uri: str, *, mo_prefix: str = "", mt_prefix: str = ""
     ) -> None:
         api, stub = stubs[version]
         registration = api.Registration(
