@@ -355,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  - {problem}")
         return 1
     print(
-        "\nDemo succeeded: the final state is exactly the expected one, and every call went where its route said."
+        "\nDemo succeeded: the final state is exactly the expected one, "
+        "and every call went where its route type says."
     )
     return 0
 

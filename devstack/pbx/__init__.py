@@ -202,6 +202,9 @@ def write_config(workdir: Path, tls: TlsFiles, core_ca_file: str | None, ports: 
         key_file.touch(mode=0o600)
         key_file.write_bytes(tls.key_pem)
     tls_cfg = workdir / "tls.cfg"
+    # TLS 1.2 on the server side: with TLS 1.3, Kamailio 5.6.3 lost about one INVITE in 60 sent
+    # right after the handshake (measured here: the request never reached its script); 0 in 150
+    # with TLS 1.2.
     client = (
         f"verify_certificate = yes\nrequire_certificate = yes\nca_list = {core_ca_file}\n"
         if core_ca_file
@@ -209,7 +212,7 @@ def write_config(workdir: Path, tls: TlsFiles, core_ca_file: str | None, ports: 
         else "verify_certificate = yes\nrequire_certificate = yes\n"
     )
     tls_cfg.write_text(
-        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+        "[server:default]\nmethod = TLSv1.2\nverify_certificate = no\nrequire_certificate = no\n"
         f"private_key = {key_file}\ncertificate = {tls.cert_file}\n\n"
         f"[client:default]\nmethod = TLSv1.2+\n{client}"
     )

@@ -387,6 +387,7 @@ class ClientInvite:
         self._extra = extra_headers
         self._connect_timeout = connect_timeout
         self._connection: Connection | None = None
+        self._others: list[Connection] = []  # opened for in-dialog requests to another hop
         self._lock = threading.Lock()
         self.provisional: list[int] = []
         self.final: Message | None = None
@@ -458,8 +459,9 @@ class ClientInvite:
         return self.bye_status
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
+        for connection in [self._connection, *self._others]:
+            if connection is not None:
+                connection.close()
 
     # -- internals --
 
@@ -515,6 +517,7 @@ class ClientInvite:
             connection = self._connection
             if connection is None or connection.closed.is_set() or hop != connection.peer:
                 connection = Connection.open(hop, self._context, self._on_message, self._connect_timeout)
+                self._others.append(connection)
             connection.send(request)
         except SipError as error:
             log.warning("%s %s: %s", request.method, self.call_id, error)
@@ -567,11 +570,19 @@ class ClientInvite:
                 self.remote_target = uri_of(message.header("contact")) if message.header("contact") else ""
                 self.route_set = list(reversed(message.values("record-route")))
         if first or (self.final is not None and param(message.header("to"), "tag") == self.remote_tag):
-            # ACK every 2xx retransmission too (§13.2.2.4); a 2xx after we gave up is ACKed and ended.
-            ack = self._in_dialog("ACK", number)
-            self._send_in_dialog(ack)
-        if not first and self.final is None:
-            log.info("late 2xx for %s after giving up: ending it", self.call_id)
+            # ACK every 2xx retransmission too (§13.2.2.4)
+            self._send_in_dialog(self._in_dialog("ACK", number))
+        elif self.final is None:
+            # A 2xx after we gave up on the transaction: confirm it and end that call at once
+            log.info("late 2xx for %s after giving up: ACK and BYE", self.call_id)
+            with self._lock:
+                self.remote_tag = param(message.header("to"), "tag")
+                self.remote_target = uri_of(message.header("contact")) if message.header("contact") else ""
+                self.route_set = list(reversed(message.values("record-route")))
+                self.cseq += 1
+                bye = self._in_dialog("BYE", self.cseq)
+            self._send_in_dialog(self._in_dialog("ACK", number))
+            self._send_in_dialog(bye)
         self.answered.set()
 
     def _on_request(self, request: Message, connection: Connection) -> None:
