@@ -15,7 +15,7 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv aws-engine proto browser idp test unit integration e2e lint demo bench chaos build clean
+.PHONY: help venv aws-engine proto browser sip idp test unit integration e2e lint demo bench chaos build clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
@@ -76,6 +76,13 @@ proto: $(PROTO_STAMP)
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
+# Debian's Kamailio with its TLS module: the local PBX/TAS (devstack/pbx) that the emulated core's
+# INVITEs and the health probes' OPTIONS reach over TLS. (Debian's sipp has no TLS transport.)
+KAMAILIO_TLS := /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so
+sip:
+	@test -x /usr/sbin/kamailio -a -f $(KAMAILIO_TLS) || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends kamailio kamailio-tls-modules; }
+
 # The certified OpenID provider the consent tests also run against (oidc-provider from npm, exact
 # versions from the committed package-lock.json; Node.js 20 or later).
 IDP_DIR := devstack/certified_idp
@@ -87,16 +94,16 @@ $(IDP_STAMP): $(IDP_DIR)/package.json $(IDP_DIR)/package-lock.json
 
 idp: $(IDP_STAMP)
 
-test: $(PROTO_STAMP) browser $(AWS_STAMP) $(IDP_STAMP)
+test: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q
 
 unit: $(PROTO_STAMP)
 	$(PY) -m pytest -q tests/unit
 
-integration: $(PROTO_STAMP) $(AWS_STAMP) $(IDP_STAMP)
+integration: $(PROTO_STAMP) sip $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q tests/integration
 
-e2e: $(PROTO_STAMP) browser $(AWS_STAMP) $(IDP_STAMP)
+e2e: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q tests/e2e
 
 lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
@@ -115,7 +122,7 @@ bench: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP)
 
 # A bounded storm on the local stack: 10,000 events over 1,000 numbers, faults everywhere, then the
 # proof that nothing was lost and every number converged (exit 1 otherwise); chart in bench/out/.
-chaos: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP)
+chaos: $(PROTO_STAMP) sip $(AWS_STAMP) $(BENCH_STAMP)
 	$(PY) bench/chaos.py
 
 # The layer and every function for the Lambda platform, as `sam build` lays them out.
@@ -128,7 +135,7 @@ build: $(PROTO_STAMP)
 	@du -sh $(BUILD_DIR)/CommonLayer | sed 's/^/layer: /'
 	@ls $(BUILD_DIR)/functions | sed 's/^/function: /'
 
-demo: $(PROTO_STAMP) $(AWS_STAMP)
+demo: $(PROTO_STAMP) sip $(AWS_STAMP)
 	$(PY) -m devstack.demo
 
 clean:

@@ -3,11 +3,13 @@
 Starts the local stack (moto, wg2sim, template.yaml's functions on the local host) with the
 clock running fast, then: three subscribers consent through the real sign-in and consent pages;
 the CRM gives one FORK and one LOOP through the signed webhook; billing turns on voicemail as
-FALLBACK for the third straight through the queue; a bad event is refused with its reason; time
-runs through two registration TTLs while the refresher keeps all three alive; one subscriber's
-consent is revoked and the core drops their registration. It ends with what the core holds and
+FALLBACK for the third straight through the queue; a bad event is refused with its reason; calls
+to the three reach the local PBX (Kamailio over TLS) as FORK, LOOP and FALLBACK say, printed leg
+by leg; time runs through two registration TTLs while the refresher keeps all three alive; one
+subscriber's consent is revoked, the core drops their registration, and a call to them no longer
+touches the PBX. It ends with what the core holds and
 each event's outcome, stops the stack, and exits 0 only when the final state is exactly the
-expected one.
+expected one and every call went where its route type says.
 
     python -m devstack.demo [--time-factor 360] [--log-dir DIR]
 """
@@ -26,8 +28,6 @@ from typing import Any
 from devstack.scenario import Scenario, ScenarioTimeoutError, upsert
 from devstack.stack import LocalStack, StackOptions
 
-PBX = "sips:pbx.acme.example:5061"
-VOICEMAIL = "sips:voicemail.acme.example:5061"
 DEFAULT_TIME_FACTOR = 360.0  # a 3600 s TTL lasts 10 real seconds
 
 
@@ -41,9 +41,19 @@ ALICE = Subscriber("Alice", "+4799990001")
 BOB = Subscriber("Bob", "+4799990002")
 CAROL = Subscriber("Carol", "+4799990003")
 STRANGER = "+4799990009"  # the bad event's number: it must never reach sipreg's state
+DAVE = Subscriber("Dave", "+4799990010")  # calls them: a subscriber of the operator, not of sipreg
 
-# What the core must hold at the end: (MSISDN, route type, SIP URI).
-EXPECTED_CORE = {(ALICE.msisdn, "FORK", PBX), (CAROL.msisdn, "FALLBACK", VOICEMAIL)}
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The provider's SIP endpoints: the local PBX's two TLS listeners (Kamailio)."""
+
+    pbx: str
+    voicemail: str
+
+    def expected_core(self) -> set[tuple[str, str, str]]:
+        """What the core must hold at the end: (MSISDN, route type, SIP URI)."""
+        return {(ALICE.msisdn, "FORK", self.pbx), (CAROL.msisdn, "FALLBACK", self.voicemail)}
 
 
 class Narrator:
@@ -76,18 +86,18 @@ def consent_all(scenario: Scenario, out: Narrator) -> None:
         out.check(walk.granted, f"{who.name} pressed Allow and sipreg answered '{walk.heading}'")
 
 
-def provision(scenario: Scenario, out: Narrator) -> None:
+def provision(scenario: Scenario, out: Narrator, ep: Endpoints) -> None:
     out.step("The CRM sends two signed events to POST /v1/events: FORK for Alice, LOOP for Bob")
     crm = [
-        upsert("crm-0001", ALICE.msisdn, "fork", PBX, source="crm"),
-        upsert("crm-0002", BOB.msisdn, "loop", PBX, source="crm"),
+        upsert("crm-0001", ALICE.msisdn, "fork", ep.pbx, source="crm"),
+        upsert("crm-0002", BOB.msisdn, "loop", ep.pbx, source="crm"),
     ]
     outcome = scenario.send(crm)
     out.check(outcome.accepted == ["crm-0001", "crm-0002"], f"202 accepted: {', '.join(outcome.accepted)}")
 
     out.step("Billing turns on voicemail for Carol: FALLBACK, sent straight to the queue (IAM)")
     sent = scenario.send_to_queue(
-        [upsert("billing-0001", CAROL.msisdn, "fallback", VOICEMAIL, source="billing")]
+        [upsert("billing-0001", CAROL.msisdn, "fallback", ep.voicemail, source="billing")]
     )
     out.check(sent.complete, f"the queue took {', '.join(sent.accepted)}")
 
@@ -99,9 +109,9 @@ def provision(scenario: Scenario, out: Narrator) -> None:
 
     out.step("The registration worker applies the queued events to the core")
     expected = {
-        (ALICE.msisdn, "FORK", PBX),
-        (BOB.msisdn, "LOOP", PBX),
-        (CAROL.msisdn, "FALLBACK", VOICEMAIL),
+        (ALICE.msisdn, "FORK", ep.pbx),
+        (BOB.msisdn, "LOOP", ep.pbx),
+        (CAROL.msisdn, "FALLBACK", ep.voicemail),
     }
     try:
         scenario.wait_for("three registrations on the core", lambda: scenario.core_keys() == expected, 15)
@@ -135,18 +145,96 @@ def keep_alive(scenario: Scenario, out: Narrator) -> None:
     out.check(moved, "every expiry moved forward past the first TTL")
 
 
-def revoke(scenario: Scenario, out: Narrator) -> None:
+def revoke(scenario: Scenario, out: Narrator, ep: Endpoints) -> None:
     out.step("Bob withdraws his consent: POST /v1/subscribers/+4799990002/revoke")
     answer = scenario.revoke(BOB.msisdn)
     out.check(answer.status_code == 202, f"{answer.status_code}: a subscriber.revoke is queued")
     try:
-        scenario.wait_for("Bob's registration gone", lambda: scenario.core_keys() == EXPECTED_CORE, 15)
+        scenario.wait_for("Bob's registration gone", lambda: scenario.core_keys() == ep.expected_core(), 15)
     except ScenarioTimeoutError as error:
         out.check(False, str(error))
-    bob = scenario.registration(BOB.msisdn, PBX) or {}
+    bob = scenario.registration(BOB.msisdn, ep.pbx) or {}
     out.check(
         bob.get("status") == "consent_revoked",
         f"the core dropped Bob's LOOP; sipreg holds it as '{bob.get('status')}'",
+    )
+
+
+def show_call(out: Narrator, call: dict[str, Any], names: dict[str, str]) -> None:
+    """One line per leg, in the order the core made them (docs/call-routing.md numbers them)."""
+    answered = call["answered_by"] or "nobody"
+    out.say(f"caller got {call['sip_status']}, answered by {names.get(answered, answered)}")
+    for leg in call["legs"]:
+        where = (
+            names.get(leg["to"], leg["to"])
+            if leg["leg"] != 3
+            else f"from {names.get(leg['from'], leg['from'])}"
+        )
+        responses = " ".join(str(code) for code in leg["provisional"])
+        final = f"{leg['sip_status']} {leg['reason']}".strip() if leg["sip_status"] else leg.get("error", "-")
+        extra = "  (cancelled)" if leg.get("cancelled") else ""
+        extra += f"  BYE {leg['bye_status']}" if leg.get("bye_status") else ""
+        extra += f"  [{leg['server']}]" if leg.get("server") else ""
+        out.say(
+            f"  leg {leg['leg']}  {leg['started_ms']:6.1f} ms  {leg['method']} {where:<28} "
+            f"{responses + ' ' if responses else ''}{final}{extra}"
+        )
+
+
+def legs_to(call: dict[str, Any], uri: str) -> list[dict[str, Any]]:
+    return [leg for leg in call["legs"] if leg["leg"] == 2 and leg["to"] == uri]
+
+
+def place(scenario: Scenario, out: Narrator, who: Subscriber, callee: str, text: str) -> dict[str, Any]:
+    out.say(
+        f"{DAVE.name} ({DAVE.msisdn}) calls {who.name} ({who.msisdn}); {who.name}'s phone: {callee}. {text}"
+    )
+    return scenario.call(DAVE.msisdn, who.msisdn, callee)
+
+
+def calls_reach_the_pbx(scenario: Scenario, out: Narrator, ep: Endpoints) -> None:
+    out.step("Calls: the core routes each by the callee's registration (real SIP INVITEs over TLS)")
+    names = {ep.pbx: "the PBX", ep.voicemail: "voicemail", "phone": "the phone"}
+    for who in (ALICE, BOB, CAROL):
+        names[f"tel:{who.msisdn}"] = f"{who.name}'s phone"
+
+    fork = place(scenario, out, ALICE, "answer", "FORK: the PBX and her phone ring at once")
+    show_call(out, fork, names)
+    [to_pbx] = legs_to(fork, ep.pbx) or [{}]
+    phone = [leg for leg in fork["legs"] if leg["leg"] == 4]
+    out.check(
+        bool(to_pbx.get("sip_status"))
+        and len(phone) == 1
+        and abs(phone[0]["started_ms"] - to_pbx["started_ms"]) < 50,
+        "FORK: leg 2 reached the PBX (it answered over TLS) at the same time as leg 4 to her phone",
+    )
+    out.check(fork["sip_status"] == 200, "FORK: the call was answered")
+
+    loop = place(scenario, out, BOB, "answer", "LOOP: the PBX gets it first and sends it back")
+    show_call(out, loop, names)
+    order = [(leg["leg"], leg["sip_status"]) for leg in loop["legs"]]
+    out.check(
+        order == [(2, 200), (3, 200), (4, 200)], "LOOP: leg 2 to the PBX, back as leg 3, then leg 4 rang Bob"
+    )
+
+    fallback = place(scenario, out, CAROL, "busy", "FALLBACK: voicemail only when she is busy")
+    show_call(out, fallback, names)
+    path: list[tuple[Any, ...]] = [(leg["leg"], leg["to"], leg["sip_status"]) for leg in fallback["legs"]]
+    out.check(
+        path == [(4, f"tel:{CAROL.msisdn}", 486), (2, ep.voicemail, 200)]
+        and fallback["answered_by"] == ep.voicemail,
+        "FALLBACK: her phone was busy (486), so the call went to voicemail, which answered",
+    )
+
+
+def call_after_revoke(scenario: Scenario, out: Narrator, ep: Endpoints) -> None:
+    out.step("Bob's consent is gone, and with it his LOOP: a call to him no longer touches the PBX")
+    names = {ep.pbx: "the PBX", f"tel:{BOB.msisdn}": "Bob's phone", "phone": "the phone"}
+    call = place(scenario, out, BOB, "answer", "No registration left")
+    show_call(out, call, names)
+    out.check(
+        [leg["leg"] for leg in call["legs"]] == [4] and call["sip_status"] == 200 and not call["routing"],
+        "only leg 4, straight to Bob's phone: no leg to the PBX",
     )
 
 
@@ -192,15 +280,15 @@ def event_table(scenario: Scenario, out: Narrator) -> dict[str, list[dict[str, A
     return logs
 
 
-def verify(scenario: Scenario, out: Narrator, logs: dict[str, list[dict[str, Any]]]) -> None:
+def verify(scenario: Scenario, out: Narrator, logs: dict[str, list[dict[str, Any]]], ep: Endpoints) -> None:
     def outcomes(msisdn: str, event_type: str) -> list[str]:
         return [e["outcome"] for e in logs[msisdn] if e["event_type"] == event_type]
 
     out.check(
-        scenario.core_keys() == EXPECTED_CORE, "the core holds exactly Alice's FORK and Carol's FALLBACK"
+        scenario.core_keys() == ep.expected_core(), "the core holds exactly Alice's FORK and Carol's FALLBACK"
     )
     for who, route in ((ALICE, "fork"), (CAROL, "fallback")):
-        reg = scenario.registration(who.msisdn, VOICEMAIL if who is CAROL else PBX) or {}
+        reg = scenario.registration(who.msisdn, ep.voicemail if who is CAROL else ep.pbx) or {}
         applied = (reg.get("applied") or {}).get("route_type", "")
         out.check(
             reg.get("status") == "active" and applied.lower() == route,
@@ -225,17 +313,21 @@ def run(stack: LocalStack, started: float) -> list[str]:
     out.say(f"local stack up in {out.started - started:.1f} s: API {info['api']}, core {info['core_grpc']}")
     out.say(f"logs in {info['log_dir']}")
     scenario = Scenario(info)
+    ep = Endpoints(info["pbx_uri"], info["voicemail_uri"])
+    out.say(f"the provider's PBX {ep.pbx}, voicemail {ep.voicemail} (Kamailio, SIP over TLS)")
     try:
         consent_all(scenario, out)
-        provision(scenario, out)
+        provision(scenario, out, ep)
+        calls_reach_the_pbx(scenario, out, ep)
         keep_alive(scenario, out)
-        revoke(scenario, out)
+        revoke(scenario, out, ep)
+        call_after_revoke(scenario, out, ep)
         out.step("What the core holds now (wg2sim)")
         show_core(scenario, out)
         out.step("Each event's outcome (GET /v1/registrations/{msisdn}, the event log)")
         logs = event_table(scenario, out)
         out.step("Checking the final state")
-        verify(scenario, out, logs)
+        verify(scenario, out, logs, ep)
     except ScenarioTimeoutError as error:
         out.check(False, str(error))
     finally:
@@ -249,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-factor", type=float, default=DEFAULT_TIME_FACTOR, help="default 360")
     parser.add_argument("--log-dir", type=Path, help="default: devstack-logs/<timestamp>")
     args = parser.parse_args(argv)
-    print("Starting the local stack: moto (AWS), wg2sim (core + identity server), template.yaml's functions")
+    print(
+        "Starting the local stack: ministack (AWS), wg2sim (core + identity server), the local PBX "
+        "(Kamailio), template.yaml's functions"
+    )
     started = time.monotonic()
     with LocalStack(StackOptions(time_factor=args.time_factor, log_dir=args.log_dir)).start() as stack:
         problems = run(stack, started)
@@ -259,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    print("\nDemo succeeded: the final state is exactly the expected one.")
+    print(
+        "\nDemo succeeded: the final state is exactly the expected one, "
+        "and every call went where its route type says."
+    )
     return 0
 
 

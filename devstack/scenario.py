@@ -8,6 +8,7 @@ AWS-native producers, wg2sim's admin API), described by `sipreg devstack up`'s J
     scenario.send_to_queue([upsert(...)])            # straight to SQS, as billing may (IAM)
     scenario.core()                                  # what the core holds now
     scenario.status("+4799990001")                   # GET /v1/registrations/{msisdn}
+    scenario.call("+4799990009", "+4799990001", "busy")   # a call on the core, leg by leg
 """
 
 from __future__ import annotations
@@ -150,6 +151,14 @@ class Scenario:
                 for code, count in codes.items():
                     totals[code] = totals.get(code, 0) + count
         return totals
+
+    def call(self, caller: str, callee: str, behaviour: str = "answer") -> dict[str, Any]:
+        """A call on the core (wg2sim's POST /_admin/calls): its outcome and legs, once it is over."""
+        answer = self._admin.post(
+            "/_admin/calls", json={"from": caller, "to": callee, "callee": behaviour}, timeout=60
+        )
+        answer.raise_for_status()
+        return dict(answer.json())
 
     def set_core_faults(self, **faults: Any) -> None:
         self._admin.post("/_admin/faults", json=faults).raise_for_status()

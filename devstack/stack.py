@@ -7,6 +7,8 @@ loopback ports.
         stack.webhook_secret           # the local dev signing secret of the events API
         stack.sim.registrations()      # what the core holds (wg2sim's admin API)
         stack.host.trigger_schedule("RefresherFunction")
+        stack.pbx.pbx_uri              # the local PBX (Kamailio, SIP over TLS): register numbers to it
+        stack.sim.call("+47...", "+47...", "busy")   # a call on the core, leg by leg
         stack.ready_info()             # what `sipreg devstack up` prints as its first line
 
 Time: `time_factor` F makes the emulator's clock, the host's schedules and the function settings
@@ -15,9 +17,15 @@ delays) all F times faster, so a registration's 3600 s TTL lasts 3600/F real sec
 refreshed in time. wg2sim tells clients real seconds (`time_to_live`, `expires_in`), so sipreg's
 own clock needs no scaling.
 
-Logs go to `log_dir`: `stack.log` (this module and the host), `aws.log`, `wg2sim.log` and one
-`<FunctionLogicalId>.log` per function. AWS credentials of this process are replaced by local
-placeholders on start, so real ones never reach the local stack.
+Calls: the local PBX (`devstack.pbx`, Kamailio with TLS on loopback) serves two endpoints of one
+provider, `pbx_uri` and `voicemail_uri`, with a certificate wg2sim trusts; wg2sim's call path
+(`POST /_admin/calls`) sends its INVITEs there, and the PBX sends Loop calls back to wg2sim's SIP
+port (trusting wg2sim's certificate).
+
+Logs go to `log_dir`: `stack.log` (this module and the host), `aws.log`, `wg2sim.log`, `pbx.log`
+(Kamailio: one line per SIP request) and one `<FunctionLogicalId>.log` per function. AWS
+credentials of this process are replaced by local placeholders on start, so real ones never
+reach the local stack.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import yaml
 
 from devstack.aws_engine import ROOT, LocalAws
 from devstack.host import LocalHost
+from devstack.pbx import LocalPbx, write_pbx_tls
 from devstack.wg2sim.oidc import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import RefresherSettings, TokenSettings
@@ -72,6 +81,7 @@ class StackOptions:
     parameter_overrides: Mapping[str, str] = field(default_factory=dict)
     token_ttl: int | None = None  # the identity server's access-token lifetime (emulator seconds)
     prewarm: bool = True  # start every function's sandbox before answering (no cold start later)
+    pbx: bool = True  # run the local PBX (Kamailio) for the call path
 
     def __post_init__(self) -> None:
         if self.api_version not in API_VERSIONS:
@@ -133,6 +143,7 @@ class LocalStack:
         self.aws: LocalAws | None = None
         self._sim: Wg2simProcess | None = None
         self._host: LocalHost | None = None
+        self._pbx: LocalPbx | None = None
         self._log_handler: logging.Handler | None = None
 
     # --- what callers use ---------------------------------------------------------------------
@@ -148,6 +159,12 @@ class LocalStack:
         if self._host is None:
             raise RuntimeError("the stack is not running")
         return self._host
+
+    @property
+    def pbx(self) -> LocalPbx:
+        if self._pbx is None:
+            raise RuntimeError("the stack runs no local PBX")
+        return self._pbx
 
     @property
     def api_url(self) -> str:
@@ -184,6 +201,17 @@ class LocalStack:
                 logical_id: r["QueueUrl"] for logical_id, r in self.host.resources.items() if "QueueUrl" in r
             },
             "functions": sorted(self.host.functions),
+            **self._pbx_info(),
+        }
+
+    def _pbx_info(self) -> dict[str, Any]:
+        if self._pbx is None:
+            return {}
+        return {
+            "pbx_uri": self._pbx.pbx_uri,
+            "voicemail_uri": self._pbx.voicemail_uri,
+            "pbx_ca_file": self._pbx.ca_file,
+            "core_sip": self.sim.sip_uri,
         }
 
     def summary(self) -> str:
@@ -197,6 +225,15 @@ class LocalStack:
                 f"  core (gRPC, TLS)  {self.sim.grpc_target}   CA {self.sim.ca_file}",
                 f"  identity + admin  {self.sim.http_url}   (e.g. {self.sim.http_url}/_admin/registrations)",
                 f"  AWS (local)       {self.aws_endpoint}   region {REGION}",
+                *(
+                    [
+                        f"  PBX (SIP, TLS)    {self._pbx.pbx_uri}   voicemail {self._pbx.voicemail_uri}",
+                        f"  calls             curl -XPOST {self.sim.http_url}/_admin/calls "
+                        """-d '{"from": "+4799990009", "to": "+4799990001", "callee": "busy"}'""",
+                    ]
+                    if self._pbx
+                    else []
+                ),
                 f"  functions         {', '.join(sorted(self.host.functions))}",
                 f"  logs              {self.log_dir}",
                 "In another shell:",
@@ -226,6 +263,9 @@ class LocalStack:
         if self._host is not None:
             self._host.stop()
             self._host = None
+        if self._pbx is not None:
+            self._pbx.stop()
+            self._pbx = None
         if self._sim is not None:
             self._sim.stop()
             self._sim = None
@@ -251,14 +291,27 @@ class LocalStack:
         opts = self.options
         self.aws = LocalAws.start(log_file=self.log_dir / "aws.log")
         log.info("local AWS (ministack, IAM enforced) at %s", self.aws.endpoint)
+        pbx_tls = write_pbx_tls(self.log_dir / "pbx") if opts.pbx else None
         self._sim = Wg2simProcess.start(
             time_scale=opts.time_factor,
             tls=True,
             token_ttl=opts.token_ttl,
-            extra_args=["--log-level", "INFO"],
+            extra_args=[
+                "--log-level",
+                "INFO",
+                *(["--sip-ca-file", str(pbx_tls.cert_file)] if pbx_tls else []),
+            ],
             log_file=self.log_dir / "wg2sim.log",
         )
         log.info("wg2sim: gRPC %s, HTTP %s", self._sim.grpc_target, self._sim.http_url)
+        if pbx_tls is not None:
+            self._pbx = LocalPbx.start(
+                self.log_dir / "pbx",
+                tls=pbx_tls,
+                core_ca_file=self._sim.sip_ca_file,
+                log_file=self.log_dir / "pbx.log",
+            )
+            log.info("local PBX (kamailio): %s, voicemail %s", self._pbx.pbx_uri, self._pbx.voicemail_uri)
         margin = _template_default(
             opts.template,
             "RefreshMarginSeconds",

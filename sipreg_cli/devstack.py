@@ -8,7 +8,9 @@ server) and the local function host running template.yaml against them, all on f
 ports. When ready, the first line on stdout is one JSON object: `api` (base URL of the HTTP API),
 `aws_endpoint`, `core_grpc` (host:port, TLS; `core_ca_file` is its CA), `wg2sim_http` (identity
 server and admin API), `webhook_secret` (the local dev signing secret), `log_dir`, `resources`,
-`queues`, and more; a readable summary follows. Logs go to DIR (default
+`queues`, `pbx_uri` and `voicemail_uri` (the local PBX: Kamailio, SIP over TLS on loopback, whose
+certificate is `pbx_ca_file`; register numbers to them and place calls with wg2sim's
+`POST /_admin/calls`), and more; a readable summary follows. Logs go to DIR (default
 devstack-logs/<timestamp>). Exit status: 0 after a clean stop, 2 when the stack could not start
 (the reason on stderr).
 """
@@ -69,6 +71,7 @@ def _time_factor(text: str) -> float:
 
 def run_up(args: argparse.Namespace) -> int:
     from devstack.aws_engine import AwsEngineStartError  # noqa: PLC0415  # heavy imports only for `up`
+    from devstack.pbx import PbxStartError  # noqa: PLC0415
     from devstack.stack import LocalStack, StackError, StackOptions  # noqa: PLC0415
     from devstack.wg2sim.process import Wg2simStartError  # noqa: PLC0415
 
@@ -92,6 +95,7 @@ def run_up(args: argparse.Namespace) -> int:
         StackError,
         AwsEngineStartError,
         Wg2simStartError,
+        PbxStartError,
         TemplateError,
         ProvisioningError,
         OSError,

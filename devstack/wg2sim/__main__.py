@@ -2,11 +2,12 @@
 
 Binds 127.0.0.1 only. When ready it prints one JSON line to stdout and flushes it:
 
-    {"grpc": 50123, "http": 8123, "ca_file": null}
+    {"grpc": 50123, "http": 8123, "ca_file": null, "sip": 8124, "sip_ca_file": "/tmp/.../wg2sim-sip.pem"}
 
 (`ca_file` is the PEM of the self-signed certificate with --tls, valid for localhost and
-127.0.0.1; trust it as the root. It is deleted when the emulator stops.) It then serves until
-SIGTERM or SIGINT and exits 0.
+127.0.0.1; trust it as the root. It is deleted when the emulator stops. `sip` is the core's SIP
+port, TLS only, whose certificate is `sip_ca_file`: the same one as `ca_file` with --tls.) It
+then serves until SIGTERM or SIGINT and exits 0.
 
 gRPC (one port, both versions): every call needs `authorization: Bearer <token>` metadata.
 Unknown/expired token -> UNAUTHENTICATED; token without the version's scope (v0
@@ -29,6 +30,13 @@ Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
                                  is off; no msisdns/methods: all); identity_down: every identity
                                  server endpoint answers 503
   DELETE /_admin/faults         no faults
+  POST   /_admin/calls          {"from": "+47...", "to": "+47...", "callee": "answer" | "busy" | "no-answer"}
+                                places a call on the core, routed by the registrations (real SIP
+                                INVITEs over TLS to their sips: URIs, trusted with --sip-ca-file),
+                                and answers when it is over: {"sip_status", "answered_by", "routing",
+                                "legs": [{"leg": 2, "to": "sips:...", "method": "INVITE",
+                                "sip_status": 200, ...}, ...]} (docs/call-routing.md)
+  GET    /_admin/calls          the last 50 calls, Ingress calls placed by a TAS included
 
 Identity server (OAuth 2.0 / OpenID Connect at WG2's paths: /oauth2/auth, /oauth2/token,
 /userinfo, /oauth2/revoke, /.well-known/jwks.json, ...; see devstack/wg2sim/oidc.py). Its tokens
@@ -42,6 +50,7 @@ import argparse
 import json
 import logging
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -51,7 +60,7 @@ from typing import Any
 from devstack.wg2sim.faults import FaultConfig, parse_latency, parse_msisdns, parse_rate
 from devstack.wg2sim.http_app import create_http_app
 from devstack.wg2sim.oidc import add_oidc_arguments, configure_oidc, oidc_blueprint, oidc_config_from_args
-from devstack.wg2sim.server import Wg2simServer
+from devstack.wg2sim.server import SipOptions, Wg2simServer
 from devstack.wg2sim.state import DEFAULT_TOKEN_TTL_SECONDS, Wg2Sim
 from devstack.wg2sim.tls import write_self_signed
 from devstack.wg2sim.validation import FieldError
@@ -79,16 +88,27 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     with tempfile.TemporaryDirectory(prefix="wg2sim-") as workdir:
         tls = write_self_signed(Path(workdir)) if args.tls else None
+        sip_tls = tls or write_self_signed(Path(workdir), file_name="wg2sim-sip.pem")
+        sip_key = Path(workdir) / "wg2sim-sip-key.pem"
+        sip_key.touch(mode=0o600)
+        sip_key.write_bytes(sip_tls.key_pem)
+        sip = SipOptions(str(sip_tls.cert_file), str(sip_key), tuple(args.sip_ca_file), args.sip_port)
         try:
             http_app = create_http_app(sim, [oidc_blueprint(sim)])  # + the identity server
             server = Wg2simServer(
-                sim, grpc_port=args.grpc_port, http_port=args.http_port, tls=tls, http_app=http_app
+                sim, grpc_port=args.grpc_port, http_port=args.http_port, tls=tls, http_app=http_app, sip=sip
             )
-        except OSError as error:
+        except (OSError, ssl.SSLError) as error:
             print(f"wg2sim: cannot listen: {error}", file=sys.stderr)
             return 1
         server.start()
-        ready = {"grpc": server.grpc_port, "http": server.http_port, "ca_file": tls and str(tls.cert_file)}
+        ready = {
+            "grpc": server.grpc_port,
+            "http": server.http_port,
+            "ca_file": tls and str(tls.cert_file),
+            "sip": server.sip_port,
+            "sip_ca_file": sip.cert_file,
+        }
         print(json.dumps(ready), flush=True)
         log.info("serving %s (time scale %s)", ready, args.time_scale)
         while not stopping.wait(0.2):
@@ -127,6 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve gRPC over TLS with a generated self-signed certificate (see ca_file); "
         "the HTTP side stays plain http on loopback",
+    )
+    parser.add_argument(
+        "--sip-port",
+        type=_port,
+        default=0,
+        help="the core's SIP port (TLS) on 127.0.0.1, where a TAS sends calls back (Loop leg 3) or "
+        "places them (Ingress) (0 = any free port; default 0)",
+    )
+    parser.add_argument(
+        "--sip-ca-file",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="a certificate (or CA) the core trusts, besides the system's roots, when it calls a "
+        "TAS over TLS (leg 2 of POST /_admin/calls); repeatable",
     )
     parser.add_argument(
         "--token-ttl",

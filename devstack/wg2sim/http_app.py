@@ -9,12 +9,14 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from devstack.wg2sim.calls import CALLEE_BEHAVIOURS, CallRequest
 from devstack.wg2sim.faults import FaultConfig
 from devstack.wg2sim.state import Wg2Sim
 from devstack.wg2sim.tokens import SIP_BREAKOUT_SCOPES
 from devstack.wg2sim.validation import FieldError, e164_problem
 
 TOKEN_KEYS = ("msisdn", "scopes", "ttl")
+CALL_KEYS = ("from", "to", "callee")
 
 
 def create_http_app(sim: Wg2Sim, extra_blueprints: Iterable[Blueprint] = ()) -> Flask:
@@ -76,6 +78,27 @@ def admin_blueprint(sim: Wg2Sim) -> Blueprint:
         sim.clear_faults()
         return jsonify(faults=sim.faults.to_json())
 
+    @admin.post("/calls")
+    def place_call() -> ResponseReturnValue:
+        """`{"from": "+47...", "to": "+47...", "callee": "answer" | "busy" | "no-answer"}`: the core
+        routes the call by the registrations and answers once it is over (docs/call-routing.md)."""
+        body = _json_object()
+        _reject_unknown_keys(body, CALL_KEYS)
+        caller = _required_msisdn(body.get("from"), "from")
+        callee = _required_msisdn(body.get("to"), "to")
+        behaviour = body.get("callee", "answer")
+        if behaviour not in CALLEE_BEHAVIOURS:
+            raise FieldError("callee", f"expected one of {', '.join(CALLEE_BEHAVIOURS)}")
+        if caller == callee:
+            raise FieldError("to", "a number cannot call itself")
+        if sim.calls is None:
+            return jsonify(error="this emulator runs without its SIP side"), 503
+        return jsonify(sim.calls.place(CallRequest(caller, callee, behaviour)).to_json())
+
+    @admin.get("/calls")
+    def recent_calls() -> ResponseReturnValue:
+        return jsonify(calls=sim.calls.recent() if sim.calls else [])
+
     return admin
 
 
@@ -99,6 +122,15 @@ def _optional_msisdn(value: Any) -> str | None:
     if problem:
         raise FieldError("msisdn", problem)
     return str(value)
+
+
+def _required_msisdn(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise FieldError(field, "expected an E.164 number as a string, e.g. '+4799990001'")
+    problem = e164_problem(value, field)
+    if problem:
+        raise FieldError(field, problem)
+    return value
 
 
 def _scopes(value: Any) -> list[str]:

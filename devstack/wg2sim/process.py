@@ -55,6 +55,8 @@ class Wg2simProcess:
         self.grpc_port: int = ready["grpc"]
         self.http_port: int = ready["http"]
         self.ca_file: str | None = ready["ca_file"]
+        self.sip_port: int | None = ready.get("sip")
+        self.sip_ca_file: str | None = ready.get("sip_ca_file")
         self._stderr = stderr
         self._http = httpx.Client(base_url=self.http_url, timeout=5.0)
 
@@ -129,8 +131,25 @@ class Wg2simProcess:
     def stats(self) -> dict[str, Any]:
         return dict(self._admin("GET", "/_admin/stats"))
 
-    def _admin(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        response = self._http.request(method, path, json=json)
+    def call(
+        self, caller: str, callee: str, behaviour: str = "answer", timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """POST /_admin/calls: the call's outcome and legs, once it is over."""
+        body = {"from": caller, "to": callee, "callee": behaviour}
+        return self._admin("POST", "/_admin/calls", json=body, timeout=timeout)
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self._admin("GET", "/_admin/calls")["calls"])
+
+    @property
+    def sip_uri(self) -> str:
+        """The core's own SIP port, as a TAS reaches it (Ingress)."""
+        return f"sips:127.0.0.1:{self.sip_port}"
+
+    def _admin(
+        self, method: str, path: str, json: Any = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        response = self._http.request(method, path, json=json, timeout=timeout or self._http.timeout)
         if response.is_error:
             raise Wg2simAdminError(response)
         body: dict[str, Any] = response.json()

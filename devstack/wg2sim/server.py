@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 import grpc
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from devstack.wg2sim.calls import CallRouter
 from devstack.wg2sim.grpc_service import create_grpc_server
 from devstack.wg2sim.http_app import create_http_app
+from devstack.wg2sim.sip import ServerInvite, SipListener, client_context, server_context
 from devstack.wg2sim.state import Wg2Sim
 from devstack.wg2sim.tls import TlsFiles
 
 LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class SipOptions:
+    """The core's SIP side: its TLS port (leg 3 of a Loop, Ingress calls) with this certificate,
+    and the certificates it trusts, besides the system's roots, when it calls a TAS (leg 2)."""
+
+    cert_file: str
+    key_file: str
+    trusted: tuple[str, ...] = ()
+    port: int = 0
 
 
 class Wg2simServer:
@@ -28,10 +42,20 @@ class Wg2simServer:
         http_port: int = 0,
         tls: TlsFiles | None = None,
         http_app: Flask | None = None,
+        sip: SipOptions | None = None,
     ) -> None:
-        """`http_app` defaults to `create_http_app(sim)` (the admin API)."""
+        """`http_app` defaults to `create_http_app(sim)` (the admin API); with `sip`, the call path
+        (`sim.calls`) and the core's SIP port (`sip_port`) run too."""
         self.sim = sim
         self.tls = tls
+        self.sip_listener: SipListener | None = None
+        if sip is not None:
+            self.sip_listener = SipListener(
+                server_context(sip.cert_file, sip.key_file), self._on_invite, host=LOOPBACK, port=sip.port
+            )
+            sim.calls = CallRouter(
+                sim.registrations, sim.clock.time_scale, self.sip_listener, client_context(sip.trusted)
+            )
         self._grpc_server = create_grpc_server(sim)
         address = f"{LOOPBACK}:{grpc_port}"
         try:
@@ -55,12 +79,24 @@ class Wg2simServer:
             target=self._http_server.serve_forever, args=(0.1,), name="wg2sim-http", daemon=True
         )
 
+    def _on_invite(self, invite: ServerInvite) -> None:
+        assert self.sim.calls is not None
+        self.sim.calls.on_invite(invite)
+
+    @property
+    def sip_port(self) -> int | None:
+        return self.sip_listener.port if self.sip_listener else None
+
     def start(self) -> None:
         self._grpc_server.start()
         self._http_thread.start()
+        if self.sip_listener is not None:
+            self.sip_listener.start()
 
     def stop(self, grace_seconds: float = 1.0) -> None:
         """In-flight calls get `grace_seconds`, then are cancelled (stalled ones wake at once)."""
         self._http_server.shutdown()
         self._http_server.server_close()
         self._grpc_server.stop(grace_seconds).wait()
+        if self.sip_listener is not None:
+            self.sip_listener.stop()

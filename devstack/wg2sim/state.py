@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 from devstack.wg2sim.clock import EmulatorClock
 from devstack.wg2sim.faults import FaultConfig
 from devstack.wg2sim.registrations import RegistrationStore
 from devstack.wg2sim.stats import Stats
 from devstack.wg2sim.tokens import TokenRegistry
+
+if TYPE_CHECKING:
+    from devstack.wg2sim.calls import CallRouter
 
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 
@@ -35,6 +39,8 @@ class Wg2Sim:
         self.rng = rng or random.Random()
         # Swapped whole (an atomic reference assignment), never mutated in place.
         self.faults = faults or FaultConfig()
+        # The call path (POST /_admin/calls): set when the server runs the core's SIP side.
+        self.calls: CallRouter | None = None
 
     def set_faults(self, faults: FaultConfig) -> None:
         self.faults = faults

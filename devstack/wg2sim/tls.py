@@ -20,10 +20,13 @@ class TlsFiles:
     cert_file: Path  # what clients trust as the root (the "CA file")
 
 
-def write_self_signed(directory: Path) -> TlsFiles:
-    """A P-256 certificate for localhost and 127.0.0.1, valid for a day; the key stays in memory."""
+def write_self_signed(
+    directory: Path, *, file_name: str = "wg2sim-ca.pem", common_name: str = "wg2sim localhost"
+) -> TlsFiles:
+    """A P-256 certificate for localhost and 127.0.0.1, valid for a day; the key stays in memory
+    (write `key_pem` yourself where a server needs it as a file, e.g. the local PBX)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wg2sim localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -48,6 +51,6 @@ def write_self_signed(directory: Path) -> TlsFiles:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    cert_file = directory / "wg2sim-ca.pem"
+    cert_file = directory / file_name
     cert_file.write_bytes(cert_pem)
     return TlsFiles(cert_pem=cert_pem, key_pem=key_pem, cert_file=cert_file)

@@ -13,10 +13,13 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 
+from devstack.pbx import LocalPbx, write_pbx_tls
 from devstack.wg2sim.process import Wg2simProcess
 
 # A registration's 3600 emulator seconds pass in one real second.
 FAST_TIME_SCALE = 3600.0
+# The call path's clock: the 30 s no-answer timeout lasts half a real second.
+CALL_TIME_SCALE = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +78,23 @@ _msisdn_numbers = itertools.count(random.randrange(10**8))
 def new_msisdn() -> Callable[[], str]:
     """A fresh Norwegian-looking E.164 number on every call, unique within the session."""
     return lambda: f"+479{next(_msisdn_numbers) % 10**9:09d}"
+
+
+@pytest.fixture(scope="session")
+def core_and_pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Wg2simProcess, LocalPbx]]:
+    """wg2sim (TLS, clock CALL_TIME_SCALE times faster: the 30 s no-answer timeout lasts 0.5 s)
+    trusting the local PBX's certificate, and the PBX (Kamailio) trusting wg2sim's SIP port."""
+    workdir = tmp_path_factory.mktemp("call-path")
+    tls = write_pbx_tls(workdir / "pbx")
+    with (
+        Wg2simProcess.start(
+            time_scale=CALL_TIME_SCALE,
+            tls=True,
+            extra_args=["--sip-ca-file", str(tls.cert_file), "--log-level", "INFO"],
+            log_file=workdir / "wg2sim.log",
+        ) as sim,
+        LocalPbx.start(
+            workdir / "pbx", tls=tls, core_ca_file=sim.sip_ca_file, log_file=workdir / "pbx.log"
+        ) as pbx,
+    ):
+        yield sim, pbx
