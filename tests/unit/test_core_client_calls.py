@@ -235,15 +235,21 @@ def test_the_cached_factory_reads_the_environment_when_given_no_settings(monkeyp
         _cached_client.cache_clear()
 
 
-def test_a_transient_outcome_logs_a_warning_and_the_rest_info(caplog) -> None:
-    caplog.set_level(logging.INFO, logger="sipreg.core")
+def test_a_transient_outcome_logs_a_warning_a_refusal_info_and_a_success_debug(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="sipreg.core")
     failing, _ = client(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
+    refused, _ = client(
+        v1.UpsertRegistrationResponse(status_code="STATUS_CODE_NOT_ACCEPTABLE", error_message="no")
+    )
     working, _ = client(v1.UpsertRegistrationResponse(status_code="STATUS_CODE_OK"))
 
     failing.upsert(FORK, TOKEN)
+    refused.upsert(FORK, TOKEN)
     working.upsert(FORK, TOKEN)
 
+    # (a success is the normal course, at one keep-alive per registration every 40 minutes)
     assert [(r.levelno, r.outcome) for r in caplog.records] == [
         (logging.WARNING, "transient:RESOURCE_EXHAUSTED"),
-        (logging.INFO, "applied"),
+        (logging.INFO, "rejected"),
+        (logging.DEBUG, "applied"),
     ]

@@ -405,8 +405,16 @@ def _log_call(api: ApiVersion, call: CoreCall, outcome: CoreOutcome, seconds: fl
     name = outcome_name(outcome)
     masked = mask_msisdn(call.registration.msisdn)
     ms = round(seconds * 1000, 1)
-    # Transient answers are worth a look when they pile up; the rest is the normal course.
-    level = logging.WARNING if isinstance(outcome, Transient) else logging.INFO
+    # Transient answers are worth a look when they pile up; a refusal is news; a success is the
+    # normal course (its latency is the CoreLatency metric, its outcome the worker's own line),
+    # and at a keep-alive per registration every 40 minutes an INFO line each would be most of
+    # the stack's CloudWatch bill (docs/cost.md).
+    if isinstance(outcome, Transient):
+        level = logging.WARNING
+    elif isinstance(outcome, Applied | Deleted):
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
     logger.log(
         level,
         "core %s %s %s -> %s in %.1f ms",

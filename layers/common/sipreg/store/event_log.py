@@ -1,4 +1,5 @@
-"""The EventLog table: one item per event and registration, saying what became of the event (30 days).
+"""The EventLog table: one item per event and registration, saying what became of the event (30 days;
+keep-alive refreshes 3).
 
 Key: pk `msisdn`, sk `<kind>#<occurred_at UTC>#<event_id>#<sip_uri or *>`. `kind` is `e` for the
 events that change what a number should have (upserts, deletes, consent, revoke, and messages
@@ -31,6 +32,9 @@ from pydantic import BaseModel, ConfigDict
 from sipreg.aws import dynamodb_table
 
 RETENTION = timedelta(days=30)
+# A keep-alive refresh leaves an item every ~40 minutes per registration: kept 30 days, those
+# would be nearly all of the table (docs/cost.md); 3 days show the recent keep-alive.
+REFRESH_RETENTION = timedelta(days=3)
 REFRESH_TYPE = "registration.refresh"
 NO_REGISTRATION = "*"  # sk part of an item about the event as a whole (not one registration)
 PAGE_LIMIT = 100
@@ -113,7 +117,8 @@ def update_action(table_name: str, entry: EventLogEntry, *, count_try: bool = Fa
     sets every field, adds one to `tries` when this write starts an attempt and to `decisions`
     when it commits a final outcome; counters are never overwritten."""
     fields = entry.model_dump(mode="json", exclude_none=True, exclude={*_COUNTERS, "msisdn"})  # not the key
-    fields["expires"] = int((entry.recorded_at + RETENTION).timestamp())
+    kept = REFRESH_RETENTION if kind_of(entry.event_type) is EventKind.REFRESHES else RETENTION
+    fields["expires"] = int((entry.recorded_at + kept).timestamp())
     names = {f"#{name}": name for name in fields}
     values: dict[str, Any] = {f":{name}": value for name, value in fields.items()}
     expression = "SET " + ", ".join(f"#{name} = :{name}" for name in fields)

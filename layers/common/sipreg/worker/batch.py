@@ -81,6 +81,16 @@ def queued_messages(event: Mapping[str, Any]) -> list[QueuedMessage]:
     return messages
 
 
+def _level_of(result: EventResult) -> int:
+    """A retry is a warning; a successful keep-alive is routine (DEBUG: most of the traffic, and of
+    the log bill); every other outcome is what an operator follows an event for."""
+    if result.retry:
+        return logging.WARNING
+    if result.outcome in (Outcome.REFRESHED, Outcome.DUPLICATE):
+        return logging.DEBUG
+    return logging.INFO
+
+
 class Applier(Protocol):
     def apply(
         self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = ...
@@ -356,7 +366,7 @@ class Worker:
             result = EventResult(Outcome.RETRYING, f"internal error: {type(error).__name__}", retry=True)
         reason = result.reason.replace(event.msisdn, mask_msisdn(event.msisdn)) if result.reason else None
         logger.log(
-            logging.WARNING if result.retry else logging.INFO,
+            _level_of(result),
             "%s %s for %s: %s",
             event.type,
             event.id,
