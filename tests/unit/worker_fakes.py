@@ -17,6 +17,7 @@ from typing import Any
 from sipreg.config import AuthMode
 from sipreg.core import Applied, CoreCall, CoreOutcome, Deleted, Operation
 from sipreg.events import (
+    AnyControlEvent,
     AnyEvent,
     ConsentedEvent,
     DeleteEvent,
@@ -26,6 +27,7 @@ from sipreg.events import (
     RegistrationSpec,
     RevokeEvent,
     UpsertEvent,
+    parse_event,
     to_json,
 )
 from sipreg.models import ApiVersion, Registration, RouteType
@@ -361,6 +363,31 @@ def revoke(msisdn: str = MSISDN, at: datetime = T0) -> RevokeEvent:
     return RevokeEvent(
         id=f"revoke-{next(_ids)}", type=EventType.SUBSCRIBER_REVOKE, msisdn=msisdn, occurred_at=at
     )
+
+
+def control(
+    kind: str,
+    event_id: str | None = None,
+    *,
+    msisdn: str = MSISDN,
+    sip_uri: str = SIP_URI,
+    reason: str | None = None,
+    at: datetime = T0,
+) -> AnyControlEvent:
+    """An operator's or the health check's `registration.<kind>` (disable, enable, force_refresh,
+    suspend, resume)."""
+    event: Any = parse_event(
+        {
+            "id": event_id or f"{kind}-{next(_ids)}",
+            "type": f"registration.{kind}",
+            "msisdn": msisdn,
+            "occurred_at": at.isoformat(),
+            "registration": {"sip_uri": sip_uri},
+            **({"reason": reason} if reason else {}),
+        },
+        allow_internal=True,
+    )
+    return event  # type: ignore[no-any-return]
 
 
 def message(event: AnyEvent | str, *, group: str | None = None, receive_count: int = 1) -> QueuedMessage:

@@ -1,9 +1,11 @@
 """The event model: one JSON envelope for everything that changes a registration.
 
 External producers (CRM, billing, the events API) may send only `registration.upsert` and
-`registration.delete`. The internal types (`registration.refresh`, `subscriber.consented`,
-`subscriber.revoke`) share the envelope and travel on the same queue, but only sipreg's own code
-creates them: `parse_events(..., allow_internal=False)` and the API refuse them.
+`registration.delete`. The internal types share the envelope and travel on the same queue, but
+only sipreg's own code creates them: `parse_events(..., allow_internal=False)` and the API refuse
+them. They are the refresher's `registration.refresh`, the consent callback's
+`subscriber.consented`, the operator's `subscriber.revoke`, `registration.disable`, `.enable` and
+`.force_refresh`, and the endpoint health check's `registration.suspend` and `.resume`.
 
 Field paths in errors are dotted with list indexes as numbers, e.g. `events.3.registration.sip_uri`.
 """
@@ -46,6 +48,13 @@ class EventType(StrEnum):
     REGISTRATION_REFRESH = "registration.refresh"
     SUBSCRIBER_CONSENTED = "subscriber.consented"
     SUBSCRIBER_REVOKE = "subscriber.revoke"
+    # Internal: an operator's controls of one registration (operator routes, `sipreg` commands).
+    REGISTRATION_DISABLE = "registration.disable"
+    REGISTRATION_ENABLE = "registration.enable"
+    REGISTRATION_FORCE_REFRESH = "registration.force_refresh"
+    # Internal: the endpoint health check, while a PBX endpoint does not answer OPTIONS.
+    REGISTRATION_SUSPEND = "registration.suspend"
+    REGISTRATION_RESUME = "registration.resume"
 
     @property
     def external(self) -> bool:
@@ -109,6 +118,19 @@ SipUriField = Annotated[
     ),
 ]
 PrefixField = Annotated[OptionalPrefix, Field(json_schema_extra={"pattern": "^[0-9]{0,8}$"})]
+
+MAX_REASON_LENGTH = 200
+
+
+def _check_reason(value: str) -> str:
+    if not 1 <= len(value) <= MAX_REASON_LENGTH or not value.isprintable():
+        raise ValueError(f"must be 1 to {MAX_REASON_LENGTH} printable characters")
+    return value
+
+
+Reason = Annotated[
+    str, AfterValidator(_check_reason), Field(json_schema_extra={"minLength": 1, "maxLength": 200})
+]
 
 
 # --- registration parts -------------------------------------------------------------------------
@@ -188,12 +210,51 @@ class RevokeEvent(_Envelope):
     type: Literal[EventType.SUBSCRIBER_REVOKE]
 
 
+class ControlEvent(_Envelope):
+    """Internal: an operator's or the health check's control of one registration. It changes
+    whether the desired state is on the core, never the desired state itself."""
+
+    registration: RegistrationRef
+    reason: Reason | None = Field(default=None, description="Why, for the event log and status.")
+
+
+class DisableEvent(ControlEvent):
+    """Delete the registration from the core and keep its desired state; nothing applies it
+    (refreshes, upserts, consent) until it is enabled."""
+
+    type: Literal[EventType.REGISTRATION_DISABLE]
+
+
+class EnableEvent(ControlEvent):
+    """Apply the desired state of a disabled registration again."""
+
+    type: Literal[EventType.REGISTRATION_ENABLE]
+
+
+class ForceRefreshEvent(ControlEvent):
+    """Re-send the desired state to the core now, whatever the registration's status."""
+
+    type: Literal[EventType.REGISTRATION_FORCE_REFRESH]
+
+
+class SuspendEvent(ControlEvent):
+    """Its PBX endpoint is down: a LOOP or FORK registration leaves the core until it is back."""
+
+    type: Literal[EventType.REGISTRATION_SUSPEND]
+
+
+class ResumeEvent(ControlEvent):
+    """Its PBX endpoint answers again: what was suspended goes back on the core."""
+
+    type: Literal[EventType.REGISTRATION_RESUME]
+
+
 ExternalEvent = Annotated[UpsertEvent | DeleteEvent, Field(discriminator="type")]
-Event = Annotated[
-    UpsertEvent | DeleteEvent | RefreshEvent | ConsentedEvent | RevokeEvent,
-    Field(discriminator="type"),
-]
-AnyEvent = UpsertEvent | DeleteEvent | RefreshEvent | ConsentedEvent | RevokeEvent
+AnyControlEvent = DisableEvent | EnableEvent | ForceRefreshEvent | SuspendEvent | ResumeEvent
+AnyEvent = UpsertEvent | DeleteEvent | RefreshEvent | ConsentedEvent | RevokeEvent | AnyControlEvent
+Event = Annotated[AnyEvent, Field(discriminator="type")]
+# Events about one registration (MSISDN, `registration.sip_uri`), for isinstance.
+ONE_REGISTRATION = (UpsertEvent, DeleteEvent, RefreshEvent, ControlEvent)
 
 _EXTERNAL: TypeAdapter[UpsertEvent | DeleteEvent] = TypeAdapter(ExternalEvent)
 _ANY: TypeAdapter[AnyEvent] = TypeAdapter(Event)

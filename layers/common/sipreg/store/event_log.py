@@ -57,6 +57,8 @@ class Outcome(StrEnum):
     CONSENT_APPLIED = "consent_applied"  # a consent event's own item: what it did to each registration
     NOTHING_WAITING = "nothing_waiting"
     FAILED = "failed"
+    DISABLED = "disabled"  # kept off the core by an operator (the desired state is recorded)
+    SUSPENDED = "suspended"  # kept off the core while its PBX endpoint is down
     INVALID = "invalid"
     DEAD_LETTERED = "dead_lettered"
 

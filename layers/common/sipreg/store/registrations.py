@@ -50,6 +50,8 @@ class RegistrationStatus(StrEnum):
     DELETED = "deleted"
     CONSENT_REVOKED = "consent_revoked"
     FAILED = "failed"
+    DISABLED = "disabled"  # an operator took it off the core; the desired state is kept
+    SUSPENDED = "suspended"  # off the core while its PBX endpoint is down (LOOP and FORK only)
 
 
 class RouteSpec(BaseModel):
@@ -88,11 +90,28 @@ class RegistrationRecord(BaseModel):
     recent_event_ids: tuple[str, ...] = ()  # of the events that change it (refreshes: last_refresh_id)
     last_refresh_id: str | None = None
     in_flight: InFlight | None = None
+    # Holds: while one applies, the desired state is kept but not on the core.
+    disabled: bool = False  # by an operator, until enabled
+    suspended: bool = False  # by the endpoint health check, until its endpoint answers again
     updated_at: datetime
     version: int = 0  # optimistic lock: each save expects the version it read
 
     def seen(self, event_id: str) -> bool:
         return event_id in self.recent_event_ids or event_id == self.last_refresh_id
+
+    def hold(self, desired: RouteSpec | None = None) -> RegistrationStatus | None:
+        """What keeps `desired` (default: the record's) off the core: disabled, suspended, or None."""
+        desired = desired or self.desired
+        if self.disabled:
+            return RegistrationStatus.DISABLED
+        if self.suspended and desired is not None and desired.route_type in SUSPENDABLE:
+            return RegistrationStatus.SUSPENDED
+        return None
+
+
+# The route types that put the PBX in the path of every call: these leave the core while their
+# endpoint is down, so calls go the normal way. A Fallback or Ingress registration stays.
+SUSPENDABLE = frozenset({RouteType.LOOP, RouteType.FORK, RouteType.LOOP_MO, RouteType.LOOP_MT})
 
 
 def refresh_shard(msisdn: str) -> str:
@@ -107,6 +126,9 @@ def _epoch(moment: datetime) -> int:
 def _to_item(record: RegistrationRecord) -> dict[str, Any]:
     item = record.model_dump(mode="json", exclude_none=True)
     item["recent_event_ids"] = list(record.recent_event_ids)
+    for flag in ("disabled", "suspended"):  # most records have neither: no bytes for them
+        if not item[flag]:
+            del item[flag]
     if record.status is RegistrationStatus.ACTIVE and record.expires_at is not None:
         # Only active records enter the sparse refresh index, keyed by expiry in epoch seconds.
         item["refresh_shard"] = refresh_shard(record.msisdn)

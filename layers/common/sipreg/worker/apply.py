@@ -56,11 +56,19 @@ from sipreg.core import (
     Unauthenticated,
 )
 from sipreg.events import (
+    ONE_REGISTRATION,
+    AnyControlEvent,
     AnyEvent,
     ConsentedEvent,
+    ControlEvent,
     DeleteEvent,
+    DisableEvent,
+    EnableEvent,
+    ForceRefreshEvent,
     RefreshEvent,
+    ResumeEvent,
     RevokeEvent,
+    SuspendEvent,
     UpsertEvent,
 )
 from sipreg.models import ApiVersion, Registration, mask_msisdn
@@ -142,9 +150,7 @@ class EventResult:
 
 def tries_key(event: AnyEvent) -> tuple[str, str]:
     """The log item whose `tries` counts the event's attempts: its registration's, or its own."""
-    sip_uri = (
-        event.registration.sip_uri if isinstance(event, UpsertEvent | DeleteEvent | RefreshEvent) else None
-    )
+    sip_uri = event.registration.sip_uri if isinstance(event, ONE_REGISTRATION) else None
     return (event.msisdn, sort_key(event.type.value, event.occurred_at, event.id, sip_uri))
 
 
@@ -284,6 +290,8 @@ class EventApplier:
                 return self._consented(journal, event, run)
             case RevokeEvent():
                 return self._revoke(journal, event, run)
+            case ControlEvent():
+                return self._control(journal, event, run)
 
     # --- one registration: upsert, delete, refresh ---------------------------------------------
 
@@ -317,13 +325,41 @@ class EventApplier:
             verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
             touched = _Touched(sip_uri, record, spec, verdict, before)
             return self._record(journal, event, [touched], run, moves_last_event=True)
+        if record is not None and spec is not None and (hold := record.hold(spec)) is not None:
+            # The new desired state is recorded, and kept off the core.
+            return self._off_core(journal, event, record, run, desired=spec, hold=hold, moves_last_event=True)
+        return self._send(journal, event, sip_uri, record, spec, operation, run, moves_last_event=True)
+
+    def _send(  # noqa: PLR0917  # the one path every core-changing single event takes
+        self,
+        journal: Journal,
+        event: AnyEvent,
+        sip_uri: str,
+        record: RegistrationRecord | None,
+        desired: RouteSpec | None,
+        operation: Operation,
+        run: _Run,
+        *,
+        moves_last_event: bool = False,
+        hold: Status | None = None,
+    ) -> EventResult:
+        """Claims the registration, calls the core, records the verdict (as `hold`'s status, when
+        the call took it off the core for a hold)."""
+        before = record.status if record else None
         if run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(journal, event, [(sip_uri, record, spec, before)], run)
-        [claimed] = self._claim(journal, event, [(sip_uri, record, spec, operation)], run)
-        registration = _registration(event.msisdn, sip_uri, spec or _known_spec(record))
+            return self._exhausted(journal, event, [(sip_uri, record, desired, before)], run)
+        [claimed] = self._claim(journal, event, [(sip_uri, record, desired, operation)], run)
+        # A delete names the registration as the core knows it: by what it was sent.
+        sent = desired if operation is Operation.UPSERT else _known_spec(record)
+        registration = _registration(event.msisdn, sip_uri, sent)
         outcome = self._call(event.msisdn, [(operation, registration)], run)[0]
-        touched = _Touched(sip_uri, claimed, spec, self._verdict(operation, outcome), before)
-        return self._record(journal, event, [touched], run, moves_last_event=True)
+        verdict = self._verdict(operation, outcome)
+        if hold is not None and not verdict.retry:
+            # Deleted, or left to expire (no token): off the core either way, and held.
+            note = _hold_reason(event, hold) + (f"; {verdict.reason}" if verdict.reason else "")
+            verdict = replace(verdict, outcome=Outcome(hold.value), status=hold, reason=note)
+        touched = _Touched(sip_uri, claimed, desired, verdict, before)
+        return self._record(journal, event, [touched], run, moves_last_event=moves_last_event)
 
     def _refresh(self, journal: Journal, event: RefreshEvent, run: _Run) -> EventResult:
         sip_uri = event.registration.sip_uri
@@ -402,6 +438,60 @@ class EventApplier:
             Outcome.RETRYING, f"setting the core to the recorded state failed: {outcome}", retry=True
         )
 
+    # --- an operator's or the health check's controls of one registration -----------------------
+
+    def _control(self, journal: Journal, event: AnyControlEvent, run: _Run) -> EventResult:  # noqa: PLR0911  # one per case
+        """Disable/enable (operator), suspend/resume (endpoint health), force_refresh (operator):
+        they change whether the desired state is on the core, never the desired state."""
+        sip_uri = event.registration.sip_uri
+        record = journal.get(event.msisdn, sip_uri)
+        if record is not None and record.seen(event.id):
+            return self._duplicate(journal, event, sip_uri, record, run)
+        if record is None:
+            reason = f"{mask_msisdn(event.msisdn)} has no registration at {sip_uri}"
+            journal.write(self._entry(event, sip_uri, Outcome.REJECTED, reason))
+            return EventResult(Outcome.REJECTED, reason)
+        held = record.model_copy(update=_FLAGS.get(type(event), {}))
+        hold = held.hold()
+        if hold is not None:  # disabled, suspended, or a refresh of what is held
+            if isinstance(event, ForceRefreshEvent):
+                return self._superseded(journal, event, sip_uri, record, reason=f"{hold}: not sent", run=run)
+            return self._off_core(journal, event, held, run, desired=held.desired, hold=hold)
+        if record.hold() is None and not isinstance(event, ForceRefreshEvent):
+            # Nothing was held and nothing is: enable of what was not disabled, a suspended Fallback.
+            reason = "not disabled" if isinstance(event, EnableEvent) else "nothing held"
+            if isinstance(event, SuspendEvent):
+                reason = f"a {held.desired.route_type if held.desired else 'deleted'} registration stays"
+            return self._superseded(journal, event, sip_uri, held, reason=reason, run=run)
+        # Released (or forced): the desired state goes to the core, or what it may hold leaves it.
+        if held.desired is None and not _may_be_on_core(held):
+            verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
+            return self._record(journal, event, [_Touched(sip_uri, held, None, verdict, record.status)], run)
+        operation = Operation.UPSERT if held.desired is not None else Operation.DELETE
+        return self._send(journal, event, sip_uri, held, held.desired, operation, run)
+
+    def _off_core(
+        self,
+        journal: Journal,
+        event: AnyEvent,
+        record: RegistrationRecord,
+        run: _Run,
+        *,
+        desired: RouteSpec | None,
+        hold: Status,
+        moves_last_event: bool = False,
+    ) -> EventResult:
+        """Keeps `desired` recorded and the registration off the core (deleted there if the core
+        may hold it); its status becomes the hold's."""
+        if _may_be_on_core(record):
+            return self._send(
+                journal, event, record.sip_uri, record, desired, Operation.DELETE, run,
+                moves_last_event=moves_last_event, hold=hold,
+            )  # fmt: skip
+        verdict = _Verdict(Outcome(hold.value), hold, _hold_reason(event, hold), holds=Holds.NOTHING)
+        touched = _Touched(record.sip_uri, record, desired, verdict, record.status)
+        return self._record(journal, event, [touched], run, moves_last_event=moves_last_event)
+
     # --- every registration of a subscriber: consent given, consent revoked ----------------------
 
     def _consented(self, journal: Journal, event: ConsentedEvent, run: _Run) -> EventResult:
@@ -410,6 +500,7 @@ class EventApplier:
             for record in journal.list_for(event.msisdn)
             if record.desired is not None
             and record.status in _WAITING_FOR_CONSENT
+            and record.hold() is None
             and not record.seen(event.id)
         ]
         if not waiting:
@@ -750,7 +841,19 @@ class EventApplier:
 
 
 _LEFT_TO_EXPIRE = "not deleted at the core, which drops it when its TTL ends"
+# What each control event sets on the record (force_refresh sets nothing).
+_FLAGS: dict[type[ControlEvent], dict[str, bool]] = {
+    DisableEvent: {"disabled": True},
+    EnableEvent: {"disabled": False},
+    SuspendEvent: {"suspended": True},
+    ResumeEvent: {"suspended": False},
+}
 _WAITING_FOR_CONSENT = frozenset({Status.AWAITING_CONSENT, Status.CONSENT_REVOKED, Status.FAILED})
+
+
+def _hold_reason(event: AnyEvent, hold: Status) -> str:
+    why = event.reason if isinstance(event, ControlEvent) else None
+    return f"{hold}: {why}" if why else str(hold)
 
 
 def _may_be_on_core(record: RegistrationRecord | None) -> bool:

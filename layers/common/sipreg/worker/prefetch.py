@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from sipreg.events import AnyEvent, DeleteEvent, RefreshEvent, UpsertEvent
+from sipreg.events import ONE_REGISTRATION, AnyEvent
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.worker.apply import Journal, tries_key
 
 
 def record_key(event: AnyEvent) -> RecordKey | None:
-    """The one registration an upsert, delete or refresh reads; None for subscriber-wide events."""
-    if isinstance(event, UpsertEvent | DeleteEvent | RefreshEvent):
+    """The one registration an event about one registration reads; None for subscriber-wide events."""
+    if isinstance(event, ONE_REGISTRATION):
         return (event.msisdn, event.registration.sip_uri)
     return None
 
