@@ -59,6 +59,8 @@ REGION = "eu-west-1"
 DEV_WEBHOOK_SECRET = "sipreg-local-webhook-secret"  # noqa: S105
 API_VERSIONS = ("v0", "v1")
 AUTH_MODES = ("user", "client")
+DOWN_ACTIONS = ("alarm", "suspend")
+HEALTH_PERIOD_SECONDS = 2.0  # real seconds between health checks on a sped-up stack
 LOCAL_CREDENTIALS = {**ROOT.as_environment(), "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
 
 
@@ -82,12 +84,18 @@ class StackOptions:
     token_ttl: int | None = None  # the identity server's access-token lifetime (emulator seconds)
     prewarm: bool = True  # start every function's sandbox before answering (no cold start later)
     pbx: bool = True  # run the local PBX (Kamailio) for the call path
+    # What a PBX endpoint that stops answering OPTIONS does to its registrations (alarm, suspend).
+    endpoint_down_action: str = "alarm"
 
     def __post_init__(self) -> None:
         if self.api_version not in API_VERSIONS:
             raise ValueError(f"api_version: expected one of {API_VERSIONS}, got {self.api_version!r}")
         if self.auth_mode not in AUTH_MODES:
             raise ValueError(f"auth_mode: expected one of {AUTH_MODES}, got {self.auth_mode!r}")
+        if self.endpoint_down_action not in DOWN_ACTIONS:
+            raise ValueError(
+                f"endpoint_down_action: expected one of {DOWN_ACTIONS}, got {self.endpoint_down_action!r}"
+            )
         if not 1 <= self.time_factor <= 3600:
             raise ValueError(f"time_factor: expected 1 to 3600, got {self.time_factor}")
 
@@ -114,6 +122,13 @@ def scaled_function_settings(
         "RETRY_BASE_SECONDS": scaled(retry_base_seconds, 1),
         "RETRY_MAX_SECONDS": scaled(retry_max_seconds, 2),
     }
+
+
+def health_check_schedule(time_factor: float) -> str:
+    """The endpoint health check probes real servers, so its period stays in real seconds: about
+    HEALTH_PERIOD_SECONDS on a sped-up stack (the host divides schedules by the time factor)."""
+    minutes = max(1, round(HEALTH_PERIOD_SECONDS * time_factor / 60))
+    return f"rate({minutes} minute{'s' if minutes > 1 else ''})"
 
 
 def _template_default(template: Path, parameter: str, fallback: int) -> int:
@@ -211,6 +226,9 @@ class LocalStack:
             "pbx_uri": self._pbx.pbx_uri,
             "voicemail_uri": self._pbx.voicemail_uri,
             "pbx_ca_file": self._pbx.ca_file,
+            # Kamailio's process group: SIGSTOP / SIGCONT it to play an outage (tests do).
+            "pbx_pgid": self._pbx.process.pid,
+            "endpoint_down_action": self.options.endpoint_down_action,
             "core_sip": self.sim.sip_uri,
         }
 
@@ -327,11 +345,15 @@ class LocalStack:
                 "ApiVersion": opts.api_version,
                 "AuthMode": opts.auth_mode,
                 "LogLevel": opts.log_level,
+                "EndpointDownAction": opts.endpoint_down_action,
+                "HealthCheckSchedule": health_check_schedule(opts.time_factor),
+                **({"SipCaFile": self._pbx.ca_file} if self._pbx else {}),
                 **opts.parameter_overrides,
             },
             property_overrides=opts.property_overrides,
             env_overrides={
                 "CORE_CA_FILE": str(self._sim.ca_file),
+                "PROBE_TIMEOUT_SECONDS": "1",  # loopback: Kamailio answers within milliseconds
                 **scaled_function_settings(
                     opts.time_factor,
                     margin,

@@ -48,6 +48,12 @@ def register(subparsers: Any) -> None:
         metavar="F",
         help="run the emulator clock, schedules and refresh margins F times faster (1-3600; default 1)",
     )
+    up.add_argument(
+        "--endpoint-down-action",
+        choices=["alarm", "suspend"],
+        default="alarm",
+        help="what a PBX endpoint that stops answering OPTIONS does to its registrations",
+    )
     up.add_argument("--port", type=int, default=0, help="port of the HTTP API (default: a free one)")
     up.add_argument("--log-dir", type=Path, help="where logs go (default: devstack-logs/<timestamp>)")
     up.add_argument(
@@ -87,6 +93,7 @@ def run_up(args: argparse.Namespace) -> int:
         log_dir=args.log_dir,
         log_level=args.log_level,
         prewarm=not args.no_prewarm,
+        endpoint_down_action=args.endpoint_down_action,
     )
     stack = LocalStack(options)
     try:

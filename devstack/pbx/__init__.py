@@ -18,7 +18,10 @@ transport), and the core reaches a TAS over TLS only.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -159,7 +162,10 @@ class LocalPbx:
         log_start = log.tell()
         # -DD: stay in the foreground (children forked); -E: log to stderr; small memory pools.
         args = [binary, "-f", str(config), "-DD", "-E", "-Y", str(rundir), "-m", "32", "-M", "8"]
-        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # noqa: S603
+        # A process group of its own (its pid): an outage can be played by stopping the whole group.
+        process = subprocess.Popen(  # noqa: S603
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
         pbx = cls(process, log, workdir, ports, tls)
         deadline = time.monotonic() + startup_timeout
         waiting = [pbx.pbx_uri, pbx.voicemail_uri]
@@ -181,8 +187,13 @@ class LocalPbx:
         return pbx
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
-        """SIGTERM (Kamailio stops its children), then SIGKILL if needed; the exit code."""
+        """SIGTERM (Kamailio stops its children), then SIGKILL if needed; the exit code. The
+        group is continued first (a test may have stopped it) and killed last (no child left)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGCONT)
         code = stop_child(self.process, timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
         return code
 

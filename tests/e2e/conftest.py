@@ -88,7 +88,13 @@ def start_devstack(log_dir: Path, *args: str) -> RunningDevstack:
 
 @pytest.fixture(scope="session")
 def running_devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevstack]:
-    running = start_devstack(tmp_path_factory.mktemp("devstack"), "--time-factor", str(TIME_FACTOR))
+    running = start_devstack(
+        tmp_path_factory.mktemp("devstack"),
+        "--time-factor",
+        str(TIME_FACTOR),
+        "--endpoint-down-action",
+        "suspend",  # test_pbx_outage.py; every other test keeps the PBX up
+    )
     yield running
     # SIGTERM stops it cleanly (the SIGINT path has a test of its own)
     assert running.stop(signal.SIGTERM) == 0, running.stderr_text()

@@ -31,7 +31,7 @@ from sipreg.events import (
     to_json,
 )
 from sipreg.models import ApiVersion, Registration, RouteType
-from sipreg.notify import StatusChange
+from sipreg.notify import Change, StatusChange
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord
@@ -252,8 +252,9 @@ class FakePublisher:
     def __init__(self) -> None:
         self.published: list[list[StatusChange]] = []
 
-    def publish(self, changes: Sequence[StatusChange]) -> None:
-        self.published.append(list(changes))
+    def publish(self, changes: Sequence[Change]) -> None:
+        # The worker publishes registration changes only (the health check, endpoint ones).
+        self.published.append([c for c in changes if isinstance(c, StatusChange)])
 
 
 @dataclass

@@ -160,3 +160,24 @@ class RefresherSettings(_FromEnv):
     max_items: int = Field(5000, alias="REFRESH_MAX_ITEMS", ge=1)
     page_size: int = Field(100, alias="REFRESH_PAGE_SIZE", ge=1, le=1000)
     time_reserve_seconds: float = Field(10.0, alias="REFRESH_TIME_RESERVE_SECONDS", ge=0, le=900)
+
+
+class DownAction(StrEnum):
+    ALARM = "alarm"  # an endpoint that stops answering is recorded, published and alarmed on
+    SUSPEND = "suspend"  # ... and its LOOP and FORK registrations leave the core until it answers
+
+
+class HealthSettings(_FromEnv):
+    """The endpoint health check: what it probes, how, and what a down endpoint does."""
+
+    registrations_table: str = Field(alias="REGISTRATIONS_TABLE", min_length=3)
+    endpoints_table: str = Field(alias="ENDPOINTS_TABLE", min_length=3)
+    events_queue_url: str = Field(alias="EVENTS_QUEUE_URL", min_length=1)
+    status_bus_name: str | None = Field(None, alias="STATUS_BUS_NAME", min_length=1)
+    down_action: DownAction = Field(DownAction.ALARM, alias="ENDPOINT_DOWN_ACTION")
+    probe_timeout_seconds: float = Field(5.0, alias="PROBE_TIMEOUT_SECONDS", gt=0, le=30)
+    probe_concurrency: int = Field(8, alias="PROBE_CONCURRENCY", ge=1, le=64)
+    # registration.suspend / .resume events per run; the next run continues where it stopped.
+    max_events: int = Field(5000, alias="HEALTH_MAX_EVENTS", ge=1)
+    # The roots a PBX's certificate is checked against; empty: the system's (certifi on Lambda).
+    ca_file: str | None = Field(None, alias="SIP_CA_FILE", min_length=1)

@@ -1,10 +1,12 @@
-"""Publishing registration status changes to EventBridge, so CRM and billing need not poll.
+"""Publishing status changes to EventBridge, so CRM, billing and operators need not poll.
 
-Each change is one event on the stack's bus:
+Each change is one event on the stack's bus, source `sipreg`:
 
-    source: sipreg    detail-type: RegistrationStatusChanged
+    detail-type: RegistrationStatusChanged (the worker)
     detail: {"msisdn", "sip_uri", "old_status", "new_status", "reason", "event_id", "event_type",
              "changed_at", "correlation_id"}
+    detail-type: EndpointHealthChanged (the endpoint health check)
+    detail: {"sip_uri", "up", "reason", "status_code", "since", "checked_at", "action"}
 
 `correlation_id` is the event id, as on every log line about the event (API, worker).
 
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "sipreg"
 DETAIL_TYPE = "RegistrationStatusChanged"
+ENDPOINT_DETAIL_TYPE = "EndpointHealthChanged"
 PUT_EVENTS_LIMIT = 10  # entries per PutEvents request
 
 
@@ -46,6 +49,7 @@ class StatusChange:
     event_id: str
     event_type: str
     changed_at: datetime
+    detail_type = DETAIL_TYPE
 
     def detail(self) -> dict[str, Any]:
         return {
@@ -61,15 +65,51 @@ class StatusChange:
         }
 
 
+@dataclass(frozen=True)
+class EndpointChange:
+    """A PBX endpoint started or stopped answering SIP OPTIONS."""
+
+    sip_uri: str
+    up: bool
+    reason: str
+    status_code: int | None
+    since: datetime
+    checked_at: datetime
+    action: str  # what a down endpoint does to its registrations: "alarm" or "suspend"
+    detail_type = ENDPOINT_DETAIL_TYPE
+
+    @property
+    def changed_at(self) -> datetime:
+        return self.since
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "sip_uri": self.sip_uri,
+            "up": self.up,
+            "reason": self.reason,
+            "status_code": self.status_code,
+            "since": self.since.isoformat(),
+            "checked_at": self.checked_at.isoformat(),
+            "action": self.action,
+        }
+
+
+Change = StatusChange | EndpointChange
+
+
 class StatusPublisher(Protocol):
-    def publish(self, changes: Sequence[StatusChange]) -> None: ...
+    def publish(self, changes: Sequence[Change]) -> None: ...
 
 
 class LogOnlyPublisher:
     """No bus configured: the changes are only logged (masked)."""
 
-    def publish(self, changes: Sequence[StatusChange]) -> None:
+    def publish(self, changes: Sequence[Change]) -> None:
         for change in changes:
+            if isinstance(change, EndpointChange):
+                state = "up" if change.up else "down"
+                logger.info("endpoint %s: %s (%s)", change.sip_uri, state, change.reason)
+                continue
             logger.info(
                 "status of %s %s: %s -> %s",
                 mask_msisdn(change.msisdn),
@@ -91,11 +131,11 @@ class EventBridgePublisher:
         self._client = client
         self._attempts = attempts
 
-    def publish(self, changes: Sequence[StatusChange]) -> None:
+    def publish(self, changes: Sequence[Change]) -> None:
         for start in range(0, len(changes), PUT_EVENTS_LIMIT):
             self._publish_chunk(changes[start : start + PUT_EVENTS_LIMIT])
 
-    def _publish_chunk(self, chunk: Sequence[StatusChange]) -> None:
+    def _publish_chunk(self, chunk: Sequence[Change]) -> None:
         pending = [self._entry(change) for change in chunk]
         codes: set[str] = set()
         for _ in range(self._attempts):
@@ -114,10 +154,10 @@ class EventBridgePublisher:
             "%d status change(s) not published to %s (%s)", len(pending), self._bus, ", ".join(sorted(codes))
         )
 
-    def _entry(self, change: StatusChange) -> dict[str, Any]:
+    def _entry(self, change: Change) -> dict[str, Any]:
         return {
             "Source": SOURCE,
-            "DetailType": DETAIL_TYPE,
+            "DetailType": change.detail_type,
             "Detail": json.dumps(change.detail()),
             "EventBusName": self._bus,
             "Time": change.changed_at,

@@ -179,7 +179,7 @@ def probe(  # noqa: PLR0911  # one return per way a probe can end
     def result(up: bool, status: int | None, reason: str) -> ProbeResult:
         return ProbeResult(uri, up, status, reason, round(time.monotonic() - started, 4))
 
-    context = ssl_context or _default_context(ca_file)
+    context = ssl_context or tls_context(ca_file)
     try:
         raw = socket.create_connection((target.host, target.port), timeout=max(timeout, 0.001))
     except TimeoutError:
@@ -257,7 +257,7 @@ def probe_all(
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     distinct = list(dict.fromkeys(uris))
-    context = ssl_context or _default_context(ca_file)
+    context = ssl_context or tls_context(ca_file)
 
     def one(uri: str) -> ProbeResult:
         try:
@@ -273,7 +273,8 @@ def probe_all(
         return dict(zip(distinct, pool.map(one, distinct), strict=True))
 
 
-def _default_context(ca_file: str | None) -> ssl.SSLContext:
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The system's roots, plus `ca_file`'s certificates; built once, shared by many probes."""
     context = ssl.create_default_context()
     if ca_file:
         context.load_verify_locations(cafile=ca_file)

@@ -75,6 +75,10 @@ class RegistrationView(BaseModel):
     in_flight: InFlightView | None = Field(
         default=None, description="A core call claimed for this event whose outcome is not saved yet."
     )
+    disabled: bool = Field(default=False, description="An operator keeps it off the core (enable undoes it).")
+    suspended: bool = Field(
+        default=False, description="Its PBX endpoint is down: a LOOP or FORK stays off the core meanwhile."
+    )
     updated_at: datetime
 
     @classmethod

@@ -4,6 +4,13 @@ Key: pk `msisdn`, sk `sip_uri`. Active registrations also carry `refresh_shard` 
 `expires_at`, which put them in the sparse `RefreshDue` index: the refresher finds what is about
 to expire with one query per shard, never a scan, and the shards keep a million registrations off
 one hot partition.
+
+Registrations that are wanted (a desired state) or suspended also carry `endpoint_shard` and
+`endpoint_key` ("<sip_uri> <msisdn>"), the sparse `ByEndpoint` index: the endpoint health check
+lists the distinct endpoints in use by skipping from one sip_uri to the next (one query of one
+item per endpoint and shard, whatever the number of registrations), and the registrations of
+one endpoint with a `begins_with` query. Its keys change only when a registration comes or goes
+(and `suspended`, projected, when it is suspended or resumed): refreshes never write to it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from sipreg.store.event_log import EventLogEntry, update_action
 logger = logging.getLogger(__name__)
 
 REFRESH_INDEX = "RefreshDue"
+ENDPOINT_INDEX = "ByEndpoint"
 TRANSACTION_LIMIT = 100  # items per TransactWriteItems
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem
 BATCH_GET_ATTEMPTS = 4  # rounds for UnprocessedKeys (throttling), with a growing pause
@@ -129,6 +137,9 @@ def _to_item(record: RegistrationRecord) -> dict[str, Any]:
     for flag in ("disabled", "suspended"):  # most records have neither: no bytes for them
         if not item[flag]:
             del item[flag]
+    if record.desired is not None or record.suspended:
+        item["endpoint_shard"] = refresh_shard(record.msisdn)
+        item["endpoint_key"] = f"{record.sip_uri} {record.msisdn}"
     if record.status is RegistrationStatus.ACTIVE and record.expires_at is not None:
         # Only active records enter the sparse refresh index, keyed by expiry in epoch seconds.
         item["refresh_shard"] = refresh_shard(record.msisdn)
@@ -263,6 +274,39 @@ class RegistrationStore:
 
     def all_shards(self) -> Iterator[str]:
         return (str(shard) for shard in range(REFRESH_SHARDS))
+
+    def endpoints_in_use(self) -> list[str]:
+        """The distinct sip_uris that wanted or suspended registrations name, sorted."""
+        found: set[str] = set()
+        for shard in self.all_shards():
+            condition = Key("endpoint_shard").eq(shard)
+            while True:
+                page = self._table.query(IndexName=ENDPOINT_INDEX, KeyConditionExpression=condition, Limit=1)
+                if not page["Items"]:
+                    break
+                sip_uri = str(page["Items"][0]["endpoint_key"]).split(" ", 1)[0]
+                found.add(sip_uri)
+                # "!" sorts after the space that ends every key of this sip_uri, and before any
+                # character a longer sip_uri could continue with.
+                condition = Key("endpoint_shard").eq(shard) & Key("endpoint_key").gt(f"{sip_uri}!")
+        return sorted(found)
+
+    def registrations_at(self, sip_uri: str) -> Iterator[tuple[str, bool]]:
+        """(msisdn, suspended) of every wanted or suspended registration at `sip_uri` (the index
+        is eventually consistent: a change of the last second may not show yet)."""
+        for shard in self.all_shards():
+            query: dict[str, Any] = {
+                "IndexName": ENDPOINT_INDEX,
+                "KeyConditionExpression": Key("endpoint_shard").eq(shard)
+                & Key("endpoint_key").begins_with(f"{sip_uri} "),
+            }
+            while True:
+                page = self._table.query(**query)
+                for item in page["Items"]:
+                    yield str(item["msisdn"]), bool(item.get("suspended", False))
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def now() -> datetime:

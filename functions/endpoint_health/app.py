@@ -1,0 +1,31 @@
+"""The endpoint health check (EventBridge schedule): SIP OPTIONS to every PBX endpoint in use.
+
+Thin on purpose: one call into `sipreg.health`, then its figures as metrics. `EndpointsDown`
+(endpoints that answered no OPTIONS, twice) feeds an alarm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sipreg.health import HealthCheck, process_health_check
+from sipreg.observability import logger, metrics, reports_telemetry, tracer
+
+
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+@reports_telemetry
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, health_check: HealthCheck | None = None
+) -> dict[str, Any]:
+    report = (health_check or process_health_check()).run()
+    metrics.add_metric(name="EndpointsProbed", unit=MetricUnit.Count, value=report.endpoints)
+    metrics.add_metric(name="EndpointsDown", unit=MetricUnit.Count, value=report.down)
+    metrics.add_metric(name="EndpointHealthChanges", unit=MetricUnit.Count, value=report.changed)
+    metrics.add_metric(name="RegistrationsSuspended", unit=MetricUnit.Count, value=report.suspends)
+    metrics.add_metric(name="RegistrationsResumed", unit=MetricUnit.Count, value=report.resumes)
+    return report.as_dict()

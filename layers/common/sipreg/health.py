@@ -1,0 +1,257 @@
+"""PBX endpoint health: is every SIP endpoint that registrations point at answering?
+
+    report = process_health_check().run()   # on a schedule, every minute
+
+Each run lists the distinct endpoints in use (the `ByEndpoint` index of the Registrations
+table), sends each one SIP OPTIONS over TLS (`sipreg.sip.probe_all`: bounded concurrency and
+timeout; an endpoint that fails is probed once more before it counts as down, so one lost
+packet is not an outage), and records up/down with the time and the reason in the Endpoints
+table. A change is published on the status bus (`EndpointHealthChanged`) and counted; the
+`EndpointsDown` metric feeds an alarm.
+
+With `ENDPOINT_DOWN_ACTION=suspend`, a down endpoint's registrations get `registration.suspend`
+events through the events queue (so each number's order holds): the worker takes LOOP and FORK
+registrations off the core, so subscribers' calls go the normal way, and keeps Fallback and
+Ingress. Every run while it is down suspends what is not yet suspended (a registration created
+meanwhile, a send that failed). When it answers again, `registration.resume` events put them
+back; the endpoint is recorded as up only once every resume was queued, so a run that could
+not send them all is repeated by the next one. Event ids come from the endpoint, the time it
+went down and the number: a repeated send is absorbed as a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import ssl
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache, partial
+from typing import Any, Protocol
+
+from sipreg.config import ConfigError, DownAction, HealthSettings
+from sipreg.events import MAX_REASON_LENGTH, AnyEvent, parse_event
+from sipreg.notify import EndpointChange, EventBridgePublisher, LogOnlyPublisher, StatusPublisher
+from sipreg.queue import EventQueue, SendResult
+from sipreg.sip import ProbeResult, probe_all, tls_context
+from sipreg.store.endpoints import EndpointHealth, EndpointHealthStore
+from sipreg.store.registrations import RegistrationStore
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "sipreg-health"
+DEFAULT_MAX_EVENTS = 5000  # suspend/resume events per run; the next run continues
+
+
+class EndpointDirectory(Protocol):
+    def endpoints_in_use(self) -> list[str]: ...
+
+    def registrations_at(self, sip_uri: str) -> Iterable[tuple[str, bool]]: ...
+
+
+class HealthRecords(Protocol):
+    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth]: ...
+
+    def save(self, health: EndpointHealth) -> None: ...
+
+
+class EventSink(Protocol):
+    def send(self, events: Sequence[AnyEvent]) -> SendResult: ...
+
+
+Prober = Callable[[Sequence[str]], Mapping[str, ProbeResult]]
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    endpoints: int  # probed
+    down: int
+    changed: int  # went up or down this run (a new endpoint that is up is no change)
+    suspends: int  # registration.suspend events queued
+    resumes: int  # registration.resume events queued
+    not_accepted: int  # events the queue did not take: the next run sends them again
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "endpoints": self.endpoints,
+            "down": self.down,
+            "changed": self.changed,
+            "suspends": self.suspends,
+            "resumes": self.resumes,
+            "not_accepted": self.not_accepted,
+        }
+
+
+def control_event_id(kind: str, sip_uri: str, down_since: datetime, msisdn: str) -> str:
+    key = f"{sip_uri}|{down_since.astimezone(UTC).isoformat()}|{msisdn}"
+    return f"{kind}-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _printable(reason: str) -> str:
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in reason)
+    return cleaned[:MAX_REASON_LENGTH]
+
+
+class HealthCheck:
+    def __init__(  # the ports, then the policy
+        self,
+        directory: EndpointDirectory,
+        records: HealthRecords,
+        prober: Prober,
+        queue: EventSink,
+        publisher: StatusPublisher,
+        *,
+        action: DownAction = DownAction.ALARM,
+        max_events: int = DEFAULT_MAX_EVENTS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._directory = directory
+        self._records = records
+        self._prober = prober
+        self._queue = queue
+        self._publisher = publisher
+        self._action = action
+        self._max_events = max_events
+        self._clock = clock
+
+    def run(self) -> HealthReport:
+        now = self._clock()
+        uris = self._directory.endpoints_in_use()
+        results = self._probe(uris)
+        known = self._records.get_many(uris)
+        changes: list[EndpointChange] = []
+        budget = self._max_events
+        suspends = resumes = not_accepted = down = 0
+        for uri in uris:
+            result, before = results[uri], known.get(uri)
+            changed = before is None or before.up != result.up
+            since = now if changed or before is None else before.since
+            health = EndpointHealth(
+                sip_uri=uri,
+                up=result.up,
+                since=since,
+                checked_at=now,
+                reason=_printable(result.reason),
+                status_code=result.status_code,
+            )
+            complete = True
+            if not result.up:
+                down += 1
+                if self._action is DownAction.SUSPEND:
+                    sent = self._send(uri, since, health.reason, budget, suspend=True)
+                    suspends, budget = suspends + sent.accepted, budget - sent.accepted
+                    not_accepted += sent.not_accepted
+            elif self._action is DownAction.SUSPEND and before is not None and not before.up:
+                sent = self._send(uri, before.since, health.reason, budget, suspend=False)
+                resumes, budget = resumes + sent.accepted, budget - sent.accepted
+                not_accepted += sent.not_accepted
+                complete = sent.complete
+            if not complete:  # still recorded as down: the next run sends the rest
+                logger.warning("endpoint %s answers again; not every resume was queued yet", uri)
+                continue
+            self._records.save(health)
+            if changed and (before is not None or not result.up):
+                changes.append(_change(health, self._action))
+                logger.warning(
+                    "endpoint %s is %s: %s",
+                    uri,
+                    "up" if result.up else "down",
+                    health.reason,
+                    extra={"sip_uri": uri, "up": result.up, "status_code": result.status_code},
+                )
+        self._publisher.publish(changes)
+        report = HealthReport(len(uris), down, len(changes), suspends, resumes, not_accepted)
+        logger.info(
+            "health check: %d endpoint(s), %d down, %d changed", len(uris), down, len(changes),
+            extra=report.as_dict(),
+        )  # fmt: skip
+        return report
+
+    def _probe(self, uris: Sequence[str]) -> dict[str, ProbeResult]:
+        results = dict(self._prober(uris))
+        again = [uri for uri in uris if not results[uri].up]
+        if again:  # one more try before an endpoint counts as down
+            results.update(self._prober(again))
+        return results
+
+    def _send(self, uri: str, down_since: datetime, reason: str, budget: int, *, suspend: bool) -> _Sent:
+        """Suspends (every registration at `uri` not suspended yet) or resumes (every one that is);
+        at most `budget` events."""
+        now = self._clock()
+        kind = "suspend" if suspend else "resume"
+        events: list[AnyEvent] = []
+        for msisdn, suspended in self._directory.registrations_at(uri):
+            if suspended == suspend:
+                continue
+            if len(events) >= budget:
+                return _Sent.of(self._queue.send(events) if events else None, left_over=True)
+            fields: dict[str, Any] = {
+                "id": control_event_id(kind, uri, down_since, msisdn),
+                "type": f"registration.{kind}",
+                "msisdn": msisdn,
+                "occurred_at": now.isoformat(),
+                "source": SOURCE,
+                "registration": {"sip_uri": uri},
+            }
+            if suspend:
+                fields["reason"] = _printable(f"endpoint down: {reason}")
+            events.append(parse_event(fields, allow_internal=True))
+        return _Sent.of(self._queue.send(events) if events else None, left_over=False)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    accepted: int
+    not_accepted: int
+    complete: bool
+
+    @classmethod
+    def of(cls, result: SendResult | None, *, left_over: bool) -> _Sent:
+        if result is None:
+            return cls(0, 0, not left_over)
+        return cls(len(result.accepted), len(result.not_accepted), result.complete and not left_over)
+
+
+def _change(health: EndpointHealth, action: DownAction) -> EndpointChange:
+    return EndpointChange(
+        sip_uri=health.sip_uri,
+        up=health.up,
+        reason=health.reason,
+        status_code=health.status_code,
+        since=health.since,
+        checked_at=health.checked_at,
+        action=action.value,
+    )
+
+
+def build_health_check(settings: HealthSettings | None = None) -> HealthCheck:
+    config = settings or HealthSettings.from_env()
+    publisher: StatusPublisher = (
+        EventBridgePublisher(config.status_bus_name) if config.status_bus_name else LogOnlyPublisher()
+    )
+    try:  # at cold start: a CA bundle that cannot be read fails here, naming the variable
+        context = tls_context(config.ca_file)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"bad configuration: SIP_CA_FILE: {error}") from None
+    prober = partial(
+        probe_all,
+        timeout=config.probe_timeout_seconds,
+        concurrency=config.probe_concurrency,
+        ssl_context=context,
+    )
+    return HealthCheck(
+        RegistrationStore(config.registrations_table),
+        EndpointHealthStore(config.endpoints_table),
+        prober,
+        EventQueue(config.events_queue_url),
+        publisher,
+        action=config.down_action,
+        max_events=config.max_events,
+    )
+
+
+@cache
+def process_health_check() -> HealthCheck:
+    """The process's health check, configured from the environment at the first call."""
+    return build_health_check()

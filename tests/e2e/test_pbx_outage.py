@@ -1,0 +1,45 @@
+"""On the stack `sipreg devstack up --endpoint-down-action suspend` started: the PBX (Kamailio)
+stops answering, the scheduled endpoint health check marks it down, its subscriber's FORK leaves
+the core (calls ring only the phone), and when Kamailio answers again the FORK comes back."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from devstack.scenario import Scenario, upsert
+
+# Probes time out after 1 s and are tried twice, every ~2 s; then the queue and the worker.
+OUTAGE_TIMEOUT = 30.0
+
+
+def test_a_pbx_that_stops_answering_loses_its_forks_until_it_answers_again(
+    scenario: Scenario, devstack: dict[str, Any], new_msisdn: Callable[[], str]
+) -> None:
+    assert devstack["endpoint_down_action"] == "suspend"
+    pbx, caller, subscriber = devstack["pbx_uri"], new_msisdn(), new_msisdn()
+    assert scenario.consent(subscriber).granted
+    assert scenario.send([upsert("e2e-outage-1", subscriber, "fork", pbx, source="crm")]).accepted
+    on_core = lambda: (subscriber, "FORK", pbx) in scenario.core_keys()  # noqa: E731
+    scenario.wait_for("the FORK on the core", on_core, 15.0)
+    group = int(devstack["pbx_pgid"])
+    try:
+        # When Kamailio stops answering (its processes stopped: connections hang, nothing is refused)
+        os.killpg(group, signal.SIGSTOP)
+        # Then the FORK leaves the core, the registration says why, and a call rings the phone only
+        scenario.wait_for("the FORK suspended", lambda: not on_core(), OUTAGE_TIMEOUT)
+        registration = scenario.registration(subscriber, pbx)
+        assert registration is not None and registration["status"] == "suspended"
+        assert "endpoint down: timeout" in (registration.get("last_error") or "")
+        call = scenario.call(caller, subscriber, "answer")
+        assert [leg["to"] for leg in call["legs"]] == [f"tel:{subscriber}"]
+    finally:
+        # When it answers again
+        os.killpg(group, signal.SIGCONT)
+    # Then the FORK is back on the core, and a call reaches the PBX again
+    scenario.wait_for("the FORK resumed", on_core, OUTAGE_TIMEOUT)
+    assert scenario.registration(subscriber, pbx)["status"] == "active"  # type: ignore[index]
+    call = scenario.call(caller, subscriber, "no-answer")
+    assert pbx in [leg["to"] for leg in call["legs"]]
