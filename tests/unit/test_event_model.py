@@ -285,6 +285,20 @@ NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
         RevokeEvent(
             id="r:1", type=EventType.SUBSCRIBER_REVOKE, msisdn="+4799990000", occurred_at=NOW, source="api"
         ),
+        *(
+            parse_event(
+                {
+                    "id": f"{kind}:1",
+                    "type": f"registration.{kind}",
+                    "msisdn": "+4799990000",
+                    "occurred_at": NOW.isoformat(),
+                    "registration": {"sip_uri": "sips:pbx.example.com"},
+                    "reason": "an operator's note",
+                },
+                allow_internal=True,
+            )
+            for kind in ("disable", "enable", "force_refresh", "suspend", "resume")
+        ),
     ],
     ids=lambda event: event.type,
 )
