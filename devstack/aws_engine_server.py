@@ -7,6 +7,8 @@ ministack prints to stderr, and stops on SIGTERM or SIGINT.
 
 What it adds to ministack's IAM checks, so local enforcement is as strict as AWS for sipreg:
 
+- SQS's batch calls are authorized as their single actions (`sqs:SendMessage` for
+  SendMessageBatch, ...), as AWS does: ministack asks for actions IAM does not have.
 - KMS requests carry the `kms:EncryptionContext:<key>` and `kms:EncryptionContextKeys` condition
   keys (ministack evaluates conditions but leaves these out, so a policy scoped to a context would
   refuse every call).
@@ -68,6 +70,12 @@ def _kms_context(iam_action: str, body: bytes) -> dict[str, Any]:
     keys["kms:EncryptionContextKeys"] = sorted(context)
     return keys
 
+
+SQS_BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
 
 # What a call on a resource encrypted with a customer managed key needs of that key, as AWS documents
 # it for each service (SQS: "Key management", Secrets Manager: "Secret encryption and decryption",
@@ -179,6 +187,14 @@ def _install_iam_additions() -> None:
         return {**plain(service, iam_action, body, params), **_kms_context(iam_action, body)}
 
     iam_actions.request_tag_context = request_context
+    plain_action = iam_actions.extract_iam_action
+
+    def extract_iam_action(service: str, *args: Any, **kwargs: Any) -> Any:
+        action = plain_action(service, *args, **kwargs)
+        # AWS authorizes SQS's batch calls as their single actions (there is no sqs:SendMessageBatch).
+        return SQS_BATCH_ACTIONS.get(action, action)
+
+    iam_actions.extract_iam_action = extract_iam_action
 
     # ministack imports `enforce` and `access_denied_response` where it calls them: replacing the
     # module attributes reaches every call.

@@ -25,7 +25,7 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg import signing
 from sipreg.cipher import KmsCipher
 from sipreg.config import TokenSettings
-from tests.events_api_support import events_queue_like
+from tests.events_api_support import allow_sending_to, events_queue_like
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 REGION = "eu-west-1"
@@ -179,6 +179,7 @@ def _local_host(
     )
     with host:
         assert host.api_url
+        allow_sending_to(host, "OAuthCallbackFunction", queue_url)
         register(client_id, client_secret, f"{host.api_url}/oauth/callback")
         yield host, client_id, client_secret, queue_url
 

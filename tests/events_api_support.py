@@ -249,6 +249,21 @@ def drain(endpoint: str, queue_url: str) -> list[dict[str, Any]]:
         )
 
 
+def allow_sending_to(host: LocalHost, function_logical_id: str, queue_url: str) -> None:
+    """A test's own queue stands in for the stack's: the function's role may send to it too (one
+    more inline policy, on the queue only; everything else stays as the template says)."""
+    endpoint = host.aws_endpoint
+    arn = aws_client(endpoint, "sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    statement = {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}
+    aws_client(endpoint, "iam").put_role_policy(
+        RoleName=host.roles[function_logical_id].role_arn.rsplit("/", 1)[-1],
+        PolicyName="TestQueue",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+
+
 @contextmanager
 def events_host(endpoint: str, **env: str) -> Iterator[LocalHost]:
     """The local host running template.yaml, its webhook secret seeded with HOST_SECRET_VALUE.
@@ -265,4 +280,6 @@ def events_host(endpoint: str, **env: str) -> Iterator[LocalHost]:
         sqs_wait_seconds=1,
     )
     with host:
+        if "EVENTS_QUEUE_URL" in env:
+            allow_sending_to(host, "EventsApiFunction", env["EVENTS_QUEUE_URL"])
         yield host

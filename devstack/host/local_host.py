@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -17,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from devstack.host.aws import Clients
 from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
 from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
+from devstack.host.iam import RoleSessions, function_roles
 from devstack.host.invoker import FunctionRuntime
 from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
@@ -52,6 +54,7 @@ class LocalHost:
         log_dir: str | Path | None = None,
         init_timeout: float = 30.0,
         prewarm: bool = False,
+        function_roles: bool = True,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.aws_endpoint = aws_endpoint
@@ -70,6 +73,10 @@ class LocalHost:
         self.log_dir = Path(log_dir) if log_dir else None
         self.init_timeout = init_timeout
         self.prewarm = prewarm
+        # Each function runs as a role of its own holding exactly its template policies (see
+        # devstack.host.iam); False: every function runs with the host's own credentials.
+        self.function_roles = function_roles
+        self.roles: dict[str, RoleSessions] = {}
         self.apis: dict[str, HttpApi] = {}
         self.functions: dict[str, FunctionSpec] = {}
         self.runtimes: dict[str, FunctionRuntime] = {}
@@ -179,6 +186,8 @@ class LocalHost:
         self.functions = build_functions(
             stack, self.env_overrides, self.function_env_overrides, self._inline_dir
         )
+        if self.function_roles:
+            self._give_roles(stack)
         for logical_id, spec in self.functions.items():
             self.runtimes[logical_id] = FunctionRuntime(spec, self._output_for(logical_id), self.init_timeout)
         self._wire_events(stack, clients)
@@ -199,6 +208,19 @@ class LocalHost:
             len(self.sources),
             len(self.schedules),
         )
+
+    def _give_roles(self, stack: Stack) -> None:
+        try:
+            self.roles = function_roles(stack, {i: spec.name for i, spec in self.functions.items()})
+        except (ClientError, BotoCoreError) as exc:
+            raise ProvisioningError(f"execution roles: {exc}") from exc
+        for logical_id, sessions in self.roles.items():
+
+            def credentials(sessions: RoleSessions = sessions) -> tuple[dict[str, str], float]:
+                current = sessions.current()
+                return current.as_environment(), current.expires_at
+
+            self.functions[logical_id] = replace(self.functions[logical_id], credentials=credentials)
 
     def _outputs(self, stack: Stack) -> dict[str, Any]:
         """The template's Outputs, resolved locally (API URLs point at the local servers)."""
