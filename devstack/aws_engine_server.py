@@ -200,7 +200,7 @@ def _install_iam_additions() -> None:
     # module attributes reaches every call.
     plain_enforce = iam_evaluator.enforce
 
-    def enforce(
+    def enforce(  # noqa: PLR0917  # ministack's own signature
         access_key_id: str,
         iam_action: str,
         service: str,
@@ -250,7 +250,7 @@ def _refusal(message: str) -> dict[str, Any]:
     return {"allowed": False, "status": 403, "message": message}
 
 
-def authorize_invoke(request: dict[str, Any]) -> dict[str, Any]:
+def authorize_invoke(request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911  # one per refusal
     """Whether a request (as the HTTP API received it) is SigV4-signed for execute-api by a principal
     that may `execute-api:Invoke` the route ARN `request["resource"]`."""
     from ministack.app import _request_account_scope  # noqa: PLC0415
@@ -311,7 +311,8 @@ def authorize_invoke(request: dict[str, Any]) -> dict[str, Any]:
         return _refusal(denied.message)
     if denied is not None:
         return _refusal(
-            f"User: {denied.principal_arn} is not authorized to perform: execute-api:Invoke on resource: {resource}"
+            f"User: {denied.principal_arn} is not authorized to perform: execute-api:Invoke "
+            f"on resource: {resource}"
         )
     identity = iam_evaluator.resolve_caller_identity(access_key) or {}
     return {

@@ -18,6 +18,7 @@ run out during an invocation, so a long `sipreg devstack up` never runs on expir
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -27,9 +28,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import httpx
 from samtranslator.policy_template_processor.processor import PolicyTemplatesProcessor
 
 from devstack.host.aws import Clients
+from devstack.host.http_api import IamDecision, Request
 from devstack.host.resources import Physical, Stack
 from devstack.host.template import Resource, TemplateError
 
@@ -176,3 +179,48 @@ def function_roles(stack: Stack, names: Mapping[str, str]) -> dict[str, RoleSess
             )
         roles[logical_id] = create_function_role(stack, resource, name)
     return roles
+
+
+class EngineIamAuthorizer:
+    """API Gateway's AWS_IAM route authorization, asked of the local AWS engine, which knows every
+    principal's secret and policies (`POST /_sipreg/execute-api/authorize`, in
+    devstack/aws_engine_server.py): the SigV4 signature (service execute-api) must be good and the
+    signer allowed `execute-api:Invoke` on the route's ARN. Nothing secret is sent or answered."""
+
+    PATH = "/_sipreg/execute-api/authorize"
+
+    def __init__(self, endpoint: str, region: str, timeout: float = 5.0) -> None:
+        self._url = endpoint.rstrip("/") + self.PATH
+        self._region = region
+        self._http = httpx.Client(timeout=timeout)
+
+    def __call__(self, request: Request, route_arn: str) -> IamDecision:
+        path, _, query = request.target.partition("?")
+        try:
+            answer = self._http.post(
+                self._url,
+                json={
+                    "method": request.method,
+                    "path": path,
+                    "query": query,
+                    "headers": request.headers,
+                    "body_base64": base64.b64encode(request.body).decode(),
+                    "region": self._region,
+                    "resource": route_arn,
+                    "source_ip": request.source_ip,
+                },
+            )
+            verdict = answer.json()
+        except (httpx.HTTPError, ValueError) as error:
+            log.error("IAM authorization could not be asked of the local AWS: %s", type(error).__name__)
+            return IamDecision(None, "Forbidden")
+        if answer.status_code != 200 or not verdict.get("allowed"):
+            return IamDecision(None, str(verdict.get("message") or verdict.get("error") or "Forbidden"))
+        identity = dict(verdict.get("identity") or {})
+        # The fields API Gateway puts in requestContext.authorizer.iam.
+        identity.setdefault("callerId", identity.get("userId"))
+        identity.setdefault("cognitoIdentity", None)
+        return IamDecision(identity)
+
+    def close(self) -> None:
+        self._http.close()

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from devstack.host.aws import Clients
 from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
 from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
-from devstack.host.iam import RoleSessions, function_roles
+from devstack.host.iam import EngineIamAuthorizer, RoleSessions, function_roles
 from devstack.host.invoker import FunctionRuntime
 from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
@@ -87,6 +87,7 @@ class LocalHost:
         self._scheduler: Scheduler | None = None
         self._logs: list[IO[Any]] = []
         self._inline_dir: Path | None = None
+        self._authorizer: EngineIamAuthorizer | None = None
         self._started = False
 
     # --- the API other code uses --------------------------------------------------------------
@@ -151,6 +152,9 @@ class LocalHost:
             list(pool.map(SqsEventSource.stop, self.sources))
         for api in self.apis.values():
             api.stop()
+        if self._authorizer is not None:
+            self._authorizer.close()
+            self._authorizer = None
         for runtime in self.runtimes.values():
             runtime.close()
         for stream in self._logs:
@@ -257,10 +261,8 @@ class LocalHost:
             logical_ids.insert(0, IMPLICIT_HTTP_API)
         for position, logical_id in enumerate(logical_ids):
             resource = template.resources.get(logical_id)
-            if resource is not None and (
-                "Auth" in resource.properties or "CorsConfiguration" in resource.properties
-            ):
-                log.warning("%s: Auth and CorsConfiguration are not applied by the local API", logical_id)
+            if resource is not None and "CorsConfiguration" in resource.properties:
+                log.warning("%s: CorsConfiguration is not applied by the local API", logical_id)
             stage = stack.resolve(resource, "StageName", DEFAULT_ROUTE) if resource else DEFAULT_ROUTE
             api = HttpApi(logical_id, self.http_port if position == 0 else 0, str(stage))
             self.apis[logical_id] = api
@@ -270,6 +272,8 @@ class LocalHost:
         by_api_id = {stack.ref(logical_id): api for logical_id, api in self.apis.items()}
         for api in self.apis.values():
             api.api_id, api.account_id = stack.ref(api.logical_id), stack.pseudo.account_id
+            api.region = stack.pseudo.region
+            api.iam_authorizer = self._iam_authorizer()
         for logical_id, spec in self.functions.items():
             runtime = self.runtimes[logical_id]
             for event in spec.events:
@@ -282,7 +286,10 @@ class LocalHost:
                     if target is None:
                         raise TemplateError(f"{where}.Properties.ApiId: not an HttpApi of this template")
                     method = str(props.get("Method", "ANY")).upper()
-                    target.routes.append(Route(method, str(props.get("Path", DEFAULT_ROUTE)), runtime))
+                    authorizer = self._route_authorizer(stack, target.logical_id, props, where)
+                    target.routes.append(
+                        Route(method, str(props.get("Path", DEFAULT_ROUTE)), runtime, authorizer)
+                    )
                 elif event.type == "SQS":
                     self.sources.append(
                         SqsEventSource(runtime, event.name, props, clients, self.sqs_wait_seconds)
@@ -293,6 +300,29 @@ class LocalHost:
                     log.warning("%s: event type %s is not run locally", where, event.type)
         self._resource_schedules(stack)
         self._resource_mappings(stack, clients)
+
+    def _iam_authorizer(self) -> EngineIamAuthorizer:
+        if self._authorizer is None:
+            self._authorizer = EngineIamAuthorizer(self.aws_endpoint, self.region)
+        return self._authorizer
+
+    @staticmethod
+    def _route_authorizer(stack: Stack, api_logical_id: str, props: dict[str, Any], where: str) -> str | None:
+        """The route's authorizer (its own, else the API's default): AWS_IAM, or None for an open route."""
+        api = stack.template.resources.get(api_logical_id)
+        api_auth = (stack.resolve(api, "Auth", {}) if api is not None else {}) or {}
+        name = (props.get("Auth") or {}).get("Authorizer") or api_auth.get("DefaultAuthorizer")
+        if name in (None, "NONE"):
+            return None
+        if name != "AWS_IAM":
+            raise TemplateError(
+                f"{where}.Properties.Auth.Authorizer: only AWS_IAM runs locally, not {name!r}"
+            )
+        if not api_auth.get("EnableIamAuthorizer"):
+            raise TemplateError(
+                f"{where}: AWS_IAM needs Auth.EnableIamAuthorizer on the API {api_logical_id}"
+            )
+        return "AWS_IAM"
 
     def _event_schedule(
         self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
