@@ -1,11 +1,12 @@
 """`make demo`: sipreg's mission, end to end on this machine, narrated.
 
-Starts the local stack (moto, wg2sim, template.yaml's functions on the local host) with the
-clock running fast, then: three subscribers consent through the real sign-in and consent pages;
-the CRM gives one FORK and one LOOP through the signed webhook; billing turns on voicemail as
+Starts the local stack (the local AWS with IAM enforced, wg2sim, template.yaml's functions on the
+local host) with the clock running fast, then: three subscribers consent through the real sign-in
+and consent pages; the CRM gives one FORK and one LOOP through the signed webhook; billing turns on voicemail as
 FALLBACK for the third straight through the queue; a bad event is refused with its reason; time
 runs through two registration TTLs while the refresher keeps all three alive; one subscriber's
-consent is revoked and the core drops their registration. It ends with what the core holds and
+consent is revoked by an operator (AWS credentials; the CRM's secret is refused) and the core
+drops their registration. It ends with what the core holds and
 each event's outcome, stops the stack, and exits 0 only when the final state is exactly the
 expected one.
 
@@ -136,9 +137,14 @@ def keep_alive(scenario: Scenario, out: Narrator) -> None:
 
 
 def revoke(scenario: Scenario, out: Narrator) -> None:
-    out.step("Bob withdraws his consent: POST /v1/subscribers/+4799990002/revoke")
-    answer = scenario.revoke(BOB.msisdn)
-    out.check(answer.status_code == 202, f"{answer.status_code}: a subscriber.revoke is queued")
+    out.step("Bob withdraws his consent; an operator revokes him: POST /v1/subscribers/+4799990002/revoke")
+    stolen = scenario.post_signed(f"/v1/subscribers/{BOB.msisdn}/revoke")
+    out.check(
+        stolen.status_code == 403,
+        f"{stolen.status_code}: the CRM's webhook secret cannot revoke (operators sign with AWS credentials)",
+    )
+    code, _ = scenario.revoke(BOB.msisdn)
+    out.check(code == 202, f"{code}: signed by the operator (SigV4, IAM), a subscriber.revoke is queued")
     try:
         scenario.wait_for("Bob's registration gone", lambda: scenario.core_keys() == EXPECTED_CORE, 15)
     except ScenarioTimeoutError as error:

@@ -7,7 +7,12 @@ AWS-native producers, wg2sim's admin API), described by `sipreg devstack up`'s J
     scenario.send([upsert(...)])                     # signed POST /v1/events, as `sipreg send`
     scenario.send_to_queue([upsert(...)])            # straight to SQS, as billing may (IAM)
     scenario.core()                                  # what the core holds now
-    scenario.status("+4799990001")                   # GET /v1/registrations/{msisdn}
+    scenario.status("+4799990001")                   # GET /v1/registrations/{msisdn}, as an operator
+    scenario.revoke("+4799990001")                   # POST .../revoke, as an operator (SigV4)
+
+Producers sign with the webhook secret (HMAC); operators with the local operator's AWS
+credentials (`operator` in the JSON line: an IAM user holding the stack's OperatorPolicy); the
+queue is sent to as the local AWS-native producer (`producer`: ProducerPolicy).
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ from urllib.parse import quote, urlencode
 
 import boto3
 import httpx
+from botocore.credentials import Credentials
 
-from devstack.aws_engine import ROOT
 from devstack.consent_walk import Walk, walk_consent
 from sipreg.events import parse_events
 from sipreg.queue import EventQueue, SendResult
-from sipreg.signing import HEADER, sign
+from sipreg.signing import signed_headers
 from sipreg_cli.send import EventsApi, Outcome
-from sipreg_cli.status import fetch
+from sipreg_cli.status import fetch, operator_call
 
 
 class ScenarioTimeoutError(AssertionError):
@@ -65,11 +70,14 @@ class Scenario:
         self._timeout = timeout
         self._admin = httpx.Client(base_url=info["wg2sim_http"], timeout=timeout)
         self._events = EventsApi(self.api, self.secret, timeout=timeout)
+        self.operator = Credentials(info["operator"]["access_key_id"], info["operator"]["secret_access_key"])
+        producer = info["producer"]
         self._sqs = boto3.client(
             "sqs",
             endpoint_url=info["aws_endpoint"],
             region_name=info["region"],
-            **ROOT.as_client_kwargs(),
+            aws_access_key_id=producer["access_key_id"],
+            aws_secret_access_key=producer["secret_access_key"],
         )
 
     def close(self) -> None:
@@ -103,22 +111,39 @@ class Scenario:
         return queue.send(parse_events(events))
 
     def post_signed(self, path: str, body: bytes = b"") -> httpx.Response:
+        """A POST signed with the webhook secret, as a producer signs it."""
         return httpx.post(
             self.api + path,
             content=body,
-            headers={HEADER: sign(body, self.secret), "Content-Type": "application/json"},
+            headers={**signed_headers(self.secret, "POST", path, body), "Content-Type": "application/json"},
             timeout=self._timeout,
         )
 
-    def revoke(self, msisdn: str) -> httpx.Response:
-        return self.post_signed(f"/v1/subscribers/{quote(msisdn, safe='')}/revoke")
+    def revoke(self, msisdn: str) -> tuple[int, dict[str, Any]]:
+        """An operator's revoke (SigV4 with the local operator's credentials): (status, body)."""
+        return operator_call(
+            self.api,
+            "POST",
+            f"/v1/subscribers/{quote(msisdn, safe='')}/revoke",
+            change=True,
+            timeout=self._timeout,
+            region=self.info["region"],
+            credentials=self.operator,
+        )
 
     # --- what is known ----------------------------------------------------------------------------
 
     def status(self, msisdn: str, **query: str) -> dict[str, Any] | None:
         """The status API's view of a number (`query`: type, outcome, limit, cursor); None when
         sipreg knows nothing of it (404)."""
-        code, body = fetch(self.api, self.secret, msisdn, timeout=self._timeout, query=query)
+        code, body = fetch(
+            self.api,
+            msisdn,
+            timeout=self._timeout,
+            query=query,
+            region=self.info["region"],
+            credentials=self.operator,
+        )
         if code == 404:
             return None
         if code != 200:

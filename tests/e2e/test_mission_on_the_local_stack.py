@@ -137,7 +137,7 @@ def test_a_revoked_subscriber_loses_their_registration_on_the_core(
     assert scenario.send([upsert("m-revoke-1", msisdn, "loop", PBX, source="crm")]).accepted
     scenario.wait_for("the loop on the core", lambda: core_holds(scenario, msisdn), APPLY_TIMEOUT)
     # When their consent is revoked
-    assert scenario.revoke(msisdn).status_code == 202
+    assert scenario.revoke(msisdn)[0] == 202
     # Then the core drops the registration and sipreg records why
     scenario.wait_for("the loop gone", lambda: not core_holds(scenario, msisdn), APPLY_TIMEOUT)
     registration = scenario.wait_for(

@@ -146,14 +146,14 @@ def test_a_function_is_refused_what_its_policies_do_not_name(host: LocalHost) ->
     )
     assert "dynamodb:PutItem" in message
     # The refresher queries the RefreshDue index only, never the table's items
-    refused(
-        lambda: as_role(host, "RefresherFunction", "dynamodb").get_item(TableName=registrations, Key=key)
-    )
+    refused(lambda: as_role(host, "RefresherFunction", "dynamodb").get_item(TableName=registrations, Key=key))
     # The consent start cannot read the OAuth client secret (only the callback and the worker may)
     secret = resources["OAuthClientSecret"]["Ref"]
     refused(lambda: as_role(host, "OAuthStartFunction", "secretsmanager").get_secret_value(SecretId=secret))
     # Nobody but the events API reads the webhook signing secret
     webhook = resources["WebhookSecret"]["Ref"]
     refused(
-        lambda: as_role(host, "RegistrationWorkerFunction", "secretsmanager").get_secret_value(SecretId=webhook)
+        lambda: as_role(host, "RegistrationWorkerFunction", "secretsmanager").get_secret_value(
+            SecretId=webhook
+        )
     )

@@ -151,7 +151,7 @@ class EventsService:
     def admit(self, event: dict[str, Any]) -> tuple[dict[str, Any], gate.Caller | None]:
         """The raw-request checks (size, who sent it, request id, content type): the request to
         route and its caller, or raises."""
-        return gate.admit(event, self._secrets, self._request_ids, now=self._clock().timestamp())
+        return gate.admit(event, self._secrets, self._request_ids)
 
     def accept(self, request: UpsertEvent | DeleteEvent | EventBatch) -> Accepted:
         """Queues every event or raises `InvalidEventsError` (nothing queued) / `NotAcceptedError`."""
