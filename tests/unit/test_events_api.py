@@ -18,10 +18,10 @@ from sipreg.store.event_log import EventLogEntry, Outcome, encode_cursor
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
 from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
 from tests.events_api_support import (
+    OPERATOR_ARN,
     ROOT,
     SAMPLES,
     SECRET,
-    OPERATOR_ARN,
     FakeEventLog,
     FakeQueue,
     FakeRegistrations,
@@ -718,7 +718,7 @@ def test_a_revoke_names_the_operator_in_the_log_and_cannot_be_replayed(
         assert call(service, event)[0] == 202
     assert OPERATOR_ARN in caplog.text
     # When the same request is replayed (SigV4 alone would let it through for 5 minutes)
-    status, body, _ = call(service, event)
+    status, _, _ = call(service, event)
     # Then its used request id refuses it, and no second revoke is queued
     assert status == 401
     assert len(queue.sent) == 1
