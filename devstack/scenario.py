@@ -71,13 +71,16 @@ class Scenario:
         self._admin = httpx.Client(base_url=info["wg2sim_http"], timeout=timeout)
         self._events = EventsApi(self.api, self.secret, timeout=timeout)
         self.operator = Credentials(info["operator"]["access_key_id"], info["operator"]["secret_access_key"])
-        producer = info["producer"]
-        self._sqs = boto3.client(
-            "sqs",
-            endpoint_url=info["aws_endpoint"],
-            region_name=info["region"],
-            aws_access_key_id=producer["access_key_id"],
-            aws_secret_access_key=producer["secret_access_key"],
+        self._sqs = self._aws("sqs", info["producer"])  # billing's view: the queue, nothing else
+        self._operator_sqs = self._aws("sqs", info["operator"])  # the DLQ, as `sipreg redrive` reads it
+
+    def _aws(self, service: str, who: dict[str, str]) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.info["aws_endpoint"],
+            region_name=self.info["region"],
+            aws_access_key_id=who["access_key_id"],
+            aws_secret_access_key=who["secret_access_key"],
         )
 
     def close(self) -> None:
@@ -184,7 +187,7 @@ class Scenario:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The messages on the DLQ now (a peek: received with visibility 0, so they stay there)."""
-        answer = self._sqs.receive_message(
+        answer = self._operator_sqs.receive_message(
             QueueUrl=self.info["queues"]["EventsDeadLetterQueue"],
             MaxNumberOfMessages=10,
             VisibilityTimeout=0,
