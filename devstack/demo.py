@@ -2,13 +2,12 @@
 
 Starts the local stack (the local AWS with IAM enforced, wg2sim, template.yaml's functions on the
 local host) with the clock running fast, then: three subscribers consent through the real sign-in
-and consent pages; the CRM gives one FORK and one LOOP through the signed webhook; billing turns on voicemail as
-FALLBACK for the third straight through the queue; a bad event is refused with its reason; time
-runs through two registration TTLs while the refresher keeps all three alive; one subscriber's
-consent is revoked by an operator (AWS credentials; the CRM's secret is refused) and the core
-drops their registration. It ends with what the core holds and
-each event's outcome, stops the stack, and exits 0 only when the final state is exactly the
-expected one.
+and consent pages; the CRM gives one FORK and one LOOP through the signed webhook; billing turns on
+voicemail as FALLBACK for the third straight through the queue; a bad event is refused with its
+reason; time runs through two registration TTLs while the refresher keeps all three alive; one
+subscriber's consent is revoked by an operator (AWS credentials; the CRM's secret is refused) and
+the core drops their registration. It ends with what the core holds and each event's outcome,
+stops the stack, and exits 0 only when the final state is exactly the expected one.
 
     python -m devstack.demo [--time-factor 360] [--log-dir DIR]
 """

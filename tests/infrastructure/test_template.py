@@ -250,8 +250,10 @@ def test_a_custom_domain_is_optional_and_maps_the_api() -> None:
 
 def test_operators_and_producers_have_policies_of_their_own() -> None:
     policies = of_type("AWS::IAM::ManagedPolicy")
-    operator = {a for s in policies["OperatorPolicy"]["PolicyDocument"]["Statement"] for a in _list(s["Action"])}
-    producer = {a for s in policies["ProducerPolicy"]["PolicyDocument"]["Statement"] for a in _list(s["Action"])}
+    operator, producer = (
+        {a for s in policies[name]["PolicyDocument"]["Statement"] for a in _list(s["Action"])}
+        for name in ("OperatorPolicy", "ProducerPolicy")
+    )
     assert "execute-api:Invoke" in operator
     assert "execute-api:Invoke" not in producer and "sqs:SendMessage" in producer
 
