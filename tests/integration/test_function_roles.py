@@ -157,3 +157,24 @@ def test_a_function_is_refused_what_its_policies_do_not_name(host: LocalHost) ->
             SecretId=webhook
         )
     )
+
+
+def test_the_events_api_decrypts_nothing_itself_not_even_with_the_data_key(host: LocalHost) -> None:
+    # Given a subscriber's token, encrypted with the data key as the token store does it
+    key = host.resources["DataKey"]["Arn"]
+    context = {"purpose": "sipreg-oauth-token", "msisdn": "+4791000000"}
+    kms = aws_client(host.aws_endpoint, "kms")
+    blob = kms.encrypt(KeyId=key, Plaintext=b"a token", EncryptionContext=context)["CiphertextBlob"]
+    # Then the events API's role may not decrypt it (it only reads its signing secret, through
+    # Secrets Manager), while the worker's may
+    events_api = as_role(host, "EventsApiFunction", "kms")
+    message = refused(lambda: events_api.decrypt(CiphertextBlob=blob, EncryptionContext=context))
+    assert "kms:Decrypt" in message
+    worker = as_role(host, "RegistrationWorkerFunction", "kms")
+    assert worker.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"] == b"a token"
+    # And it may read its signing secret only: the OAuth client secret, under the same key, is refused
+    refused(
+        lambda: as_role(host, "EventsApiFunction", "secretsmanager").get_secret_value(
+            SecretId=host.resources["OAuthClientSecret"]["Ref"]
+        )
+    )
