@@ -61,7 +61,6 @@ def test_a_bad_event_is_refused_naming_its_field_and_changes_nothing(
 ) -> None:
     # Given a number sipreg has never heard of
     msisdn = new_msisdn()
-    calls_before = scenario.core_calls("UpsertRegistration")
     # When the CRM sends an upsert with a plain sip: URI and one with an unknown route type
     plain = scenario.send([upsert("m-bad-1", msisdn, "fork", "sip:pbx.acme.example", source="crm")])
     unknown = scenario.send([upsert("m-bad-2", msisdn, "forward", PBX, source="crm")])
@@ -73,7 +72,8 @@ def test_a_bad_event_is_refused_naming_its_field_and_changes_nothing(
     # And nothing reached sipreg's state or the core
     time.sleep(1.0)  # a queued event would have been applied by now
     assert scenario.status(msisdn) is None
-    assert scenario.core_calls("UpsertRegistration") == calls_before
+    # (the core's call counts are no measure here: the refresher keeps other tests' numbers alive)
+    assert not any(number == msisdn for number, _, _ in scenario.core_keys())
 
 
 def test_an_event_before_consent_waits_and_is_applied_once_the_subscriber_consents(
