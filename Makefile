@@ -15,12 +15,13 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv aws-engine proto browser sip idp test unit integration e2e lint demo bench chaos build clean
+.PHONY: help venv aws-engine sam proto browser sip idp test unit integration e2e lint sam-rehearsal demo bench \
+	chaos build layer-constraints clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
 	@echo "make test   run every test (unit, integration, e2e)"
-	@echo "make lint   ruff + mypy (+ template checks)"
+	@echo "make lint   ruff + mypy + template checks + the SAM deploy rehearsal (validate, build, imports)"
 	@echo "make proto  generate Python code from protos/"
 	@echo "make build  the layer and functions for the Lambda platform (.build/)"
 	@echo "make bench  the benchmarks (ratios against a baseline of the same run)"
@@ -59,6 +60,17 @@ $(AWS_STAMP): tools/aws-engine-requirements.txt
 	touch $@
 
 aws-engine: $(AWS_STAMP)
+
+# The AWS SAM CLI pins its own pydantic and botocore, so it gets a venv of its own too.
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+$(SAM_STAMP): tools/sam-requirements.txt
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
+	$(PYTHON312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/sam-requirements.txt
+	touch $@
+
+sam: $(SAM_STAMP)
 
 # Generated code imports by proto package path (`from wgtwo...`); it lives inside the sipreg
 # package, so those imports are rewritten to `from sipreg.proto.wgtwo...` as part of generation.
@@ -106,13 +118,27 @@ integration: $(PROTO_STAMP) sip $(AWS_STAMP) $(IDP_STAMP)
 e2e: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q tests/e2e
 
-lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed
+lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed sam-rehearsal
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/cfn-lint template.yaml
+	# I3011 (informational, off by default): every stateful resource says what a delete does to it.
+	$(VENV)/bin/cfn-lint template.yaml --include-checks I3011
 	# BC_SKIP_MAPPING: no attempt to fetch guideline links from the network (there is none here).
 	BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml
+
+# The deploy rehearsal, offline: SAM's own validation and build (no container, no AWS account; the
+# layer's pinned wheels come from PyPI), then every built function must import on Python 3.12 with
+# only its built code and the built layer. `cached = true` (samconfig.toml) keeps it quick.
+SAM_BUILD_DIR := .aws-sam/build
+sam-rehearsal: $(PROTO_STAMP) $(SAM_STAMP)
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint
+	PATH="$(abspath $(VENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --build-dir $(SAM_BUILD_DIR)
+	$(PY) tools/check_built_functions.py $(PYTHON312) $(SAM_BUILD_DIR)
+
+# The layer's own pins (layers/common/constraints.txt); run after changing a runtime pin.
+layer-constraints: $(STAMP)
+	$(PY) tools/layer_constraints.py
 
 # Figures, not assertions: each one a ratio against a baseline measured in the same run.
 bench: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP)
@@ -139,4 +165,4 @@ demo: $(PROTO_STAMP) sip $(AWS_STAMP)
 	$(PY) -m devstack.demo
 
 clean:
-	rm -rf $(VENV) $(AWS_VENV) $(PROTO_OUT)/wgtwo .mypy_cache .ruff_cache .pytest_cache $(IDP_DIR)/node_modules
+	rm -rf $(VENV) $(AWS_VENV) $(SAM_VENV) .aws-sam $(PROTO_OUT)/wgtwo .mypy_cache .ruff_cache .pytest_cache $(IDP_DIR)/node_modules

@@ -4,6 +4,7 @@
     report = fifo_rules(endpoint)       # FIFO receipt handles and deduplication
     report = transactions(endpoint)     # DynamoDB TransactWriteItems under concurrency
     report = iam_policies(endpoint)     # a role's session refused what its policies do not allow
+    report = via_service_kms(endpoint)  # callers of encrypted queues, secrets, tables need the key
 
 Each returns a report whose `violations` lists every broken rule it could prove; the suite runs
 them all against the local stack's engine (tests/integration/test_local_aws_conformance.py) and
@@ -432,6 +433,108 @@ def iam_policies(endpoint: str) -> RulesReport:
             report.violations.append(f"{name}: {'refused' if should_pass else 'allowed'}")
     report.seconds = time.monotonic() - started
     return report
+
+
+def via_service_kms(endpoint: str) -> RulesReport:
+    """A caller of an SQS queue, a secret or a table encrypted with a customer managed key needs
+    that key's permissions too, through the service and for that resource's encryption context
+    (SQS `aws:sqs:arn`, Secrets Manager `SecretARN`, DynamoDB `aws:dynamodb:tableName`), as AWS
+    requires; SQS's batch send is authorized as sqs:SendMessage."""
+    started = time.monotonic()
+    report = RulesReport()
+    suffix = uuid.uuid4().hex[:10]
+    iam, sts, kms = _client(endpoint, "iam"), _client(endpoint, "sts"), _client(endpoint, "kms")
+    sqs, secrets, dynamodb = (_client(endpoint, s) for s in ("sqs", "secretsmanager", "dynamodb"))
+    account = sts.get_caller_identity()["Account"]
+    key = kms.create_key()["KeyMetadata"]
+    url = sqs.create_queue(QueueName=f"conformance-{suffix}", Attributes={"KmsMasterKeyId": key["KeyId"]})[
+        "QueueUrl"
+    ]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    secret = secrets.create_secret(Name=f"conformance-{suffix}", SecretString="x", KmsKeyId=key["KeyId"])[
+        "ARN"
+    ]
+    table = f"conformance-{suffix}"
+    dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key["KeyId"]},
+    )
+    table_arn = f"arn:aws:dynamodb:{REGION}:{account}:table/{table}"
+    role = f"conformance-kms-{suffix}"
+    trust = {
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+        "Action": "sts:AssumeRole",
+    }
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=_policy(trust))
+    resources = [
+        {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn},
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret},
+        {"Effect": "Allow", "Action": "dynamodb:PutItem", "Resource": table_arn},
+    ]
+
+    def via(service: str, actions: list[str], context: dict[str, str]) -> dict[str, Any]:
+        keys = {"kms:ViaService": f"{service}.{REGION}.amazonaws.com"}
+        keys.update({f"kms:EncryptionContext:{name}": value for name, value in context.items()})
+        return {
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": key["Arn"],
+            "Condition": {"StringEquals": keys},
+        }
+
+    key_grants = [
+        via("sqs", ["kms:GenerateDataKey", "kms:Decrypt"], {"aws:sqs:arn": queue_arn}),
+        via("secretsmanager", ["kms:Decrypt"], {"SecretARN": secret}),
+        via("dynamodb", ["kms:Decrypt"], {"aws:dynamodb:tableName": table}),
+    ]
+
+    def session(*statements: dict[str, Any]) -> dict[str, str]:
+        iam.put_role_policy(RoleName=role, PolicyName="scoped", PolicyDocument=_policy(*statements))
+        credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}", RoleSessionName="kms")[
+            "Credentials"
+        ]
+        return {
+            "aws_access_key_id": credentials["AccessKeyId"],
+            "aws_secret_access_key": credentials["SecretAccessKey"],
+            "aws_session_token": credentials["SessionToken"],
+        }
+
+    def calls(credentials: dict[str, str]) -> list[tuple[str, Callable[[], Any]]]:
+        role_sqs = _client(endpoint, "sqs", credentials=credentials)
+        role_secrets = _client(endpoint, "secretsmanager", credentials=credentials)
+        role_dynamodb = _client(endpoint, "dynamodb", credentials=credentials)
+        return [
+            ("SendMessage", lambda: role_sqs.send_message(QueueUrl=url, MessageBody="x")),
+            (
+                "SendMessageBatch",
+                lambda: role_sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "x"}]),
+            ),
+            ("GetSecretValue", lambda: role_secrets.get_secret_value(SecretId=secret)),
+            ("PutItem", lambda: role_dynamodb.put_item(TableName=table, Item={"pk": {"S": "x"}})),
+        ]
+
+    for name, call in calls(session(*resources)):
+        report.checked += 1
+        if _passes(call):
+            report.violations.append(f"{name} on an encrypted resource: allowed without the key's permission")
+    for name, call in calls(session(*resources, *key_grants)):
+        report.checked += 1
+        if not _passes(call):
+            report.violations.append(f"{name} with the key's permission for its context: refused")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _passes(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+    except ClientError as error:
+        return error.response["Error"]["Code"] not in _DENIED
+    return True
 
 
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})

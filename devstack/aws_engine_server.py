@@ -6,16 +6,33 @@ one), prints one JSON line `{"port": N}` on stdout once ministack answers, sends
 ministack prints to stderr, and stops on SIGTERM or SIGINT.
 
 What it adds to ministack's IAM checks, so local enforcement is as strict as AWS for sipreg:
-KMS requests carry the `kms:EncryptionContext:<key>` and `kms:EncryptionContextKeys` condition
-keys (ministack evaluates conditions but leaves these out, so a policy scoped to a context would
-refuse every call).
+
+- SQS's batch calls are authorized as their single actions (`sqs:SendMessage` for
+  SendMessageBatch, ...), as AWS does: ministack asks for actions IAM does not have.
+- KMS requests carry the `kms:EncryptionContext:<key>` and `kms:EncryptionContextKeys` condition
+  keys (ministack evaluates conditions but leaves these out, so a policy scoped to a context would
+  refuse every call).
+- "Via service" KMS calls: a caller of an SQS queue, a Secrets Manager secret or a DynamoDB table
+  encrypted with a customer managed KMS key needs that key's permissions too, as AWS requires
+  (SQS send: kms:GenerateDataKey and kms:Decrypt, receive: kms:Decrypt; GetSecretValue:
+  kms:Decrypt; DynamoDB item and query calls: kms:Decrypt), with the condition keys the service
+  sets: `kms:ViaService`, `kms:CallerAccount` and its encryption context (`aws:sqs:arn`,
+  `SecretARN`, `aws:dynamodb:tableName` + `aws:dynamodb:subscriberId`).
+- `POST /_sipreg/execute-api/authorize`: what API Gateway does for a route with `AWS_IAM`
+  authorization. The local function host sends the request it received (method, raw path, raw
+  query, headers, body) and the route's ARN; the answer says whether the SigV4 signature is good
+  and the signer may `execute-api:Invoke` that ARN (`{"allowed": true, "identity": {...}}`), or
+  why not (`{"allowed": false, "status": 403, "message": ...}`). Secrets never leave the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextvars
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -23,6 +40,7 @@ import threading
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import parse_qs
 
 KMS_CONTEXT_ACTIONS = frozenset(
     {
@@ -53,8 +71,115 @@ def _kms_context(iam_action: str, body: bytes) -> dict[str, Any]:
     return keys
 
 
+SQS_BATCH_ACTIONS = {
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+}
+
+# What a call on a resource encrypted with a customer managed key needs of that key, as AWS documents
+# it for each service (SQS: "Key management", Secrets Manager: "Secret encryption and decryption",
+# DynamoDB: "How Amazon DynamoDB uses AWS KMS").
+_DYNAMODB_ITEM_ACTIONS = (
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "ConditionCheckItem",
+    "Query",
+    "Scan",
+    "BatchGetItem",
+    "BatchWriteItem",
+)
+VIA_SERVICE_KMS: dict[str, tuple[str, ...]] = {
+    "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "sqs:ReceiveMessage": ("kms:Decrypt",),
+    "secretsmanager:GetSecretValue": ("kms:Decrypt",),
+    "secretsmanager:PutSecretValue": ("kms:GenerateDataKey",),
+    **{f"dynamodb:{action}": ("kms:Decrypt",) for action in _DYNAMODB_ITEM_ACTIONS},
+}
+# The KMS action a denial was about, so the error names it (as AWS's KMS.AccessDeniedException does).
+_kms_denial: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "kms_denial", default=None
+)
+
+
+def _customer_key(key_id: str | None) -> str | None:
+    """The ARN of a customer managed key named by id, ARN or alias; None for none or AWS's own."""
+    if not key_id:
+        return None
+    from ministack.services import kms  # noqa: PLC0415
+
+    record = kms._resolve_key(key_id)
+    if not record or record.get("KeyManager") == "AWS" or str(key_id).startswith("alias/aws/"):
+        return None
+    return str(record["Arn"])
+
+
+def _encryption_of(service: str, resource_arn: str, account: str) -> tuple[str, dict[str, str]] | None:
+    """(key ARN, the encryption context the service uses) of an encrypted queue, secret or table."""
+    if service == "sqs":
+        from ministack.services import sqs  # noqa: PLC0415
+
+        url = sqs._queue_name_to_url.get(resource_arn.rsplit(":", 1)[-1])
+        queue = sqs._queues.get(url) if url else None
+        key = _customer_key(((queue or {}).get("attributes") or {}).get("KmsMasterKeyId"))
+        return (key, {"aws:sqs:arn": resource_arn}) if key else None
+    if service == "secretsmanager":
+        from ministack.services import secretsmanager  # noqa: PLC0415
+
+        for name, secret in secretsmanager._secrets.items():
+            if resource_arn in (secret.get("ARN"), name) or str(secret.get("ARN", "")).startswith(
+                resource_arn
+            ):
+                key = _customer_key(secret.get("KmsKeyId"))
+                return (key, {"SecretARN": str(secret["ARN"])}) if key else None
+        return None
+    if service == "dynamodb":
+        from ministack.services import dynamodb  # noqa: PLC0415
+
+        name = resource_arn.partition(":table/")[2].split("/", 1)[0]
+        table = dynamodb._tables.get(name) if name else None
+        sse = (table or {}).get("SSEDescription") or {}
+        if sse.get("Status") != "ENABLED":
+            return None
+        key = _customer_key(sse.get("KMSMasterKeyArn"))
+        context = {"aws:dynamodb:tableName": name, "aws:dynamodb:subscriberId": account}
+        return (key, context) if key else None
+    return None
+
+
+def _via_service_kms(
+    enforce: Any, access_key_id: str, iam_action: str, region: str, resource_arn: str
+) -> Any:
+    """The denial of the KMS permissions `iam_action` on `resource_arn` needs, or None."""
+    kms_actions = VIA_SERVICE_KMS.get(iam_action)
+    if not kms_actions or resource_arn in ("", "*"):
+        return None
+    from ministack.core.responses import get_account_id  # noqa: PLC0415
+
+    service = iam_action.partition(":")[0]
+    account = get_account_id()
+    encrypted = _encryption_of(service, resource_arn, account)
+    if encrypted is None:
+        return None
+    key_arn, context = encrypted
+    keys: dict[str, Any] = {
+        "kms:ViaService": f"{service}.{region}.amazonaws.com",
+        "kms:CallerAccount": account,
+        **{f"kms:EncryptionContext:{name}": value for name, value in context.items()},
+        "kms:EncryptionContextKeys": sorted(context),
+    }
+    for kms_action in kms_actions:
+        denied = enforce(access_key_id, kms_action, "kms", region, resource_arn=key_arn, service_context=keys)
+        if denied:
+            _kms_denial.set((kms_action, key_arn))
+            return denied
+    return None
+
+
 def _install_iam_additions() -> None:
-    from ministack.core import iam_actions  # noqa: PLC0415  # after the environment is set
+    from ministack.core import iam_actions, iam_evaluator  # noqa: PLC0415  # after the environment is set
 
     plain = iam_actions.request_tag_context
 
@@ -62,6 +187,172 @@ def _install_iam_additions() -> None:
         return {**plain(service, iam_action, body, params), **_kms_context(iam_action, body)}
 
     iam_actions.request_tag_context = request_context
+    plain_action = iam_actions.extract_iam_action
+
+    def extract_iam_action(service: str, *args: Any, **kwargs: Any) -> Any:
+        action = plain_action(service, *args, **kwargs)
+        # AWS authorizes SQS's batch calls as their single actions (there is no sqs:SendMessageBatch).
+        return SQS_BATCH_ACTIONS.get(action, action)
+
+    iam_actions.extract_iam_action = extract_iam_action
+
+    # ministack imports `enforce` and `access_denied_response` where it calls them: replacing the
+    # module attributes reaches every call.
+    plain_enforce = iam_evaluator.enforce
+
+    def enforce(  # noqa: PLR0917  # ministack's own signature
+        access_key_id: str,
+        iam_action: str,
+        service: str,
+        region: str,
+        resource_arn: str = "*",
+        service_context: dict[str, Any] | None = None,
+    ) -> Any:
+        denied = plain_enforce(
+            access_key_id,
+            iam_action,
+            service,
+            region,
+            resource_arn=resource_arn,
+            service_context=service_context,
+        )
+        if denied is None and access_key_id:
+            denied = _via_service_kms(plain_enforce, access_key_id, iam_action, region, resource_arn)
+        return denied
+
+    iam_evaluator.enforce = enforce
+    plain_denial = iam_actions.access_denied_response
+
+    def access_denied_response(
+        service: str, action: str, principal_arn: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        kms_denial = _kms_denial.get()
+        if kms_denial is not None and not kwargs.get("message"):
+            kms_action, key_arn = kms_denial
+            kwargs["message"] = (
+                f"User: {principal_arn} is not authorized to perform: {kms_action} on resource: {key_arn} "
+                f"(needed by {action}) because no identity-based policy allows the {kms_action} action"
+            )
+        return plain_denial(service, action, principal_arn, *args, **kwargs)
+
+    iam_actions.access_denied_response = access_denied_response
+
+
+# --- API Gateway's AWS_IAM route authorization, for the local function host ----------------------
+
+AUTHORIZE_PATH = "/_sipreg/execute-api/authorize"
+_CREDENTIAL_SCOPE = re.compile(
+    r"Credential=(?P<key>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request"
+)
+
+
+def _refusal(message: str) -> dict[str, Any]:
+    return {"allowed": False, "status": 403, "message": message}
+
+
+def authorize_invoke(request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911  # one per refusal
+    """Whether a request (as the HTTP API received it) is SigV4-signed for execute-api by a principal
+    that may `execute-api:Invoke` the route ARN `request["resource"]`."""
+    from ministack.app import _request_account_scope  # noqa: PLC0415
+    from ministack.core import iam_evaluator  # noqa: PLC0415
+    from ministack.core.responses import set_request_account_id, set_request_region  # noqa: PLC0415
+    from ministack.core.sigv4 import (  # noqa: PLC0415
+        header_signature_failure,
+        parse_header_signature,
+        request_time_failure,
+    )
+
+    method, raw_path, region = str(request["method"]), str(request["path"]), str(request["region"])
+    resource = str(request["resource"])
+    raw_headers = [(str(name).lower(), str(value)) for name, value in request.get("headers", [])]
+    headers: dict[str, str] = {}
+    for name, value in raw_headers:
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    body = base64.b64decode(request.get("body_base64") or "")
+    query_params = parse_qs(str(request.get("query") or ""), keep_blank_values=True)
+    authorization = headers.get("authorization", "")
+    scope = _CREDENTIAL_SCOPE.search(authorization)
+    if not authorization.startswith("AWS4-HMAC-SHA256 ") or scope is None:
+        return _refusal("Forbidden")  # what an HTTP API answers to a request without a SigV4 signature
+    if scope["service"] != "execute-api":
+        return _refusal(
+            f"Credential should be scoped to correct service: 'execute-api'. (got {scope['service']!r})"
+        )
+    if scope["region"] != region:
+        return _refusal(f"Credential should be scoped to a valid region, not '{scope['region']}'.")
+    access_key = scope["key"]
+    set_request_account_id(_request_account_scope(access_key))
+    set_request_region(region)
+    if iam_evaluator.is_root_access_key(access_key):
+        # ministack takes the root key on trust; API Gateway checks its signature like any other.
+        signature = parse_header_signature(headers)
+        if isinstance(signature, tuple):
+            return _refusal(signature[1])
+        failure = request_time_failure(signature) or header_signature_failure(
+            signature,
+            os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+            method,
+            raw_path,
+            query_params,
+            headers,
+            body,
+        )
+        if failure:
+            return _refusal(failure[1])
+    iam_evaluator.pin_request_origin(str(request.get("source_ip") or "127.0.0.1"), False)
+    iam_evaluator.pin_signed_request(
+        method, raw_path, query_params, [(n.encode("latin-1"), v.encode("latin-1")) for n, v in raw_headers]
+    )
+    iam_evaluator.pin_signed_body(body)
+    denied = iam_evaluator.enforce(
+        access_key, "execute-api:Invoke", "apigateway", region, resource_arn=resource
+    )
+    if isinstance(denied, iam_evaluator.AuthError):
+        return _refusal(denied.message)
+    if denied is not None:
+        return _refusal(
+            f"User: {denied.principal_arn} is not authorized to perform: execute-api:Invoke "
+            f"on resource: {resource}"
+        )
+    identity = iam_evaluator.resolve_caller_identity(access_key) or {}
+    return {
+        "allowed": True,
+        "identity": {
+            name: identity.get(name)
+            for name in ("accessKey", "accountId", "userArn", "userId", "principalOrgId")
+        },
+    }
+
+
+def _with_authorizer(app: Any) -> Any:
+    async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != AUTHORIZE_PATH:
+            await app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status = 200
+        try:
+            answer = authorize_invoke(json.loads(body)) if scope.get("method") == "POST" else None
+        except (ValueError, KeyError, TypeError) as error:
+            answer = {"error": f"malformed authorize request: {type(error).__name__}: {error}"}
+            status = 400
+        if answer is None:
+            status, answer = 405, {"error": "POST only"}
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    return serve
 
 
 def _announce_when_ready(port: int, stdout: Any) -> None:
@@ -102,7 +393,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
-        await serve(app, config, shutdown_trigger=stopping.wait)
+        await serve(_with_authorizer(app), config, shutdown_trigger=stopping.wait)
 
     threading.Thread(target=_announce_when_ready, args=(port, ready_line), daemon=True).start()
     asyncio.run(serve_until_stopped())

@@ -1,15 +1,16 @@
 """`make demo`: sipreg's mission, end to end on this machine, narrated.
 
-Starts the local stack (moto, wg2sim, template.yaml's functions on the local host) with the
-clock running fast, then: three subscribers consent through the real sign-in and consent pages;
-the CRM gives one FORK and one LOOP through the signed webhook; billing turns on voicemail as
-FALLBACK for the third straight through the queue; a bad event is refused with its reason; calls
-to the three reach the local PBX (Kamailio over TLS) as FORK, LOOP and FALLBACK say, printed leg
-by leg; time runs through two registration TTLs while the refresher keeps all three alive; one
-subscriber's consent is revoked, the core drops their registration, and a call to them no longer
-touches the PBX. It ends with what the core holds and
-each event's outcome, stops the stack, and exits 0 only when the final state is exactly the
-expected one and every call went where its route type says.
+Starts the local stack (the local AWS with IAM enforced, wg2sim, template.yaml's functions on the
+local host) with the clock running fast, then: three subscribers consent through the real sign-in
+and consent pages; the CRM gives one FORK and one LOOP through the signed webhook; billing turns on
+voicemail as FALLBACK for the third straight through the queue; a bad event is refused with its
+reason; calls to the three reach the local PBX (Kamailio over TLS) as FORK, LOOP and FALLBACK
+say, printed leg by leg; time runs through two registration TTLs while the refresher keeps all
+three alive; one subscriber's consent is revoked by an operator (AWS credentials; the CRM's
+secret is refused), the core drops their registration, and a call to them no longer touches the
+PBX. It ends with what the core holds and each event's outcome, stops the stack, and exits 0
+only when the final state is exactly the expected one and every call went where its route type
+says.
 
     python -m devstack.demo [--time-factor 360] [--log-dir DIR]
 """
@@ -146,9 +147,14 @@ def keep_alive(scenario: Scenario, out: Narrator) -> None:
 
 
 def revoke(scenario: Scenario, out: Narrator, ep: Endpoints) -> None:
-    out.step("Bob withdraws his consent: POST /v1/subscribers/+4799990002/revoke")
-    answer = scenario.revoke(BOB.msisdn)
-    out.check(answer.status_code == 202, f"{answer.status_code}: a subscriber.revoke is queued")
+    out.step("Bob withdraws his consent; an operator revokes him: POST /v1/subscribers/+4799990002/revoke")
+    stolen = scenario.post_signed(f"/v1/subscribers/{BOB.msisdn}/revoke")
+    out.check(
+        stolen.status_code == 403,
+        f"{stolen.status_code}: the CRM's webhook secret cannot revoke (operators sign with AWS credentials)",
+    )
+    code, _ = scenario.revoke(BOB.msisdn)
+    out.check(code == 202, f"{code}: signed by the operator (SigV4, IAM), a subscriber.revoke is queued")
     try:
         scenario.wait_for("Bob's registration gone", lambda: scenario.core_keys() == ep.expected_core(), 15)
     except ScenarioTimeoutError as error:

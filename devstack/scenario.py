@@ -7,8 +7,13 @@ AWS-native producers, wg2sim's admin API), described by `sipreg devstack up`'s J
     scenario.send([upsert(...)])                     # signed POST /v1/events, as `sipreg send`
     scenario.send_to_queue([upsert(...)])            # straight to SQS, as billing may (IAM)
     scenario.core()                                  # what the core holds now
-    scenario.status("+4799990001")                   # GET /v1/registrations/{msisdn}
+    scenario.status("+4799990001")                   # GET /v1/registrations/{msisdn}, as an operator
+    scenario.revoke("+4799990001")                   # POST .../revoke, as an operator (SigV4)
     scenario.call("+4799990009", "+4799990001", "busy")   # a call on the core, leg by leg
+
+Producers sign with the webhook secret (HMAC); operators with the local operator's AWS
+credentials (`operator` in the JSON line: an IAM user holding the stack's OperatorPolicy); the
+queue is sent to as the local AWS-native producer (`producer`: ProducerPolicy).
 """
 
 from __future__ import annotations
@@ -21,14 +26,14 @@ from urllib.parse import quote, urlencode
 
 import boto3
 import httpx
+from botocore.credentials import Credentials
 
-from devstack.aws_engine import ROOT
 from devstack.consent_walk import Walk, walk_consent
 from sipreg.events import parse_events
 from sipreg.queue import EventQueue, SendResult
-from sipreg.signing import HEADER, sign
+from sipreg.signing import signed_headers
 from sipreg_cli.send import EventsApi, Outcome
-from sipreg_cli.status import fetch
+from sipreg_cli.status import fetch, operator_call
 
 
 class ScenarioTimeoutError(AssertionError):
@@ -66,11 +71,17 @@ class Scenario:
         self._timeout = timeout
         self._admin = httpx.Client(base_url=info["wg2sim_http"], timeout=timeout)
         self._events = EventsApi(self.api, self.secret, timeout=timeout)
-        self._sqs = boto3.client(
-            "sqs",
-            endpoint_url=info["aws_endpoint"],
-            region_name=info["region"],
-            **ROOT.as_client_kwargs(),
+        self.operator = Credentials(info["operator"]["access_key_id"], info["operator"]["secret_access_key"])
+        self._sqs = self._aws("sqs", info["producer"])  # billing's view: the queue, nothing else
+        self._operator_sqs = self._aws("sqs", info["operator"])  # the DLQ, as `sipreg redrive` reads it
+
+    def _aws(self, service: str, who: dict[str, str]) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.info["aws_endpoint"],
+            region_name=self.info["region"],
+            aws_access_key_id=who["access_key_id"],
+            aws_secret_access_key=who["secret_access_key"],
         )
 
     def close(self) -> None:
@@ -104,22 +115,39 @@ class Scenario:
         return queue.send(parse_events(events))
 
     def post_signed(self, path: str, body: bytes = b"") -> httpx.Response:
+        """A POST signed with the webhook secret, as a producer signs it."""
         return httpx.post(
             self.api + path,
             content=body,
-            headers={HEADER: sign(body, self.secret), "Content-Type": "application/json"},
+            headers={**signed_headers(self.secret, "POST", path, body), "Content-Type": "application/json"},
             timeout=self._timeout,
         )
 
-    def revoke(self, msisdn: str) -> httpx.Response:
-        return self.post_signed(f"/v1/subscribers/{quote(msisdn, safe='')}/revoke")
+    def revoke(self, msisdn: str) -> tuple[int, dict[str, Any]]:
+        """An operator's revoke (SigV4 with the local operator's credentials): (status, body)."""
+        return operator_call(
+            self.api,
+            "POST",
+            f"/v1/subscribers/{quote(msisdn, safe='')}/revoke",
+            change=True,
+            timeout=self._timeout,
+            region=self.info["region"],
+            credentials=self.operator,
+        )
 
     # --- what is known ----------------------------------------------------------------------------
 
     def status(self, msisdn: str, **query: str) -> dict[str, Any] | None:
         """The status API's view of a number (`query`: type, outcome, limit, cursor); None when
         sipreg knows nothing of it (404)."""
-        code, body = fetch(self.api, self.secret, msisdn, timeout=self._timeout, query=query)
+        code, body = fetch(
+            self.api,
+            msisdn,
+            timeout=self._timeout,
+            query=query,
+            region=self.info["region"],
+            credentials=self.operator,
+        )
         if code == 404:
             return None
         if code != 200:
@@ -168,7 +196,7 @@ class Scenario:
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The messages on the DLQ now (a peek: received with visibility 0, so they stay there)."""
-        answer = self._sqs.receive_message(
+        answer = self._operator_sqs.receive_message(
             QueueUrl=self.info["queues"]["EventsDeadLetterQueue"],
             MaxNumberOfMessages=10,
             VisibilityTimeout=0,

@@ -40,10 +40,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import boto3
 import httpx
 import yaml
 
-from devstack.aws_engine import ROOT, LocalAws
+from devstack.aws_engine import ROOT, Credentials, LocalAws
 from devstack.host import LocalHost
 from devstack.pbx import LocalPbx, write_pbx_tls
 from devstack.wg2sim.oidc import DEV_CLIENT
@@ -131,6 +132,20 @@ def health_check_schedule(time_factor: float) -> str:
     return f"rate({minutes} minute{'s' if minutes > 1 else ''})"
 
 
+def _export(credentials: Credentials | None) -> str:
+    if credentials is None:
+        return ""
+    return (
+        f"AWS_ACCESS_KEY_ID={credentials.access_key_id} AWS_SECRET_ACCESS_KEY={credentials.secret_access_key}"
+    )
+
+
+def _credentials_info(credentials: Credentials | None) -> dict[str, str] | None:
+    if credentials is None:
+        return None
+    return {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
+
+
 def _template_default(template: Path, parameter: str, fallback: int) -> int:
     raw = yaml.load(template.read_text(), Loader=_IgnoreTags)  # noqa: S506  # SafeLoader + unknown tags
     spec = (raw.get("Parameters") or {}).get(parameter) or {}
@@ -160,6 +175,10 @@ class LocalStack:
         self._host: LocalHost | None = None
         self._pbx: LocalPbx | None = None
         self._log_handler: logging.Handler | None = None
+        # Local IAM users holding the template's OperatorPolicy / ProducerPolicy (stand-ins, valid
+        # nowhere else): what `sipreg status`/`revoke`/`redrive` and AWS-native producers sign with.
+        self.operator: Credentials | None = None
+        self.producer: Credentials | None = None
 
     # --- what callers use ---------------------------------------------------------------------
 
@@ -196,7 +215,8 @@ class LocalStack:
         return str(self.host.resources[logical_id][attribute])
 
     def ready_info(self) -> dict[str, Any]:
-        """The machine-readable description of the running stack (no secret but the dev webhook one)."""
+        """The machine-readable description of the running stack (no secrets but the local dev ones:
+        the webhook secret and the local operator's and producer's keys, valid nowhere else)."""
         return {
             "api": self.api_url,
             "consent_start": f"{self.api_url}/oauth/start",
@@ -206,6 +226,8 @@ class LocalStack:
             "core_ca_file": self.sim.ca_file,
             "wg2sim_http": self.sim.http_url,
             "webhook_secret": self.webhook_secret,
+            "operator": _credentials_info(self.operator),
+            "producer": _credentials_info(self.producer),
             "client_id": self.client_id,
             "api_version": self.options.api_version,
             "auth_mode": self.options.auth_mode,
@@ -256,7 +278,10 @@ class LocalStack:
                 f"  logs              {self.log_dir}",
                 "In another shell:",
                 f"  export SIPREG_API={self.api_url} SIPREG_WEBHOOK_SECRET={self.webhook_secret}",
-                "  sipreg send events.json        sipreg status +4799990000",
+                "  sipreg send events.json                        (a producer: the webhook secret)",
+                "  # an operator (status, revoke, redrive): the local operator's AWS credentials",
+                f"  export AWS_REGION={REGION} {_export(self.operator)}",
+                "  sipreg status +4799990000        sipreg revoke +4799990000",
                 "Ctrl-C stops everything.",
             ]
         )
@@ -373,6 +398,8 @@ class LocalStack:
             prewarm=opts.prewarm,
         )
         self._host.start()
+        self.operator = self._local_user("operator", "OperatorPolicy")
+        self.producer = self._local_user("producer", "ProducerPolicy")
         # The identity server must know our callback, which exists only now that the API listens.
         callback = f"{self.api_url}/oauth/callback"
         answer = httpx.post(
@@ -387,6 +414,19 @@ class LocalStack:
         if answer.is_error:
             raise StackError(f"wg2sim refused the OAuth client: {answer.status_code} {answer.text}")
         log.info("local stack ready: API %s", self.api_url)
+
+    def _local_user(self, role: str, policy: str) -> Credentials:
+        """An IAM user of the local AWS holding one of the template's managed policies, and its key."""
+        assert self.aws is not None
+        iam = boto3.client(
+            "iam", endpoint_url=self.aws.endpoint, region_name=REGION, **ROOT.as_client_kwargs()
+        )
+        name = f"sipreg-local-{role}"
+        iam.create_user(UserName=name)
+        iam.attach_user_policy(UserName=name, PolicyArn=self.ref(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        log.info("local %s: IAM user %s with %s", role, name, policy)
+        return Credentials(key["AccessKeyId"], key["SecretAccessKey"])
 
     def _attach_log(self) -> None:
         handler = logging.FileHandler(self.log_dir / "stack.log")

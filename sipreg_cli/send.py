@@ -24,7 +24,7 @@ from typing import IO, Any
 import httpx
 
 from sipreg.events import InvalidEventsError, parse_events
-from sipreg.signing import HEADER, sign
+from sipreg.signing import signed_headers
 
 MAX_BATCH = 100
 DEFAULT_SECRET_ENV = "SIPREG_WEBHOOK_SECRET"  # noqa: S105  # the variable's name, not a secret
@@ -51,8 +51,13 @@ class Outcome:
 class EventsApi:
     """A signing client of the events API (`POST /v1/events`)."""
 
+    PATH = "/v1/events"
+
     def __init__(self, api: str, secret: str, *, timeout: float = 10.0, retries: int = 2) -> None:
-        self._url = api.rstrip("/") + "/v1/events"
+        base = api.rstrip("/")
+        self._url = base + self.PATH
+        # The path as the request line carries it (a stage prefix included), which is what is signed.
+        self._path = (httpx.URL(base).raw_path.decode() or "/").rstrip("/") + self.PATH
         self._secret = secret
         self._retries = retries
         self._http = httpx.Client(timeout=timeout)
@@ -81,13 +86,19 @@ class EventsApi:
     def _post(self, events: Sequence[dict[str, Any]]) -> Outcome:
         ids = [str(event["id"]) for event in events]
         body = json.dumps({"events": list(events)}, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", HEADER: sign(body, self._secret)}
+        # Every attempt is a new request: a new request id, signed anew (an id is good once).
+        headers = {
+            "Content-Type": "application/json",
+            **signed_headers(self._secret, "POST", self._path, body),
+        }
         try:
             answer = self._http.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as error:
             return Outcome(failed=dict.fromkeys(ids, f"no answer from the API ({type(error).__name__})"))
         if answer.status_code == 401:
             raise CommandError("the API refused the signature: check the secret, and this machine's clock")
+        if answer.status_code == 403:
+            raise CommandError("the API refused the request (403): is --api the events API's base URL?")
         problem = _json(answer)
         if answer.status_code == 202:
             return Outcome(accepted=list(problem.get("accepted", ids)))

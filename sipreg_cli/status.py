@@ -1,29 +1,33 @@
 """`sipreg status MSISDN`: what sipreg holds for a number, and what happened to its events.
 
-    sipreg status +4799990000 --api https://.../          # signed like `sipreg send`
+    sipreg status +4799990000 --api https://.../          # signed with your AWS credentials
     sipreg status +4799990000 --json
     sipreg status +4799990000 --type registration.refresh --limit 10
     sipreg status +4799990000 --outcome dead_lettered --all
 
-It asks the events API (`GET /v1/registrations/{msisdn}`), the same view CRM systems get, so it
-works against a deployed stack with nothing but the API's URL and signing secret (no AWS
-credentials), and shows exactly what the API shows. Exit status: 0 found, 1 unknown number,
-2 nothing could be asked (usage, secret, no answer).
+It asks the events API (`GET /v1/registrations/{msisdn}`), an operator route: the request is
+signed with the caller's AWS credentials (SigV4, service execute-api; environment, profile, SSO
+or role, as the AWS CLI finds them), and the principal needs `execute-api:Invoke` on it (the
+stack's OperatorPolicy). A producer's webhook secret cannot read status. It shows exactly what
+the API shows. Exit status: 0 found, 1 unknown number, 2 nothing could be asked (usage,
+credentials, refused, no answer).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import IO, Any
 from urllib.parse import quote
 
 import httpx
+from botocore.credentials import Credentials
 
 from sipreg.models import check_msisdn
-from sipreg.signing import HEADER, sign
-from sipreg_cli.send import DEFAULT_SECRET_ENV, CommandError, target
+from sipreg_cli.operator_api import OperatorApi, OperatorCredentialsError
+from sipreg_cli.send import CommandError
 
 
 def register(subparsers: Any) -> None:
@@ -31,14 +35,7 @@ def register(subparsers: Any) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("msisdn", help="E.164 number, e.g. +4799990000")
-    parser.add_argument("--api", help="base URL of the events API (default: $SIPREG_API)")
-    parser.add_argument(
-        "--secret-env",
-        default=DEFAULT_SECRET_ENV,
-        metavar="NAME",
-        help=f"environment variable holding the signing secret (default: {DEFAULT_SECRET_ENV})",
-    )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    add_operator_options(parser)
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer as it is")
     parser.add_argument("--type", help="only events of this type (registration.refresh: the keep-alive ones)")
     parser.add_argument("--outcome", help="only events with this outcome, e.g. dead_lettered")
@@ -47,22 +44,67 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def fetch(
-    api: str, secret: str, msisdn: str, *, timeout: float = 10.0, query: dict[str, str] | None = None
+def add_operator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api", help="base URL of the events API (default: $SIPREG_API)")
+    parser.add_argument(
+        "--region", help="the API's AWS region, if its URL does not say (default: $AWS_REGION, profile)"
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+
+
+def api_of(args: argparse.Namespace) -> str:
+    api = args.api or os.environ.get("SIPREG_API", "")
+    if not api:
+        raise CommandError("no API: pass --api URL or set SIPREG_API (`sipreg devstack up` prints it)")
+    return str(api)
+
+
+def operator_call(
+    api: str,
+    method: str,
+    path: str,
+    *,
+    query: dict[str, str] | None = None,
+    change: bool = False,
+    timeout: float = 10.0,
+    region: str | None = None,
+    credentials: Credentials | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) of the signed status request (`query`: type, outcome, limit, cursor)."""
-    url = api.rstrip("/") + "/v1/registrations/" + quote(msisdn, safe="")
+    """(HTTP status, JSON body) of one SigV4-signed operator request."""
     try:
-        answer = httpx.get(url, params=query or {}, headers={HEADER: sign(b"", secret)}, timeout=timeout)
+        with OperatorApi(api, region=region, credentials=credentials, timeout=timeout) as client:
+            answer = client.request(method, path, query=query, change=change)
+    except OperatorCredentialsError as error:
+        raise CommandError(str(error)) from None
     except httpx.HTTPError as error:
         raise CommandError(f"no answer from the API ({type(error).__name__})") from None
-    if answer.status_code == 401:
-        raise CommandError("the API refused the signature: check the secret, and this machine's clock")
     try:
         body = answer.json()
     except ValueError:
         body = {}
+    if answer.status_code == 403:
+        message = (body.get("message") or body.get("detail") or "") if isinstance(body, dict) else ""
+        raise CommandError(
+            f"the API refused these AWS credentials ({message or 'Forbidden'}): operators need "
+            "execute-api:Invoke on the route (the stack's OperatorPolicy)"
+        )
     return answer.status_code, body if isinstance(body, dict) else {}
+
+
+def fetch(
+    api: str,
+    msisdn: str,
+    *,
+    timeout: float = 10.0,
+    query: dict[str, str] | None = None,
+    region: str | None = None,
+    credentials: Credentials | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, JSON body) of the status request (`query`: type, outcome, limit, cursor)."""
+    path = "/v1/registrations/" + quote(msisdn, safe="")
+    return operator_call(
+        api, "GET", path, query=query, timeout=timeout, region=region, credentials=credentials
+    )
 
 
 def print_status(status: dict[str, Any], out: IO[str]) -> None:
@@ -99,11 +141,15 @@ def run(args: argparse.Namespace) -> int:
         if value is not None
     }
     try:
-        api, secret = target(args)
-        code, body = fetch(api, secret, args.msisdn, timeout=args.timeout, query=query)
+        api = api_of(args)
+        code, body = fetch(api, args.msisdn, timeout=args.timeout, query=query, region=args.region)
         while args.all and code == 200 and body.get("next_cursor"):
             code, more = fetch(
-                api, secret, args.msisdn, timeout=args.timeout, query={**query, "cursor": body["next_cursor"]}
+                api,
+                args.msisdn,
+                timeout=args.timeout,
+                query={**query, "cursor": body["next_cursor"]},
+                region=args.region,
             )
             if code == 200:
                 body = {

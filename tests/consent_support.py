@@ -18,14 +18,16 @@ from urllib.parse import parse_qs, quote, urljoin, urlsplit
 
 import boto3
 import httpx
+from botocore.credentials import Credentials
 
+from devstack.aws_engine import ROOT
 from devstack.certified_idp import CertifiedIdp
 from devstack.host.local_host import LocalHost
 from devstack.wg2sim.process import Wg2simProcess
-from sipreg import signing
 from sipreg.cipher import KmsCipher
 from sipreg.config import TokenSettings
-from tests.events_api_support import events_queue_like
+from sipreg_cli.operator_api import OperatorApi
+from tests.events_api_support import allow_sending_to, events_queue_like
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 REGION = "eu-west-1"
@@ -105,12 +107,11 @@ class BaseConsentStack:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*")))
 
     def status(self, msisdn: str) -> httpx.Response:
-        """The status API's answer for the number (`GET /v1/registrations/{msisdn}`, signed)."""
-        return httpx.get(
-            f"{self.api_url}/v1/registrations/{quote(msisdn)}",
-            headers={signing.HEADER: signing.sign(b"", WEBHOOK_SECRET)},
-            timeout=10,
-        )
+        """The status API's answer for the number (`GET /v1/registrations/{msisdn}`), asked as an
+        operator (SigV4 with the local account's root credentials)."""
+        operator = Credentials(ROOT.access_key_id, ROOT.secret_access_key)
+        with OperatorApi(self.api_url, region=REGION, credentials=operator) as api:
+            return api.request("GET", f"/v1/registrations/{quote(msisdn, safe='')}")
 
     def stored_tokens(self, msisdn: str) -> tuple[str | None, str | None]:
         """The subscriber's access and refresh tokens, decrypted (None where none is stored)."""
@@ -179,6 +180,7 @@ def _local_host(
     )
     with host:
         assert host.api_url
+        allow_sending_to(host, "OAuthCallbackFunction", queue_url)
         register(client_id, client_secret, f"{host.api_url}/oauth/callback")
         yield host, client_id, client_secret, queue_url
 

@@ -48,25 +48,30 @@ def http_event(
     timestamp: int | None = None,
     headers: dict[str, str] | None = None,
     query: dict[str, str] | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) request, signed with `secret` unless it is None."""
+    """An API Gateway HTTP API (payload 2.0) request, signed as a producer signs it (a new request
+    id, HMAC over method, path, query, time, id and body) with `secret` unless it is None."""
     if isinstance(body, dict):
         raw = json.dumps(body).encode()
     elif isinstance(body, str):
         raw = body.encode()
     else:
         raw = body or b""
+    query_string = urlencode(query or {})
     all_headers = {"host": "api.example.test"}
     if content_type is not None:
         all_headers["content-type"] = content_type
     if secret is not None:
-        all_headers["sipreg-signature"] = signing.sign(raw, secret, timestamp=timestamp)
+        request = signing.Request(method, path, query_string, request_id or signing.new_request_id(), raw)
+        all_headers["sipreg-request-id"] = request.request_id
+        all_headers["sipreg-signature"] = signing.sign(request, secret, timestamp=timestamp)
     all_headers.update(headers or {})
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": urlencode(query or {}),
+        "rawQueryString": query_string,
         "headers": all_headers,
         "requestContext": {
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
@@ -86,11 +91,71 @@ def http_event(
     return event
 
 
+OPERATOR_ARN = "arn:aws:sts::123456789012:assumed-role/sipreg-operators/alice"
+
+
+def operator_event(
+    method: str,
+    path: str,
+    *,
+    query: dict[str, str] | None = None,
+    request_id: str | None = None,
+    signed_headers: str = "host;sipreg-request-id;x-amz-date",
+) -> dict[str, Any]:
+    """A request API Gateway let through an AWS_IAM route: the caller's identity in
+    `requestContext.authorizer.iam`, its SigV4 Authorization header (naming what it signed), and
+    for a change a request id."""
+    headers = {
+        "authorization": (
+            "AWS4-HMAC-SHA256 Credential=ASIAOPERATOR/20260101/eu-west-1/execute-api/aws4_request, "
+            f"SignedHeaders={signed_headers}, Signature=00"
+        ),
+        "x-amz-date": "20260101T000000Z",
+    }
+    if method != "GET":
+        headers["sipreg-request-id"] = request_id or signing.new_request_id()
+    event = http_event(method, path, secret=None, content_type=None, headers=headers, query=query)
+    event["requestContext"]["authorizer"] = {
+        "iam": {
+            "accessKey": "ASIAOPERATOR",
+            "accountId": "123456789012",
+            "callerId": "AROAOPERATOR:alice",
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": OPERATOR_ARN,
+            "userId": "AROAOPERATOR:alice",
+        }
+    }
+    return event
+
+
 def resign(event: dict[str, Any], secret: str = SECRET) -> dict[str, Any]:
-    """A sample event signed again, now, so it passes the 5-minute tolerance."""
+    """A sample event signed again, now, with a new request id, so it passes the 5-minute tolerance."""
     raw = event.get("body") or ""
     body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
-    return {**event, "headers": {**event["headers"], "sipreg-signature": signing.sign(body, secret)}}
+    http = event["requestContext"]["http"]
+    request = signing.Request(
+        http["method"], event["rawPath"], event.get("rawQueryString") or "", signing.new_request_id(), body
+    )
+    headers = {
+        **event["headers"],
+        "sipreg-request-id": request.request_id,
+        "sipreg-signature": signing.sign(request, secret),
+    }
+    return {**event, "headers": headers}
+
+
+@dataclass
+class FakeRequestIds:
+    """The RequestIds table's rule over a dict: a key is taken once until its window is over."""
+
+    until: dict[str, float] = field(default_factory=dict)
+
+    def first_use(self, key: str, *, now: float, until: float) -> bool:
+        if self.until.get(key, 0) >= now:
+            return False
+        self.until[key] = until
+        return True
 
 
 @dataclass
@@ -249,6 +314,21 @@ def drain(endpoint: str, queue_url: str) -> list[dict[str, Any]]:
         )
 
 
+def allow_sending_to(host: LocalHost, function_logical_id: str, queue_url: str) -> None:
+    """A test's own queue stands in for the stack's: the function's role may send to it too (one
+    more inline policy, on the queue only; everything else stays as the template says)."""
+    endpoint = host.aws_endpoint
+    arn = aws_client(endpoint, "sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    statement = {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn}
+    aws_client(endpoint, "iam").put_role_policy(
+        RoleName=host.roles[function_logical_id].role_arn.rsplit("/", 1)[-1],
+        PolicyName="TestQueue",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+    )
+
+
 @contextmanager
 def events_host(endpoint: str, **env: str) -> Iterator[LocalHost]:
     """The local host running template.yaml, its webhook secret seeded with HOST_SECRET_VALUE.
@@ -265,4 +345,6 @@ def events_host(endpoint: str, **env: str) -> Iterator[LocalHost]:
         sqs_wait_seconds=1,
     )
     with host:
+        if "EVENTS_QUEUE_URL" in env:
+            allow_sending_to(host, "EventsApiFunction", env["EVENTS_QUEUE_URL"])
         yield host

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,9 @@ class FunctionSpec:
     env: dict[str, str]
     events: tuple[EventSpec, ...]
     traced: bool = False  # Tracing: Active (the host's X-Ray stand-in gets its segments)
+    # The execution role's credentials for a new sandbox: (their variables, when they expire, epoch
+    # seconds). None: the sandbox keeps the host's own credentials from `env`.
+    credentials: Callable[[], tuple[dict[str, str], float]] | None = None
 
     def events_of(self, *types: str) -> list[EventSpec]:
         return [e for e in self.events if e.type in types]

@@ -10,7 +10,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,6 +39,7 @@ class Route:
     method: str  # upper case, or ANY
     path: str  # `/pets/{id}`, `/files/{proxy+}`, or `$default`
     function: FunctionRuntime
+    authorizer: str | None = None  # "AWS_IAM", or None (open)
 
     @property
     def key(self) -> str:
@@ -103,6 +104,18 @@ class Response:
     body: bytes = b""
 
 
+@dataclass(frozen=True)
+class IamDecision:
+    """An AWS_IAM route's verdict: the caller's identity (`requestContext.authorizer.iam`), or why not."""
+
+    identity: dict[str, Any] | None
+    message: str = ""
+
+
+# (the request as received, the route's execute-api ARN) -> the verdict
+IamAuthorizer = Callable[[Request, str], IamDecision]
+
+
 def _json_response(status: int, document: Any) -> Response:
     return Response(status, [("content-type", "application/json")], json.dumps(document).encode())
 
@@ -123,7 +136,10 @@ class HttpApi:
         self.stage = stage
         self.api_id = ""
         self.account_id = ""
+        self.region = ""
         self.routes: list[Route] = []
+        # Checks the SigV4 signature and execute-api:Invoke of AWS_IAM routes (devstack.host.iam).
+        self.iam_authorizer: IamAuthorizer | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._server.api = self  # type: ignore[attr-defined]  # read by _Handler
@@ -163,7 +179,17 @@ class HttpApi:
         if not matching:
             return not_found()
         route, parameters = max(matching, key=lambda pair: pair[0].precedence())
+        identity: dict[str, Any] | None = None
+        if route.authorizer == "AWS_IAM":
+            if self.iam_authorizer is None:
+                return _json_response(403, {"message": "Forbidden"})  # nobody could check it
+            decision = self.iam_authorizer(request, self.route_arn(request.method, route_path))
+            if decision.identity is None:
+                return _json_response(403, {"message": decision.message or "Forbidden"})
+            identity = decision.identity
         event = build_event(self, route, parameters, request, path=path, query=query)
+        if identity is not None:
+            event["requestContext"]["authorizer"] = {"iam": identity}
         try:
             result = route.function.invoke(event, trigger=f"http:{route.key}")
         except InvocationError:
@@ -171,6 +197,14 @@ class HttpApi:
         response = map_response(result)
         response.headers.append(("apigw-requestid", event["requestContext"]["requestId"]))
         return response
+
+    def route_arn(self, method: str, route_path: str) -> str:
+        """What an IAM policy names to allow this request: `arn:aws:execute-api:<region>:<account>:
+        <api id>/<stage>/<METHOD>/<path>` (the path as requested, decoded)."""
+        return (
+            f"arn:aws:execute-api:{self.region}:{self.account_id}:{self.api_id}/{self.stage}/"
+            f"{method}/{unquote(route_path).lstrip('/')}"
+        )
 
 
 def build_event(

@@ -54,6 +54,11 @@ class _Sandbox:
     def __init__(self, spec: FunctionSpec, output: Output) -> None:
         host_end, worker_end = socket.socketpair()
         env = dict(spec.env)
+        # The execution role's session, as Lambda hands it to each execution environment.
+        self.credentials_expire = float("inf")
+        if spec.credentials is not None:
+            role_env, self.credentials_expire = spec.credentials()
+            env.update(role_env)
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid4().hex}"
         args = [sys.executable, "-P", str(_WORKER_SCRIPT), "--fd", str(worker_end.fileno())]
         args += ["--handler", spec.handler]
@@ -110,6 +115,10 @@ class _Sandbox:
 
     def kill(self) -> None:
         self.close(grace=0)
+
+    def credentials_last(self, seconds: float) -> bool:
+        """Whether its role credentials are still good `seconds` from now."""
+        return self.credentials_expire - time.time() > seconds
 
 
 class FunctionRuntime:
@@ -186,13 +195,20 @@ class FunctionRuntime:
             if self._closed:
                 raise self._error(request_id, "HostStopped", "the local host is stopping")
         sandbox: _Sandbox | None = None
+        retired: list[_Sandbox] = []
         try:
             with self._lock:
                 if self._closed:
                     raise self._error(request_id, "HostStopped", "the local host is stopping")
+                # A sandbox whose credentials could run out during this invocation is retired (its
+                # successor gets a fresh session), as Lambda recycles execution environments.
+                retired = [s for s in self._idle if not s.credentials_last(self.spec.timeout + 60)]
+                self._idle = [s for s in self._idle if s not in retired]
                 cold = not self._idle
                 sandbox = self._idle.pop() if self._idle else _Sandbox(self.spec, self._output)
                 self._busy.add(sandbox)
+            for stale in retired:
+                stale.close()
             if cold:
                 self._await_ready(sandbox, request_id)
             yield sandbox, cold

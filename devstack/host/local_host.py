@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -17,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from devstack.host.aws import Clients
 from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
 from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
+from devstack.host.iam import EngineIamAuthorizer, RoleSessions, function_roles
 from devstack.host.invoker import FunctionRuntime
 from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
@@ -53,6 +55,7 @@ class LocalHost:
         log_dir: str | Path | None = None,
         init_timeout: float = 30.0,
         prewarm: bool = False,
+        function_roles: bool = True,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.aws_endpoint = aws_endpoint
@@ -71,6 +74,10 @@ class LocalHost:
         self.log_dir = Path(log_dir) if log_dir else None
         self.init_timeout = init_timeout
         self.prewarm = prewarm
+        # Each function runs as a role of its own holding exactly its template policies (see
+        # devstack.host.iam); False: every function runs with the host's own credentials.
+        self.function_roles = function_roles
+        self.roles: dict[str, RoleSessions] = {}
         self.apis: dict[str, HttpApi] = {}
         self.functions: dict[str, FunctionSpec] = {}
         self.runtimes: dict[str, FunctionRuntime] = {}
@@ -82,6 +89,7 @@ class LocalHost:
         self._logs: list[IO[Any]] = []
         self._inline_dir: Path | None = None
         self.xray: XRayCollector | None = None  # X-Ray's stand-in, when a function is traced
+        self._authorizer: EngineIamAuthorizer | None = None
         self._started = False
 
     # --- the API other code uses --------------------------------------------------------------
@@ -146,6 +154,9 @@ class LocalHost:
             list(pool.map(SqsEventSource.stop, self.sources))
         for api in self.apis.values():
             api.stop()
+        if self._authorizer is not None:
+            self._authorizer.close()
+            self._authorizer = None
         for runtime in self.runtimes.values():
             runtime.close()
         if self.xray is not None:
@@ -189,6 +200,8 @@ class LocalHost:
             for spec in self.functions.values():
                 if spec.traced:
                     spec.env["AWS_XRAY_DAEMON_ADDRESS"] = self.xray.address
+        if self.function_roles:
+            self._give_roles(stack)
         for logical_id, spec in self.functions.items():
             self.runtimes[logical_id] = FunctionRuntime(spec, self._output_for(logical_id), self.init_timeout)
         self._wire_events(stack, clients)
@@ -209,6 +222,19 @@ class LocalHost:
             len(self.sources),
             len(self.schedules),
         )
+
+    def _give_roles(self, stack: Stack) -> None:
+        try:
+            self.roles = function_roles(stack, {i: spec.name for i, spec in self.functions.items()})
+        except (ClientError, BotoCoreError) as exc:
+            raise ProvisioningError(f"execution roles: {exc}") from exc
+        for logical_id, sessions in self.roles.items():
+
+            def credentials(sessions: RoleSessions = sessions) -> tuple[dict[str, str], float]:
+                current = sessions.current()
+                return current.as_environment(), current.expires_at
+
+            self.functions[logical_id] = replace(self.functions[logical_id], credentials=credentials)
 
     def _outputs(self, stack: Stack) -> dict[str, Any]:
         """The template's Outputs, resolved locally (API URLs point at the local servers)."""
@@ -245,10 +271,8 @@ class LocalHost:
             logical_ids.insert(0, IMPLICIT_HTTP_API)
         for position, logical_id in enumerate(logical_ids):
             resource = template.resources.get(logical_id)
-            if resource is not None and (
-                "Auth" in resource.properties or "CorsConfiguration" in resource.properties
-            ):
-                log.warning("%s: Auth and CorsConfiguration are not applied by the local API", logical_id)
+            if resource is not None and "CorsConfiguration" in resource.properties:
+                log.warning("%s: CorsConfiguration is not applied by the local API", logical_id)
             stage = stack.resolve(resource, "StageName", DEFAULT_ROUTE) if resource else DEFAULT_ROUTE
             api = HttpApi(logical_id, self.http_port if position == 0 else 0, str(stage))
             self.apis[logical_id] = api
@@ -258,6 +282,8 @@ class LocalHost:
         by_api_id = {stack.ref(logical_id): api for logical_id, api in self.apis.items()}
         for api in self.apis.values():
             api.api_id, api.account_id = stack.ref(api.logical_id), stack.pseudo.account_id
+            api.region = stack.pseudo.region
+            api.iam_authorizer = self._iam_authorizer()
         for logical_id, spec in self.functions.items():
             runtime = self.runtimes[logical_id]
             for event in spec.events:
@@ -270,7 +296,10 @@ class LocalHost:
                     if target is None:
                         raise TemplateError(f"{where}.Properties.ApiId: not an HttpApi of this template")
                     method = str(props.get("Method", "ANY")).upper()
-                    target.routes.append(Route(method, str(props.get("Path", DEFAULT_ROUTE)), runtime))
+                    authorizer = self._route_authorizer(stack, target.logical_id, props, where)
+                    target.routes.append(
+                        Route(method, str(props.get("Path", DEFAULT_ROUTE)), runtime, authorizer)
+                    )
                 elif event.type == "SQS":
                     self.sources.append(
                         SqsEventSource(runtime, event.name, props, clients, self.sqs_wait_seconds)
@@ -281,6 +310,29 @@ class LocalHost:
                     log.warning("%s: event type %s is not run locally", where, event.type)
         self._resource_schedules(stack)
         self._resource_mappings(stack, clients)
+
+    def _iam_authorizer(self) -> EngineIamAuthorizer:
+        if self._authorizer is None:
+            self._authorizer = EngineIamAuthorizer(self.aws_endpoint, self.region)
+        return self._authorizer
+
+    @staticmethod
+    def _route_authorizer(stack: Stack, api_logical_id: str, props: dict[str, Any], where: str) -> str | None:
+        """The route's authorizer (its own, else the API's default): AWS_IAM, or None for an open route."""
+        api = stack.template.resources.get(api_logical_id)
+        api_auth = (stack.resolve(api, "Auth", {}) if api is not None else {}) or {}
+        name = (props.get("Auth") or {}).get("Authorizer") or api_auth.get("DefaultAuthorizer")
+        if name in (None, "NONE"):
+            return None
+        if name != "AWS_IAM":
+            raise TemplateError(
+                f"{where}.Properties.Auth.Authorizer: only AWS_IAM runs locally, not {name!r}"
+            )
+        if not api_auth.get("EnableIamAuthorizer"):
+            raise TemplateError(
+                f"{where}: AWS_IAM needs Auth.EnableIamAuthorizer on the API {api_logical_id}"
+            )
+        return "AWS_IAM"
 
     def _event_schedule(
         self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]

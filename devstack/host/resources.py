@@ -92,6 +92,7 @@ class Stack:
             "AWS::KMS::Alias": self._alias,
             "AWS::SecretsManager::Secret": self._secret,
             "AWS::Events::EventBus": self._event_bus,
+            "AWS::IAM::ManagedPolicy": self._managed_policy,
         }
 
     # --- Lookup -------------------------------------------------------------------------------
@@ -329,6 +330,18 @@ class Stack:
         args.update({k: props[k] for k in ("Description", "KmsKeyId", "Tags") if k in props})
         arn = self.clients.client("secretsmanager").create_secret(**args)["ARN"]
         return Physical(resource.type, arn, {"Id": arn})
+
+    def _managed_policy(self, resource: Resource) -> Physical:
+        """Created for real (IAM enforced locally): principals the local stack makes attach it."""
+        props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
+        name = props.get("ManagedPolicyName") or self.generated_name(resource.logical_id, 128)
+        document = props["PolicyDocument"]
+        policy = self.clients.client("iam").create_policy(
+            PolicyName=name,
+            PolicyDocument=document if isinstance(document, str) else json.dumps(document),
+            Description=props.get("Description", ""),
+        )["Policy"]
+        return Physical(resource.type, policy["Arn"], {"PolicyArn": policy["Arn"]})
 
     def _event_bus(self, resource: Resource) -> Physical:
         name = self.resolve(resource, "Name")

@@ -24,6 +24,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator
 
+from sipreg.api.gate import Caller
 from sipreg.api.models import Accepted, EventsRequest, Problem, SubscriberStatus
 from sipreg.api.problems import (
     PROBLEM_JSON,
@@ -39,13 +40,15 @@ from sipreg.api.service import EventsService
 from sipreg.config import EventsApiSettings
 from sipreg.events import EventType, InvalidEventsError, MsisdnField
 from sipreg.observability import logger, metrics, reports_telemetry, tracer
-from sipreg.signing import HEADER
+from sipreg.signing import HEADER, REQUEST_ID_HEADER
 from sipreg.store.event_log import PAGE_LIMIT, Outcome
 from sipreg.telemetry import count
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
-SECURITY: list[dict[str, list[str]]] = [{"SipregSignature": []}]
+# Producers sign with the webhook secret (both headers); operators with AWS credentials (SigV4).
+PRODUCERS: list[dict[str, list[str]]] = [{"SipregSignature": [], "SipregRequestId": []}]
+OPERATORS: list[dict[str, list[str]]] = [{"AwsSigV4": []}]
 # A '+' may arrive percent-encoded in the path (%2B).
 PathMsisdn = Annotated[
     MsisdnField, BeforeValidator(lambda value: unquote(value) if isinstance(value, str) else value)
@@ -62,8 +65,22 @@ def _json_response(description: str, model: type[BaseModel]) -> OpenAPIResponse:
 
 _COMMON: dict[int, OpenAPIResponse] = {
     400: _problem_response("Invalid request: `errors` names each field and why; nothing was done."),
-    401: _problem_response("Missing, stale, future or wrong `Sipreg-Signature`."),
     413: _problem_response("Body over 256 KiB."),
+}
+_PRODUCER: dict[int, OpenAPIResponse] = {
+    **_COMMON,
+    401: _problem_response(
+        "Missing, stale, future or wrong `Sipreg-Signature` (it covers method, path, query, time, "
+        "request id and body), or a `Sipreg-Request-Id` used already."
+    ),
+}
+_OPERATOR: dict[int, OpenAPIResponse] = {
+    **_COMMON,
+    401: _problem_response("The `Sipreg-Request-Id` of this change was used already."),
+    403: _problem_response(
+        "Not signed with AWS credentials allowed `execute-api:Invoke` on this route (API Gateway "
+        "answers this itself), or signed with the webhook secret: producers cannot read or revoke."
+    ),
 }
 
 
@@ -105,11 +122,11 @@ def _service() -> EventsService:
             "description": "Every event is on the queue.",
             "content": {"application/json": {"model": Accepted}},
         },
-        **_COMMON,
+        **_PRODUCER,
         415: _problem_response("Content type is not application/json."),
         503: _problem_response("Some events did not reach the queue: `not_accepted` lists them."),
     },
-    security=SECURITY,
+    security=PRODUCERS,
     tags=["events"],
 )
 def post_events(request: Annotated[EventsRequest, Body()]) -> Response[str]:
@@ -124,10 +141,10 @@ def post_events(request: Annotated[EventsRequest, Body()]) -> Response[str]:
             "description": "What sipreg knows.",
             "content": {"application/json": {"model": SubscriberStatus}},
         },
-        **_COMMON,
+        **_OPERATOR,
         404: _problem_response("Unknown MSISDN."),
     },
-    security=SECURITY,
+    security=OPERATORS,
     tags=["registrations"],
 )
 def get_registrations(
@@ -155,14 +172,16 @@ def get_registrations(
             "description": "The revoke is on the queue.",
             "content": {"application/json": {"model": Accepted}},
         },
-        **_COMMON,
-        503: _problem_response("The revoke did not reach the queue; send again."),
+        **_OPERATOR,
+        503: _problem_response("The revoke did not reach the queue; send again (with a new request id)."),
     },
-    security=SECURITY,
+    security=OPERATORS,
     tags=["subscribers"],
 )
 def post_revoke(msisdn: Annotated[PathMsisdn, Path()]) -> Response[str]:
-    return Response(202, "application/json", _service().revoke(msisdn).model_dump_json())
+    caller: Caller | None = app.context.get("caller")
+    accepted = _service().revoke(msisdn, by=caller.principal if caller else "")
+    return Response(202, "application/json", accepted.model_dump_json())
 
 
 @cache
@@ -172,11 +191,26 @@ def openapi_document() -> str:
         title="sipreg events API",
         version="1.0.0",
         description=(
-            "Provisioning events in, registration status out. Sign every request: header "
-            '`Sipreg-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." + raw body)>`, '
-            "within 5 minutes of our clock. Errors are RFC 9457 problem documents."
+            "Provisioning events in, registration status out. Producers (CRM, billing) post events "
+            "only, signed with the webhook secret: a new `Sipreg-Request-Id` per request and "
+            "`Sipreg-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(secret, string to sign)>`, the "
+            'string to sign being "sipreg-v2", t, the request id, METHOD, raw path, raw query and '
+            "hex SHA-256 of the body, joined by newlines, within 5 minutes of our clock. Operators "
+            "read status and revoke with AWS credentials: SigV4 (service execute-api), IAM "
+            "`execute-api:Invoke` on the route. See docs/events-api.md. Errors are RFC 9457 problem "
+            "documents."
         ),
-        security_schemes={"SipregSignature": APIKey.model_validate({"name": HEADER, "in": APIKeyIn.header})},
+        security_schemes={
+            "SipregSignature": APIKey.model_validate({"name": HEADER, "in": APIKeyIn.header}),
+            "SipregRequestId": APIKey.model_validate({"name": REQUEST_ID_HEADER, "in": APIKeyIn.header}),
+            "AwsSigV4": APIKey.model_validate(
+                {
+                    "name": "Authorization",
+                    "in": APIKeyIn.header,
+                    "description": "AWS Signature Version 4 (service execute-api), checked by API Gateway",
+                }
+            ),
+        },
     )
     return json.dumps(without_default_validation_answers(json.loads(generated)), indent=2, sort_keys=True)
 
@@ -202,7 +236,7 @@ def lambda_handler(
     service = service or _default_service()
     count("ApiRequests")
     try:
-        event = service.admit(event)
+        event, caller = service.admit(event)
     except (ApiError, InvalidEventsError) as refused:
         answer = problem_for(refused)
         return {
@@ -212,6 +246,7 @@ def lambda_handler(
             "isBase64Encoded": False,
         }
     app.context["service"] = service  # read by the routes; powertools clears it after resolve
+    app.context["caller"] = caller
     return app.resolve(event, context)
 
 

@@ -70,7 +70,13 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, "AWS_REGION": devstack["region"]},
+        # As the local operator: an IAM user holding only the stack's OperatorPolicy
+        env={
+            **os.environ,
+            "AWS_REGION": devstack["region"],
+            "AWS_ACCESS_KEY_ID": devstack["operator"]["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": devstack["operator"]["secret_access_key"],
+        },
     )
     assert redrive.returncode == 0, redrive.stderr
     assert f"moved 1 message(s) of {msisdn}" in redrive.stdout

@@ -22,7 +22,10 @@ def test_a_pbx_that_stops_answering_loses_its_forks_until_it_answers_again(
     pbx, caller, subscriber = devstack["pbx_uri"], new_msisdn(), new_msisdn()
     assert scenario.consent(subscriber).granted
     assert scenario.send([upsert("e2e-outage-1", subscriber, "fork", pbx, source="crm")]).accepted
-    on_core = lambda: (subscriber, "FORK", pbx) in scenario.core_keys()  # noqa: E731
+
+    def on_core() -> bool:
+        return (subscriber, "FORK", pbx) in scenario.core_keys()
+
     scenario.wait_for("the FORK on the core", on_core, 15.0)
     group = int(devstack["pbx_pgid"])
     try:

@@ -64,8 +64,8 @@ def test_the_template_has_functions() -> None:
 
 def test_every_reference_names_a_resource_parameter_or_pseudo_parameter() -> None:
     known = set(RAW["Resources"]) | set(RAW.get("Parameters", {})) | set(TEMPLATE.pseudo.as_refs())
-    # SAM's implicit resources (the HTTP API made from HttpApi events, and its stage).
-    known |= {"ServerlessHttpApi", "ServerlessHttpApiApiGatewayDefaultStage"}
+    # SAM's generated resources (the HTTP API's default stage).
+    known |= {"ApiApiGatewayDefaultStage"}
     missing = {
         f"{logical_id}: {name}"
         for logical_id, body in RAW["Resources"].items()
@@ -181,8 +181,11 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
 
 def test_outputs_name_the_api_the_callback_and_the_queue() -> None:
     outputs = RAW["Outputs"]
-    assert {"ApiUrl", "CallbackUrl", "EventsQueueUrl"} <= set(outputs)
-    assert outputs["CallbackUrl"]["Value"]["Fn::Sub"].endswith("/oauth/callback")
+    assert {"ApiUrl", "CallbackUrl", "EventsQueueUrl", "OperatorPolicyArn"} <= set(outputs)
+    condition, custom, generated = outputs["CallbackUrl"]["Value"]["Fn::If"]
+    assert condition == "HasApiDomain"
+    assert custom["Fn::Sub"] == "https://${ApiDomainName}/oauth/callback"
+    assert generated["Fn::Sub"].endswith("/oauth/callback")
 
 
 def alarmed_metrics() -> set[tuple[str, str | None]]:
@@ -240,3 +243,80 @@ def test_the_dashboard_shows_only_metrics_sipreg_emits_and_the_queues_it_has() -
     }
     assert shown, "the dashboard shows none of sipreg's metrics"
     assert shown <= emitted_metrics(), shown - emitted_metrics()
+
+
+# --- fit for production ----------------------------------------------------------------------------
+
+STATEFUL = ("AWS::KMS::Key", "AWS::DynamoDB::Table", "AWS::SecretsManager::Secret", "AWS::SQS::Queue")
+
+
+@pytest.mark.parametrize(
+    "logical_id", sorted(i for i, body in RAW["Resources"].items() if body["Type"] in STATEFUL)
+)
+def test_a_stack_delete_or_a_replacing_update_keeps_every_key_table_secret_and_queue(logical_id: str) -> None:
+    body = RAW["Resources"][logical_id]
+    assert (body.get("DeletionPolicy"), body.get("UpdateReplacePolicy")) == ("Retain", "Retain")
+
+
+def test_the_http_api_is_explicit_throttled_logged_and_every_route_is_on_it() -> None:
+    (api_id,) = of_type("AWS::Serverless::HttpApi")
+    api = of_type("AWS::Serverless::HttpApi")[api_id]
+    assert api["Auth"] == {"EnableIamAuthorizer": True}
+    routes = api["DefaultRouteSettings"]
+    assert value_of(routes["ThrottlingRateLimit"]) and value_of(routes["ThrottlingBurstLimit"])
+    logs = api["AccessLogSettings"]
+    assert logs["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    assert "$context.requestId" in logs["Format"] and "$context.identity.userArn" in logs["Format"]
+    assert of_type("AWS::Logs::LogGroup")["ApiAccessLogs"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    for logical_id, function in FUNCTIONS.items():
+        for event in (function.properties.get("Events") or {}).values():
+            if event["Type"] == "HttpApi":
+                assert event["Properties"].get("ApiId") == {"Ref": api_id}, logical_id
+
+
+def test_a_custom_domain_is_optional_and_maps_the_api() -> None:
+    assert TEMPLATE.parameters["ApiDomainName"] == ""
+    for logical_id in ("ApiDomain", "ApiDomainMapping"):
+        assert RAW["Resources"][logical_id]["Condition"] == "HasApiDomain"
+    assert RAW["Resources"]["ApiDomainRecord"]["Condition"] == "HasApiHostedZone"
+    assert not TEMPLATE.condition("HasApiDomain")  # the default deploy has none
+    mapping = RAW["Resources"]["ApiDomainMapping"]["Properties"]
+    assert mapping["ApiId"] == {"Ref": "Api"}
+
+
+def test_operators_and_producers_have_policies_of_their_own() -> None:
+    policies = of_type("AWS::IAM::ManagedPolicy")
+    operator, producer = (
+        {a for s in policies[name]["PolicyDocument"]["Statement"] for a in _list(s["Action"])}
+        for name in ("OperatorPolicy", "ProducerPolicy")
+    )
+    assert "execute-api:Invoke" in operator
+    assert "execute-api:Invoke" not in producer and "sqs:SendMessage" in producer
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_layer_build_reads_only_its_own_folder_so_sams_cache_sees_every_pin() -> None:
+    # sam build (cached = true) rebuilds a layer when its ContentUri folder's hash changes: every
+    # file the layer's build reads must be in there, the transitive pins included.
+    makefile = (ROOT / "layers" / "common" / "Makefile").read_text()
+    assert "../" not in makefile
+    assert '-c "$(HERE)constraints.txt"' in makefile
+    layer = dict(_pins(ROOT / "layers" / "common" / "constraints.txt"))
+    root = dict(_pins(ROOT / "constraints.txt"))
+    assert layer, "the layer has no pins of its own"
+    assert {name: pin for name, pin in layer.items() if root.get(name) != pin} == {}
+    wanted = {name for name, _ in _pins(ROOT / "layers" / "common" / "requirements.txt")}
+    assert wanted <= set(layer)
+
+
+def _pins(path: Path) -> list[tuple[str, str]]:
+    found = []
+    for line in path.read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if "==" in text:
+            name, pin = text.split("==", 1)
+            found.append((re.sub(r"[-_.]+", "-", name.split("[")[0]).lower(), pin))
+    return found

@@ -19,6 +19,7 @@ from sipreg.api.service import EventsService, SecretsManagerSigningSecrets
 from sipreg.queue import EventQueue
 from sipreg.store.event_log import EventLog
 from sipreg.store.registrations import RegistrationStore
+from sipreg.store.request_ids import RequestIdStore
 from tests.events_api_support import (
     FakeEventLog,
     aws_client,
@@ -27,6 +28,7 @@ from tests.events_api_support import (
     events_queue_like,
     http_event,
     load_app,
+    operator_event,
     upsert,
 )
 from tests.lambda_support import LambdaContext
@@ -103,6 +105,7 @@ def service(stack: dict[str, Any], queue_url: str, sqs: Any) -> EventsService:
         secrets=SecretsManagerSigningSecrets(stack["WebhookSecret"]["Ref"], max_age=0),
         registrations=RegistrationStore(stack["RegistrationsTable"]["Ref"]),
         event_log=EventLog(stack["EventLogTable"]["Ref"]),
+        request_ids=RequestIdStore(stack["RequestIdsTable"]["Ref"]),
     )
 
 
@@ -175,8 +178,9 @@ def test_the_revoke_route_answers_503_when_sqs_does_not_take_it(
         secrets=SecretsManagerSigningSecrets(stack["WebhookSecret"]["Ref"], max_age=0),
         registrations=RegistrationStore(stack["RegistrationsTable"]["Ref"]),
         event_log=FakeEventLog(),
+        request_ids=RequestIdStore(stack["RequestIdsTable"]["Ref"]),
     )
-    event = http_event("POST", "/v1/subscribers/+4799990000/revoke")
+    event = operator_event("POST", "/v1/subscribers/+4799990000/revoke")
 
     answer = app.lambda_handler(event, LambdaContext(), service=service)
 

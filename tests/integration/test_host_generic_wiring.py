@@ -65,6 +65,9 @@ Resources:
     Properties:
       CodeUri: {code}
       Handler: app.handler
+      Policies:
+        - DynamoDBWritePolicy:
+            TableName: !Ref {table}Sorted
       Environment:
         Variables:
           RECORD_TABLE: !Ref {table}Sorted

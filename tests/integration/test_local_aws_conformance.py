@@ -41,3 +41,14 @@ def test_a_role_session_is_refused_what_its_policies_do_not_allow(aws_endpoint: 
     # Then its session may use exactly those, BatchGetItem and other tables and contexts refused
     assert report.checked == 9
     assert report.violations == []
+
+
+def test_callers_of_encrypted_queues_secrets_and_tables_need_the_keys_permission_for_their_context(
+    aws_endpoint: str,
+) -> None:
+    # Given a role allowed an encrypted queue, secret and table, first without the key, then with
+    # the key only through each service for that resource's encryption context
+    report = aws_conformance.via_service_kms(aws_endpoint)
+    # Then without the key every call is refused, with it every call is allowed
+    assert report.checked == 8
+    assert report.violations == []

@@ -24,21 +24,20 @@ from tests.events_api_support import drain
 from tests.lambda_support import LambdaContext, load_function
 from tests.worker_support import provision
 
-NOW = datetime.now(UTC)
-
 
 def record(
     msisdn: str, expires_in: float, status: RegistrationStatus = RegistrationStatus.ACTIVE
 ) -> RegistrationRecord:
     spec = RouteSpec(route_type="fallback", mobile_terminating_prefix="00")  # type: ignore[arg-type]
+    now = datetime.now(UTC)  # when the record is written, not when the tests were collected
     return RegistrationRecord(
         msisdn=msisdn,
         sip_uri="sips:voicemail.acme.example",
         status=status,
         desired=spec,
         applied=spec,
-        expires_at=NOW + timedelta(seconds=expires_in),
-        updated_at=NOW,
+        expires_at=now + timedelta(seconds=expires_in),
+        updated_at=now,
     )
 
 

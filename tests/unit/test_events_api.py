@@ -13,18 +13,22 @@ from sipreg.api.problems import SecretsUnavailableError
 from sipreg.api.service import EventsService
 from sipreg.config import ConfigError, EventsApiSettings
 from sipreg.events import DeleteEvent, EventType, RevokeEvent, UpsertEvent
+from sipreg.models import ApiVersion
 from sipreg.store.event_log import EventLogEntry, Outcome, encode_cursor
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
 from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
 from tests.events_api_support import (
+    OPERATOR_ARN,
     ROOT,
     SAMPLES,
     SECRET,
     FakeEventLog,
     FakeQueue,
     FakeRegistrations,
+    FakeRequestIds,
     http_event,
     load_app,
+    operator_event,
     resign,
     template_globals,
     template_resource,
@@ -58,6 +62,7 @@ def service(queue: FakeQueue, registrations: FakeRegistrations, event_log: FakeE
         secrets=lambda: (SECRET, "previous-secret"),
         registrations=registrations,
         event_log=event_log,
+        request_ids=FakeRequestIds(),
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
     )
 
@@ -230,16 +235,16 @@ def test_a_delete_event_is_queued_as_a_delete(service: EventsService, queue: Fak
     [
         pytest.param({"secret": None}, id="missing"),
         pytest.param({"secret": "wrong-secret"}, id="wrong secret"),
-        pytest.param({"timestamp": -600}, id="stale"),  # seconds from now, resolved in the test
-        pytest.param({"timestamp": +600}, id="future"),
-        pytest.param({"headers": {"sipreg-signature": "t=1,v1=00"}}, id="garbage"),
+        pytest.param({"skew": -600}, id="stale"),
+        pytest.param({"skew": 600}, id="future"),
+        pytest.param({"headers": {"sipreg-signature": "t=1,v2=00"}}, id="garbage"),
     ],
 )
 def test_unsigned_or_badly_signed_requests_get_401_without_detail(
     service: EventsService, queue: FakeQueue, options: dict[str, Any]
 ) -> None:
-    if "timestamp" in options:  # now, not at import: a long suite would move "10 minutes ahead" closer
-        options = {**options, "timestamp": int(datetime.now(UTC).timestamp()) + options["timestamp"]}
+    if "skew" in options:  # signed that far from now (taken now, not when the tests were collected)
+        options = {"timestamp": int(datetime.now(UTC).timestamp()) + options["skew"]}
     status, body, headers = post_events(service, upsert(msisdn="bad"), **options)
 
     assert status == 401
@@ -264,17 +269,93 @@ def test_a_signature_with_the_previous_secret_is_accepted(service: EventsService
     assert status == 202
 
 
-def test_every_route_but_the_openapi_document_needs_a_signature(service: EventsService) -> None:
+def test_operator_routes_refuse_producers_and_the_unsigned_with_403(service: EventsService) -> None:
+    # Given the operator routes, reached without an IAM identity: unsigned, or HMAC-signed with the
+    # producers' webhook secret (a fitting signature for exactly that request)
     for method, path in [
         ("GET", f"/v1/registrations/{MSISDN}"),
         ("POST", f"/v1/subscribers/{MSISDN}/revoke"),
     ]:
-        status, _, _ = call(service, http_event(method, path, secret=None))
-        assert status == 401, path
+        for secret in (None, SECRET):
+            # Then each is forbidden: producers cannot read or revoke
+            status, body, _ = call(service, http_event(method, path, secret=secret))
+            assert status == 403, (path, secret)
+            assert "operators" in body["detail"]
 
     status, document, _ = call(service, http_event("GET", "/v1/openapi.json", secret=None))
     assert status == 200
     assert document["openapi"].startswith("3.")
+
+
+def test_a_signed_request_replayed_as_it_was_is_refused_and_queues_nothing(
+    service: EventsService, queue: FakeQueue
+) -> None:
+    # Given a producer's signed POST /v1/events that was accepted
+    event = http_event("POST", "/v1/events", upsert("once-1"))
+    assert call(service, event)[0] == 202
+    # When the same bytes arrive again within the five minutes
+    status, body, _ = call(service, event)
+    # Then they are refused: the request id is used up
+    assert status == 401
+    assert "request id" in body["detail"]
+    assert [e.id for e in queue.sent] == ["once-1"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query"),
+    [
+        ("POST", "/v1/events", {"x": "1"}),  # another query
+        ("PUT", "/v1/events", {}),  # another method
+        ("POST", "/v1/events/", {}),  # another path
+    ],
+)
+def test_a_producer_signature_fits_only_its_own_method_path_and_query(
+    service: EventsService, queue: FakeQueue, method: str, path: str, query: dict[str, str]
+) -> None:
+    # Given a signature made for POST /v1/events (no query) ...
+    signed = http_event("POST", "/v1/events", upsert("moved-1"))
+    # ... put on a request with another method, path or query
+    moved = http_event(method, path, upsert("moved-1"), secret=None, query=query)
+    moved["headers"].update({k: v for k, v in signed["headers"].items() if k.startswith("sipreg-")})
+    # Then it fits nothing: refused before anything is read
+    status, _, _ = call(service, moved)
+    assert status in (401, 403, 404)
+    assert queue.sent == []
+
+
+def test_a_producer_request_without_a_request_id_is_401(service: EventsService, queue: FakeQueue) -> None:
+    event = http_event("POST", "/v1/events", upsert())
+    del event["headers"]["sipreg-request-id"]
+
+    assert call(service, event)[0] == 401
+    assert queue.sent == []
+
+
+def test_a_loop_mo_on_a_v0_stack_is_400_naming_route_type_and_nothing_is_queued(
+    service: EventsService, queue: FakeQueue
+) -> None:
+    # Given a stack calling SipBreakoutService v0, which has only loop, fork and fallback
+    batch = {
+        "events": [
+            upsert("v0-1"),
+            upsert("v0-2", registration={"route_type": "LOOP_MO", "sip_uri": "sips:a.example"}),
+        ]
+    }
+    # When a producer asks for LOOP_MO
+    status, body, _ = post_events(service, batch)
+    # Then the API refuses it at once, naming the field (not a 202 and a rejection later)
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["events.1.registration.route_type"]
+    assert "v1" in body["errors"][0]["message"]
+    assert queue.sent == []
+
+
+def test_a_loop_mo_on_a_v1_stack_is_accepted(service: EventsService, queue: FakeQueue) -> None:
+    service._api_version = ApiVersion.V1
+    event = upsert("v1-1", registration={"route_type": "loop_mo", "sip_uri": "sips:a.example"})
+
+    assert post_events(service, event)[0] == 202
+    assert [e.id for e in queue.sent] == ["v1-1"]
 
 
 def test_a_base64_body_is_verified_and_read_as_the_bytes_sent(
@@ -348,7 +429,7 @@ def test_no_answer_ever_contains_the_signing_secret(service: EventsService) -> N
 
 
 def test_an_unknown_route_gets_a_404_problem(service: EventsService) -> None:
-    status, body, _ = call(service, http_event("GET", "/v1/nothing-here"))
+    status, body, _ = call(service, operator_event("GET", "/v1/nothing-here"))
 
     assert (status, body["title"]) == (404, "Not Found")
 
@@ -390,7 +471,7 @@ def test_the_status_of_a_known_msisdn_lists_its_registrations_and_events(
         )
     )
 
-    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}"))
+    status, body, _ = call(service, operator_event("GET", f"/v1/registrations/{MSISDN}"))
 
     assert status == 200
     assert body["msisdn"] == MSISDN
@@ -436,9 +517,10 @@ def test_the_status_shows_the_consent_and_never_a_token(
         secrets=lambda: (SECRET,),
         registrations=registrations,
         event_log=event_log,
+        request_ids=FakeRequestIds(),
         consents=type("Consents", (), {"consent_of": lambda self, msisdn: consented})(),
     )
-    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}"))
+    status, body, _ = call(service, operator_event("GET", f"/v1/registrations/{MSISDN}"))
     # Then the status says so, and carries nothing of the token
     assert status == 200
     assert body["consent"] == {
@@ -454,7 +536,7 @@ def test_the_status_shows_the_consent_and_never_a_token(
 
 
 def test_the_status_of_an_unknown_msisdn_is_404(service: EventsService) -> None:
-    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}"))
+    status, body, _ = call(service, operator_event("GET", f"/v1/registrations/{MSISDN}"))
 
     assert status == 404
     assert body["status"] == 404
@@ -475,7 +557,7 @@ def test_a_percent_encoded_plus_in_the_path_is_the_same_msisdn(
         )
     )
 
-    status, body, _ = call(service, http_event("GET", "/v1/registrations/%2B4799990000"))
+    status, body, _ = call(service, operator_event("GET", "/v1/registrations/%2B4799990000"))
 
     assert (status, body["msisdn"]) == (200, MSISDN)
 
@@ -493,7 +575,7 @@ def logged(event_id: str, event_type: str, at: datetime, outcome: Outcome = Outc
 
 
 def status_of(service: EventsService, **query: str) -> tuple[int, dict[str, Any]]:
-    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{MSISDN}", query=query))
+    status, body, _ = call(service, operator_event("GET", f"/v1/registrations/{MSISDN}", query=query))
     return status, body
 
 
@@ -593,7 +675,7 @@ def test_a_cursor_of_another_number_is_refused(service: EventsService, event_log
 
 @pytest.mark.parametrize("msisdn", ["4799990000", "+47", "+4799990000x", "%2Bhello"])
 def test_a_malformed_msisdn_in_the_path_is_400_naming_it(service: EventsService, msisdn: str) -> None:
-    status, body, _ = call(service, http_event("GET", f"/v1/registrations/{msisdn}"))
+    status, body, _ = call(service, operator_event("GET", f"/v1/registrations/{msisdn}"))
 
     assert status == 400
     assert [error["field"] for error in body["errors"]] == ["msisdn"]
@@ -603,7 +685,7 @@ def test_a_malformed_msisdn_in_the_path_is_400_naming_it(service: EventsService,
 
 
 def test_a_revoke_queues_an_internal_revoke_event(service: EventsService, queue: FakeQueue) -> None:
-    status, body, _ = call(service, http_event("POST", f"/v1/subscribers/{MSISDN}/revoke"))
+    status, body, _ = call(service, operator_event("POST", f"/v1/subscribers/{MSISDN}/revoke"))
 
     assert status == 202
     [event] = queue.sent
@@ -621,10 +703,42 @@ def test_a_revoke_the_queue_did_not_take_is_503(service: EventsService, queue: F
 
     service._queue = Refusing()
 
-    status, body, _ = call(service, http_event("POST", f"/v1/subscribers/{MSISDN}/revoke"))
+    status, body, _ = call(service, operator_event("POST", f"/v1/subscribers/{MSISDN}/revoke"))
 
     assert status == 503
     assert len(body["not_accepted"]) == 1
+
+
+def test_a_revoke_names_the_operator_in_the_log_and_cannot_be_replayed(
+    service: EventsService, queue: FakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an operator's revoke, let through by API Gateway's IAM check
+    event = operator_event("POST", f"/v1/subscribers/{MSISDN}/revoke")
+    with caplog.at_level("INFO"):
+        assert call(service, event)[0] == 202
+    assert OPERATOR_ARN in caplog.text
+    # When the same request is replayed (SigV4 alone would let it through for 5 minutes)
+    status, _, _ = call(service, event)
+    # Then its used request id refuses it, and no second revoke is queued
+    assert status == 401
+    assert len(queue.sent) == 1
+
+
+@pytest.mark.parametrize("signed_headers", ["host;x-amz-date", None])
+def test_a_revoke_needs_a_request_id_its_signature_covers(
+    service: EventsService, queue: FakeQueue, signed_headers: str | None
+) -> None:
+    # Given a revoke whose request id is unsigned (an attacker could swap it) or missing
+    event = operator_event(
+        "POST", f"/v1/subscribers/{MSISDN}/revoke", signed_headers=signed_headers or "host"
+    )
+    if signed_headers is None:
+        del event["headers"]["sipreg-request-id"]
+    # Then it is 400 naming the header, and nothing is queued
+    status, body, _ = call(service, event)
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["Sipreg-Request-Id"]
+    assert queue.sent == []
 
 
 # --- the samples in events/ and the published OpenAPI document -------------------------------------
@@ -680,12 +794,16 @@ def test_the_openapi_document_describes_the_problem_answers_and_the_signature() 
 
     assert set(post["responses"]) == {"202", "400", "401", "413", "415", "503"}
     assert "application/problem+json" in post["responses"]["400"]["content"]
-    assert post["security"] == [{"SipregSignature": []}]
+    assert post["security"] == [{"SipregSignature": [], "SipregRequestId": []}]
     assert document["components"]["securitySchemes"]["SipregSignature"] == {
         "type": "apiKey",
         "in": "header",
         "name": "Sipreg-Signature",
     }
+    for path, method in (("/v1/registrations/{msisdn}", "get"), ("/v1/subscribers/{msisdn}/revoke", "post")):
+        operation = document["paths"][path][method]
+        assert operation["security"] == [{"AwsSigV4": []}], path
+        assert "403" in operation["responses"], path
     assert set(document["paths"]) == {
         "/v1/events",
         "/v1/registrations/{msisdn}",
@@ -711,10 +829,14 @@ def test_the_settings_read_every_variable_the_template_gives_the_function() -> N
             "REGISTRATIONS_TABLE": "Registrations",
             "EVENT_LOG_TABLE": "EventLog",
             "SUBSCRIBERS_TABLE": "Subscribers",
+            "REQUEST_IDS_TABLE": "RequestIds",
+            "API_VERSION": "v1",
         }
     )
 
     assert settings.webhook_secret_max_age == 300
+    assert settings.request_ids_table == "RequestIds"
+    assert settings.api_version is ApiVersion.V1
     assert settings.event_log_table == "EventLog"
 
 
@@ -732,17 +854,28 @@ def test_the_template_gives_the_function_every_setting_and_only_scoped_policies(
         ("GET", "/v1/openapi.json"),
     }
     templates = [next(iter(policy)) for policy in function["Policies"] if "Statement" not in policy]
-    assert sorted(templates) == sorted(
-        [
-            "SQSSendMessagePolicy",
-            "AWSSecretsManagerGetSecretValuePolicy",
-            "DynamoDBReadPolicy",
-            "DynamoDBReadPolicy",
-            "KMSDecryptPolicy",
-        ]
-    )
+    assert sorted(templates) == ["AWSSecretsManagerGetSecretValuePolicy", "SQSSendMessagePolicy"]
     statements = [s for policy in function["Policies"] if "Statement" in policy for s in policy["Statement"]]
-    assert [(s["Action"], s["Resource"]) for s in statements] == [
-        ("dynamodb:GetItem", {"GetAtt": "SubscribersTable.Arn"}),
-        ("kms:GenerateDataKey", {"GetAtt": "DataKey.Arn"}),
-    ]
+    kms = [s for s in statements if str(s["Action"]).startswith("kms:") or "kms:" in str(s["Action"])]
+    # The data key only through a service, for a resource the encryption context names: never a
+    # decrypt of its own (a token), never another secret, queue or table.
+    assert {s["Sid"] for s in kms} == {
+        "SigningSecretOnly",
+        "SendToTheEncryptedQueue",
+        "ReadTheEncryptedTables",
+    }
+    for statement in kms:
+        (keys,) = statement["Condition"].values()
+        assert "kms:ViaService" in keys
+        assert any(key.startswith("kms:EncryptionContext:") for key in keys), statement["Sid"]
+    writes = [s["Resource"] for s in statements if "Put" in str(s["Action"]) or "Update" in str(s["Action"])]
+    assert writes == [{"GetAtt": "RequestIdsTable.Arn"}]  # it writes nothing but the used request ids
+    assert not [s for s in statements if "dynamodb:Scan" in str(s["Action"])]
+    # Operators only on the status and revoke routes
+    auth = {e["Properties"]["Path"]: (e["Properties"].get("Auth") or {}) for e in function["Events"].values()}
+    assert (
+        auth["/v1/registrations/{msisdn}"]
+        == auth["/v1/subscribers/{msisdn}/revoke"]
+        == {"Authorizer": "AWS_IAM"}
+    )
+    assert auth["/v1/events"] == auth["/v1/openapi.json"] == {}

@@ -5,103 +5,167 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sipreg import signing
-from sipreg.signing import SecretFormatError, parse_secret, sign, verify
+from sipreg.signing import Request, SecretFormatError, parse_secret, sign, verify
 
 BODY = b'{"id":"evt-1","type":"registration.upsert"}'
 NOW = 1_750_000_000
 SECRET = "current-secret"
+REQUEST = Request("POST", "/v1/events", "", "req-0123456789abcdef", BODY)
 
 
-def test_a_signature_is_the_documented_hmac_of_timestamp_dot_body() -> None:
-    header = sign(BODY, SECRET, timestamp=NOW)
+def test_a_signature_is_the_documented_hmac_of_method_path_query_time_id_and_body_hash() -> None:
+    request = Request("GET", "/v1/registrations/%2B4799990000", "limit=5&type=x", "req-0123456789abcdef", b"")
+    header = sign(request, SECRET, timestamp=NOW)
 
-    expected = hmac.new(SECRET.encode(), f"{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
-    assert header == f"t={NOW},v1={expected}"
+    text = "\n".join(
+        [
+            "sipreg-v2",
+            str(NOW),
+            "req-0123456789abcdef",
+            "GET",
+            "/v1/registrations/%2B4799990000",
+            "limit=5&type=x",
+            hashlib.sha256(b"").hexdigest(),
+        ]
+    )
+    expected = hmac.new(SECRET.encode(), text.encode(), hashlib.sha256).hexdigest()
+    assert header == f"t={NOW},v2={expected}"
 
 
-def test_a_fresh_signature_with_the_right_secret_verifies() -> None:
-    assert verify(sign(BODY, SECRET, timestamp=NOW), BODY, [SECRET], now=NOW)
+def test_a_fresh_signature_with_the_right_secret_verifies_and_says_when_it_was_made() -> None:
+    assert verify(sign(REQUEST, SECRET, timestamp=NOW), REQUEST, [SECRET], now=NOW) == NOW
 
 
 @pytest.mark.parametrize(
-    ("header", "body", "secrets", "now"),
+    "moved",
     [
-        pytest.param(None, BODY, [SECRET], NOW, id="missing"),
-        pytest.param("", BODY, [SECRET], NOW, id="empty"),
-        pytest.param(sign(BODY, SECRET, timestamp=NOW - 301), BODY, [SECRET], NOW, id="stale by 301 s"),
-        pytest.param(sign(BODY, SECRET, timestamp=NOW + 301), BODY, [SECRET], NOW, id="future by 301 s"),
-        pytest.param(sign(BODY, "other-secret", timestamp=NOW), BODY, [SECRET], NOW, id="wrong secret"),
-        pytest.param(sign(BODY, SECRET, timestamp=NOW), BODY + b" ", [SECRET], NOW, id="body tampered"),
+        pytest.param(replace(REQUEST, method="PUT"), id="another method"),
+        pytest.param(replace(REQUEST, path="/v1/subscribers/%2B4799990000/revoke"), id="another route"),
+        pytest.param(replace(REQUEST, path="/v1/events/"), id="another path"),
+        pytest.param(replace(REQUEST, query="dry_run=1"), id="another query"),
+        pytest.param(replace(REQUEST, request_id="req-fedcba9876543210"), id="another request id"),
+        pytest.param(replace(REQUEST, body=BODY + b" "), id="another body"),
+    ],
+)
+def test_a_signature_fits_exactly_one_request(moved: Request) -> None:
+    header = sign(REQUEST, SECRET, timestamp=NOW)
+
+    assert verify(header, moved, [SECRET], now=NOW) is None
+
+
+def test_the_path_of_one_msisdn_does_not_sign_another() -> None:
+    one = Request("GET", "/v1/registrations/%2B4799990001", "", "req-0123456789abcdef", b"")
+    header = sign(one, SECRET, timestamp=NOW)
+
+    assert verify(header, replace(one, path="/v1/registrations/%2B4799990002"), [SECRET], now=NOW) is None
+
+
+@pytest.mark.parametrize("request_id", ["", "short", "x" * 129, "has space 0123456789", "ünïcode-0123456789"])
+def test_a_request_id_out_of_shape_never_verifies(request_id: str) -> None:
+    request = replace(REQUEST, request_id=request_id)
+
+    assert verify(sign(request, SECRET, timestamp=NOW), request, [SECRET], now=NOW) is None
+
+
+def test_new_request_ids_are_well_formed_and_differ() -> None:
+    ids = {signing.new_request_id() for _ in range(100)}
+
+    assert len(ids) == 100
+    assert all(signing.REQUEST_ID.fullmatch(i) for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("header", "signed", "secrets", "now"),
+    [
+        pytest.param(None, REQUEST, [SECRET], NOW, id="missing"),
+        pytest.param("", REQUEST, [SECRET], NOW, id="empty"),
+        pytest.param(sign(REQUEST, SECRET, timestamp=NOW - 301), REQUEST, [SECRET], NOW, id="stale by 301 s"),
         pytest.param(
-            sign(BODY, SECRET, timestamp=NOW), BODY.replace(b"1", b"2"), [SECRET], NOW, id="body changed"
+            sign(REQUEST, SECRET, timestamp=NOW + 301), REQUEST, [SECRET], NOW, id="future by 301 s"
         ),
-        pytest.param(sign(BODY, SECRET, timestamp=NOW), BODY, [], NOW, id="no secrets held"),
-        pytest.param(f"v1={signing.signature(SECRET, NOW, BODY)}", BODY, [SECRET], NOW, id="no timestamp"),
-        pytest.param(f"t={NOW}", BODY, [SECRET], NOW, id="no signature"),
+        pytest.param(sign(REQUEST, "other-secret", timestamp=NOW), REQUEST, [SECRET], NOW, id="wrong secret"),
+        pytest.param(sign(REQUEST, SECRET, timestamp=NOW), REQUEST, [], NOW, id="no secrets held"),
         pytest.param(
-            f"t={NOW},v0={signing.signature(SECRET, NOW, BODY)}", BODY, [SECRET], NOW, id="other scheme"
+            f"v2={signing.signature(SECRET, NOW, REQUEST)}", REQUEST, [SECRET], NOW, id="no timestamp"
+        ),
+        pytest.param(f"t={NOW}", REQUEST, [SECRET], NOW, id="no signature"),
+        pytest.param(
+            f"t={NOW},v1={signing.signature(SECRET, NOW, REQUEST)}", REQUEST, [SECRET], NOW, id="other scheme"
         ),
         pytest.param(
-            f"t=abc,v1={signing.signature(SECRET, NOW, BODY)}",
-            BODY,
+            f"t=abc,v2={signing.signature(SECRET, NOW, REQUEST)}",
+            REQUEST,
             [SECRET],
             NOW,
             id="timestamp not a number",
         ),
-        pytest.param(f"t=-{NOW},v1=00", BODY, [SECRET], NOW, id="negative timestamp"),
-        pytest.param(f"t={NOW},v1=" + "0" * 64, BODY, [SECRET], NOW, id="all zeros"),
-        pytest.param(sign(BODY, SECRET, timestamp=NOW).upper(), BODY, [SECRET], NOW, id="keys upper-case"),
-        pytest.param("garbage,,,==", BODY, [SECRET], NOW, id="garbage"),
+        pytest.param(f"t=-{NOW},v2=00", REQUEST, [SECRET], NOW, id="negative timestamp"),
+        pytest.param(f"t={NOW},v2=" + "0" * 64, REQUEST, [SECRET], NOW, id="all zeros"),
+        pytest.param(
+            sign(REQUEST, SECRET, timestamp=NOW).upper(), REQUEST, [SECRET], NOW, id="keys upper-case"
+        ),
+        pytest.param("garbage,,,==", REQUEST, [SECRET], NOW, id="garbage"),
     ],
 )
-def test_bad_signatures_are_refused(header: str | None, body: bytes, secrets: list[str], now: int) -> None:
-    assert not verify(header, body, secrets, now=now)
+def test_bad_signatures_are_refused(
+    header: str | None, signed: Request, secrets: list[str], now: int
+) -> None:
+    assert verify(header, signed, secrets, now=now) is None
 
 
 @pytest.mark.parametrize("skew", [-300, -1, 0, 1, 300])
 def test_the_tolerance_is_five_minutes_either_way(skew: int) -> None:
-    assert verify(sign(BODY, SECRET, timestamp=NOW + skew), BODY, [SECRET], now=NOW)
+    assert verify(sign(REQUEST, SECRET, timestamp=NOW + skew), REQUEST, [SECRET], now=NOW) == NOW + skew
 
 
 def test_during_rotation_a_signature_with_the_previous_secret_still_verifies() -> None:
     held = parse_secret(json.dumps({"current": "new-secret", "previous": ["old-secret"]}))
 
-    assert verify(sign(BODY, "old-secret", timestamp=NOW), BODY, held, now=NOW)
-    assert verify(sign(BODY, "new-secret", timestamp=NOW), BODY, held, now=NOW)
-    assert not verify(sign(BODY, "retired-secret", timestamp=NOW), BODY, held, now=NOW)
+    assert verify(sign(REQUEST, "old-secret", timestamp=NOW), REQUEST, held, now=NOW)
+    assert verify(sign(REQUEST, "new-secret", timestamp=NOW), REQUEST, held, now=NOW)
+    assert not verify(sign(REQUEST, "retired-secret", timestamp=NOW), REQUEST, held, now=NOW)
 
 
 def test_a_sender_may_send_one_signature_per_secret_during_rotation() -> None:
-    both = f"t={NOW},v1={signing.signature('old', NOW, BODY)},v1={signing.signature('new', NOW, BODY)}"
+    old, new = signing.signature("old", NOW, REQUEST), signing.signature("new", NOW, REQUEST)
+    both = f"t={NOW},v2={old},v2={new}"
 
-    assert verify(both, BODY, ["new"], now=NOW)
-    assert verify(both, BODY, ["old"], now=NOW)
-    assert not verify(both, BODY, ["other"], now=NOW)
+    assert verify(both, REQUEST, ["new"], now=NOW)
+    assert verify(both, REQUEST, ["old"], now=NOW)
+    assert not verify(both, REQUEST, ["other"], now=NOW)
 
 
 def test_spaces_after_commas_are_tolerated() -> None:
-    header = sign(BODY, SECRET, timestamp=NOW).replace(",", ", ")
+    header = sign(REQUEST, SECRET, timestamp=NOW).replace(",", ", ")
 
-    assert verify(header, BODY, [SECRET], now=NOW)
+    assert verify(header, REQUEST, [SECRET], now=NOW)
+
+
+def test_signed_headers_carry_a_new_request_id_and_its_signature() -> None:
+    headers = signing.signed_headers(SECRET, "POST", "/v1/events", BODY, timestamp=NOW)
+    request = Request("POST", "/v1/events", "", headers[signing.REQUEST_ID_HEADER], BODY)
+
+    assert verify(headers[signing.HEADER], request, [SECRET], now=NOW) == NOW
 
 
 @given(st.binary(max_size=512), st.binary(max_size=512))
 def test_any_change_to_the_body_breaks_the_signature(body: bytes, other: bytes) -> None:
-    header = sign(body, SECRET, timestamp=NOW)
+    header = sign(replace(REQUEST, body=body), SECRET, timestamp=NOW)
 
-    assert verify(header, body, [SECRET], now=NOW)
-    assert verify(header, other, [SECRET], now=NOW) == (other == body)
+    assert verify(header, replace(REQUEST, body=body), [SECRET], now=NOW)
+    assert (verify(header, replace(REQUEST, body=other), [SECRET], now=NOW) is not None) == (other == body)
 
 
 @given(st.text(max_size=200))
 def test_no_header_text_makes_verification_raise(header: str) -> None:
-    assert verify(header, BODY, [SECRET], now=NOW) in (True, False)
+    assert verify(header, REQUEST, [SECRET], now=NOW) in (None, NOW)
 
 
 def test_the_stored_secret_lists_current_first_then_previous() -> None:

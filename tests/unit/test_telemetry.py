@@ -13,7 +13,7 @@ from sipreg.api.models import EventBatch
 from sipreg.api.problems import NotAuthenticatedError, problem_for
 from sipreg.api.service import EventsService
 from sipreg.core import CoreCall, CoreOutcome, Transient
-from tests.events_api_support import FakeEventLog, FakeQueue, FakeRegistrations
+from tests.events_api_support import FakeEventLog, FakeQueue, FakeRegistrations, FakeRequestIds
 from tests.events_api_support import upsert as api_upsert
 from tests.unit.worker_fakes import T0, default_answer, message, upsert, world
 
@@ -87,7 +87,11 @@ def test_the_events_api_logs_each_accepted_event_under_its_id_and_counts_them(
     records: pytest.LogCaptureFixture,
 ) -> None:
     service = EventsService(
-        queue=FakeQueue(), secrets=lambda: ("s",), registrations=FakeRegistrations(), event_log=FakeEventLog()
+        queue=FakeQueue(),
+        secrets=lambda: ("s",),
+        registrations=FakeRegistrations(),
+        event_log=FakeEventLog(),
+        request_ids=FakeRequestIds(),
     )
     service.accept(
         EventBatch.model_validate(

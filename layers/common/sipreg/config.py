@@ -74,6 +74,10 @@ class EventsApiSettings(_FromEnv):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE", min_length=3)
     # An event dated further than this in the future is refused with 400 (see WorkerSettings).
     max_clock_skew_seconds: int = Field(300, alias="MAX_CLOCK_SKEW_SECONDS", ge=0, le=86_400)
+    # Signed state-changing requests' ids, each used once (replay protection; sipreg.store.request_ids).
+    request_ids_table: str = Field(alias="REQUEST_IDS_TABLE", min_length=3)
+    # The core's SipBreakoutService version: route types it lacks are refused at the API (400).
+    api_version: ApiVersion = Field(ApiVersion.V0, alias="API_VERSION")
 
 
 def _split(separator: str | None) -> Callable[[Any], Any]:

@@ -29,6 +29,14 @@ class NotAuthenticatedError(ApiError):
     pass
 
 
+class ReplayedRequestError(ApiError):
+    """A well-signed request whose request id was used already (a replay, or a resend without a new id)."""
+
+
+class NotAuthorizedError(ApiError):
+    """An operator route reached without an IAM identity (e.g. signed with a producer's secret)."""
+
+
 class BodyTooLargeError(ApiError):
     pass
 
@@ -102,6 +110,14 @@ def _field_problems(errors: Iterable[FieldError]) -> list[dict[str, str]]:
 # Errors answered with a fixed status and detail; the rest are spelled out in `problem_for`.
 _FIXED: dict[type[ApiError], tuple[HTTPStatus, str | None]] = {
     NotAuthenticatedError: (HTTPStatus.UNAUTHORIZED, None),  # no detail: nothing to learn from it
+    ReplayedRequestError: (
+        HTTPStatus.UNAUTHORIZED,
+        "this request id was used already: sign every request with a new Sipreg-Request-Id",
+    ),
+    NotAuthorizedError: (
+        HTTPStatus.FORBIDDEN,
+        "this route is for operators: sign it with AWS credentials (SigV4, IAM), not the webhook secret",
+    ),
     BodyTooLargeError: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "the body must be at most 256 KiB"),
     UnsupportedMediaTypeError: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json"),
     UnknownMsisdnError: (HTTPStatus.NOT_FOUND, "sipreg knows nothing of this MSISDN"),

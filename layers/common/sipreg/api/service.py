@@ -37,11 +37,12 @@ from sipreg.events import (
     UpsertEvent,
     repeated_ids,
 )
-from sipreg.models import FieldError, mask_msisdn
+from sipreg.models import ApiVersion, FieldError, mask_msisdn
 from sipreg.queue import SendResult
 from sipreg.signing import SecretFormatError, parse_secret
 from sipreg.store.event_log import EventKind, EventLogEntry, InvalidCursorError, Outcome, kind_of
 from sipreg.store.registrations import RegistrationRecord
+from sipreg.store.request_ids import RequestIds
 from sipreg.store.subscribers import SubscriberRecord
 from sipreg.telemetry import correlated, count
 
@@ -111,11 +112,15 @@ class EventsService:
         secrets: SigningSecrets,
         registrations: RegistrationReader,
         event_log: EventLogReader,
+        request_ids: RequestIds,
         consents: ConsentReader | None = None,
+        api_version: ApiVersion = ApiVersion.V0,
         max_clock_skew: timedelta = timedelta(minutes=5),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._queue = queue
+        self._request_ids = request_ids
+        self._api_version = api_version
         self._secrets = secrets
         self._registrations = registrations
         self._event_log = event_log
@@ -128,6 +133,7 @@ class EventsService:
         from sipreg.queue import EventQueue  # noqa: PLC0415  # boto3 only when used
         from sipreg.store.event_log import EventLog  # noqa: PLC0415
         from sipreg.store.registrations import RegistrationStore  # noqa: PLC0415
+        from sipreg.store.request_ids import RequestIdStore  # noqa: PLC0415
         from sipreg.store.subscribers import SubscriberStore  # noqa: PLC0415
 
         return cls(
@@ -138,21 +144,28 @@ class EventsService:
             registrations=RegistrationStore(settings.registrations_table),
             event_log=EventLog(settings.event_log_table),
             consents=SubscriberStore(settings.subscribers_table),
+            request_ids=RequestIdStore(settings.request_ids_table),
+            api_version=settings.api_version,
             max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         )
 
-    def admit(self, event: dict[str, Any]) -> dict[str, Any]:
-        """The raw-request checks (size, signature, content type): the request to route, or raises."""
-        return gate.admit(event, self._secrets)
+    def admit(self, event: dict[str, Any]) -> tuple[dict[str, Any], gate.Caller | None]:
+        """The raw-request checks (size, who sent it, request id, content type): the request to
+        route and its caller, or raises."""
+        return gate.admit(event, self._secrets, self._request_ids)
 
     def accept(self, request: UpsertEvent | DeleteEvent | EventBatch) -> Accepted:
         """Queues every event or raises `InvalidEventsError` (nothing queued) / `NotAcceptedError`."""
         if isinstance(request, EventBatch):
             events: list[AnyEvent] = list(request.events)
-            problems = repeated_ids(events, prefix="events") + self._from_the_future(events, prefix="events.")
+            problems = (
+                repeated_ids(events, prefix="events")
+                + self._from_the_future(events, prefix="events.")
+                + self._unavailable_routes(events, prefix="events.")
+            )
         else:
             events = [request]
-            problems = self._from_the_future(events, prefix="")
+            problems = self._from_the_future(events, prefix="") + self._unavailable_routes(events, prefix="")
         if problems:
             raise InvalidEventsError(problems)
         return self._enqueue(events)
@@ -170,7 +183,20 @@ class EventsService:
             if event.occurred_at > latest
         ]
 
-    def revoke(self, msisdn: str) -> Accepted:
+    def _unavailable_routes(self, events: Sequence[AnyEvent], *, prefix: str) -> list[FieldError]:
+        """A route type the stack's SipBreakoutService version lacks would only be rejected later."""
+        version = self._api_version
+        return [
+            FieldError(
+                f"{prefix}{index}.registration.route_type" if prefix else "registration.route_type",
+                f"{event.registration.route_type.value} needs SipBreakoutService v1; this stack calls "
+                f"{version.value} (loop, fork or fallback only)",
+            )
+            for index, event in enumerate(events)
+            if isinstance(event, UpsertEvent) and not event.registration.route_type.available_in(version)
+        ]
+
+    def revoke(self, msisdn: str, *, by: str = "") -> Accepted:
         event = RevokeEvent(
             id=f"revoke:{uuid.uuid4().hex}",
             type=EventType.SUBSCRIBER_REVOKE,
@@ -178,7 +204,7 @@ class EventsService:
             occurred_at=self._clock(),
             source=SOURCE,
         )
-        logger.info("revoke requested for %s", mask_msisdn(msisdn))
+        logger.info("revoke requested for %s by %s", mask_msisdn(msisdn), by or "(unknown)")
         return self._enqueue([event])
 
     def status(

@@ -1,0 +1,80 @@
+"""The operator routes of the events API, signed with the caller's AWS credentials (SigV4).
+
+    api = OperatorApi("https://abc123.execute-api.eu-west-1.amazonaws.com")
+    api.request("GET", "/v1/registrations/%2B4799990000", query={"limit": "10"})
+
+API Gateway authorizes these routes with IAM: the request is signed for the service
+`execute-api` in the API's region (taken from an execute-api URL, else `--region`/`AWS_REGION`/
+the profile) with whatever credentials botocore finds (environment, profile, SSO, instance role);
+the principal needs `execute-api:Invoke` on the route (the stack's `OperatorPolicy`). A change
+(revoke) carries a new `Sipreg-Request-Id`, signed with the rest, so it cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import botocore.session
+import httpx
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from sipreg.signing import REQUEST_ID_HEADER, new_request_id
+
+SERVICE = "execute-api"
+_EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+
+class OperatorCredentialsError(Exception):
+    """No AWS credentials or region to sign with; the message says where they are looked for."""
+
+
+def region_of(api: str) -> str | None:
+    found = _EXECUTE_API_HOST.match(urlsplit(api).hostname or "")
+    return found["region"] if found else None
+
+
+class OperatorApi:
+    def __init__(
+        self,
+        api: str,
+        *,
+        region: str | None = None,
+        credentials: Credentials | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        session = botocore.session.get_session()
+        self._base = api.rstrip("/")
+        self._credentials = credentials or session.get_credentials()
+        if self._credentials is None:
+            raise OperatorCredentialsError(
+                "no AWS credentials: operator routes are signed with them (environment, profile, SSO, role)"
+            )
+        self._region = region or region_of(api) or session.get_config_variable("region")
+        if not self._region:
+            raise OperatorCredentialsError("no AWS region: pass --region or set AWS_REGION")
+        self._http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(
+        self, method: str, path: str, *, query: dict[str, str] | None = None, change: bool = False
+    ) -> httpx.Response:
+        """Signs and sends one request; `path` is sent as given (percent-encode an MSISDN's `+`)."""
+        url = self._base + path + (f"?{urlencode(query)}" if query else "")
+        headers: dict[str, str] = {}
+        if change:
+            headers[REQUEST_ID_HEADER] = new_request_id()
+        signed = AWSRequest(method=method, url=url, data=b"", headers=headers)
+        SigV4Auth(self._credentials, SERVICE, self._region).add_auth(signed)
+        return self._http.request(method, url, headers=dict(signed.headers.items()))
+
+    def __enter__(self) -> OperatorApi:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,52 @@
+"""`sipreg revoke MSISDN`: delete all of a subscriber's registrations and tokens (operators only).
+
+    sipreg revoke +4799990000 --api https://.../          # signed with your AWS credentials
+
+It posts `POST /v1/subscribers/{msisdn}/revoke`, an operator route: signed with the caller's AWS
+credentials (SigV4) like `sipreg status`, with a new `Sipreg-Request-Id` (a revoke cannot be
+replayed). The revoke is queued: `sipreg status` shows its outcome. Exit status: 0 queued, 1 not
+queued (send again), 2 nothing could be tried (usage, credentials, refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+from urllib.parse import quote
+
+from sipreg.models import check_msisdn
+from sipreg_cli.send import CommandError
+from sipreg_cli.status import add_operator_options, api_of, operator_call
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("revoke", help="revoke a subscriber (registrations and tokens)")
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("msisdn", help="E.164 number, e.g. +4799990000")
+    add_operator_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        check_msisdn(args.msisdn)
+    except ValueError as error:
+        sys.stderr.write(f"sipreg revoke: msisdn {error}\n")
+        return 2
+    path = f"/v1/subscribers/{quote(args.msisdn, safe='')}/revoke"
+    try:
+        code, body = operator_call(
+            api_of(args), "POST", path, change=True, timeout=args.timeout, region=args.region
+        )
+    except CommandError as error:
+        sys.stderr.write(f"sipreg revoke: {error}\n")
+        return 2
+    if code == 202:
+        print(f"revoke of {args.msisdn} queued: {', '.join(body.get('accepted', []))}")
+        return 0
+    sys.stderr.write(
+        f"sipreg revoke: HTTP {code} {body.get('title', '')} {body.get('detail', '')}".rstrip() + "\n"
+    )
+    return 1 if code >= 500 else 2
