@@ -9,6 +9,7 @@ AWS-native producers, wg2sim's admin API), described by `sipreg devstack up`'s J
     scenario.core()                                  # what the core holds now
     scenario.status("+4799990001")                   # GET /v1/registrations/{msisdn}, as an operator
     scenario.revoke("+4799990001")                   # POST .../revoke, as an operator (SigV4)
+    scenario.control("disable", "+4799990001", "sips:pbx.example")   # ... or enable, refresh
     scenario.call("+4799990009", "+4799990001", "busy")   # a call on the core, leg by leg
 
 Producers sign with the webhook secret (HMAC); operators with the local operator's AWS
@@ -130,6 +131,21 @@ class Scenario:
             "POST",
             f"/v1/subscribers/{quote(msisdn, safe='')}/revoke",
             change=True,
+            timeout=self._timeout,
+            region=self.info["region"],
+            credentials=self.operator,
+        )
+
+    def control(
+        self, action: str, msisdn: str, sip_uri: str, reason: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """An operator's disable / enable / refresh of one registration (SigV4): (status, body)."""
+        return operator_call(
+            self.api,
+            "POST",
+            f"/v1/registrations/{quote(msisdn, safe='')}/{action}",
+            change=True,
+            json_body={"sip_uri": sip_uri, **({"reason": reason} if reason else {})},
             timeout=self._timeout,
             region=self.info["region"],
             credentials=self.operator,

@@ -12,6 +12,7 @@ the principal needs `execute-api:Invoke` on the route (the stack's `OperatorPoli
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -62,16 +63,26 @@ class OperatorApi:
         self._http.close()
 
     def request(
-        self, method: str, path: str, *, query: dict[str, str] | None = None, change: bool = False
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        change: bool = False,
+        json_body: dict[str, Any] | None = None,
     ) -> httpx.Response:
-        """Signs and sends one request; `path` is sent as given (percent-encode an MSISDN's `+`)."""
+        """Signs and sends one request; `path` is sent as given (percent-encode an MSISDN's `+`).
+        A `json_body` is sent as application/json, its hash signed with the rest."""
         url = self._base + path + (f"?{urlencode(query)}" if query else "")
         headers: dict[str, str] = {}
         if change:
             headers[REQUEST_ID_HEADER] = new_request_id()
-        signed = AWSRequest(method=method, url=url, data=b"", headers=headers)
+        body = b"" if json_body is None else json.dumps(json_body).encode()
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+        signed = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(self._credentials, SERVICE, self._region).add_auth(signed)
-        return self._http.request(method, url, headers=dict(signed.headers.items()))
+        return self._http.request(method, url, headers=dict(signed.headers.items()), content=body)
 
     def __enter__(self) -> OperatorApi:
         return self

@@ -66,6 +66,7 @@ def operator_call(
     *,
     query: dict[str, str] | None = None,
     change: bool = False,
+    json_body: dict[str, Any] | None = None,
     timeout: float = 10.0,
     region: str | None = None,
     credentials: Credentials | None = None,
@@ -73,7 +74,7 @@ def operator_call(
     """(HTTP status, JSON body) of one SigV4-signed operator request."""
     try:
         with OperatorApi(api, region=region, credentials=credentials, timeout=timeout) as client:
-            answer = client.request(method, path, query=query, change=change)
+            answer = client.request(method, path, query=query, change=change, json_body=json_body)
     except OperatorCredentialsError as error:
         raise CommandError(str(error)) from None
     except httpx.HTTPError as error:

@@ -101,10 +101,12 @@ def operator_event(
     query: dict[str, str] | None = None,
     request_id: str | None = None,
     signed_headers: str = "host;sipreg-request-id;x-amz-date",
+    body: bytes | str | dict[str, Any] | None = None,
+    content_type: str | None = None,
 ) -> dict[str, Any]:
     """A request API Gateway let through an AWS_IAM route: the caller's identity in
     `requestContext.authorizer.iam`, its SigV4 Authorization header (naming what it signed), and
-    for a change a request id."""
+    for a change a request id. A dict `body` is sent as application/json."""
     headers = {
         "authorization": (
             "AWS4-HMAC-SHA256 Credential=ASIAOPERATOR/20260101/eu-west-1/execute-api/aws4_request, "
@@ -114,7 +116,11 @@ def operator_event(
     }
     if method != "GET":
         headers["sipreg-request-id"] = request_id or signing.new_request_id()
-    event = http_event(method, path, secret=None, content_type=None, headers=headers, query=query)
+    if isinstance(body, dict) and content_type is None:
+        content_type = "application/json"
+    event = http_event(
+        method, path, body, secret=None, content_type=content_type, headers=headers, query=query
+    )
     event["requestContext"]["authorizer"] = {
         "iam": {
             "accessKey": "ASIAOPERATOR",

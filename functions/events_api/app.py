@@ -25,7 +25,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, BeforeValidator
 
 from sipreg.api.gate import Caller
-from sipreg.api.models import Accepted, EventsRequest, Problem, SubscriberStatus
+from sipreg.api.models import (
+    Accepted,
+    ControlAction,
+    ControlRequest,
+    EventsRequest,
+    Problem,
+    SubscriberStatus,
+)
 from sipreg.api.problems import (
     PROBLEM_JSON,
     Answer,
@@ -184,6 +191,71 @@ def post_revoke(msisdn: Annotated[PathMsisdn, Path()]) -> Response[str]:
     return Response(202, "application/json", accepted.model_dump_json())
 
 
+_CONTROLS = {
+    ControlAction.DISABLE: "Disable one registration: deleted at the core, its desired state kept (queued)",
+    ControlAction.ENABLE: "Enable a disabled registration: its desired state applied again (queued)",
+    ControlAction.REFRESH: "Re-send one registration's desired state to the core now (queued)",
+}
+_CONTROL_RESPONSES: dict[int, OpenAPIResponse] = {
+    202: {
+        "description": "Queued, in the number's order; `sipreg status` shows its outcome.",
+        "content": {"application/json": {"model": Accepted}},
+    },
+    **_OPERATOR,
+    404: _problem_response("The MSISDN has no registration at that sip_uri."),
+    415: _problem_response("Content type is not application/json."),
+    503: _problem_response("The control did not reach the queue; send again (with a new request id)."),
+}
+
+
+def _control(action: ControlAction, msisdn: str, request: ControlRequest) -> Response[str]:
+    caller: Caller | None = app.context.get("caller")
+    accepted = _service().control(msisdn, action, request, by=caller.principal if caller else "")
+    return Response(202, "application/json", accepted.model_dump_json())
+
+
+@app.post(
+    "/v1/registrations/<msisdn>/disable",
+    summary=_CONTROLS[ControlAction.DISABLE],
+    status_code=202,
+    responses=_CONTROL_RESPONSES,
+    security=OPERATORS,
+    tags=["registrations"],
+)
+def post_disable(
+    msisdn: Annotated[PathMsisdn, Path()], request: Annotated[ControlRequest, Body()]
+) -> Response[str]:
+    return _control(ControlAction.DISABLE, msisdn, request)
+
+
+@app.post(
+    "/v1/registrations/<msisdn>/enable",
+    summary=_CONTROLS[ControlAction.ENABLE],
+    status_code=202,
+    responses=_CONTROL_RESPONSES,
+    security=OPERATORS,
+    tags=["registrations"],
+)
+def post_enable(
+    msisdn: Annotated[PathMsisdn, Path()], request: Annotated[ControlRequest, Body()]
+) -> Response[str]:
+    return _control(ControlAction.ENABLE, msisdn, request)
+
+
+@app.post(
+    "/v1/registrations/<msisdn>/refresh",
+    summary=_CONTROLS[ControlAction.REFRESH],
+    status_code=202,
+    responses=_CONTROL_RESPONSES,
+    security=OPERATORS,
+    tags=["registrations"],
+)
+def post_refresh(
+    msisdn: Annotated[PathMsisdn, Path()], request: Annotated[ControlRequest, Body()]
+) -> Response[str]:
+    return _control(ControlAction.REFRESH, msisdn, request)
+
+
 @cache
 def openapi_document() -> str:
     """The API's OpenAPI document as published (`docs/openapi.json` holds a copy)."""
@@ -196,7 +268,8 @@ def openapi_document() -> str:
             "`Sipreg-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(secret, string to sign)>`, the "
             'string to sign being "sipreg-v2", t, the request id, METHOD, raw path, raw query and '
             "hex SHA-256 of the body, joined by newlines, within 5 minutes of our clock. Operators "
-            "read status and revoke with AWS credentials: SigV4 (service execute-api), IAM "
+            "read status, revoke, and disable / enable / refresh a registration with AWS "
+            "credentials: SigV4 (service execute-api), IAM "
             "`execute-api:Invoke` on the route. See docs/events-api.md. Errors are RFC 9457 problem "
             "documents."
         ),

@@ -23,7 +23,7 @@ from sipreg.sip import probe_all
 from sipreg.store.endpoints import EndpointHealthStore
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore, RouteSpec
 from tests.unit.worker_fakes import control, upsert
-from tests.worker_support import Rig, build_rig, received
+from tests.worker_support import Rig, build_rig, received, status_events_queue
 
 PBX = "sips:pbx.acme.example:5061"
 Status = RegistrationStatus
@@ -44,6 +44,7 @@ def now() -> datetime:
 def test_disable_enable_and_force_refresh_through_the_queue(rig: Rig, new_msisdn: Callable[[], str]) -> None:
     msisdn = new_msisdn()
     rig.consent(msisdn)
+    bus = status_events_queue(rig)
     rig.send(upsert("crm-1", msisdn=msisdn, sip_uri=PBX, route_type="fork", at=now()))
     rig.drain()
     assert [r["sip_uri"] for r in rig.on_core(msisdn)] == [PBX]
@@ -77,6 +78,13 @@ def test_disable_enable_and_force_refresh_through_the_queue(rig: Rig, new_msisdn
         ("crm-2", "disabled"),
         ("op-enable-1", "active"),
         ("op-refresh-1", "active"),
+    ]
+    # Each status change is on the status bus, named by the control that made it
+    changes = [m["detail"] for m in received(rig, bus, at_least=3)]
+    assert [(c["event_type"], c["old_status"], c["new_status"]) for c in changes] == [
+        ("registration.upsert", None, "active"),
+        ("registration.disable", "active", "disabled"),
+        ("registration.enable", "disabled", "active"),
     ]
 
 

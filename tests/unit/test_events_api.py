@@ -275,6 +275,7 @@ def test_operator_routes_refuse_producers_and_the_unsigned_with_403(service: Eve
     for method, path in [
         ("GET", f"/v1/registrations/{MSISDN}"),
         ("POST", f"/v1/subscribers/{MSISDN}/revoke"),
+        *(("POST", f"/v1/registrations/{MSISDN}/{action}") for action in ("disable", "enable", "refresh")),
     ]:
         for secret in (None, SECRET):
             # Then each is forbidden: producers cannot read or revoke
@@ -800,7 +801,14 @@ def test_the_openapi_document_describes_the_problem_answers_and_the_signature() 
         "in": "header",
         "name": "Sipreg-Signature",
     }
-    for path, method in (("/v1/registrations/{msisdn}", "get"), ("/v1/subscribers/{msisdn}/revoke", "post")):
+    controls = [
+        (f"/v1/registrations/{{msisdn}}/{action}", "post") for action in ("disable", "enable", "refresh")
+    ]
+    for path, method in [
+        ("/v1/registrations/{msisdn}", "get"),
+        ("/v1/subscribers/{msisdn}/revoke", "post"),
+        *controls,
+    ]:
         operation = document["paths"][path][method]
         assert operation["security"] == [{"AwsSigV4": []}], path
         assert "403" in operation["responses"], path
@@ -808,6 +816,7 @@ def test_the_openapi_document_describes_the_problem_answers_and_the_signature() 
         "/v1/events",
         "/v1/registrations/{msisdn}",
         "/v1/subscribers/{msisdn}/revoke",
+        *(path for path, _ in controls),
     }
 
 
@@ -851,6 +860,9 @@ def test_the_template_gives_the_function_every_setting_and_only_scoped_policies(
         ("POST", "/v1/events"),
         ("GET", "/v1/registrations/{msisdn}"),
         ("POST", "/v1/subscribers/{msisdn}/revoke"),
+        ("POST", "/v1/registrations/{msisdn}/disable"),
+        ("POST", "/v1/registrations/{msisdn}/enable"),
+        ("POST", "/v1/registrations/{msisdn}/refresh"),
         ("GET", "/v1/openapi.json"),
     }
     templates = [next(iter(policy)) for policy in function["Policies"] if "Statement" not in policy]

@@ -6,7 +6,9 @@ Two kinds of caller, on routes of their own:
   secret (`sipreg.signing`: method, path, query, time, request id and body). Order: size (413),
   signature (401), request id used once (401), content type (415), then the body must be UTF-8
   JSON (400) so the validation behind it never meets bytes it cannot read.
-- Operators read status and revoke: every other route but the public OpenAPI document. API
+- Operators read status, revoke, and disable / enable / refresh one registration (a JSON body
+  naming its sip_uri, checked as a producer's is): every other route but the public OpenAPI
+  document. API
   Gateway authorizes those with IAM (SigV4, `execute-api:Invoke` on the route) and tells us who
   called in `requestContext.authorizer.iam`; a request without that identity is refused (403), so
   no producer secret ever reads or revokes. A state-changing operator request (any method but GET)
@@ -40,7 +42,8 @@ MAX_BODY_BYTES = 256 * 1024
 # Anyone may read the API's description; producers may post events; the rest is for operators.
 PUBLIC_ROUTES = frozenset({("GET", "/v1/openapi.json")})
 PRODUCER_ROUTES = frozenset({("POST", "/v1/events")})
-JSON_ROUTES = PRODUCER_ROUTES
+# Operators' controls of one registration carry a JSON body too: {"sip_uri", "reason"}.
+_CONTROL_PATH = re.compile(r"/v1/registrations/[^/]+/(disable|enable|refresh)")
 # SigV4 accepts a request signed up to 5 minutes either side of AWS's clock: an operator request id
 # is remembered for both halves of that window, and a minute more.
 SIGV4_WINDOW_SECONDS = 2 * 300 + 60
@@ -103,7 +106,10 @@ def admit(
     if len(body) > MAX_BODY_BYTES:
         raise BodyTooLargeError()
     if route not in PRODUCER_ROUTES:
-        return event, _operator(event, route, request_ids, clock)
+        caller = _operator(event, route, request_ids, clock)
+        if route[0] == "POST" and _CONTROL_PATH.fullmatch(route[1]):
+            event = _json_only(event, body, shape='must be an object: {"sip_uri": ..., "reason": ...}')
+        return event, caller
     request = signing.Request(
         method=route[0],
         path=route[1],
@@ -118,14 +124,17 @@ def admit(
         f"hmac:{request.request_id}", now=clock, until=signed_at + signing.TOLERANCE_SECONDS
     ):
         raise ReplayedRequestError()
-    if route in JSON_ROUTES:
-        if not _is_json(_header(event, "content-type")):
-            raise UnsupportedMediaTypeError()
-        _check_json(body)
-        # Media types are case-insensitive; the validation behind us reads only lower case.
-        headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
-        event = {**event, "headers": {**headers, "content-type": "application/json"}}
-    return event, Caller("producer", "webhook")
+    return _json_only(event, body, shape=_SHAPE), Caller("producer", "webhook")
+
+
+def _json_only(event: dict[str, Any], body: bytes, *, shape: str) -> dict[str, Any]:
+    """415 unless the body says it is JSON, 400 unless it is a UTF-8 JSON object."""
+    if not _is_json(_header(event, "content-type")):
+        raise UnsupportedMediaTypeError()
+    _check_json(body, shape)
+    # Media types are case-insensitive; the validation behind us reads only lower case.
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    return {**event, "headers": {**headers, "content-type": "application/json"}}
 
 
 def _operator(
@@ -157,9 +166,9 @@ def _operator(
     return Caller("operator", principal)
 
 
-def _check_json(body: bytes) -> None:
+def _check_json(body: bytes, shape: str) -> None:
     if not body:
-        raise InvalidRequestError([FieldError("body", "is required: " + _SHAPE)])
+        raise InvalidRequestError([FieldError("body", "is required: " + shape)])
     try:
         parsed = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
@@ -168,4 +177,4 @@ def _check_json(body: bytes) -> None:
         raise InvalidRequestError([FieldError("body", "must be valid JSON")]) from None
     # Also spares the validation behind us its habit of taking a list's first item for an object.
     if not isinstance(parsed, dict):
-        raise InvalidRequestError([FieldError("body", _SHAPE)])
+        raise InvalidRequestError([FieldError("body", shape)])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from sipreg.events import ExternalEvent
+from sipreg.events import EventType, ExternalEvent, Reason, SipUriField
 from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
 from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
@@ -149,3 +150,31 @@ class SubscriberStatus(BaseModel):
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next page of events; null: no more."
     )
+
+
+class ControlAction(StrEnum):
+    """An operator's control of one registration (route `/v1/registrations/{msisdn}/<action>`)."""
+
+    DISABLE = "disable"  # off the core, the desired state kept
+    ENABLE = "enable"  # the desired state applied again
+    REFRESH = "refresh"  # the desired state re-sent now
+
+    @property
+    def event_type(self) -> EventType:
+        return _CONTROL_TYPES[self]
+
+
+_CONTROL_TYPES = {
+    ControlAction.DISABLE: EventType.REGISTRATION_DISABLE,
+    ControlAction.ENABLE: EventType.REGISTRATION_ENABLE,
+    ControlAction.REFRESH: EventType.REGISTRATION_FORCE_REFRESH,
+}
+
+
+class ControlRequest(BaseModel):
+    """Which registration of the MSISDN, and why (the reason goes to the event log and status)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sip_uri: SipUriField
+    reason: Reason | None = None

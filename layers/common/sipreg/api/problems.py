@@ -55,6 +55,10 @@ class UnknownMsisdnError(ApiError):
     pass
 
 
+class UnknownRegistrationError(ApiError):
+    """A control names a registration (MSISDN, sip_uri) sipreg has no record of."""
+
+
 class NoSuchRouteError(ApiError):
     pass
 
@@ -121,6 +125,10 @@ _FIXED: dict[type[ApiError], tuple[HTTPStatus, str | None]] = {
     BodyTooLargeError: (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "the body must be at most 256 KiB"),
     UnsupportedMediaTypeError: (HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json"),
     UnknownMsisdnError: (HTTPStatus.NOT_FOUND, "sipreg knows nothing of this MSISDN"),
+    UnknownRegistrationError: (
+        HTTPStatus.NOT_FOUND,
+        "this MSISDN has no registration at that sip_uri (an upsert still queued is not one yet)",
+    ),
     NoSuchRouteError: (HTTPStatus.NOT_FOUND, "no such route"),
     SecretsUnavailableError: (HTTPStatus.SERVICE_UNAVAILABLE, "try again later"),
 }

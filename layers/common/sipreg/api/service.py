@@ -16,6 +16,8 @@ from sipreg.api import gate
 from sipreg.api.models import (
     Accepted,
     ConsentView,
+    ControlAction,
+    ControlRequest,
     EventBatch,
     EventLogView,
     RegistrationView,
@@ -26,6 +28,7 @@ from sipreg.api.problems import (
     NotAcceptedError,
     SecretsUnavailableError,
     UnknownMsisdnError,
+    UnknownRegistrationError,
 )
 from sipreg.config import EventsApiSettings
 from sipreg.events import (
@@ -35,6 +38,7 @@ from sipreg.events import (
     InvalidEventsError,
     RevokeEvent,
     UpsertEvent,
+    parse_event,
     repeated_ids,
 )
 from sipreg.models import ApiVersion, FieldError, mask_msisdn
@@ -205,6 +209,35 @@ class EventsService:
             source=SOURCE,
         )
         logger.info("revoke requested for %s by %s", mask_msisdn(msisdn), by or "(unknown)")
+        return self._enqueue([event])
+
+    def control(
+        self, msisdn: str, action: ControlAction, request: ControlRequest, *, by: str = ""
+    ) -> Accepted:
+        """Queues an operator's disable / enable / refresh of one registration (in the number's
+        order, behind what is queued already); 404 when there is no such registration."""
+        if not any(r.sip_uri == request.sip_uri for r in self._registrations.list_for(msisdn)):
+            raise UnknownRegistrationError()
+        event = parse_event(
+            {
+                "id": f"{action.value}:{uuid.uuid4().hex}",
+                "type": action.event_type.value,
+                "msisdn": msisdn,
+                "occurred_at": self._clock().isoformat(),
+                "source": SOURCE,
+                "registration": {"sip_uri": request.sip_uri},
+                **({"reason": request.reason} if request.reason else {}),
+            },
+            allow_internal=True,
+        )
+        with correlated(event.id):
+            logger.info(
+                "%s of %s %s requested by %s",
+                action.value,
+                mask_msisdn(msisdn),
+                request.sip_uri,
+                by or "(unknown)",
+            )
         return self._enqueue([event])
 
     def status(
