@@ -261,7 +261,8 @@ def build_rig(
     max_tries: int = 8,
     **property_overrides: dict[str, Any],
 ) -> Rig:
-    """A fresh stack (own tables and queues) and a worker wired to it, as `build_worker` wires one."""
+    """A fresh stack (own tables and queues) and a worker wired to it as
+    `sipreg.wiring.registration_worker` wires one."""
     resources = provision(endpoint, **property_overrides)
     rig_clients = Clients(endpoint, REGION)
 

@@ -11,8 +11,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sipreg.health import HealthCheck, process_health_check
+from sipreg.health import HealthCheck
 from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.wiring import endpoint_health as wiring
 
 
 @tracer.capture_lambda_handler(capture_response=False)
@@ -22,7 +23,7 @@ from sipreg.observability import logger, metrics, reports_telemetry, tracer
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, health_check: HealthCheck | None = None
 ) -> dict[str, Any]:
-    report = (health_check or process_health_check()).run()
+    report = (health_check or wiring.from_env()).run()
     metrics.add_metric(name="EndpointsProbed", unit=MetricUnit.Count, value=report.endpoints)
     metrics.add_metric(name="EndpointsDown", unit=MetricUnit.Count, value=report.down)
     metrics.add_metric(name="EndpointHealthChanges", unit=MetricUnit.Count, value=report.changed)

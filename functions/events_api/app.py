@@ -44,12 +44,12 @@ from sipreg.api.problems import (
     without_default_validation_answers,
 )
 from sipreg.api.service import EventsService
-from sipreg.config import EventsApiSettings
 from sipreg.events import EventType, InvalidEventsError, MsisdnField
 from sipreg.observability import logger, metrics, reports_telemetry, tracer
 from sipreg.signing import HEADER, REQUEST_ID_HEADER
 from sipreg.store.event_log import PAGE_LIMIT, Outcome
 from sipreg.telemetry import count
+from sipreg.wiring import events_api as wiring
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -293,12 +293,6 @@ def get_openapi() -> Response[str]:
     return Response(200, "application/json", openapi_document())
 
 
-@cache
-def _default_service() -> EventsService:
-    # Once per process: settings, SQS client and the secrets cache live across warm invocations.
-    return EventsService.from_settings(EventsApiSettings.from_env())
-
-
 @tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
@@ -306,7 +300,7 @@ def _default_service() -> EventsService:
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: EventsService | None = None
 ) -> dict[str, Any]:
-    service = service or _default_service()
+    service = service or wiring.from_env()
     count("ApiRequests")
     try:
         event, caller = service.admit(event)

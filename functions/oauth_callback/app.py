@@ -23,10 +23,10 @@ from sipreg.consent import (
     ConsentFlow,
     Declined,
     browser_from_cookies,
-    consent_flow,
 )
 from sipreg.models import mask_msisdn
 from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.wiring import consent as wiring
 
 app = APIGatewayHttpResolver()
 
@@ -89,5 +89,5 @@ def callback() -> Response[str]:
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
 ) -> dict[str, Any]:
-    app.context["flow"] = flow or consent_flow()  # read by the route; powertools clears it after resolve
+    app.context["flow"] = flow or wiring.from_env()  # read by the route; powertools clears it after resolve
     return app.resolve(event, context)

@@ -20,10 +20,10 @@ from sipreg.consent import (
     RefusalReason,
     browser_cookie,
     browser_from_cookies,
-    consent_flow,
 )
 from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
 from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.wiring import consent as wiring
 
 app = APIGatewayHttpResolver()
 
@@ -79,7 +79,7 @@ def start() -> Response[str]:
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
 ) -> dict[str, Any]:
-    app.context["flow"] = flow or consent_flow(
+    app.context["flow"] = flow or wiring.from_env(
         announce=False
     )  # read by the route; powertools clears it after resolve
     answer = app.resolve(event, context)

@@ -1,6 +1,7 @@
 """The refresher (EventBridge schedule): enqueues refreshes for registrations about to expire.
 
-Thin on purpose: one call into `sipreg.refresher`, then its figures as metrics.
+Thin on purpose: one call into `sipreg.refresher` (built in `sipreg.wiring.refresher`), then its
+figures as metrics.
 `OverdueRegistrations` (active registrations the core has already dropped) feeds an alarm.
 """
 
@@ -12,7 +13,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg.observability import logger, metrics, reports_telemetry, tracer
-from sipreg.refresher import Refresher, process_refresher
+from sipreg.refresher import Refresher
+from sipreg.wiring import refresher as wiring
 
 
 @tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
@@ -22,7 +24,7 @@ from sipreg.refresher import Refresher, process_refresher
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, refresher: Refresher | None = None
 ) -> dict[str, Any]:
-    report = (refresher or process_refresher()).run(
+    report = (refresher or wiring.from_env()).run(
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
     )
     metrics.add_metric(name="RefreshesEnqueued", unit=MetricUnit.Count, value=report.enqueued)

@@ -14,7 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg.observability import logger, metrics, reports_telemetry, tracer
-from sipreg.worker import Worker, process_worker
+from sipreg.wiring import registration_worker as wiring
+from sipreg.worker import Worker
 from sipreg.worker.batch import queued_messages
 
 
@@ -25,7 +26,7 @@ from sipreg.worker.batch import queued_messages
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, worker: Worker | None = None
 ) -> dict[str, Any]:
-    report = (worker or process_worker()).process(
+    report = (worker or wiring.from_env()).process(
         queued_messages(event),
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
     )

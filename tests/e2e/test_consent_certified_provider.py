@@ -23,7 +23,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from devstack.certified_idp import CertifiedIdp
 from sipreg.store.subscribers import SubscriberStore
-from sipreg.tokens import SERVICE_SCOPES, KmsCipher, TokenService, build_token_service, identity_server
+from sipreg.tokens import SERVICE_SCOPES, KmsCipher, TokenService
+from sipreg.wiring import parts
 from tests.consent_support import CertifiedConsentStack, certified_consent_stack, walk_certified_consent
 
 _numbers = itertools.count(random.randrange(10**7))
@@ -89,7 +90,7 @@ def service(stack: CertifiedConsentStack) -> TokenService:
     return TokenService(
         store=SubscriberStore(settings.subscribers_table),
         cipher=KmsCipher(settings.data_key_id, client=stack.aws("kms")),
-        identity=identity_server(settings),
+        identity=parts.identity_server(settings),
         service_scope=SERVICE_SCOPES[settings.api_version],
     )
 
@@ -223,7 +224,7 @@ def test_a_callback_opened_in_another_browser_is_refused(
 
 
 def test_client_credentials_mode_is_unchanged(stack: CertifiedConsentStack, aws: str) -> None:
-    tokens = build_token_service(stack.token_settings(AUTH_MODE="client"))
+    tokens = parts.token_service(stack.token_settings(AUTH_MODE="client"))
     first = tokens.product_token()
     assert tokens.product_token() == first  # cached per process
     assert tokens.product_token(force_refresh=True) != first

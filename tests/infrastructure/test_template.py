@@ -320,3 +320,27 @@ def _pins(path: Path) -> list[tuple[str, str]]:
             name, pin = text.split("==", 1)
             found.append((re.sub(r"[-_.]+", "-", name.split("[")[0]).lower(), pin))
     return found
+
+
+def period_seconds(schedule: str) -> int:
+    number, unit = re.fullmatch(r"rate\((\d+) (minutes?|hours?)\)", schedule).groups()  # type: ignore[union-attr]
+    return int(number) * (60 if unit.startswith("minute") else 3600)
+
+
+def test_the_defaults_keep_a_million_registrations_alive() -> None:
+    # A registration is refreshed once it expires within the margin, seen once a period: on average
+    # every (TTL - margin + period / 2) seconds; the core's TTL is 3600 s.
+    margin = int(str(TEMPLATE.parameters["RefreshMarginSeconds"]))
+    period = period_seconds(str(TEMPLATE.parameters["RefreshSchedule"]))
+    registrations = 1_000_000
+    per_run = registrations * period / (3600 - margin + period / 2)
+    per_second = per_run / period
+    # The refresher may enqueue that many per run, with room for a backlog ...
+    refresher = FUNCTIONS["RefresherFunction"].properties
+    assert int(value_of(refresher["Environment"]["Variables"]["REFRESH_MAX_ITEMS"])) >= 1.5 * per_run
+    # ... and ends before the next run starts
+    assert refresher["Timeout"] <= period
+    # ... and the worker's instances apply them (one applies ~50 events/s at 50 ms core latency)
+    [source] = FUNCTIONS["RegistrationWorkerFunction"].properties["Events"].values()
+    concurrency = int(value_of(source["Properties"]["ScalingConfig"]["MaximumConcurrency"]))
+    assert concurrency * 50 >= 2 * per_second

@@ -23,9 +23,8 @@ from sipreg.tokens import (
     ConsentRevoked,
     KmsCipher,
     TokenService,
-    build_token_service,
-    identity_server,
 )
+from sipreg.wiring import parts
 from tests.consent_support import ConsentStack, consent_stack, walk_consent
 
 
@@ -55,7 +54,7 @@ def service(stack: ConsentStack, *, margin: float = 120.0) -> TokenService:
     return TokenService(
         store=SubscriberStore(settings.subscribers_table),
         cipher=KmsCipher(settings.data_key_id, client=stack.aws("kms")),
-        identity=identity_server(settings),
+        identity=parts.identity_server(settings),
         service_scope=SERVICE_SCOPES[settings.api_version],
         refresh_margin_seconds=margin,
     )
@@ -234,7 +233,7 @@ def test_a_renewed_consent_in_the_same_browser_leaves_working_tokens(
 def test_client_credentials_mode_gets_one_product_token_the_core_takes(
     stack: ConsentStack, aws: str, wg2_channel, new_msisdn: Callable[[], str]
 ) -> None:
-    tokens = build_token_service(stack.token_settings(AUTH_MODE="client"))
+    tokens = parts.token_service(stack.token_settings(AUTH_MODE="client"))
     first = tokens.product_token()
     assert tokens.product_token() == first  # cached per process
     msisdn = new_msisdn()

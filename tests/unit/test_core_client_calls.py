@@ -24,12 +24,11 @@ from sipreg.core import (
     Rejected,
     Transient,
     Unauthenticated,
-    _cached_client,
-    core_client,
 )
 from sipreg.models import ApiVersion, Registration, RouteType
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as v1
+from sipreg.wiring.parts import core_client
 
 TOKEN = "tok-5ecret.value"
 Metadata = tuple[tuple[str, str], ...]
@@ -209,7 +208,7 @@ def test_each_call_logs_one_line_with_method_masked_number_outcome_and_time(capl
 
 
 def test_the_cached_factory_builds_one_client_per_settings_and_reuses_it() -> None:
-    _cached_client.cache_clear()
+    core_client.cache_clear()
     first = CoreSettings.from_env({"CORE_ENDPOINT": "127.0.0.1:50051", "CORE_PLAINTEXT": "1"})
     other = CoreSettings.from_env({"CORE_ENDPOINT": "127.0.0.1:50052", "CORE_PLAINTEXT": "1"})
     try:
@@ -218,21 +217,7 @@ def test_the_cached_factory_builds_one_client_per_settings_and_reuses_it() -> No
     finally:
         for built in (core_client(first), core_client(other)):
             built.close()
-        _cached_client.cache_clear()
-
-
-def test_the_cached_factory_reads_the_environment_when_given_no_settings(monkeypatch) -> None:
-    _cached_client.cache_clear()
-    monkeypatch.setenv("CORE_ENDPOINT", "localhost:50051")
-    monkeypatch.setenv("CORE_PLAINTEXT", "true")
-    monkeypatch.setenv("API_VERSION", "v1")
-    try:
-        built = core_client()
-        assert built is core_client()
-        assert built.api_version is ApiVersion.V1
-    finally:
-        core_client().close()
-        _cached_client.cache_clear()
+        core_client.cache_clear()
 
 
 def test_a_transient_outcome_logs_a_warning_a_refusal_info_and_a_success_debug(caplog) -> None:

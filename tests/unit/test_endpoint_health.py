@@ -11,11 +11,12 @@ import pytest
 
 from sipreg.config import ConfigError, DownAction, HealthSettings
 from sipreg.events import AnyEvent, ResumeEvent, SuspendEvent
-from sipreg.health import HealthCheck, build_health_check
+from sipreg.health import HealthCheck
 from sipreg.notify import Change, EndpointChange
 from sipreg.queue import SendResult
 from sipreg.sip import ProbeResult
 from sipreg.store.endpoints import EndpointHealth
+from sipreg.wiring import endpoint_health
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PBX = "sips:pbx.example.com:5061"
@@ -226,7 +227,7 @@ def test_a_ca_bundle_that_cannot_be_read_fails_at_cold_start_naming_the_variable
         }
     )
     with pytest.raises(ConfigError, match="SIP_CA_FILE"):
-        build_health_check(settings)
+        endpoint_health.build(settings)
 
 
 def test_an_unknown_down_action_is_refused_naming_the_variable() -> None:

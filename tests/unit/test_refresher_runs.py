@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from sipreg.events import AnyEvent, RefreshEvent
 from sipreg.queue import SendResult, deduplication_id
-from sipreg.refresher import Refresher, refresh_event_id
+from sipreg.refresher import Refresher, refresh_event_id, split_evenly
 from sipreg.store.registrations import (
     REFRESH_SHARDS,
     RegistrationRecord,
@@ -69,12 +70,14 @@ class FakeQueue:
     def __init__(self, refuse: int = 0) -> None:
         self.sent: list[AnyEvent] = []
         self.refuse = refuse
+        self._lock = threading.Lock()  # the refresher sends from several threads
 
     def send(self, events: Sequence[AnyEvent]) -> SendResult:
-        refused = list(events[: self.refuse])
-        self.refuse -= len(refused)
-        taken = list(events[len(refused) :])
-        self.sent.extend(taken)
+        with self._lock:
+            refused = list(events[: self.refuse])
+            self.refuse -= len(refused)
+            taken = list(events[len(refused) :])
+            self.sent.extend(taken)
         return SendResult(tuple(e.id for e in taken), tuple(e.id for e in refused))
 
 
@@ -155,3 +158,44 @@ def test_margin_decides_what_is_due(expires_in: float) -> None:
     queue = FakeQueue()
     refresher(FakeIndex([active(10, expires_in)]), queue).run(lambda: 60.0)
     assert len(queue.sent) == 1
+
+
+class MeetingIndex(FakeIndex):
+    """An index whose queries wait for each other: they all return only if they run at once."""
+
+    def __init__(self, records: Sequence[RegistrationRecord], parties: int) -> None:
+        super().__init__(records)
+        self.meeting = threading.Barrier(parties, timeout=5)
+
+    def due_for_refresh(
+        self, shard: str, before: datetime, *, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[RegistrationRecord], dict[str, Any] | None]:
+        if not start_key:
+            self.meeting.wait()
+        return super().due_for_refresh(shard, before, limit=limit, start_key=start_key)
+
+
+def test_the_shards_of_a_round_are_read_and_sent_in_parallel() -> None:
+    # Given a due registration in every shard, and queries that only return when all run at once
+    records = [active(n, expires_in=60) for n in range(400)]
+    index, queue = MeetingIndex(records, parties=REFRESH_SHARDS), FakeQueue()
+    # When the refresher runs with a thread per shard
+    report = refresher(index, queue, parallelism=REFRESH_SHARDS).run(lambda: 60.0)
+    # Then every shard's first page was read at the same time, and everything due was sent once
+    assert not index.meeting.broken
+    assert report.complete and report.enqueued == 400 and len({e.id for e in queue.sent}) == 400
+
+
+@pytest.mark.parametrize(
+    ("budget", "parts", "cap", "shares"),
+    [
+        (40, 16, 5, [3] * 8 + [2] * 8),
+        (7, 3, 100, [3, 2, 2]),
+        (1000, 4, 100, [100] * 4),
+        (2, 4, 10, [1, 1, 0, 0]),
+    ],
+)
+def test_the_budget_is_split_evenly_and_capped_by_the_page(
+    budget: int, parts: int, cap: int, shares: list[int]
+) -> None:
+    assert split_evenly(budget, parts, cap) == shares

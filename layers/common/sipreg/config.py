@@ -160,9 +160,12 @@ class RefresherSettings(_FromEnv):
     events_queue_url: str = Field(alias="EVENTS_QUEUE_URL", min_length=1)
     # Refresh what expires within this many seconds (the core's TTL is 3600 s).
     refresh_margin_seconds: int = Field(1200, alias="REFRESH_MARGIN_SECONDS", ge=1, le=3500)
-    # Bounded work per run; what is left stays due and the next run takes it.
-    max_items: int = Field(5000, alias="REFRESH_MAX_ITEMS", ge=1)
+    # Bounded work per run; what is left stays due and the next run takes it. The default covers
+    # ~1.4 million registrations at one run per 5 minutes (each needs ~1.4 refreshes an hour).
+    max_items: int = Field(200_000, alias="REFRESH_MAX_ITEMS", ge=1)
     page_size: int = Field(100, alias="REFRESH_PAGE_SIZE", ge=1, le=1000)
+    # Threads reading the shards' pages and sending their refreshes in each round.
+    parallelism: int = Field(16, alias="REFRESH_PARALLELISM", ge=1, le=64)
     time_reserve_seconds: float = Field(10.0, alias="REFRESH_TIME_RESERVE_SECONDS", ge=0, le=900)
 
 

@@ -1,6 +1,6 @@
 """The consent flow: `/oauth/start` and `/oauth/callback` as plain logic, with ports injected.
 
-    flow = consent_flow()                                                  # one per process
+    flow = sipreg.wiring.consent.from_env()                                # one per process
     started = flow.start(msisdn="+4799990000", return_to=None, browser=cookie)
     # 302 the browser to started.url, setting the cookie BROWSER_COOKIE = started.browser
     outcome = flow.callback({"code": ..., "state": ..., "iss": ...}, browser=cookie)
@@ -33,11 +33,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from sipreg.config import ConfigError, ConsentSettings
+from sipreg.config import ConfigError
 from sipreg.models import check_msisdn, mask_msisdn
 from sipreg.oauth_client import (
     GrantRejectedError,
@@ -45,17 +44,15 @@ from sipreg.oauth_client import (
     IdentityServerRejectedError,
     IdentityServerUnavailableError,
     TokenResponse,
-    identity_server,
 )
 from sipreg.store.oauth_states import (
     LIFETIME_SECONDS,
     OAuthState,
     OAuthStates,
-    OAuthStateStore,
     StateProblem,
     StateRefusedError,
 )
-from sipreg.tokens import ConsentTokens, build_token_service, default_user_scopes
+from sipreg.tokens import ConsentTokens
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.shared.cookies import Cookie
@@ -451,44 +448,8 @@ def _url_parts(url: str) -> tuple[str, str, str] | None:
 # --- wiring -------------------------------------------------------------------------------------
 
 
-class _NoAnnouncements:
+class NoAnnouncements:
     """For the start function, which never announces anything (and so needs no queue)."""
 
     def consented(self, msisdn: str, *, event_id: str) -> None:
         raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")
-
-
-def build_consent_flow(
-    settings: ConsentSettings,
-    *,
-    identity: IdentityServer | None = None,
-    events: ConsentEvents | None = None,
-    announce: bool = True,
-) -> ConsentFlow:
-    """`announce=False` for a flow that only starts (no queue needed); else EVENTS_QUEUE_URL is."""
-    client = identity or identity_server(settings, redirect_uri=settings.callback_url)
-    if events is None:
-        if settings.events_queue_url is not None:
-            events = QueueConsentEvents(settings.events_queue_url)
-        elif announce:
-            raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")
-        else:
-            events = _NoAnnouncements()
-    return ConsentFlow(
-        states=OAuthStateStore(settings.oauth_states_table),
-        tokens=build_token_service(settings, identity=client),
-        identity=client,
-        id_tokens=IdTokenVerifier(client.jwks, issuer=settings.oidc_issuer, audience=settings.client_id),
-        events=events,
-        scopes=settings.scopes or default_user_scopes(settings.api_version),
-        return_to_allowlist=settings.return_to_allowlist,
-        issuer=settings.oidc_issuer,
-        # Secure cookies are not sent over plain http: only a local stack's callback is http.
-        secure_cookies=settings.callback_url.startswith("https://"),
-    )
-
-
-@cache
-def consent_flow(*, announce: bool = True) -> ConsentFlow:
-    """The process-wide flow, configured from the environment (`ConsentSettings`)."""
-    return build_consent_flow(ConsentSettings.from_env(), announce=announce)

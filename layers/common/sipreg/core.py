@@ -5,8 +5,9 @@ with a bearer token, a deadline and gRPC's own retry policy, and turns every ans
 typed `CoreOutcome`. It never raises for a gRPC status and never decides what an outcome means
 for a registration: that is the worker's business.
 
-Use `core_client()` (one channel per process, reused across warm invocations) and call
-`upsert`, `delete`, or `apply_many` for several calls at once (about one round trip for all).
+Use `sipreg.wiring.parts.core_client(settings)` (one channel per process, reused across warm
+invocations) and call `upsert`, `delete`, or `apply_many` for several calls at once (about one
+round trip for all).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, Self
@@ -504,13 +504,3 @@ class GrpcCoreClient:
         started = time.perf_counter()
         future = method.future(request, timeout=self._deadline, metadata=metadata)
         return _InFlight(future, call, self._api_version, started)
-
-
-@cache
-def _cached_client(settings: CoreSettings) -> GrpcCoreClient:
-    return GrpcCoreClient.from_settings(settings)
-
-
-def core_client(settings: CoreSettings | None = None) -> GrpcCoreClient:
-    """The process's client for these settings (from the environment if none): built once, then reused."""
-    return _cached_client(settings if settings is not None else CoreSettings.from_env())

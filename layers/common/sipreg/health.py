@@ -1,6 +1,6 @@
 """PBX endpoint health: is every SIP endpoint that registrations point at answering?
 
-    report = process_health_check().run()   # on a schedule, every minute
+    report = sipreg.wiring.endpoint_health.from_env().run()   # on a schedule, every minute
 
 Each run lists the distinct endpoints in use (the `ByEndpoint` index of the Registrations
 table), sends each one SIP OPTIONS over TLS (`sipreg.sip.probe_all`: bounded concurrency and
@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import ssl
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache, partial
 from typing import Any, Protocol
 
-from sipreg.config import ConfigError, DownAction, HealthSettings
+from sipreg.config import DownAction
 from sipreg.events import MAX_REASON_LENGTH, AnyEvent, parse_event
-from sipreg.notify import EndpointChange, EventBridgePublisher, LogOnlyPublisher, StatusPublisher
-from sipreg.queue import EventQueue, SendResult
-from sipreg.sip import ProbeResult, probe_all, tls_context
-from sipreg.store.endpoints import EndpointHealth, EndpointHealthStore
-from sipreg.store.registrations import RegistrationStore
+from sipreg.notify import EndpointChange, StatusPublisher
+from sipreg.queue import SendResult
+from sipreg.sip import ProbeResult
+from sipreg.store.endpoints import EndpointHealth
 
 logger = logging.getLogger(__name__)
 
@@ -223,35 +220,3 @@ def _change(health: EndpointHealth, action: DownAction) -> EndpointChange:
         checked_at=health.checked_at,
         action=action.value,
     )
-
-
-def build_health_check(settings: HealthSettings | None = None) -> HealthCheck:
-    config = settings or HealthSettings.from_env()
-    publisher: StatusPublisher = (
-        EventBridgePublisher(config.status_bus_name) if config.status_bus_name else LogOnlyPublisher()
-    )
-    try:  # at cold start: a CA bundle that cannot be read fails here, naming the variable
-        context = tls_context(config.ca_file)
-    except (OSError, ssl.SSLError) as error:
-        raise ConfigError(f"bad configuration: SIP_CA_FILE: {error}") from None
-    prober = partial(
-        probe_all,
-        timeout=config.probe_timeout_seconds,
-        concurrency=config.probe_concurrency,
-        ssl_context=context,
-    )
-    return HealthCheck(
-        RegistrationStore(config.registrations_table),
-        EndpointHealthStore(config.endpoints_table),
-        prober,
-        EventQueue(config.events_queue_url),
-        publisher,
-        action=config.down_action,
-        max_events=config.max_events,
-    )
-
-
-@cache
-def process_health_check() -> HealthCheck:
-    """The process's health check, configured from the environment at the first call."""
-    return build_health_check()

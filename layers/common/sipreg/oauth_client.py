@@ -1,6 +1,6 @@
 """The OAuth 2.0 / OpenID Connect client: what sipreg asks of the operator's identity server.
 
-    client = identity_server(settings, redirect_uri=...)   # one per process
+    client = sipreg.wiring.parts.identity_server(settings, redirect_uri=...)   # one per process
     client.authorization_url(state=..., code_verifier=..., nonce=..., scopes=..., login_hint=...)
     client.exchange_code(code, code_verifier=...)           # -> TokenResponse
     client.refresh(refresh_token) / client.client_credentials(scopes) / client.revoke(token, ...)
@@ -24,8 +24,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
-
-from sipreg.config import TokenSettings
 
 if TYPE_CHECKING:
     import httpx
@@ -476,16 +474,3 @@ class OAuthClient:
         if not isinstance(body, dict):
             raise IdentityServerUnavailableError("the answer was not a JSON object")
         return body
-
-
-def identity_server(settings: TokenSettings, *, redirect_uri: str | None = None) -> OAuthClient:
-    return OAuthClient(
-        settings.identity_server_url,
-        issuer=settings.oidc_issuer,
-        client_id=settings.client_id,
-        client_secret=secrets_manager_secret(
-            settings.client_secret_arn, max_age_seconds=settings.secret_max_age_seconds
-        ),
-        redirect_uri=redirect_uri,
-        timeout_seconds=settings.http_timeout_seconds,
-    )

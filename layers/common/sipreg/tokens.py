@@ -2,7 +2,7 @@
 
 Everything that needs a token for the core asks a `Tokens`:
 
-    tokens = token_service()                               # one per process (cold start)
+    tokens = sipreg.wiring.parts.token_service(settings)  # one per process (cold start)
     bearer = tokens.access_token_for(msisdn)               # user mode; warm path: no I/O at all
     bearer = tokens.access_token_for(msisdn, force_refresh=True)   # after the core said UNAUTHENTICATED
     bearer = tokens.product_token()                        # client-credentials mode
@@ -37,11 +37,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Protocol
 
 from sipreg.cipher import Cipher, KmsCipher
-from sipreg.config import TokenSettings
 from sipreg.models import ApiVersion, mask_msisdn
 from sipreg.oauth_client import (
     GrantRejectedError,
@@ -51,14 +49,12 @@ from sipreg.oauth_client import (
     OAuthClient,
     TokenError,
     TokenResponse,
-    identity_server,
 )
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.subscribers import (
     ConsentStatus,
     SubscriberRecord,
     Subscribers,
-    SubscriberStore,
 )
 from sipreg.store.subscribers import now as utc_now
 from sipreg.telemetry import count, span
@@ -83,10 +79,7 @@ __all__ = [
     "TokenResponse",
     "TokenService",
     "Tokens",
-    "build_token_service",
     "default_user_scopes",
-    "identity_server",
-    "token_service",
 ]
 
 logger = logging.getLogger(__name__)
@@ -421,23 +414,3 @@ class TokenService:
             while len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
         return token
-
-
-# --- wiring -------------------------------------------------------------------------------------
-
-
-def build_token_service(settings: TokenSettings, *, identity: IdentityServer | None = None) -> TokenService:
-    return TokenService(
-        store=SubscriberStore(settings.subscribers_table),
-        cipher=KmsCipher(settings.data_key_id),
-        identity=identity or identity_server(settings),
-        service_scope=SERVICE_SCOPES[settings.api_version],
-        refresh_margin_seconds=settings.refresh_margin_seconds,
-        lease_seconds=max(30.0, 3 * settings.http_timeout_seconds),
-    )
-
-
-@cache
-def token_service() -> TokenService:
-    """The process-wide token service, configured from the environment (`TokenSettings`)."""
-    return build_token_service(TokenSettings.from_env())

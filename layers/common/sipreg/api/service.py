@@ -1,6 +1,6 @@
 """What the events API's routes do, with every outside system behind a small port.
 
-`EventsService.from_settings` wires the real ones (SQS, Secrets Manager, DynamoDB); tests pass
+`sipreg.wiring.events_api` wires the real ones (SQS, Secrets Manager, DynamoDB); tests pass
 their own at the same boundaries.
 """
 
@@ -30,7 +30,6 @@ from sipreg.api.problems import (
     UnknownMsisdnError,
     UnknownRegistrationError,
 )
-from sipreg.config import EventsApiSettings
 from sipreg.events import (
     AnyEvent,
     DeleteEvent,
@@ -131,27 +130,6 @@ class EventsService:
         self._consents = consents
         self._max_clock_skew = max_clock_skew
         self._clock = clock
-
-    @classmethod
-    def from_settings(cls, settings: EventsApiSettings) -> EventsService:
-        from sipreg.queue import EventQueue  # noqa: PLC0415  # boto3 only when used
-        from sipreg.store.event_log import EventLog  # noqa: PLC0415
-        from sipreg.store.registrations import RegistrationStore  # noqa: PLC0415
-        from sipreg.store.request_ids import RequestIdStore  # noqa: PLC0415
-        from sipreg.store.subscribers import SubscriberStore  # noqa: PLC0415
-
-        return cls(
-            queue=EventQueue(settings.events_queue_url),
-            secrets=SecretsManagerSigningSecrets(
-                settings.webhook_secret_arn, max_age=settings.webhook_secret_max_age
-            ),
-            registrations=RegistrationStore(settings.registrations_table),
-            event_log=EventLog(settings.event_log_table),
-            consents=SubscriberStore(settings.subscribers_table),
-            request_ids=RequestIdStore(settings.request_ids_table),
-            api_version=settings.api_version,
-            max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-        )
 
     def admit(self, event: dict[str, Any]) -> tuple[dict[str, Any], gate.Caller | None]:
         """The raw-request checks (size, who sent it, request id, content type): the request to

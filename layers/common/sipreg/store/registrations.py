@@ -261,15 +261,19 @@ class RegistrationStore:
     def due_for_refresh(
         self, shard: str, before: datetime, *, limit: int, start_key: dict[str, Any] | None = None
     ) -> tuple[list[RegistrationRecord], dict[str, Any] | None]:
-        """Active records of one shard expiring before `before`, soonest first, one page."""
+        """Active records of one shard expiring before `before`, soonest first, one page.
+
+        Thread-safe (the refresher reads shards in parallel): it goes through the resource's
+        client, which is, not the Table resource, which boto3 says is not."""
         query: dict[str, Any] = {
+            "TableName": self._table.name,
             "IndexName": REFRESH_INDEX,
             "KeyConditionExpression": Key("refresh_shard").eq(shard) & Key("refresh_due").lt(_epoch(before)),
             "Limit": limit,
         }
         if start_key:
             query["ExclusiveStartKey"] = start_key
-        page = self._table.query(**query)
+        page = self._table.meta.client.query(**query)
         return [_from_item(item) for item in page["Items"]], page.get("LastEvaluatedKey")
 
     def all_shards(self) -> Iterator[str]:

@@ -1,0 +1,44 @@
+"""`Journal` over the Registrations and EventLog tables: what the worker reads and commits."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from sipreg.store.event_log import EventLog, EventLogEntry
+from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStore
+from sipreg.telemetry import span
+
+
+class DynamoJournal:
+    """`Journal` over the Registrations and EventLog tables."""
+
+    def __init__(self, registrations_table: str, event_log_table: str) -> None:
+        self._store = RegistrationStore(registrations_table)
+        self._log = EventLog(event_log_table)
+
+    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None:
+        return self._store.get(msisdn, sip_uri)
+
+    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
+        return self._store.get_many(keys)
+
+    def list_for(self, msisdn: str) -> list[RegistrationRecord]:
+        return self._store.list_for(msisdn)
+
+    def commit(
+        self,
+        saves: Sequence[tuple[RegistrationRecord, int | None]],
+        entries: Sequence[EventLogEntry],
+        *,
+        count_try: bool = False,
+    ) -> list[RegistrationRecord]:
+        with span("store commit", records=len(saves), log_items=len(entries)):
+            return self._store.save_with_log(
+                saves, entries, event_log_table=self._log.table_name, count_try=count_try
+            )
+
+    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
+        self._log.write(entry, count_try=count_try)
+
+    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        return self._log.tries_of(keys)
