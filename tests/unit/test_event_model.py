@@ -93,7 +93,7 @@ def test_an_upsert_normalises_what_is_case_insensitive() -> None:
     assert isinstance(event, UpsertEvent)
     assert event.registration.route_type is RouteType.FORK
     assert event.registration.sip_uri == "sips:pbx.example.com:5061"
-    assert event.registration.for_msisdn(event.msisdn).msisdn == "+4799990000"
+    assert event.registration.at(event.msisdn, event.registration.sip_uri).msisdn == "+4799990000"
 
 
 def test_occurred_at_keeps_its_instant_whatever_the_offset() -> None:

@@ -30,10 +30,11 @@ from pydantic import (
 )
 
 from sipreg.models import (
+    E164_PATTERN,
     FieldError,
     Msisdn,
     OptionalPrefix,
-    Registration,
+    RouteSpec,
     RouteType,
     SipUri,
 )
@@ -108,7 +109,7 @@ Source = Annotated[
 
 MsisdnField = Annotated[
     Msisdn,
-    Field(json_schema_extra={"pattern": r"^\+[1-9][0-9]{7,14}$", "examples": ["+4799990000"]}),
+    Field(json_schema_extra={"pattern": f"^{E164_PATTERN}$", "examples": ["+4799990000"]}),
 ]
 SipUriField = Annotated[
     SipUri,
@@ -136,18 +137,12 @@ Reason = Annotated[
 # --- registration parts -------------------------------------------------------------------------
 
 
-class RegistrationSpec(BaseModel):
+class RegistrationSpec(RouteSpec):
     """What an upsert asks for: the registration of the event's MSISDN at `sip_uri`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    route_type: RouteType
     sip_uri: SipUriField
-    mobile_originating_prefix: PrefixField = None
+    mobile_originating_prefix: PrefixField = None  # as RouteSpec's, documented for producers
     mobile_terminating_prefix: PrefixField = None
-
-    def for_msisdn(self, msisdn: str) -> Registration:
-        return Registration(msisdn=msisdn, **self.model_dump())
 
 
 class RegistrationRef(BaseModel):

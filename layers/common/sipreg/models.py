@@ -16,11 +16,17 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 
 # --- MSISDN -------------------------------------------------------------------------------------
 
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
+# The one MSISDN rule: E.164, '+' then 8 to 15 digits, the first one 1-9.
+E164_PATTERN = r"\+[1-9][0-9]{7,14}"
+_E164 = re.compile(E164_PATTERN)
+
+
+def is_msisdn(value: str) -> bool:
+    return _E164.fullmatch(value) is not None
 
 
 def check_msisdn(value: str) -> str:
-    if not _E164.fullmatch(value):
+    if not is_msisdn(value):
         raise ValueError("must be E.164: '+' then 8 to 15 digits, the first one 1-9")
     return value
 
@@ -149,19 +155,38 @@ class RouteType(StrEnum):
 _V0_ROUTE_TYPES = frozenset({RouteType.LOOP, RouteType.FORK, RouteType.FALLBACK})
 
 
-# --- the registration value object --------------------------------------------------------------
+# --- the registration value objects -------------------------------------------------------------
 
 
-class Registration(BaseModel):
-    """What one MSISDN's registration on the core should be; (msisdn, sip_uri) identifies it."""
+# The one model of a route: the registration an upsert asks for, a record's desired and applied
+# states, the status API's view and the core call all are (or hold) a RouteSpec.
+class RouteSpec(BaseModel):
+    """The parameters of one registration on the core (desired or applied)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    msisdn: Msisdn
-    sip_uri: SipUri
     route_type: RouteType
     mobile_originating_prefix: OptionalPrefix = None
     mobile_terminating_prefix: OptionalPrefix = None
+
+    def route(self) -> RouteSpec:
+        """Just the route, of this model or of one that extends it."""
+        return RouteSpec(
+            route_type=self.route_type,
+            mobile_originating_prefix=self.mobile_originating_prefix,
+            mobile_terminating_prefix=self.mobile_terminating_prefix,
+        )
+
+    def at(self, msisdn: str, sip_uri: str) -> Registration:
+        """This route as the registration of `msisdn` at `sip_uri` (what the core is sent)."""
+        return Registration(msisdn=msisdn, sip_uri=sip_uri, **self.route().model_dump())
+
+
+class Registration(RouteSpec):
+    """What one MSISDN's registration on the core should be; (msisdn, sip_uri) identifies it."""
+
+    msisdn: Msisdn
+    sip_uri: SipUri
 
 
 # --- errors -------------------------------------------------------------------------------------

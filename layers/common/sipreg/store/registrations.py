@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from sipreg.aws import dynamodb_table
-from sipreg.models import Msisdn, OptionalPrefix, RouteType, SipUri
+from sipreg.models import Msisdn, RouteSpec, RouteType, SipUri
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry, update_action
 
@@ -60,16 +60,6 @@ class RegistrationStatus(StrEnum):
     FAILED = "failed"
     DISABLED = "disabled"  # an operator took it off the core; the desired state is kept
     SUSPENDED = "suspended"  # off the core while its PBX endpoint is down (LOOP and FORK only)
-
-
-class RouteSpec(BaseModel):
-    """The parameters of one registration on the core (desired or applied)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    route_type: RouteType
-    mobile_originating_prefix: OptionalPrefix = None
-    mobile_terminating_prefix: OptionalPrefix = None
 
 
 class InFlight(BaseModel):

@@ -276,7 +276,7 @@ class EventApplier:
     def _apply_once(self, journal: Journal, event: AnyEvent, run: _Run) -> EventResult:
         match event:
             case UpsertEvent():
-                spec = RouteSpec.model_validate(event.registration.model_dump(exclude={"sip_uri"}))
+                spec = event.registration.route()
                 return self._one(
                     journal, event, event.registration.sip_uri, Operation.UPSERT, spec=spec, run=run
                 )
@@ -878,7 +878,7 @@ _ANY_ROUTE = RouteSpec(route_type="fork")  # type: ignore[arg-type]  # the core 
 
 def _registration(msisdn: str, sip_uri: str, spec: RouteSpec | None) -> Registration:
     spec = spec or _ANY_ROUTE
-    return Registration(msisdn=msisdn, sip_uri=sip_uri, **spec.model_dump())
+    return spec.at(msisdn, sip_uri)
 
 
 def _summary(touched: Sequence[_Touched]) -> str:

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sipreg.events import AnyEvent, InvalidEventsError, from_json
-from sipreg.models import mask_msisdn
+from sipreg.models import is_msisdn, mask_msisdn
 from sipreg.notify import StatusChange, StatusPublisher
 from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RecordKey, RegistrationRecord
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 
 RAW_BODY_LIMIT = 4000  # characters of an unparseable body kept in the event log
 CHANGE_VISIBILITY_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 _TYPE_FIELD = re.compile(r'"type"\s*:\s*"([A-Za-z0-9._-]{1,64})"')
 
 
@@ -388,7 +387,7 @@ class Worker:
         kind = _TYPE_FIELD.search(message.body)
         now = self._clock()
         entry = EventLogEntry(
-            msisdn=message.group if _E164.fullmatch(message.group) else "unknown",
+            msisdn=message.group if is_msisdn(message.group) else "unknown",
             event_id=f"sqs:{message.message_id}",
             event_type=kind.group(1) if kind else "unknown",
             outcome=Outcome.INVALID,
