@@ -31,8 +31,9 @@ from schemathesis.specs.openapi.checks import (
 from devstack.aws_engine import ROOT
 from devstack.host import LocalHost
 from sipreg import signing
+from sipreg.models import RouteSpec
 from sipreg.store.event_log import EventLog, EventLogEntry, Outcome
-from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore, RouteSpec
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
 from sipreg_cli.status import fetch
 from tests.events_api_support import REGION, SECRET, drain, events_host, events_queue_like, upsert
 from tests.events_api_support import ROOT as REPO

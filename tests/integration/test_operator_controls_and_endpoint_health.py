@@ -17,11 +17,12 @@ from devstack.pbx import LocalPbx
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import DownAction
 from sipreg.health import HealthCheck
+from sipreg.models import RouteSpec
 from sipreg.notify import EventBridgePublisher
 from sipreg.queue import EventQueue
 from sipreg.sip import probe_all
 from sipreg.store.endpoints import EndpointHealthStore
-from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore, RouteSpec
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
 from tests.unit.worker_fakes import control, upsert
 from tests.worker_support import Rig, build_rig, received, status_events_queue
 

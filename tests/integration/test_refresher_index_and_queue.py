@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from sipreg.models import RouteSpec
 from sipreg.queue import EventQueue
 from sipreg.refresher import Refresher
 from sipreg.store.registrations import (
     RegistrationRecord,
     RegistrationStatus,
     RegistrationStore,
-    RouteSpec,
     refresh_shard,
 )
 from tests.events_api_support import drain

@@ -13,9 +13,9 @@ from sipreg.api.problems import SecretsUnavailableError
 from sipreg.api.service import EventsService
 from sipreg.config import ConfigError, EventsApiSettings
 from sipreg.events import DeleteEvent, EventType, RevokeEvent, UpsertEvent
-from sipreg.models import ApiVersion
+from sipreg.models import ApiVersion, RouteSpec
 from sipreg.store.event_log import EventLogEntry, Outcome, encode_cursor
-from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
 from tests.events_api_support import (
     OPERATOR_ARN,

@@ -12,7 +12,8 @@ import pytest
 
 from sipreg.api.service import EventsService
 from sipreg.events import ControlEvent, EventType
-from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
+from sipreg.models import RouteSpec
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from tests.events_api_support import (
     FakeEventLog,
     FakeQueue,

@@ -10,15 +10,10 @@ from typing import Any
 import pytest
 
 from sipreg.events import AnyEvent, RefreshEvent
+from sipreg.models import RouteSpec
 from sipreg.queue import SendResult, deduplication_id
 from sipreg.refresher import Refresher, refresh_event_id, split_evenly
-from sipreg.store.registrations import (
-    REFRESH_SHARDS,
-    RegistrationRecord,
-    RegistrationStatus,
-    RouteSpec,
-    refresh_shard,
-)
+from sipreg.store.registrations import REFRESH_SHARDS, RegistrationRecord, RegistrationStatus, refresh_shard
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sipreg.core import Applied, Rejected, Transient
-from sipreg.store.registrations import RegistrationStatus, RouteSpec
+from sipreg.models import RouteSpec
+from sipreg.store.registrations import RegistrationStatus
 from tests.unit.worker_fakes import (
     SIP_URI,
     T0,

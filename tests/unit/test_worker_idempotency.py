@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sipreg.core import Transient
-from sipreg.store.registrations import RegistrationStatus, RouteSpec
+from sipreg.models import RouteSpec
+from sipreg.store.registrations import RegistrationStatus
 from tests.unit.worker_fakes import T0, answers, delete, message, refresh, upsert, world
 
 

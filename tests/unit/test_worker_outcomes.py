@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sipreg.core import Applied, PermissionDenied, Rejected, Transient, Unauthenticated
-from sipreg.store.registrations import RegistrationStatus, RouteSpec
+from sipreg.models import RouteSpec
+from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import ConsentMissing, ConsentRevoked, GrantRejectedError, IdentityServerUnavailableError
 from tests.unit.worker_fakes import T0, answers, delete, message, upsert, world
 

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from sipreg.events import EventType, ExternalEvent, Reason, SipUriField
+from sipreg.models import RouteSpec
 from sipreg.store.event_log import EventLogEntry, Outcome
-from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RouteSpec
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
 
 MAX_BATCH = 100

@@ -71,7 +71,7 @@ from sipreg.events import (
     SuspendEvent,
     UpsertEvent,
 )
-from sipreg.models import ApiVersion, Registration, mask_msisdn
+from sipreg.models import ApiVersion, Registration, RouteSpec, mask_msisdn
 from sipreg.notify import StatusChange
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry, Outcome, sort_key
@@ -81,7 +81,6 @@ from sipreg.store.registrations import (
     RecordKey,
     RegistrationRecord,
     RegistrationStatus,
-    RouteSpec,
 )
 from sipreg.telemetry import observe, span
 from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, ConsentRevoked, TokenError, Tokens
