@@ -1,6 +1,6 @@
 """Assertions on template.yaml itself: the rules every resource must keep as the template grows.
 
-cfn-lint and checkov run in `make lint`; these catch what they miss (local-tools.md): a `!Ref`
+cfn-lint and checkov run in `make lint`; these catch what they miss (docs/reference/local-tools.md): a `!Ref`
 to a missing resource inside a policy, an unknown runtime, a queue that would redeliver while
 its function still runs, an unencrypted store, a wildcard in a function's policy.
 """

@@ -344,7 +344,7 @@ def _sendable_token(token: str) -> bool:
 
 
 @dataclass(frozen=True)
-class _Done:
+class _KnownOutcome:
     """An outcome known without a call (refused locally)."""
 
     outcome: CoreOutcome
@@ -491,7 +491,7 @@ class GrpcCoreClient:
             refused = Unauthenticated(detail="the token is empty or holds characters a header cannot carry")
         if refused is not None:
             _log_call(self._api_version, call, refused, 0.0)
-            return _Done(refused)
+            return _KnownOutcome(refused)
         if call.operation is Operation.UPSERT:
             request = build_upsert_request(self._api_version, self._auth_mode, call.registration)
             method = self._stub.UpsertRegistration

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
-# WG2's layout (wg2-interfaces.md §2): used only for a provider that publishes no discovery document.
+# WG2's layout (docs/reference/wg2-interfaces.md §2): only for a provider that publishes no discovery
+# document.
 WG2_PATHS: Mapping[str, str] = {
     "authorization_endpoint": "/oauth2/auth",
     "token_endpoint": "/oauth2/token",

@@ -84,7 +84,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# The service scope each SipBreakoutService version requires (wg2-interfaces.md §1).
+# The service scope each SipBreakoutService version requires (docs/reference/wg2-interfaces.md §1).
 SERVICE_SCOPES: Mapping[ApiVersion, str] = {
     ApiVersion.V0: "call.control:answer_and_initiate",
     ApiVersion.V1: "call.routing:write",

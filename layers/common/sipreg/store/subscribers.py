@@ -122,13 +122,6 @@ class SubscriberStore:
         item = found.get("Item")
         return _from_item(item) if item else None
 
-    def raw_item(self, msisdn: str) -> dict[str, Any] | None:
-        """The item exactly as stored (for operators and tests that check what is at rest)."""
-        found: dict[str, Any] | None = self._table.get_item(Key={"msisdn": msisdn}, ConsistentRead=True).get(
-            "Item"
-        )
-        return found
-
     def save(self, record: SubscriberRecord, *, read_version: int | None) -> SubscriberRecord:
         """Writes `record` as version read_version + 1; `read_version=None` means it must be new."""
         saved = record.model_copy(update={"version": (read_version or 0) + 1, "updated_at": now()})
