@@ -214,46 +214,27 @@ def _control(action: ControlAction, msisdn: str, request: ControlRequest) -> Res
     return Response(202, "application/json", accepted.model_dump_json())
 
 
-@app.post(
-    "/v1/registrations/<msisdn>/disable",
-    summary=_CONTROLS[ControlAction.DISABLE],
-    status_code=202,
-    responses=_CONTROL_RESPONSES,
-    security=OPERATORS,
-    tags=["registrations"],
-)
-def post_disable(
-    msisdn: Annotated[PathMsisdn, Path()], request: Annotated[ControlRequest, Body()]
-) -> Response[str]:
-    return _control(ControlAction.DISABLE, msisdn, request)
+def _control_route(action: ControlAction) -> None:
+    """POST /v1/registrations/<msisdn>/<action>, one route per control."""
+
+    def post(
+        msisdn: Annotated[PathMsisdn, Path()], request: Annotated[ControlRequest, Body()]
+    ) -> Response[str]:
+        return _control(action, msisdn, request)
+
+    post.__name__ = f"post_{action.value}"  # the route's operationId
+    app.post(
+        f"/v1/registrations/<msisdn>/{action.value}",
+        summary=_CONTROLS[action],
+        status_code=202,
+        responses=_CONTROL_RESPONSES,
+        security=OPERATORS,
+        tags=["registrations"],
+    )(post)
 
 
-@app.post(
-    "/v1/registrations/<msisdn>/enable",
-    summary=_CONTROLS[ControlAction.ENABLE],
-    status_code=202,
-    responses=_CONTROL_RESPONSES,
-    security=OPERATORS,
-    tags=["registrations"],
-)
-def post_enable(
-    msisdn: Annotated[PathMsisdn, Path()], request: Annotated[ControlRequest, Body()]
-) -> Response[str]:
-    return _control(ControlAction.ENABLE, msisdn, request)
-
-
-@app.post(
-    "/v1/registrations/<msisdn>/refresh",
-    summary=_CONTROLS[ControlAction.REFRESH],
-    status_code=202,
-    responses=_CONTROL_RESPONSES,
-    security=OPERATORS,
-    tags=["registrations"],
-)
-def post_refresh(
-    msisdn: Annotated[PathMsisdn, Path()], request: Annotated[ControlRequest, Body()]
-) -> Response[str]:
-    return _control(ControlAction.REFRESH, msisdn, request)
+for _action in ControlAction:
+    _control_route(_action)
 
 
 @cache
