@@ -107,6 +107,18 @@ def devstack(running_devstack: RunningDevstack) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def pbx(devstack: dict[str, Any]) -> str:
+    """The local PBX's URI. The stack suspends registrations whose endpoint does not answer
+    (EndpointDownAction=suspend), so LOOP and FORK registrations point at an endpoint that does."""
+    return str(devstack["pbx_uri"])
+
+
+@pytest.fixture(scope="session")
+def voicemail(devstack: dict[str, Any]) -> str:
+    return str(devstack["voicemail_uri"])
+
+
+@pytest.fixture(scope="session")
 def scenario(devstack: dict[str, Any]) -> Iterator[Scenario]:
     acting = Scenario(devstack)
     yield acting

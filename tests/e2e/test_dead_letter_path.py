@@ -16,8 +16,6 @@ from devstack.host.template import load_template
 from devstack.scenario import Scenario, upsert
 from tests.e2e.conftest import REPO, SIPREG
 
-PBX = "sips:pbx.acme.example:5061"
-
 
 def max_tries() -> int:
     return int(load_template(REPO / "template.yaml")["Parameters"]["MaxTries"]["Default"])
@@ -28,7 +26,7 @@ def dead_lettered(scenario: Scenario, msisdn: str) -> list[dict[str, Any]]:
 
 
 def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it(
-    core_faults: Scenario, new_msisdn: Callable[[], str], devstack: dict[str, Any], tmp_path: Path
+    pbx: str, core_faults: Scenario, new_msisdn: Callable[[], str], devstack: dict[str, Any], tmp_path: Path
 ) -> None:
     scenario = core_faults
     # Given a consented subscriber whose calls the core answers UNAVAILABLE, every time
@@ -37,7 +35,7 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     scenario.set_core_faults(unavailable_rate=1.0, msisdns=[msisdn])
     failed_before = scenario.core_calls("UpsertRegistration").get("UNAVAILABLE", 0)
     # When the CRM sends an upsert for them
-    assert scenario.send([upsert("dlq-1", msisdn, "fork", PBX, source="crm")]).accepted == ["dlq-1"]
+    assert scenario.send([upsert("dlq-1", msisdn, "fork", pbx, source="crm")]).accepted == ["dlq-1"]
     # Then after its MaxTries tries the message is on the DLQ, unchanged
     found = scenario.wait_for("the event on the DLQ", lambda: dead_lettered(scenario, msisdn), 40)
     assert json.loads(found[0]["Body"])["id"] == "dlq-1"
@@ -84,10 +82,10 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     # Then the event is applied and the DLQ holds nothing of that number
     scenario.wait_for(
         "the registration on the core",
-        lambda: (msisdn, "FORK", PBX) in scenario.core_keys(),
+        lambda: (msisdn, "FORK", pbx) in scenario.core_keys(),
         15,
     )
-    assert (scenario.registration(msisdn, PBX) or {}).get("status") == "active"
+    assert (scenario.registration(msisdn, pbx) or {}).get("status") == "active"
     assert dead_lettered(scenario, msisdn) == []
     [event] = [e for e in (scenario.status(msisdn) or {})["events"] if e["event_id"] == "dlq-1"]
     assert event["outcome"] == "active"

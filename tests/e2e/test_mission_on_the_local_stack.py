@@ -9,8 +9,6 @@ from collections.abc import Callable
 
 from devstack.scenario import Scenario, upsert
 
-PBX = "sips:pbx.acme.example:5061"
-VOICEMAIL = "sips:voicemail.acme.example:5061"
 APPLY_TIMEOUT = 15.0
 
 
@@ -25,28 +23,28 @@ def core_holds(scenario: Scenario, msisdn: str) -> set[tuple[str, str]]:
 
 
 def test_consented_subscribers_get_what_crm_and_billing_ask_for(
-    scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, voicemail: str, scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given three subscribers who consented through the operator's sign-in and consent pages
     fork, loop, voicemail = (consented(scenario, new_msisdn()) for _ in range(3))
     # When the CRM sends a FORK and a LOOP through the signed webhook
     crm = scenario.send(
         [
-            upsert("m-crm-1", fork, "fork", PBX, source="crm"),
-            upsert("m-crm-2", loop, "LOOP", PBX, source="crm"),
+            upsert("m-crm-1", fork, "fork", pbx, source="crm"),
+            upsert("m-crm-2", loop, "LOOP", pbx, source="crm"),
         ]
     )
     # And billing sends voicemail as FALLBACK straight to the queue
-    billing = scenario.send_to_queue([upsert("m-bill-1", voicemail, "fallback", VOICEMAIL, source="billing")])
+    billing = scenario.send_to_queue([upsert("m-bill-1", voicemail, "fallback", voicemail, source="billing")])
     # Then both producers were accepted
     assert crm.accepted == ["m-crm-1", "m-crm-2"] and not crm.rejected and not crm.failed
     assert billing.complete
     # And the core holds exactly what was asked, through the worker on the host's SQS source
     scenario.wait_for("the fallback on the core", lambda: core_holds(scenario, voicemail), APPLY_TIMEOUT)
     scenario.wait_for("the loop on the core", lambda: core_holds(scenario, loop), APPLY_TIMEOUT)
-    assert core_holds(scenario, fork) == {("FORK", PBX)}
-    assert core_holds(scenario, loop) == {("LOOP", PBX)}
-    assert core_holds(scenario, voicemail) == {("FALLBACK", VOICEMAIL)}
+    assert core_holds(scenario, fork) == {("FORK", pbx)}
+    assert core_holds(scenario, loop) == {("LOOP", pbx)}
+    assert core_holds(scenario, voicemail) == {("FALLBACK", voicemail)}
     # And the status API reports each as active, with the event's outcome in the event log
     for msisdn, event_id in ((fork, "m-crm-1"), (loop, "m-crm-2"), (voicemail, "m-bill-1")):
         status = scenario.status(msisdn)
@@ -57,13 +55,13 @@ def test_consented_subscribers_get_what_crm_and_billing_ask_for(
 
 
 def test_a_bad_event_is_refused_naming_its_field_and_changes_nothing(
-    scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given a number sipreg has never heard of
     msisdn = new_msisdn()
     # When the CRM sends an upsert with a plain sip: URI and one with an unknown route type
     plain = scenario.send([upsert("m-bad-1", msisdn, "fork", "sip:pbx.acme.example", source="crm")])
-    unknown = scenario.send([upsert("m-bad-2", msisdn, "forward", PBX, source="crm")])
+    unknown = scenario.send([upsert("m-bad-2", msisdn, "forward", pbx, source="crm")])
     # Then each is refused with the field and the reason
     assert "registration.sip_uri" in plain.rejected["m-bad-1"]
     assert "sips:" in plain.rejected["m-bad-1"]
@@ -77,15 +75,15 @@ def test_a_bad_event_is_refused_naming_its_field_and_changes_nothing(
 
 
 def test_an_event_before_consent_waits_and_is_applied_once_the_subscriber_consents(
-    scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given an upsert for a subscriber who has not consented yet
     msisdn = new_msisdn()
-    assert scenario.send([upsert("m-early-1", msisdn, "fork", PBX, source="crm")]).accepted == ["m-early-1"]
+    assert scenario.send([upsert("m-early-1", msisdn, "fork", pbx, source="crm")]).accepted == ["m-early-1"]
     # Then it waits for consent, and the core holds nothing for the number
     waiting = scenario.wait_for(
         "the registration awaiting consent",
-        lambda: (scenario.registration(msisdn, PBX) or {}).get("status") == "awaiting_consent",
+        lambda: (scenario.registration(msisdn, pbx) or {}).get("status") == "awaiting_consent",
         APPLY_TIMEOUT,
     )
     assert waiting
@@ -94,16 +92,16 @@ def test_an_event_before_consent_waits_and_is_applied_once_the_subscriber_consen
     consented(scenario, msisdn)
     # Then the waiting registration is applied
     scenario.wait_for("the registration on the core", lambda: core_holds(scenario, msisdn), APPLY_TIMEOUT)
-    assert core_holds(scenario, msisdn) == {("FORK", PBX)}
-    assert (scenario.registration(msisdn, PBX) or {}).get("status") == "active"
+    assert core_holds(scenario, msisdn) == {("FORK", pbx)}
+    assert (scenario.registration(msisdn, pbx) or {}).get("status") == "active"
 
 
 def test_the_refresher_keeps_registrations_alive_through_two_ttls(
-    scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given two active registrations on the core
     numbers = [consented(scenario, new_msisdn()) for _ in range(2)]
-    events = [upsert(f"m-alive-{i}", n, "fork", PBX, source="crm") for i, n in enumerate(numbers)]
+    events = [upsert(f"m-alive-{i}", n, "fork", pbx, source="crm") for i, n in enumerate(numbers)]
     assert len(scenario.send(events).accepted) == 2
 
     def both_held() -> bool:
@@ -130,11 +128,11 @@ def test_the_refresher_keeps_registrations_alive_through_two_ttls(
 
 
 def test_a_revoked_subscriber_loses_their_registration_on_the_core(
-    scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given a consented subscriber with a LOOP on the core
     msisdn = consented(scenario, new_msisdn())
-    assert scenario.send([upsert("m-revoke-1", msisdn, "loop", PBX, source="crm")]).accepted
+    assert scenario.send([upsert("m-revoke-1", msisdn, "loop", pbx, source="crm")]).accepted
     scenario.wait_for("the loop on the core", lambda: core_holds(scenario, msisdn), APPLY_TIMEOUT)
     # When their consent is revoked
     assert scenario.revoke(msisdn)[0] == 202
@@ -142,7 +140,7 @@ def test_a_revoked_subscriber_loses_their_registration_on_the_core(
     scenario.wait_for("the loop gone", lambda: not core_holds(scenario, msisdn), APPLY_TIMEOUT)
     registration = scenario.wait_for(
         "the registration marked revoked",
-        lambda: (scenario.registration(msisdn, PBX) or {}).get("status") == "consent_revoked",
+        lambda: (scenario.registration(msisdn, pbx) or {}).get("status") == "consent_revoked",
         APPLY_TIMEOUT,
     )
     assert registration
@@ -153,10 +151,10 @@ def test_a_revoked_subscriber_loses_their_registration_on_the_core(
     ]
     assert outcomes and set(outcomes) == {"consent_revoked"}
     # And a later upsert is not applied without a new consent
-    assert scenario.send([upsert("m-revoke-2", msisdn, "fork", PBX, source="crm")]).accepted
+    assert scenario.send([upsert("m-revoke-2", msisdn, "fork", pbx, source="crm")]).accepted
     scenario.wait_for(
         "the new upsert held back",
-        lambda: (scenario.registration(msisdn, PBX) or {}).get("last_event_id") == "m-revoke-2",
+        lambda: (scenario.registration(msisdn, pbx) or {}).get("last_event_id") == "m-revoke-2",
         APPLY_TIMEOUT,
     )
     assert not core_holds(scenario, msisdn)

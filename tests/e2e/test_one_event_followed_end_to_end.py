@@ -13,8 +13,6 @@ from typing import Any
 
 from devstack.scenario import Scenario, upsert
 
-PBX = "sips:pbx.acme.example:5061"
-
 
 def json_lines(path: Path) -> list[dict[str, Any]]:
     found = []
@@ -37,14 +35,14 @@ def under(span: dict[str, Any], documents: list[dict[str, Any]]) -> Iterator[dic
 
 
 def test_the_event_id_is_on_every_line_about_it_and_its_spans_are_traced(
-    scenario: Scenario, new_msisdn: Callable[[], str], devstack: dict[str, Any]
+    pbx: str, scenario: Scenario, new_msisdn: Callable[[], str], devstack: dict[str, Any]
 ) -> None:
     # Given a consented subscriber, When the CRM sends one upsert and it reaches the core
     msisdn = new_msisdn()
     assert scenario.consent(msisdn).granted
     event_id = f"traced-{uuid.uuid4().hex[:10]}"
-    assert scenario.send([upsert(event_id, msisdn, "fork", PBX, source="crm")]).accepted == [event_id]
-    scenario.wait_for("the registration on the core", lambda: (msisdn, "FORK", PBX) in scenario.core_keys())
+    assert scenario.send([upsert(event_id, msisdn, "fork", pbx, source="crm")]).accepted == [event_id]
+    scenario.wait_for("the registration on the core", lambda: (msisdn, "FORK", pbx) in scenario.core_keys())
     logs = Path(devstack["log_dir"])
     # Then each function's lines that speak of the event carry its id as the correlation id
     for function in ("EventsApiFunction", "RegistrationWorkerFunction"):

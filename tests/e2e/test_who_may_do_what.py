@@ -16,8 +16,6 @@ from devstack.scenario import Scenario, upsert
 from sipreg import signing
 from tests.e2e.conftest import SIPREG
 
-PBX = "sips:pbx.acme.example:5061"
-
 
 def sipreg(
     devstack: dict[str, Any], *args: str, as_operator: bool = True
@@ -35,11 +33,11 @@ def sipreg(
 
 
 def test_an_operator_reads_and_revokes_with_the_cli_and_a_producer_cannot(
-    devstack: dict[str, Any], scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, devstack: dict[str, Any], scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given a number the CRM provisioned
     msisdn = new_msisdn()
-    assert scenario.send([upsert("who-1", msisdn, "fork", PBX, source="crm")]).accepted == ["who-1"]
+    assert scenario.send([upsert("who-1", msisdn, "fork", pbx, source="crm")]).accepted == ["who-1"]
     scenario.wait_for("the event logged", lambda: scenario.status(msisdn))
     # When the producer's secret asks for its status or revokes it
     path = f"/v1/registrations/{quote(msisdn, safe='')}"
@@ -69,12 +67,12 @@ def test_an_operator_reads_and_revokes_with_the_cli_and_a_producer_cannot(
 
 
 def test_a_v0_stack_refuses_a_v1_route_type_at_the_api_naming_it(
-    scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given the session stack calls SipBreakoutService v0
     msisdn = new_msisdn()
     # When the CRM asks for LOOP_MO (v1 only)
-    outcome = scenario.send([upsert("v0-loop-mo", msisdn, "loop_mo", PBX, source="crm")])
+    outcome = scenario.send([upsert("v0-loop-mo", msisdn, "loop_mo", pbx, source="crm")])
     # Then the API refuses it at once, naming the field, and sipreg knows nothing of the number
     assert "registration.route_type" in outcome.rejected["v0-loop-mo"]
     assert scenario.status(msisdn) is None

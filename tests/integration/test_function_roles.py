@@ -17,6 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devstack.host import LocalHost
+from devstack.host.template import load_template
 from sipreg.queue import deduplication_id
 from tests.events_api_support import REGION, TEMPLATE, aws_client
 
@@ -91,11 +92,17 @@ def sqs_record(queue_arn: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_function_signs_as_its_own_role(host: LocalHost) -> None:
-    # Given the template's five functions on the local host
+    # Given every function of the template on the local host
+    functions = {
+        name
+        for name, resource in load_template(TEMPLATE)["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert set(host.functions) == functions
     # When each asks STS who it is, with the credentials its sandboxes get
     identities = {name: as_role(host, name, "sts").get_caller_identity()["Arn"] for name in host.functions}
     # Then each is a session of a role of its own, named after the function as SAM names it
-    assert len(set(identities.values())) == len(host.functions) == 5
+    assert len(set(identities.values())) == len(functions)
     for name, arn in identities.items():
         assert ":assumed-role/" in arn and f"-{name}Role-" in arn
 
