@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, expect
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.models import mask_msisdn
-from tests.consent_support import ConsentStack, consent_stack
+from tests.support.consent import ConsentStack, consent_stack
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 MSISDN = "+4799991234"

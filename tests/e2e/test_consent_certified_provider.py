@@ -25,7 +25,7 @@ from devstack.certified_idp import CertifiedIdp
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, TokenService
 from sipreg.wiring import parts
-from tests.consent_support import CertifiedConsentStack, certified_consent_stack, walk_certified_consent
+from tests.support.consent import CertifiedConsentStack, certified_consent_stack, walk_certified_consent
 
 _numbers = itertools.count(random.randrange(10**7))
 

@@ -11,7 +11,7 @@ import pytest
 
 from devstack.host import LocalHost
 from sipreg_cli import main
-from tests.events_api_support import SECRET, drain, events_host, events_queue_like, upsert
+from tests.support.events_api import SECRET, drain, events_host, events_queue_like, upsert
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devstack.certified_idp import CertifiedIdp
-from tests.consent_support import CertifiedConsentStack, certified_consent_stack, walk_certified_consent
+from tests.support.consent import CertifiedConsentStack, certified_consent_stack, walk_certified_consent
 
 
 @pytest.fixture(scope="module")

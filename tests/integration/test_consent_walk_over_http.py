@@ -16,7 +16,7 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2_grpc as v0_grpc
 from sipreg.tokens import KmsCipher
-from tests.consent_support import RETURN_TO, ConsentStack, consent_stack, query_of, walk_consent
+from tests.support.consent import RETURN_TO, ConsentStack, consent_stack, query_of, walk_consent
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.models import ApiVersion
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import CONSENT_ENDED_WITHOUT_REFRESH, SERVICE_SCOPES
-from tests.consent_support import ConsentStack, consent_stack, query_of, walk_consent
-from tests.unit.worker_fakes import upsert
-from tests.worker_support import Rig, build_rig
+from tests.support.consent import ConsentStack, consent_stack, query_of, walk_consent
+from tests.support.worker import Rig, build_rig
+from tests.support.worker_fakes import upsert
 
 PBX = "sips:pbx.acme.example"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ import pytest
 
 from devstack.aws_engine import ROOT as ROOT_CREDENTIALS
 from devstack.host import LocalHost
-from tests.events_api_support import REGION, ROOT, SECRET, drain, events_host, events_queue_like
+from tests.support.events_api import REGION, ROOT, SECRET, drain, events_host, events_queue_like
 
 DOC = (ROOT / "docs" / "events-api.md").read_text()
 

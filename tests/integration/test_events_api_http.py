@@ -35,8 +35,8 @@ from sipreg.models import RouteSpec
 from sipreg.store.event_log import EventLog, EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
 from sipreg_cli.status import fetch
-from tests.events_api_support import REGION, SECRET, drain, events_host, events_queue_like, upsert
-from tests.events_api_support import ROOT as REPO
+from tests.support.events_api import REGION, SECRET, drain, events_host, events_queue_like, upsert
+from tests.support.events_api import ROOT as REPO
 
 SCHEMA = schemathesis.openapi.from_dict(json.loads((REPO / "docs" / "openapi.json").read_text()))
 CHECKS = [

@@ -20,7 +20,7 @@ from sipreg.queue import EventQueue
 from sipreg.store.event_log import EventLog
 from sipreg.store.registrations import RegistrationStore
 from sipreg.store.request_ids import RequestIdStore
-from tests.events_api_support import (
+from tests.support.events_api import (
     FakeEventLog,
     aws_client,
     drain,
@@ -31,7 +31,7 @@ from tests.events_api_support import (
     operator_event,
     upsert,
 )
-from tests.lambda_support import LambdaContext
+from tests.support.lambda_context import LambdaContext
 
 app = load_app()
 

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from devstack.host import LocalHost
 from devstack.host.template import load_template
 from sipreg.queue import deduplication_id
-from tests.events_api_support import REGION, TEMPLATE, aws_client
+from tests.support.events_api import REGION, TEMPLATE, aws_client
 
 DENIED = ("AccessDenied", "AccessDeniedException")
 

@@ -12,7 +12,7 @@ import pytest
 from devstack.host import LocalHost
 from sipreg.events import from_json
 from sipreg_cli import main
-from tests.events_api_support import SECRET, drain, events_host, events_queue_like
+from tests.support.events_api import SECRET, drain, events_host, events_queue_like
 
 HEADER = "msisdn,route_type,sip_uri,mobile_originating_prefix,mobile_terminating_prefix\n"
 MIXED = (

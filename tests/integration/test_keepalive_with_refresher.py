@@ -21,8 +21,8 @@ from sipreg.queue import EventQueue
 from sipreg.store.registrations import RegistrationStatus, RegistrationStore
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService
-from tests.unit.worker_fakes import upsert
-from tests.worker_support import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION, TEMPLATE, wait_for
+from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION, TEMPLATE, wait_for
+from tests.support.worker_fakes import upsert
 
 CORE_SCALE = 600  # core seconds per real second: the 3600 s TTL lasts 6 s
 SCHEDULE_FACTOR = 1200  # rate(5 minutes) fires every 0.25 s

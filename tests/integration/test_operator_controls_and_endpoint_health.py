@@ -23,8 +23,8 @@ from sipreg.queue import EventQueue
 from sipreg.sip import probe_all
 from sipreg.store.endpoints import EndpointHealthStore
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
-from tests.unit.worker_fakes import control, upsert
-from tests.worker_support import Rig, build_rig, received, status_events_queue
+from tests.support.worker import Rig, build_rig, received, status_events_queue
+from tests.support.worker_fakes import control, upsert
 
 PBX = "sips:pbx.acme.example:5061"
 Status = RegistrationStatus

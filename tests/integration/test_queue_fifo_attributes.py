@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from sipreg.events import from_json, parse_event
 from sipreg.queue import EventQueue
-from tests.events_api_support import aws_client, drain, events_host, events_queue_like, upsert
+from tests.support.events_api import aws_client, drain, events_host, events_queue_like, upsert
 
 
 def test_each_message_carries_the_msisdn_as_group_and_a_hash_of_the_id_as_dedup_id(aws: str) -> None:

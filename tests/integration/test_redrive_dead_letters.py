@@ -12,8 +12,8 @@ import pytest
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.store.registrations import RegistrationStatus
 from sipreg_cli import main
-from tests.unit.worker_fakes import T0, delete, upsert
-from tests.worker_support import Rig, build_rig, wait_for
+from tests.support.worker import Rig, build_rig, wait_for
+from tests.support.worker_fakes import T0, delete, upsert
 
 PBX = "sips:pbx.acme.example"
 OTHER_PBX = "sips:other.acme.example"

@@ -20,9 +20,9 @@ from sipreg.store.registrations import (
     RegistrationStore,
     refresh_shard,
 )
-from tests.events_api_support import drain
-from tests.lambda_support import LambdaContext, load_function
-from tests.worker_support import provision
+from tests.support.events_api import drain
+from tests.support.lambda_context import LambdaContext, load_function
+from tests.support.worker import provision
 
 
 def record(

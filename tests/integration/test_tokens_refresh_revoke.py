@@ -25,7 +25,7 @@ from sipreg.tokens import (
     TokenService,
 )
 from sipreg.wiring import parts
-from tests.consent_support import ConsentStack, consent_stack, walk_consent
+from tests.support.consent import ConsentStack, consent_stack, walk_consent
 
 
 @pytest.fixture(scope="module")

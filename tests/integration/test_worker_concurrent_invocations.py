@@ -15,8 +15,8 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.events import AnyEvent, to_json
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.worker import QueuedMessage
-from tests.unit.worker_fakes import T0, delete, upsert
-from tests.worker_support import Rig, build_rig
+from tests.support.worker import Rig, build_rig
+from tests.support.worker_fakes import T0, delete, upsert
 
 PBX = "sips:pbx.acme.example"
 

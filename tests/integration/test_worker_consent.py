@@ -15,8 +15,8 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.events import EventType, RevokeEvent
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus
-from tests.unit.worker_fakes import consented, upsert
-from tests.worker_support import DEV_CLIENT_ID, DEV_CLIENT_SECRET, Rig, build_rig
+from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, Rig, build_rig
+from tests.support.worker_fakes import consented, upsert
 
 PBX = "sips:pbx.acme.example"
 VOICEMAIL = "sips:voicemail.acme.example"

@@ -10,8 +10,8 @@ import pytest
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.store.registrations import RegistrationStatus
-from tests.unit.worker_fakes import delete, upsert
-from tests.worker_support import Rig, build_rig
+from tests.support.worker import Rig, build_rig
+from tests.support.worker_fakes import delete, upsert
 
 PBX = "sips:pbx.acme.example"
 VOICEMAIL = "sips:voicemail.acme.example:5061"

@@ -13,7 +13,7 @@ from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventKind, EventLog, EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from sipreg.worker import DynamoJournal
-from tests.worker_support import provision
+from tests.support.worker import provision
 
 NOW = datetime.now(UTC)  # the log hides lines past its 30-day retention
 MSISDN = "+4799990042"

@@ -40,9 +40,7 @@ def test_every_function_of_the_template_has_its_row_and_its_files_exist() -> Non
 
 def test_the_module_table_names_every_module_of_the_package_and_nothing_else() -> None:
     named = {
-        name.strip().strip("`")
-        for row in table_rows("## The `sipreg` package")
-        for name in row[0].split(",")
+        name.strip().strip("`") for row in table_rows("## The `sipreg` package") for name in row[0].split(",")
     }
     present = {
         path.stem if path.is_file() else path.name

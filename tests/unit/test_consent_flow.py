@@ -24,7 +24,7 @@ from sipreg.consent import (
 )
 from sipreg.store.subscribers import ConsentStatus
 from sipreg.tokens import IdentityServerRejectedError, TokenResponse, TokenService
-from tests.unit.consent_fakes import (
+from tests.support.consent_fakes import (
     UNAVAILABLE,
     Clock,
     FakeCipher,

@@ -20,7 +20,7 @@ from sipreg.consent import (
     Started,
 )
 from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
-from tests.lambda_support import LambdaContext, load_function
+from tests.support.lambda_context import LambdaContext, load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 

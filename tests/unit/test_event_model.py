@@ -24,7 +24,7 @@ from sipreg.events import (
     to_json,
 )
 from sipreg.models import RouteType
-from tests.events_api_support import upsert
+from tests.support.events_api import upsert
 
 
 def delete(**overrides: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from sipreg.events import AnyEvent, parse_event
 from sipreg.queue import EventQueue, deduplication_id
-from tests.events_api_support import upsert
+from tests.support.events_api import upsert
 
 Reply = Callable[[list[dict[str, Any]]], dict[str, Any]]
 

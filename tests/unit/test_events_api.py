@@ -17,7 +17,7 @@ from sipreg.models import ApiVersion, RouteSpec
 from sipreg.store.event_log import EventLogEntry, Outcome, encode_cursor
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus, SubscriberRecord
-from tests.events_api_support import (
+from tests.support.events_api import (
     OPERATOR_ARN,
     ROOT,
     SAMPLES,
@@ -34,7 +34,7 @@ from tests.events_api_support import (
     template_resource,
     upsert,
 )
-from tests.lambda_support import LambdaContext
+from tests.support.lambda_context import LambdaContext
 
 app = load_app()
 MSISDN = "+4799990000"

@@ -14,14 +14,14 @@ from sipreg.api.service import EventsService
 from sipreg.events import ControlEvent, EventType
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
-from tests.events_api_support import (
+from tests.support.events_api import (
     FakeEventLog,
     FakeQueue,
     FakeRegistrations,
     FakeRequestIds,
     operator_event,
 )
-from tests.lambda_support import LambdaContext
+from tests.support.lambda_context import LambdaContext
 from tests.unit.test_events_api import call
 
 MSISDN = "+4799990000"

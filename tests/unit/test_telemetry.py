@@ -13,9 +13,9 @@ from sipreg.api.models import EventBatch
 from sipreg.api.problems import NotAuthenticatedError, problem_for
 from sipreg.api.service import EventsService
 from sipreg.core import CoreCall, CoreOutcome, Transient
-from tests.events_api_support import FakeEventLog, FakeQueue, FakeRegistrations, FakeRequestIds
-from tests.events_api_support import upsert as api_upsert
-from tests.unit.worker_fakes import T0, default_answer, message, upsert, world
+from tests.support.events_api import FakeEventLog, FakeQueue, FakeRegistrations, FakeRequestIds
+from tests.support.events_api import upsert as api_upsert
+from tests.support.worker_fakes import T0, default_answer, message, upsert, world
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sipreg.tokens import (
     IdentityServerUnavailableError,
     TokenService,
 )
-from tests.unit.consent_fakes import UNAVAILABLE, Clock, FakeCipher, FakeIdentityServer, FakeSubscribers
+from tests.support.consent_fakes import UNAVAILABLE, Clock, FakeCipher, FakeIdentityServer, FakeSubscribers
 
 MSISDN = "+4799990001"
 

@@ -14,7 +14,7 @@ from sipreg.tokens import (
     TokenService,
     default_user_scopes,
 )
-from tests.unit.consent_fakes import UNAVAILABLE, Clock, FakeCipher, FakeIdentityServer, FakeSubscribers
+from tests.support.consent_fakes import UNAVAILABLE, Clock, FakeCipher, FakeIdentityServer, FakeSubscribers
 
 MSISDN = "+4799990002"
 

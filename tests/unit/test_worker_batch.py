@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sipreg.core import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
-from tests.unit.worker_fakes import T0, Script, default_answer, delete, message, upsert, world
+from tests.support.worker_fakes import T0, Script, default_answer, delete, message, upsert, world
 
 OTHER = "+4799990001"
 

@@ -8,7 +8,7 @@ from sipreg.config import AuthMode
 from sipreg.core import CoreCall, CoreOutcome, Operation, Transient, Unauthenticated
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import ConsentMissing, ConsentRevoked, IdentityServerUnavailableError
-from tests.unit.worker_fakes import (
+from tests.support.worker_fakes import (
     MSISDN,
     T0,
     answers,

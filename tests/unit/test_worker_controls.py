@@ -8,7 +8,7 @@ from datetime import timedelta
 from sipreg.core import Applied, Rejected, Transient
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
-from tests.unit.worker_fakes import (
+from tests.support.worker_fakes import (
     SIP_URI,
     T0,
     World,

@@ -12,7 +12,7 @@ from sipreg.core import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import IdentityServerUnavailableError
 from sipreg.worker import QueuedMessage
-from tests.unit.worker_fakes import (
+from tests.support.worker_fakes import (
     SIP_URI,
     T0,
     World,

@@ -12,9 +12,9 @@ import pytest
 
 from sipreg.core import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
-from tests.lambda_support import LambdaContext, load_function
+from tests.support.lambda_context import LambdaContext, load_function
+from tests.support.worker_fakes import default_answer, world
 from tests.unit.test_refresher_runs import FakeIndex, FakeQueue, active, refresher
-from tests.unit.worker_fakes import default_answer, world
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sipreg.core import Transient
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
-from tests.unit.worker_fakes import T0, answers, delete, message, refresh, upsert, world
+from tests.support.worker_fakes import T0, answers, delete, message, refresh, upsert, world
 
 
 def test_a_resent_duplicate_makes_no_second_core_call_and_no_write() -> None:

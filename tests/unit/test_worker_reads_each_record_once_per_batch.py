@@ -9,7 +9,7 @@ from datetime import timedelta
 from sipreg.core import CoreCall, CoreOutcome
 from sipreg.events import AnyEvent
 from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStatus
-from tests.unit.worker_fakes import (
+from tests.support.worker_fakes import (
     MSISDN,
     SIP_URI,
     T0,

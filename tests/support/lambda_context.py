@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
 
 def load_function(name: str) -> ModuleType:

@@ -27,9 +27,9 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.cipher import KmsCipher
 from sipreg.config import TokenSettings
 from sipreg_cli.operator_api import OperatorApi
-from tests.events_api_support import allow_sending_to, events_queue_like
+from tests.support.events_api import allow_sending_to, events_queue_like
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 REGION = "eu-west-1"
 RETURN_TO = "https://crm.example/consent-done"
 WEBHOOK_SECRET = "consent-tests-webhook-secret"  # signs status API requests in these stacks

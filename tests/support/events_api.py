@@ -26,9 +26,9 @@ from sipreg.events import AnyEvent
 from sipreg.queue import SendResult
 from sipreg.store.event_log import EventKind, EventLogEntry, Outcome, decode_cursor, encode_cursor
 from sipreg.store.registrations import RegistrationRecord
-from tests.lambda_support import load_function
+from tests.support.lambda_context import load_function
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "events" / "events_api"
 SECRET = "unit-test-signing-secret"
 

@@ -44,10 +44,10 @@ from sipreg.tokens import (
 )
 from sipreg.worker import DynamoJournal, EventApplier, Worker
 from sipreg.worker.batch import SqsDeadLetters, SqsVisibility
-from tests.consent_support import query_of, walk_consent
-from tests.lambda_support import LambdaContext, load_function
+from tests.support.consent import query_of, walk_consent
+from tests.support.lambda_context import LambdaContext, load_function
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "eu-west-1"
 # wg2sim's documented dev client (devstack/wg2sim/oidc.py).
