@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from devstack.host import LocalHost
+from devstack.scenario import wait_for
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.models import ApiVersion
 from sipreg.queue import EventQueue
 from sipreg.store.registrations import RegistrationStatus, RegistrationStore
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService
-from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION, TEMPLATE, wait_for
+from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION, TEMPLATE
 from tests.support.worker_fakes import upsert
 
 CORE_SCALE = 600  # core seconds per real second: the 3600 s TTL lasts 6 s
@@ -95,7 +96,7 @@ def test_registrations_live_across_several_ttls_while_the_refresher_runs_and_die
     def alive() -> set[str]:
         return {r["msisdn"] for r in fast_core.registrations()} & set(numbers)
 
-    wait_for(lambda: alive() == set(numbers), timeout=20)
+    wait_for("every number on the core", lambda: alive() == set(numbers), timeout=20)
     store = RegistrationStore(host.resources["RegistrationsTable"]["Ref"])
     assert {store.get(m, PBX).status for m in numbers} == {RegistrationStatus.ACTIVE}  # type: ignore[union-attr]
     calls_at_start = upserts(fast_core)
@@ -122,5 +123,5 @@ def test_registrations_live_across_several_ttls_while_the_refresher_runs_and_die
     host.stop()
     stopped = time.monotonic()
     # Then the core drops them within one TTL
-    wait_for(lambda: alive() == set(), timeout=TTL_REAL + 2)
+    wait_for("every registration expired", lambda: alive() == set(), timeout=TTL_REAL + 2)
     assert time.monotonic() - stopped <= TTL_REAL + 2

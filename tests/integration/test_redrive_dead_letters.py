@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from devstack.scenario import wait_for
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.store.registrations import RegistrationStatus
 from sipreg_cli import main
-from tests.support.worker import Rig, build_rig, wait_for
+from tests.support.worker import Rig, build_rig
 from tests.support.worker_fakes import T0, delete, upsert
 
 PBX = "sips:pbx.acme.example"
@@ -83,7 +84,7 @@ def test_an_event_is_dead_lettered_after_its_own_tries_and_redrive_brings_it_bac
     assert "1 of them now pending" in out
     [back] = [e for e in rig.log(stuck) if e.event_id == "stuck-1"]
     assert (back.outcome, back.tries) == ("pending", 0)
-    wait_for(lambda: dead_letters(rig) == ["other-1"], timeout=5)
+    wait_for("the other number's dead letter alone", lambda: dead_letters(rig) == ["other-1"], timeout=5)
     rig.drain()
     record = rig.record(stuck, PBX)
     assert record is not None and record.status is RegistrationStatus.ACTIVE and record.last_error is None

@@ -336,12 +336,5 @@ def received(rig: Rig, queue_url: str, *, at_least: int, timeout: float = 5.0) -
     return found
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float = 10.0, every: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        time.sleep(every)
-
-
 def ids(entries: Sequence[EventLogEntry]) -> list[tuple[str, str]]:
     return [(entry.event_id, entry.outcome) for entry in entries]
