@@ -48,3 +48,24 @@ def test_the_module_table_names_every_module_of_the_package_and_nothing_else() -
         if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
     }
     assert named == present
+
+
+def test_the_readme_layout_table_names_every_top_level_directory_and_only_those_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Layout") : readme.index("\n## ", readme.index("## Layout") + 1)]
+    named = {
+        path.split("/")[0]
+        for cell in re.findall(r"^\| `([^`]+)`", section, re.MULTILINE)
+        for path in [cell.split("{")[0]]
+    }
+    directories = (
+        {
+            path.name
+            for path in ROOT.iterdir()
+            if (path.is_dir() and not path.name.startswith(".")) or path.name == ".ci"
+        }
+        - {"node_modules", "devstack-logs", "artifacts"}
+        - {p.name for p in ROOT.glob("*.egg-info")}
+    )
+    assert {name for name in named if (ROOT / name).is_dir()} == directories
+    assert all((ROOT / name).exists() for name in named), named
