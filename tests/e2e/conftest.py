@@ -114,7 +114,7 @@ def pbx(devstack: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="session")
-def voicemail(devstack: dict[str, Any]) -> str:
+def voicemail_box(devstack: dict[str, Any]) -> str:
     return str(devstack["voicemail_uri"])
 
 

@@ -23,7 +23,7 @@ def core_holds(scenario: Scenario, msisdn: str) -> set[tuple[str, str]]:
 
 
 def test_consented_subscribers_get_what_crm_and_billing_ask_for(
-    pbx: str, voicemail: str, scenario: Scenario, new_msisdn: Callable[[], str]
+    pbx: str, voicemail_box: str, scenario: Scenario, new_msisdn: Callable[[], str]
 ) -> None:
     # Given three subscribers who consented through the operator's sign-in and consent pages
     fork, loop, voicemail = (consented(scenario, new_msisdn()) for _ in range(3))
@@ -35,7 +35,9 @@ def test_consented_subscribers_get_what_crm_and_billing_ask_for(
         ]
     )
     # And billing sends voicemail as FALLBACK straight to the queue
-    billing = scenario.send_to_queue([upsert("m-bill-1", voicemail, "fallback", voicemail, source="billing")])
+    billing = scenario.send_to_queue(
+        [upsert("m-bill-1", voicemail, "fallback", voicemail_box, source="billing")]
+    )
     # Then both producers were accepted
     assert crm.accepted == ["m-crm-1", "m-crm-2"] and not crm.rejected and not crm.failed
     assert billing.complete
@@ -44,7 +46,7 @@ def test_consented_subscribers_get_what_crm_and_billing_ask_for(
     scenario.wait_for("the loop on the core", lambda: core_holds(scenario, loop), APPLY_TIMEOUT)
     assert core_holds(scenario, fork) == {("FORK", pbx)}
     assert core_holds(scenario, loop) == {("LOOP", pbx)}
-    assert core_holds(scenario, voicemail) == {("FALLBACK", voicemail)}
+    assert core_holds(scenario, voicemail) == {("FALLBACK", voicemail_box)}
     # And the status API reports each as active, with the event's outcome in the event log
     for msisdn, event_id in ((fork, "m-crm-1"), (loop, "m-crm-2"), (voicemail, "m-bill-1")):
         status = scenario.status(msisdn)
