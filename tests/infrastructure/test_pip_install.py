@@ -1,13 +1,13 @@
 """`pip install .` in a fresh venv on Python 3.12 gives a working `sipreg` command without any dev
 package (issue 12): `sipreg --help`, `send --help`, `status --help` and every other subcommand's
-help, devstack never imported, and `sipreg devstack up` naming the extra it needs instead of a
-traceback.
+help, devstack never imported, `sipreg devstack up` naming the extra it needs instead of a
+traceback, and a runtime package complete down to the gRPC code the build generates.
 
 It installs a copy of what a clone holds (tracked files and new ones git does not ignore: no
-.venv, no generated code), so the build's by-products (build/, *.egg-info) never land in this
-tree. The wheels come from a wheelhouse that `pip download` fills from PyPI for that copy, kept
-under ~/.cache/sipreg-tests/ per version of pyproject.toml and the layer's requirements.txt: the
-first run downloads (~35 MB), later ones install offline (--no-index), ~20 s of CPU in all.
+.venv, no generated code), so the build's by-products (build/, *.egg-info, the gRPC code) never
+land in this tree. The wheels come from a wheelhouse that `pip download` fills from PyPI for that
+copy, kept under ~/.cache/sipreg-tests/ per version of pyproject.toml and the layer's
+requirements.txt: the first run downloads (~45 MB), later ones install offline (--no-index).
 `rm -r ~/.cache/sipreg-tests` forces a new download.
 """
 
@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -65,15 +66,16 @@ def clone_like_copy(target: Path) -> Path:
 
 
 def wheelhouse(source: Path) -> Path:
-    """The wheels `pip install source` needs (and setuptools, for its build), downloaded once per
-    version of the files that name them. Concurrent runs each fill their own; the first one stays."""
+    """The wheels `pip install source` needs, its build's too (setuptools, grpcio-tools), downloaded
+    once per version of the files that name them. Concurrent runs each fill their own; one stays."""
     named = b"".join((source / f).read_bytes() for f in ("pyproject.toml", "layers/common/requirements.txt"))
     folder = CACHE / f"wheelhouse-{hashlib.sha256(named).hexdigest()[:16]}"
     if folder.is_dir():
         return folder
     CACHE.mkdir(parents=True, exist_ok=True)
     filling = Path(tempfile.mkdtemp(dir=CACHE, prefix=".filling-"))
-    pip("download", "--dest", filling, source, "setuptools>=70", cwd=CACHE)
+    build_requires = tomllib.loads((source / "pyproject.toml").read_text())["build-system"]["requires"]
+    pip("download", "--dest", filling, source, *build_requires, cwd=CACHE)
     try:
         filling.rename(folder)
     except OSError:  # another run got there first: its wheels are the same
@@ -135,6 +137,21 @@ print(json.dumps([codes, loaded]))
     answer = run(venv / "python", "-c", probe, cwd=venv)
     assert answer.returncode == 0, answer.stderr
     assert json.loads(answer.stdout) == [dict.fromkeys(SUBCOMMANDS, 0), []]
+
+
+def test_the_whole_runtime_package_imports_with_the_declared_dependencies(venv: Path) -> None:
+    # Every module of the installed sipreg, the generated gRPC code too (`sipreg redrive` reaches
+    # the worker and the core client), with only what `dependencies` brought
+    probe = """
+import importlib, pkgutil, sipreg
+names = [m.name for m in pkgutil.walk_packages(sipreg.__path__, "sipreg.")]
+for name in names:
+    importlib.import_module(name)
+print(sum(name.startswith("sipreg.proto.wgtwo.") for name in names))
+"""
+    answer = run(venv / "python", "-c", probe, cwd=venv)
+    assert answer.returncode == 0, answer.stderr
+    assert int(answer.stdout) >= 6  # v0 and v1 of sipbreakout (messages, stubs) and phonenumber
 
 
 def test_send_refuses_invalid_events_before_any_request(venv: Path, tmp_path: Path) -> None:
