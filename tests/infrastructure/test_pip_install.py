@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -102,14 +103,40 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bin_dir
 
 
+def pins(lines: list[str]) -> dict[str, str]:
+    """name (normalized, extras dropped) -> version, of `name==version` requirement lines."""
+    found = {}
+    for line in lines:
+        text = line.split("#", 1)[0].split(";", 1)[0].strip()
+        if "==" in text:
+            name, version = text.split("==", 1)
+            found[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version.strip()
+    return found
+
+
+def test_every_pin_pyproject_declares_is_the_one_constraints_txt_freezes() -> None:
+    # pyproject names what each extra needs; constraints.txt (the dev venv's freeze) has the
+    # versions. Equal, or `make venv` (-c constraints.txt) could not install them together.
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    declared = pins([r for required in extras.values() for r in required])
+    frozen = pins((ROOT / "constraints.txt").read_text().splitlines())
+    assert declared, "no pins read"
+    assert {name: v for name, v in declared.items() if frozen.get(name) != v} == {}
+
+
 def test_the_fresh_venv_is_python_3_12_without_any_extra(venv: Path) -> None:
     probe = (
-        "import importlib.util, json, sys; print(json.dumps([sys.version_info[:2], "
-        f"[n for n in {NOT_INSTALLED!r} if importlib.util.find_spec(n)]]))"
+        "import importlib.metadata, importlib.util, json, sys; print(json.dumps([sys.version_info[:2], "
+        f"[n for n in {NOT_INSTALLED!r} if importlib.util.find_spec(n)], "
+        "[r for r in importlib.metadata.requires('sipreg') if 'extra ==' not in r]]))"
     )
     answer = run(venv / "python", "-c", probe, cwd=venv)
     assert answer.returncode == 0, answer.stderr
-    assert json.loads(answer.stdout) == [[3, 12], []]
+    version, extras_found, required = json.loads(answer.stdout)
+    assert (version, extras_found) == ([3, 12], [])
+    # The installed package requires exactly the layer's pins: one list for Lambda and for pip
+    layer = (ROOT / "layers" / "common" / "requirements.txt").read_text().splitlines()
+    assert pins(required) == pins(layer)
 
 
 @pytest.mark.parametrize("argv", [(), ("send",), ("status",)], ids=["sipreg", "send", "status"])
