@@ -116,10 +116,12 @@ def pins(lines: list[str]) -> dict[str, str]:
 
 
 def test_every_pin_pyproject_declares_is_the_one_constraints_txt_freezes() -> None:
-    # pyproject names what each extra needs; constraints.txt (the dev venv's freeze) has the
-    # versions. Equal, or `make venv` (-c constraints.txt) could not install them together.
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    declared = pins([r for required in extras.values() for r in required])
+    # pyproject names what each extra (and the build: grpcio-tools) needs; constraints.txt, the dev
+    # venv's freeze, has the versions. Equal, or `make venv` could not install them together, and
+    # a wheel's gRPC code would come from another protoc than `make proto`'s.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"].values()
+    declared = pins([*(r for required in extras for r in required), *pyproject["build-system"]["requires"]])
     frozen = pins((ROOT / "constraints.txt").read_text().splitlines())
     assert declared, "no pins read"
     assert {name: v for name, v in declared.items() if frozen.get(name) != v} == {}
