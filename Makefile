@@ -31,8 +31,7 @@ $(STAMP): pyproject.toml layers/common/requirements.txt constraints.txt
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
 	$(PYTHON312) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-		-r layers/common/requirements.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
 venv: $(STAMP)
@@ -72,15 +71,9 @@ $(SAM_STAMP): tools/sam-requirements.txt
 
 sam: $(SAM_STAMP)
 
-# Generated code imports by proto package path (`from wgtwo...`); it lives inside the sipreg
-# package, so those imports are rewritten to `from sipreg.proto.wgtwo...` as part of generation.
-$(PROTO_STAMP): $(PROTOS) $(STAMP)
-	rm -rf $(PROTO_OUT)/wgtwo
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) \
-		--pyi_out=$(PROTO_OUT) $(PROTOS)
-	find $(PROTO_OUT)/wgtwo -name '*.py*' -exec sed -i -E 's/^(\s*)from wgtwo\./\1from sipreg.proto.wgtwo./' {} +
-	find $(PROTO_OUT)/wgtwo -type d -exec touch {}/__init__.py \;
-	touch $@
+# The same script runs when pip builds a wheel (setup.py), so `pip install .` ships this code too.
+$(PROTO_STAMP): $(PROTOS) $(STAMP) tools/generate_protos.py
+	$(PY) tools/generate_protos.py
 
 proto: $(PROTO_STAMP)
 

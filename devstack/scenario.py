@@ -23,18 +23,17 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import boto3
 import httpx
 from botocore.credentials import Credentials
 
 from devstack.consent_walk import Walk, walk_consent
+from sipreg.client import EventsApi, OperatorApi, Outcome
 from sipreg.events import parse_events
 from sipreg.queue import EventQueue, SendResult
 from sipreg.signing import signed_headers
-from sipreg_cli.send import EventsApi, Outcome
-from sipreg_cli.status import fetch, operator_call
 
 
 class ScenarioTimeoutError(AssertionError):
@@ -73,6 +72,9 @@ class Scenario:
         self._admin = httpx.Client(base_url=info["wg2sim_http"], timeout=timeout)
         self._events = EventsApi(self.api, self.secret, timeout=timeout)
         self.operator = Credentials(info["operator"]["access_key_id"], info["operator"]["secret_access_key"])
+        self._operator_api = OperatorApi(
+            self.api, region=info["region"], credentials=self.operator, timeout=timeout
+        )
         self._sqs = self._aws("sqs", info["producer"])  # billing's view: the queue, nothing else
         self._operator_sqs = self._aws("sqs", info["operator"])  # the DLQ, as `sipreg redrive` reads it
 
@@ -88,6 +90,7 @@ class Scenario:
     def close(self) -> None:
         self._admin.close()
         self._events.close()
+        self._operator_api.close()
 
     @property
     def ttl_seconds(self) -> float:
@@ -126,44 +129,20 @@ class Scenario:
 
     def revoke(self, msisdn: str) -> tuple[int, dict[str, Any]]:
         """An operator's revoke (SigV4 with the local operator's credentials): (status, body)."""
-        return operator_call(
-            self.api,
-            "POST",
-            f"/v1/subscribers/{quote(msisdn, safe='')}/revoke",
-            change=True,
-            timeout=self._timeout,
-            region=self.info["region"],
-            credentials=self.operator,
-        )
+        return self._operator_api.revoke(msisdn)
 
     def control(
         self, action: str, msisdn: str, sip_uri: str, reason: str | None = None
     ) -> tuple[int, dict[str, Any]]:
         """An operator's disable / enable / refresh of one registration (SigV4): (status, body)."""
-        return operator_call(
-            self.api,
-            "POST",
-            f"/v1/registrations/{quote(msisdn, safe='')}/{action}",
-            change=True,
-            json_body={"sip_uri": sip_uri, **({"reason": reason} if reason else {})},
-            timeout=self._timeout,
-            region=self.info["region"],
-            credentials=self.operator,
-        )
+        return self._operator_api.control(action, msisdn, sip_uri, reason=reason)
 
     # --- what is known ----------------------------------------------------------------------------
 
     def status(self, msisdn: str, **query: str) -> dict[str, Any] | None:
         """The status API's view of a number (`query`: type, outcome, limit, cursor); None when
         sipreg knows nothing of it (404)."""
-        code, body = fetch(
-            self.api,
-            msisdn,
-            timeout=self._timeout,
-            query=query,
-            region=self.info["region"],
-            credentials=self.operator,
-        )
+        code, body = self._operator_api.status(msisdn, query=query)
         if code == 404:
             return None
         if code != 200:

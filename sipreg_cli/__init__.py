@@ -1,8 +1,9 @@
 """The `sipreg` command: operator tools around a local or deployed sipreg.
 
 Each subcommand is a module here with `register(subparsers)`, which adds its parser and sets
-`run(args) -> int` as the parser's default `func`. This package is an operator tool, not part of
-the Lambda layer, so it may use `devstack` (e.g. `sipreg devstack up`).
+`run(args) -> int` as the parser's default `func`. It needs only the runtime package `sipreg`
+(its signed clients: sipreg.client) and the project's `dependencies`; `sipreg devstack up` alone
+imports devstack, when it runs (the `devstack` extra), so `pip install .` gives every other command.
 """
 
 from __future__ import annotations

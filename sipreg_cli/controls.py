@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
-from urllib.parse import quote
 
+from sipreg.client import ApiError
 from sipreg.models import check_msisdn
 from sipreg_cli.send import CommandError
-from sipreg_cli.status import add_operator_options, api_of, operator_call
+from sipreg_cli.status import add_operator_options, operator_api
 
 ACTIONS = {
     "disable": "take a registration off the core, keeping its desired state",
@@ -51,13 +51,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         sys.stderr.write(f"sipreg {args.action}: msisdn {error}\n")
         return 2
-    body = {"sip_uri": args.sip_uri, **({"reason": args.reason} if args.reason else {})}
-    path = f"/v1/registrations/{quote(args.msisdn, safe='')}/{args.action}"
     try:
-        code, answer = operator_call(
-            api_of(args), "POST", path, change=True, json_body=body, timeout=args.timeout, region=args.region
-        )
-    except CommandError as error:
+        with operator_api(args) as api:
+            code, answer = api.control(args.action, args.msisdn, args.sip_uri, reason=args.reason)
+    except (CommandError, ApiError) as error:
         sys.stderr.write(f"sipreg {args.action}: {error}\n")
         return 2
     if code == 202:

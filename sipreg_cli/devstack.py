@@ -13,6 +13,9 @@ certificate is `pbx_ca_file`; register numbers to them and place calls with wg2s
 `POST /_admin/calls`), and more; a readable summary follows. Logs go to DIR (default
 devstack-logs/<timestamp>). Exit status: 0 after a clean stop, 2 when the stack could not start
 (the reason on stderr).
+
+It runs the repository's template.yaml, so it needs a checkout and the `devstack` extra:
+`pip install -e '.[devstack]'` (or `make venv`); without them it says so instead of starting.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from devstack.host import ProvisioningError, TemplateError
+EXTRA_HINT = "pip install 'sipreg[devstack]'"
+# Our own packages: a missing one of these is a bug to show as it is, not a missing extra.
+_OURS = ("sipreg", "sipreg_cli")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("devstack", help="run sipreg locally (moto, wg2sim, the function host)")
+    parser = subparsers.add_parser(
+        "devstack", help="run sipreg locally (local AWS, wg2sim, the function host)"
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     up = actions.add_parser("up", help="start the local stack and keep it up until Ctrl-C or SIGTERM")
     up.description = __doc__
@@ -75,12 +82,33 @@ def _time_factor(text: str) -> float:
     return value
 
 
-def run_up(args: argparse.Namespace) -> int:
-    from devstack.aws_engine import AwsEngineStartError  # noqa: PLC0415  # heavy imports only for `up`
-    from devstack.pbx import PbxStartError  # noqa: PLC0415
-    from devstack.stack import LocalStack, StackError, StackOptions  # noqa: PLC0415
-    from devstack.wg2sim.process import Wg2simStartError  # noqa: PLC0415
+def missing_extra(error: ModuleNotFoundError) -> str | None:
+    """What to tell the user when `error` means the devstack extra is not installed, else None."""
+    name = error.name or ""
+    if name.split(".")[0] in _OURS or name.startswith("devstack."):
+        return None
+    return f"the local stack needs packages that are not installed (no module {name!r}): {EXTRA_HINT}"
 
+
+def run_up(args: argparse.Namespace) -> int:
+    try:
+        from devstack.aws_engine import AwsEngineStartError  # noqa: PLC0415  # only `up` needs devstack
+        from devstack.host import ProvisioningError, TemplateError  # noqa: PLC0415
+        from devstack.pbx import PbxStartError  # noqa: PLC0415
+        from devstack.stack import TEMPLATE, LocalStack, StackError, StackOptions  # noqa: PLC0415
+        from devstack.wg2sim.process import Wg2simStartError  # noqa: PLC0415
+    except ModuleNotFoundError as error:
+        hint = missing_extra(error)
+        if hint is None:
+            raise
+        sys.stderr.write(f"sipreg devstack up: {hint}\n")
+        return 2
+    if not TEMPLATE.is_file():
+        sys.stderr.write(
+            f"sipreg devstack up: no template at {TEMPLATE}: the local stack runs a checkout of the "
+            "repository (in a clone: pip install -e '.[devstack]', or make venv)\n"
+        )
+        return 2
     stopping = threading.Event()
     # Signals only set the event: the stack is stopped in order on this thread, never mid-start.
     for signum in (signal.SIGTERM, signal.SIGINT):

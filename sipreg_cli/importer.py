@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sipreg.client import ApiError, EventsApi, Outcome
 from sipreg.events import EventType, InvalidEventsError, UpsertEvent, parse_event
-from sipreg_cli.send import CommandError, EventsApi, Outcome, add_target_options, send_all, target
+from sipreg_cli.send import CommandError, add_target_options, send_all, target
 
 REQUIRED = ("msisdn", "route_type", "sip_uri")
 OPTIONAL = ("mobile_originating_prefix", "mobile_terminating_prefix")
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         sys.stderr.write(f"sipreg import: {args.file} is not UTF-8 text\n")
         return 2
-    except CommandError as error:
+    except (CommandError, ApiError) as error:
         sys.stderr.write(f"sipreg import: {error}\n")
         return 2
     _report(outcome, bad)

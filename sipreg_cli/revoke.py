@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
-from urllib.parse import quote
 
+from sipreg.client import ApiError
 from sipreg.models import check_msisdn
 from sipreg_cli.send import CommandError
-from sipreg_cli.status import add_operator_options, api_of, operator_call
+from sipreg_cli.status import add_operator_options, operator_api
 
 
 def register(subparsers: Any) -> None:
@@ -35,12 +35,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         sys.stderr.write(f"sipreg revoke: msisdn {error}\n")
         return 2
-    path = f"/v1/subscribers/{quote(args.msisdn, safe='')}/revoke"
     try:
-        code, body = operator_call(
-            api_of(args), "POST", path, change=True, timeout=args.timeout, region=args.region
-        )
-    except CommandError as error:
+        with operator_api(args) as api:
+            code, body = api.revoke(args.msisdn)
+    except (CommandError, ApiError) as error:
         sys.stderr.write(f"sipreg revoke: {error}\n")
         return 2
     if code == 202:

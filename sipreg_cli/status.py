@@ -20,13 +20,9 @@ import json
 import os
 import sys
 from typing import IO, Any
-from urllib.parse import quote
 
-import httpx
-from botocore.credentials import Credentials
-
+from sipreg.client import ApiError, OperatorApi
 from sipreg.models import check_msisdn
-from sipreg_cli.operator_api import OperatorApi, OperatorCredentialsError
 from sipreg_cli.send import CommandError
 
 
@@ -59,53 +55,9 @@ def api_of(args: argparse.Namespace) -> str:
     return str(api)
 
 
-def operator_call(
-    api: str,
-    method: str,
-    path: str,
-    *,
-    query: dict[str, str] | None = None,
-    change: bool = False,
-    json_body: dict[str, Any] | None = None,
-    timeout: float = 10.0,
-    region: str | None = None,
-    credentials: Credentials | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) of one SigV4-signed operator request."""
-    try:
-        with OperatorApi(api, region=region, credentials=credentials, timeout=timeout) as client:
-            answer = client.request(method, path, query=query, change=change, json_body=json_body)
-    except OperatorCredentialsError as error:
-        raise CommandError(str(error)) from None
-    except httpx.HTTPError as error:
-        raise CommandError(f"no answer from the API ({type(error).__name__})") from None
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {}
-    if answer.status_code == 403:
-        message = (body.get("message") or body.get("detail") or "") if isinstance(body, dict) else ""
-        raise CommandError(
-            f"the API refused these AWS credentials ({message or 'Forbidden'}): operators need "
-            "execute-api:Invoke on the route (the stack's OperatorPolicy)"
-        )
-    return answer.status_code, body if isinstance(body, dict) else {}
-
-
-def fetch(
-    api: str,
-    msisdn: str,
-    *,
-    timeout: float = 10.0,
-    query: dict[str, str] | None = None,
-    region: str | None = None,
-    credentials: Credentials | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, JSON body) of the status request (`query`: type, outcome, limit, cursor)."""
-    path = "/v1/registrations/" + quote(msisdn, safe="")
-    return operator_call(
-        api, "GET", path, query=query, timeout=timeout, region=region, credentials=credentials
-    )
+def operator_api(args: argparse.Namespace) -> OperatorApi:
+    """The operator client the flags describe (raises ApiError without credentials or region)."""
+    return OperatorApi(api_of(args), region=args.region, timeout=args.timeout)
 
 
 def print_status(status: dict[str, Any], out: IO[str]) -> None:
@@ -142,23 +94,17 @@ def run(args: argparse.Namespace) -> int:
         if value is not None
     }
     try:
-        api = api_of(args)
-        code, body = fetch(api, args.msisdn, timeout=args.timeout, query=query, region=args.region)
-        while args.all and code == 200 and body.get("next_cursor"):
-            code, more = fetch(
-                api,
-                args.msisdn,
-                timeout=args.timeout,
-                query={**query, "cursor": body["next_cursor"]},
-                region=args.region,
-            )
-            if code == 200:
-                body = {
-                    **body,
-                    "events": body["events"] + more["events"],
-                    "next_cursor": more.get("next_cursor"),
-                }
-    except CommandError as error:
+        with operator_api(args) as api:
+            code, body = api.status(args.msisdn, query=query)
+            while args.all and code == 200 and body.get("next_cursor"):
+                code, more = api.status(args.msisdn, query={**query, "cursor": body["next_cursor"]})
+                if code == 200:
+                    body = {
+                        **body,
+                        "events": body["events"] + more["events"],
+                        "next_cursor": more.get("next_cursor"),
+                    }
+    except (CommandError, ApiError) as error:
         sys.stderr.write(f"sipreg status: {error}\n")
         return 2
     if code == 404:

@@ -31,10 +31,10 @@ from schemathesis.specs.openapi.checks import (
 from devstack.aws_engine import ROOT
 from devstack.host import LocalHost
 from sipreg import signing
+from sipreg.client import OperatorApi
 from sipreg.models import RouteSpec
 from sipreg.store.event_log import EventLog, EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
-from sipreg_cli.status import fetch
 from tests.support.events_api import REGION, SECRET, drain, events_host, events_queue_like, upsert
 from tests.support.events_api import ROOT as REPO
 
@@ -165,11 +165,13 @@ def test_the_status_route_reads_the_template_tables(aws: str, api: str, host: Lo
     )
     operator = Credentials(ROOT.access_key_id, ROOT.secret_access_key)
 
-    status, body = fetch(api, msisdn, region=REGION, credentials=operator)
+    with OperatorApi(api, region=REGION, credentials=operator) as client:
+        status, body = client.status(msisdn)
+        unknown, _ = client.status("+4799997778")
 
     assert status == 200
     assert [(r["sip_uri"], r["status"], r["last_error"]) for r in body["registrations"]] == [
         ("sips:pbx.example.com", "rejected", "NOT_ACCEPTABLE: unknown TAS")
     ]
     assert [(e["event_id"], e["outcome"]) for e in body["events"]] == [("crm-9", "rejected")]
-    assert fetch(api, "+4799997778", region=REGION, credentials=operator)[0] == 404
+    assert unknown == 404

@@ -23,8 +23,8 @@ from botocore.credentials import Credentials
 
 from devstack.host import LocalHost
 from sipreg import signing
+from sipreg.client import OperatorApi
 from sipreg.store.request_ids import RequestIdStore
-from sipreg_cli.operator_api import OperatorApi
 from tests.support.events_api import REGION, SECRET, aws_client, drain, events_host, events_queue_like, upsert
 
 A, B = "+4799996001", "+4799996002"

@@ -25,8 +25,8 @@ from devstack.certified_idp import CertifiedIdp
 from devstack.host.local_host import LocalHost
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.cipher import KmsCipher
+from sipreg.client import OperatorApi
 from sipreg.config import TokenSettings
-from sipreg_cli.operator_api import OperatorApi
 from tests.support.events_api import allow_sending_to, events_queue_like
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
