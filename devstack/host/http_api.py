@@ -23,6 +23,8 @@ from devstack.host.invoker import FunctionRuntime, InvocationError
 log = logging.getLogger(__name__)
 
 DEFAULT_ROUTE = "$default"
+# An HttpApi event's properties, read by local_host when it adds the route (no ApiId: the implicit API).
+EVENT_PROPERTIES = frozenset({"ApiId", "Path", "Method", "Auth"})
 _TEXT_TYPES = (
     "text/",
     "application/json",

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -23,6 +21,7 @@ from devstack.host.invoker import FunctionRuntime
 from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
 from devstack.host.sqs_source import SqsEventSource
+from devstack.host.supported import check_supported
 from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, load_template
 from devstack.host.xray import XRayCollector
 
@@ -87,7 +86,6 @@ class LocalHost:
         self.outputs: dict[str, Any] = {}
         self._scheduler: Scheduler | None = None
         self._logs: list[IO[Any]] = []
-        self._inline_dir: Path | None = None
         self.xray: XRayCollector | None = None  # X-Ray's stand-in, when a function is traced
         self._authorizer: EngineIamAuthorizer | None = None
         self._started = False
@@ -164,8 +162,6 @@ class LocalHost:
             self.xray = None
         for stream in self._logs:
             stream.close()
-        if self._inline_dir is not None:
-            shutil.rmtree(self._inline_dir, ignore_errors=True)
         self._scheduler, self.sources, self.apis, self.runtimes, self._logs = None, [], {}, {}, []
 
     def __enter__(self) -> LocalHost:
@@ -189,12 +185,10 @@ class LocalHost:
             self.property_overrides,
         )
         stack = self.stack = Stack(template, clients, {}, self.secret_values)
+        check_supported(stack)
         self._bind_apis(stack)
         stack.provision()
-        self._inline_dir = Path(tempfile.mkdtemp(prefix="devstack-host-"))
-        self.functions = build_functions(
-            stack, self.env_overrides, self.function_env_overrides, self._inline_dir
-        )
+        self.functions = build_functions(stack, self.env_overrides, self.function_env_overrides)
         if any(spec.traced for spec in self.functions.values()):
             self.xray = XRayCollector(self.log_dir / "xray.jsonl" if self.log_dir else None).start()
             for spec in self.functions.values():
@@ -304,12 +298,8 @@ class LocalHost:
                     self.sources.append(
                         SqsEventSource(runtime, event.name, props, clients, self.sqs_wait_seconds)
                     )
-                elif event.type in ("Schedule", "ScheduleV2"):
-                    self.schedules.append(self._event_schedule(stack, runtime, event.name, event.type, props))
-                else:
-                    log.warning("%s: event type %s is not run locally", where, event.type)
-        self._resource_schedules(stack)
-        self._resource_mappings(stack, clients)
+                else:  # Schedule: `supported` refused every other type at load
+                    self.schedules.append(self._event_schedule(stack, runtime, event.name, props))
 
     def _iam_authorizer(self) -> EngineIamAuthorizer:
         if self._authorizer is None:
@@ -334,61 +324,15 @@ class LocalHost:
             )
         return "AWS_IAM"
 
-    def _event_schedule(
-        self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
-    ) -> Schedule:
+    @staticmethod
+    def _event_schedule(stack: Stack, runtime: FunctionRuntime, name: str, props: dict[str, Any]) -> Schedule:
+        arn = stack.arn("events", f"rule/{stack.generated_name(f'{runtime.spec.logical_id}{name}', 64)}")
         try:
-            return self._make_event_schedule(stack, runtime, name, type_, props)
+            return make_schedule(runtime, name, arn, props)
         except ValueError as exc:
             raise TemplateError(
                 f"Resources.{runtime.spec.logical_id}.Properties.Events.{name}: {exc}"
             ) from exc
-
-    def _make_event_schedule(
-        self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
-    ) -> Schedule:
-        generated = stack.generated_name(f"{runtime.spec.logical_id}{name}", 64)
-        schedule_name = str(props.get("Name") or generated)
-        if type_ == "ScheduleV2":
-            arn = stack.arn("scheduler", f"schedule/{props.get('GroupName', 'default')}/{schedule_name}")
-            return make_schedule(runtime, name, "scheduler", arn, props)
-        return make_schedule(runtime, name, "rule", stack.arn("events", f"rule/{schedule_name}"), props)
-
-    def _resource_schedules(self, stack: Stack) -> None:
-        """Schedules declared as resources, targeting a function of the template by its ARN."""
-        by_arn = {spec.arn: self.runtimes[logical_id] for logical_id, spec in self.functions.items()}
-        for resource in stack.template.of_type("AWS::Events::Rule", "AWS::Scheduler::Schedule"):
-            props = stack.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-            if "ScheduleExpression" not in props:
-                continue
-            rule = resource.type == "AWS::Events::Rule"
-            targets = props.get("Targets", []) if rule else [props.get("Target", {})]
-            for target in targets:
-                runtime = by_arn.get(target.get("Arn"))
-                if runtime is None:
-                    log.debug("%s: target %s is not a local function", resource.logical_id, target.get("Arn"))
-                    continue
-                arn = stack.get_att(resource.logical_id, "Arn")
-                settings = {**props, "Input": target.get("Input")}
-                self.schedules.append(
-                    make_schedule(
-                        runtime, resource.logical_id, "rule" if rule else "scheduler", arn, settings
-                    )
-                )
-
-    def _resource_mappings(self, stack: Stack, clients: Clients) -> None:
-        """`AWS::Lambda::EventSourceMapping` resources from an SQS queue to a function of the template."""
-        by_name = {spec.name: self.runtimes[logical_id] for logical_id, spec in self.functions.items()}
-        by_name.update({spec.arn: self.runtimes[logical_id] for logical_id, spec in self.functions.items()})
-        for resource in stack.template.of_type("AWS::Lambda::EventSourceMapping"):
-            props = stack.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-            runtime = by_name.get(props.get("FunctionName"))
-            if runtime is None or ":sqs:" not in str(props.get("EventSourceArn")):
-                log.warning("%s: only SQS mappings to local functions run locally", resource.logical_id)
-                continue
-            settings = {**props, "Queue": props["EventSourceArn"]}
-            source = SqsEventSource(runtime, resource.logical_id, settings, clients, self.sqs_wait_seconds)
-            self.sources.append(source)
 
     def _output_for(self, logical_id: str) -> int | IO[Any]:
         """Where a function's stdout/stderr go: `<log_dir>/<LogicalId>.log`, else our stderr."""
