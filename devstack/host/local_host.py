@@ -15,14 +15,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.host.aws import Clients
 from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
-from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
+from devstack.host.http_api import HttpApi, Route
 from devstack.host.iam import EngineIamAuthorizer, RoleSessions, function_roles
 from devstack.host.invoker import FunctionRuntime
-from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningError, Stack
+from devstack.host.resources import HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
 from devstack.host.sqs_source import SqsEventSource
 from devstack.host.supported import check_supported
-from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, load_template
+from devstack.host.template import Pseudo, Template, TemplateError, load_template
 from devstack.host.xray import XRayCollector
 
 log = logging.getLogger("devstack.host")
@@ -94,9 +94,7 @@ class LocalHost:
 
     @property
     def api_url(self) -> str | None:
-        """Base URL of the template's HTTP API (the implicit one first), None if it has none."""
-        if IMPLICIT_HTTP_API in self.apis:
-            return self.apis[IMPLICIT_HTTP_API].url
+        """Base URL of the template's (first) HTTP API, None if it has none."""
         return next((api.url for api in self.apis.values()), None)
 
     @property
@@ -254,23 +252,10 @@ class LocalHost:
 
     def _bind_apis(self, stack: Stack) -> None:
         """Listens for each HTTP API before provisioning, so `ApiEndpoint` names the local URL."""
-        template = stack.template
-        logical_ids = [r.logical_id for r in template.of_type(HTTP_API)]
-        implicit = any(
-            event.get("Type") == "HttpApi" and "ApiId" not in (event.get("Properties") or {})
-            for function in template.of_type(FUNCTION)
-            for event in (function.properties.get("Events") or {}).values()
-        )
-        if implicit:
-            logical_ids.insert(0, IMPLICIT_HTTP_API)
-        for position, logical_id in enumerate(logical_ids):
-            resource = template.resources.get(logical_id)
-            if resource is not None and "CorsConfiguration" in resource.properties:
-                log.warning("%s: CorsConfiguration is not applied by the local API", logical_id)
-            stage = stack.resolve(resource, "StageName", DEFAULT_ROUTE) if resource else DEFAULT_ROUTE
-            api = HttpApi(logical_id, self.http_port if position == 0 else 0, str(stage))
-            self.apis[logical_id] = api
-            stack.api_endpoints[logical_id] = api.url
+        for position, resource in enumerate(stack.template.of_type(HTTP_API)):
+            api = HttpApi(resource.logical_id, self.http_port if position == 0 else 0)
+            self.apis[resource.logical_id] = api
+            stack.api_endpoints[resource.logical_id] = api.url
 
     def _wire_events(self, stack: Stack, clients: Clients) -> None:
         by_api_id = {stack.ref(logical_id): api for logical_id, api in self.apis.items()}
@@ -284,15 +269,12 @@ class LocalHost:
                 props = event.properties
                 where = f"Resources.{logical_id}.Properties.Events.{event.name}"
                 if event.type == "HttpApi":
-                    target = by_api_id.get(
-                        props["ApiId"] if "ApiId" in props else stack.ref(IMPLICIT_HTTP_API)
-                    )
+                    target = by_api_id.get(props["ApiId"])
                     if target is None:
                         raise TemplateError(f"{where}.Properties.ApiId: not an HttpApi of this template")
-                    method = str(props.get("Method", "ANY")).upper()
                     authorizer = self._route_authorizer(stack, target.logical_id, props, where)
                     target.routes.append(
-                        Route(method, str(props.get("Path", DEFAULT_ROUTE)), runtime, authorizer)
+                        Route(str(props["Method"]).upper(), str(props["Path"]), runtime, authorizer)
                     )
                 elif event.type == "SQS":
                     self.sources.append(
@@ -308,10 +290,10 @@ class LocalHost:
 
     @staticmethod
     def _route_authorizer(stack: Stack, api_logical_id: str, props: dict[str, Any], where: str) -> str | None:
-        """The route's authorizer (its own, else the API's default): AWS_IAM, or None for an open route."""
+        """The route's authorizer: AWS_IAM, or None for an open route."""
         api = stack.template.resources.get(api_logical_id)
         api_auth = (stack.resolve(api, "Auth", {}) if api is not None else {}) or {}
-        name = (props.get("Auth") or {}).get("Authorizer") or api_auth.get("DefaultAuthorizer")
+        name = (props.get("Auth") or {}).get("Authorizer")
         if name in (None, "NONE"):
             return None
         if name != "AWS_IAM":

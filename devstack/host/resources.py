@@ -33,7 +33,6 @@ from devstack.host.template import (
 log = logging.getLogger(__name__)
 
 HTTP_API = "AWS::Serverless::HttpApi"
-IMPLICIT_HTTP_API = "ServerlessHttpApi"
 LAYER = "AWS::Serverless::LayerVersion"
 # Run nothing locally: they get only the names and ARNs CloudFormation would give them.
 NAMED_ONLY_TYPES = frozenset(
@@ -141,9 +140,7 @@ class Stack:
         return implicit
 
     def _implicit(self, logical_id: str) -> Physical | None:
-        """Resources SAM creates behind the scenes (`ServerlessHttpApi`, `<Function>Role`, ...)."""
-        if logical_id == IMPLICIT_HTTP_API:
-            return self._named_only(Resource(logical_id, HTTP_API, {}))
+        """Resources SAM creates behind the scenes (`<Function>Role`, `<Api>.<attribute>`, ...)."""
         owner = logical_id.partition(".")[0]
         if owner != logical_id and owner in self.template.resources:
             return self._named_only(Resource(logical_id, "AWS::CloudFormation::Implicit", {}))

@@ -83,6 +83,10 @@ Resources:
             "      Events: {R: {Type: HttpApi, Properties: {Path: /x, Method: GET, TimeoutInMillis: 1}}}",
             r"Events.R.Properties.TimeoutInMillis is not supported",
         ),
+        (
+            "      Events: {R: {Type: HttpApi, Properties: {Path: /x, Method: GET}}}",
+            r"Events.R.Properties.ApiId: required",  # SAM's implicit API: template.yaml names its own
+        ),
     ],
 )
 def test_function_feature_the_host_does_not_run_is_refused_by_name(
@@ -110,4 +114,12 @@ def test_resource_type_the_host_does_not_run_is_refused_by_name(tmp_path: Path, 
     with pytest.raises(
         TemplateError, match=rf"Resources.Extra: resource type {resource_type} is not supported"
     ):
+        check(path)
+
+
+def test_http_api_property_the_host_does_not_apply_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    api = "  Api:\n    Type: AWS::Serverless::HttpApi\n    Properties: {StageName: v1}\n"
+    path.write_text(f"Resources:\n{api}")
+    with pytest.raises(TemplateError, match=r"Resources.Api.Properties.StageName is not supported"):
         check(path)
