@@ -125,12 +125,6 @@ class LocalHost:
             raise ValueError(f"{function_logical_id} has schedules {names}; name one of them")
         return self._scheduler.fire(found[0])
 
-    def secret_string(self, logical_id: str) -> str:
-        """The value a secret of the template was seeded with (read back from the endpoint)."""
-        arn = self.resources[logical_id]["Ref"]
-        clients = Clients(self.aws_endpoint, self.region)
-        return str(clients.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-
     def start(self) -> LocalHost:
         if self._started:
             raise RuntimeError("this host has already been started")

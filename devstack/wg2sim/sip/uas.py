@@ -36,11 +36,6 @@ class ServerInvite:
         self.ended = threading.Event()  # a BYE came
         self._lock = threading.Lock()
 
-    @property
-    def route_params(self) -> str:
-        """The Route header values left for us (the core's own Route, with its odi parameter)."""
-        return ",".join(self.request.values("route"))
-
     def respond(self, status: int, reason: str | None = None, *, sdp: bool = False) -> bool:
         """Sends one response; False when a final one was sent already (e.g. after a CANCEL)."""
         with self._lock:
