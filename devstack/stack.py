@@ -47,7 +47,7 @@ import yaml
 from devstack.aws_engine import ROOT, Credentials, LocalAws
 from devstack.host import LocalHost
 from devstack.pbx import LocalPbx, write_pbx_tls
-from devstack.wg2sim.oidc import DEV_CLIENT
+from devstack.wg2sim.oidc.config import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import RefresherSettings, TokenSettings
 

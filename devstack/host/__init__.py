@@ -1,4 +1,11 @@
-"""The local function host: runs a SAM template's functions against moto server, as AWS would.
+"""The local function host: runs template.yaml's functions on this machine, wired as AWS would.
+
+Why it exists: `sam local` runs each function in a container, so it needs a container runtime
+(Docker), which the machines this project is developed and tested on do not have. The host runs
+each function of the template in a subprocess instead, with its role's credentials (a session of
+a role holding exactly its template policies, enforced by the local AWS engine), its environment
+(Globals merged, intrinsic functions resolved, API URLs pointing at the local server) and its
+event sources (HTTP API routes, SQS queues, schedules).
 
     host = LocalHost("template.yaml", aws_endpoint="http://127.0.0.1:5000",
                      parameter_overrides={"ApiVersion": "v1"}, secret_values={"WebhookSecret": "..."},
@@ -15,9 +22,24 @@ prints one JSON line (`api`, `apis`, `resources`, `outputs`) when ready and stop
 
 Nothing in here knows the project's functions: routes, queues, schedules, tables, keys and
 secrets all come from the template. Modules: `template` (loading, intrinsic functions),
-`resources` (creating resources, names and ARNs), `functions` (code, limits and environment of
-each function), `invoker` + `worker` (one process per execution environment), `http_api`,
-`sqs_source`, `schedules` + `schedule_expr`, `local_host` (wiring), `__main__` (the program).
+`supported` (what the host runs, checked at load), `resources` (creating resources, names and
+ARNs), `functions` (code, limits and environment of each function), `iam` (each function's
+role), `invoker` + `worker` (one process per execution environment), the event sources
+`http_api`, `sqs_source` and `schedules`, `xray` (a stand-in for the X-Ray daemon), `local_host`
+(wiring), `__main__` (the program).
+
+It implements what template.yaml uses today and no more: anything else in a template (a
+resource type, a function or event property, an event source type, a Globals section, an
+intrinsic function, a schedule expression other than `rate(...)`) is refused with a
+TemplateError when the template is loaded. When the template grows, the host grows with it:
+
+- a new event source type (e.g. `DynamoDB`, `EventBridgeRule`): a new source module here, listed
+  in `supported.EVENT_PROPERTIES` and wired in `LocalHost._wire_events`;
+- a new property of an event or a function: read it where that source (or `functions`) is
+  built, and allow it in `supported`;
+- a new resource type: a creator in `resources.Stack` when functions use it at the endpoint
+  (tables, queues, ...), else `resources.NAMED_ONLY_TYPES` when it runs nothing locally;
+- a new intrinsic function: `template.Resolver`.
 """
 
 from devstack.host.invoker import InvocationError, InvocationTimeoutError

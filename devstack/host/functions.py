@@ -11,23 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from devstack.host.aws import local_credentials
-from devstack.host.resources import Stack
+from devstack.host.resources import LAYER, Stack
 from devstack.host.template import FUNCTION, Resource, TemplateError, iter_events, text_value
 
 log = logging.getLogger(__name__)
 
-LAYER_TYPES = ("AWS::Serverless::LayerVersion",)
 _RESOLVED_PROPERTIES = (
     "Handler",
     "Runtime",
     "CodeUri",
-    "InlineCode",
     "Timeout",
     "MemorySize",
     "Environment",
     "Layers",
-    "ReservedConcurrentExecutions",
-    "PackageType",
     "Tracing",
 )
 
@@ -57,22 +53,16 @@ class FunctionSpec:
     # seconds). None: the sandbox keeps the host's own credentials from `env`.
     credentials: Callable[[], tuple[dict[str, str], float]] | None = None
 
-    def events_of(self, *types: str) -> list[EventSpec]:
-        return [e for e in self.events if e.type in types]
-
 
 def build_functions(
     stack: Stack,
     env_overrides: Mapping[str, str],
     function_env_overrides: Mapping[str, Mapping[str, str]],
-    inline_code_dir: Path,
 ) -> dict[str, FunctionSpec]:
     specs: dict[str, FunctionSpec] = {}
     api_urls = api_url_rewrites(stack)
     for resource in stack.template.of_type(FUNCTION):
-        spec = _build_one(stack, resource, api_urls, inline_code_dir)
-        if spec is None:
-            continue
+        spec = _build_one(stack, resource, api_urls)
         spec.env.update(env_overrides)
         spec.env.update(function_env_overrides.get(resource.logical_id, {}))
         specs[resource.logical_id] = spec
@@ -82,19 +72,18 @@ def build_functions(
     return specs
 
 
-def _build_one(
-    stack: Stack, resource: Resource, api_urls: Mapping[str, str], inline_code_dir: Path
-) -> FunctionSpec | None:
+def _build_one(stack: Stack, resource: Resource, api_urls: Mapping[str, str]) -> FunctionSpec:
     logical_id = resource.logical_id
     props = {key: stack.resolve(resource, key) for key in _RESOLVED_PROPERTIES if key in resource.properties}
     runtime = str(props.get("Runtime", ""))
-    if props.get("PackageType") == "Image" or not runtime.startswith("python"):
-        log.warning("%s: only zip python functions run locally (runtime %r); skipped", logical_id, runtime)
-        return None
+    if not runtime.startswith("python"):
+        raise TemplateError(
+            f"Resources.{logical_id}.Properties.Runtime: only python runs locally, not {runtime!r}"
+        )
     handler = str(props.get("Handler") or "")
     if not handler:
         raise TemplateError(f"Resources.{logical_id}.Properties.Handler: missing")
-    code_dir = _code_dir(stack, logical_id, props, handler, inline_code_dir)
+    code_dir = _code_dir(stack, logical_id, props)
     name = stack.ref(logical_id)
     memory = int(props.get("MemorySize", 128))
     timeout = float(props.get("Timeout", 3))
@@ -122,7 +111,7 @@ def _build_one(
         python_paths=(code_dir, *_layer_dirs(stack, logical_id, props.get("Layers") or [])),
         timeout=timeout,
         memory_mb=memory,
-        concurrency=_concurrency(props, events),
+        concurrency=_concurrency(events),
         env=env,
         events=events,
         traced=traced,
@@ -137,15 +126,7 @@ def _resolve_event(stack: Stack, logical_id: str, event_name: str, properties: A
     return resolved
 
 
-def _code_dir(
-    stack: Stack, logical_id: str, props: Mapping[str, Any], handler: str, inline_dir: Path
-) -> Path:
-    if "InlineCode" in props:
-        code_dir = inline_dir / logical_id
-        code_dir.mkdir(parents=True, exist_ok=True)
-        module = handler.rpartition(".")[0].replace(".", "/")
-        (code_dir / f"{module}.py").write_text(str(props["InlineCode"]), encoding="utf-8")
-        return code_dir
+def _code_dir(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> Path:
     code_uri = props.get("CodeUri", ".")
     if not isinstance(code_uri, str):
         raise TemplateError(f"Resources.{logical_id}.Properties.CodeUri: only a local folder runs locally")
@@ -159,7 +140,7 @@ def _layer_dirs(stack: Stack, logical_id: str, layers: list[Any]) -> list[Path]:
     """Layers declared in the template, by their local content folder (`python/` inside if built)."""
     by_arn = {
         stack.ref(layer.logical_id): layer
-        for layer in stack.template.of_type(*LAYER_TYPES)
+        for layer in stack.template.of_type(LAYER)
         if isinstance(layer.properties.get("ContentUri"), str)
     }
     found = []
@@ -173,10 +154,8 @@ def _layer_dirs(stack: Stack, logical_id: str, layers: list[Any]) -> list[Path]:
     return found
 
 
-def _concurrency(props: Mapping[str, Any], events: tuple[EventSpec, ...]) -> int:
-    """Reserved concurrency if set; else one at a time, or what an SQS source's scaling allows."""
-    if "ReservedConcurrentExecutions" in props:
-        return int(props["ReservedConcurrentExecutions"])
+def _concurrency(events: tuple[EventSpec, ...]) -> int:
+    """One at a time, or what an SQS source's scaling allows."""
     scaling = [
         int((e.properties.get("ScalingConfig") or {}).get("MaximumConcurrency", 1))
         for e in events

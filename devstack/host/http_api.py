@@ -23,6 +23,10 @@ from devstack.host.invoker import FunctionRuntime, InvocationError
 log = logging.getLogger(__name__)
 
 DEFAULT_ROUTE = "$default"
+# An HttpApi event's properties (read by local_host when it adds the route), and an API's: its
+# throttling and access logs are not applied locally.
+EVENT_PROPERTIES = frozenset({"ApiId", "Path", "Method", "Auth"})
+API_PROPERTIES = frozenset({"Description", "Auth", "DefaultRouteSettings", "AccessLogSettings"})
 _TEXT_TYPES = (
     "text/",
     "application/json",
@@ -129,11 +133,11 @@ def internal_error() -> Response:
 
 
 class HttpApi:
-    """One API: its routes, its stage, its server."""
+    """One API (on its `$default` stage): its routes, its server."""
 
-    def __init__(self, logical_id: str, port: int = 0, stage: str = DEFAULT_ROUTE) -> None:
+    def __init__(self, logical_id: str, port: int = 0) -> None:
         self.logical_id = logical_id
-        self.stage = stage
+        self.stage = DEFAULT_ROUTE
         self.api_id = ""
         self.account_id = ""
         self.region = ""
@@ -148,8 +152,7 @@ class HttpApi:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        prefix = "" if self.stage == DEFAULT_ROUTE else f"/{self.stage}"
-        return f"http://{host!s}:{port}{prefix}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -168,13 +171,7 @@ class HttpApi:
 
     def handle(self, request: Request) -> Response:
         path, _, query = request.target.partition("?")
-        route_path = path
-        if self.stage != DEFAULT_ROUTE:
-            prefix = f"/{self.stage}"
-            if not (path == prefix or path.startswith(prefix + "/")):
-                return not_found()
-            route_path = path[len(prefix) :] or "/"
-        candidates = [(route, route.match(request.method, route_path)) for route in self.routes]
+        candidates = [(route, route.match(request.method, path)) for route in self.routes]
         matching = [(route, params) for route, params in candidates if params is not None]
         if not matching:
             return not_found()
@@ -183,7 +180,7 @@ class HttpApi:
         if route.authorizer == "AWS_IAM":
             if self.iam_authorizer is None:
                 return _json_response(403, {"message": "Forbidden"})  # nobody could check it
-            decision = self.iam_authorizer(request, self.route_arn(request.method, route_path))
+            decision = self.iam_authorizer(request, self.route_arn(request.method, path))
             if decision.identity is None:
                 return _json_response(403, {"message": decision.message or "Forbidden"})
             identity = decision.identity

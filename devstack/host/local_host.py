@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -17,13 +15,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.host.aws import Clients
 from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
-from devstack.host.http_api import DEFAULT_ROUTE, HttpApi, Route
+from devstack.host.http_api import HttpApi, Route
 from devstack.host.iam import EngineIamAuthorizer, RoleSessions, function_roles
 from devstack.host.invoker import FunctionRuntime
-from devstack.host.resources import HTTP_API, IMPLICIT_HTTP_API, ProvisioningError, Stack
+from devstack.host.resources import HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
 from devstack.host.sqs_source import SqsEventSource
-from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, load_template
+from devstack.host.supported import check_supported
+from devstack.host.template import Pseudo, Template, TemplateError, load_template
 from devstack.host.xray import XRayCollector
 
 log = logging.getLogger("devstack.host")
@@ -87,7 +86,6 @@ class LocalHost:
         self.outputs: dict[str, Any] = {}
         self._scheduler: Scheduler | None = None
         self._logs: list[IO[Any]] = []
-        self._inline_dir: Path | None = None
         self.xray: XRayCollector | None = None  # X-Ray's stand-in, when a function is traced
         self._authorizer: EngineIamAuthorizer | None = None
         self._started = False
@@ -96,9 +94,7 @@ class LocalHost:
 
     @property
     def api_url(self) -> str | None:
-        """Base URL of the template's HTTP API (the implicit one first), None if it has none."""
-        if IMPLICIT_HTTP_API in self.apis:
-            return self.apis[IMPLICIT_HTTP_API].url
+        """Base URL of the template's (first) HTTP API, None if it has none."""
         return next((api.url for api in self.apis.values()), None)
 
     @property
@@ -129,12 +125,6 @@ class LocalHost:
             raise ValueError(f"{function_logical_id} has schedules {names}; name one of them")
         return self._scheduler.fire(found[0])
 
-    def secret_string(self, logical_id: str) -> str:
-        """The value a secret of the template was seeded with (read back from the endpoint)."""
-        arn = self.resources[logical_id]["Ref"]
-        clients = Clients(self.aws_endpoint, self.region)
-        return str(clients.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-
     def start(self) -> LocalHost:
         if self._started:
             raise RuntimeError("this host has already been started")
@@ -164,8 +154,6 @@ class LocalHost:
             self.xray = None
         for stream in self._logs:
             stream.close()
-        if self._inline_dir is not None:
-            shutil.rmtree(self._inline_dir, ignore_errors=True)
         self._scheduler, self.sources, self.apis, self.runtimes, self._logs = None, [], {}, {}, []
 
     def __enter__(self) -> LocalHost:
@@ -189,12 +177,10 @@ class LocalHost:
             self.property_overrides,
         )
         stack = self.stack = Stack(template, clients, {}, self.secret_values)
+        check_supported(stack)
         self._bind_apis(stack)
         stack.provision()
-        self._inline_dir = Path(tempfile.mkdtemp(prefix="devstack-host-"))
-        self.functions = build_functions(
-            stack, self.env_overrides, self.function_env_overrides, self._inline_dir
-        )
+        self.functions = build_functions(stack, self.env_overrides, self.function_env_overrides)
         if any(spec.traced for spec in self.functions.values()):
             self.xray = XRayCollector(self.log_dir / "xray.jsonl" if self.log_dir else None).start()
             for spec in self.functions.values():
@@ -260,23 +246,10 @@ class LocalHost:
 
     def _bind_apis(self, stack: Stack) -> None:
         """Listens for each HTTP API before provisioning, so `ApiEndpoint` names the local URL."""
-        template = stack.template
-        logical_ids = [r.logical_id for r in template.of_type(HTTP_API)]
-        implicit = any(
-            event.get("Type") == "HttpApi" and "ApiId" not in (event.get("Properties") or {})
-            for function in template.of_type(FUNCTION)
-            for event in (function.properties.get("Events") or {}).values()
-        )
-        if implicit:
-            logical_ids.insert(0, IMPLICIT_HTTP_API)
-        for position, logical_id in enumerate(logical_ids):
-            resource = template.resources.get(logical_id)
-            if resource is not None and "CorsConfiguration" in resource.properties:
-                log.warning("%s: CorsConfiguration is not applied by the local API", logical_id)
-            stage = stack.resolve(resource, "StageName", DEFAULT_ROUTE) if resource else DEFAULT_ROUTE
-            api = HttpApi(logical_id, self.http_port if position == 0 else 0, str(stage))
-            self.apis[logical_id] = api
-            stack.api_endpoints[logical_id] = api.url
+        for position, resource in enumerate(stack.template.of_type(HTTP_API)):
+            api = HttpApi(resource.logical_id, self.http_port if position == 0 else 0)
+            self.apis[resource.logical_id] = api
+            stack.api_endpoints[resource.logical_id] = api.url
 
     def _wire_events(self, stack: Stack, clients: Clients) -> None:
         by_api_id = {stack.ref(logical_id): api for logical_id, api in self.apis.items()}
@@ -290,26 +263,19 @@ class LocalHost:
                 props = event.properties
                 where = f"Resources.{logical_id}.Properties.Events.{event.name}"
                 if event.type == "HttpApi":
-                    target = by_api_id.get(
-                        props["ApiId"] if "ApiId" in props else stack.ref(IMPLICIT_HTTP_API)
-                    )
+                    target = by_api_id.get(props["ApiId"])
                     if target is None:
                         raise TemplateError(f"{where}.Properties.ApiId: not an HttpApi of this template")
-                    method = str(props.get("Method", "ANY")).upper()
                     authorizer = self._route_authorizer(stack, target.logical_id, props, where)
                     target.routes.append(
-                        Route(method, str(props.get("Path", DEFAULT_ROUTE)), runtime, authorizer)
+                        Route(str(props["Method"]).upper(), str(props["Path"]), runtime, authorizer)
                     )
                 elif event.type == "SQS":
                     self.sources.append(
                         SqsEventSource(runtime, event.name, props, clients, self.sqs_wait_seconds)
                     )
-                elif event.type in ("Schedule", "ScheduleV2"):
-                    self.schedules.append(self._event_schedule(stack, runtime, event.name, event.type, props))
-                else:
-                    log.warning("%s: event type %s is not run locally", where, event.type)
-        self._resource_schedules(stack)
-        self._resource_mappings(stack, clients)
+                else:  # Schedule: `supported` refused every other type at load
+                    self.schedules.append(self._event_schedule(stack, runtime, event.name, props))
 
     def _iam_authorizer(self) -> EngineIamAuthorizer:
         if self._authorizer is None:
@@ -318,10 +284,10 @@ class LocalHost:
 
     @staticmethod
     def _route_authorizer(stack: Stack, api_logical_id: str, props: dict[str, Any], where: str) -> str | None:
-        """The route's authorizer (its own, else the API's default): AWS_IAM, or None for an open route."""
+        """The route's authorizer: AWS_IAM, or None for an open route."""
         api = stack.template.resources.get(api_logical_id)
         api_auth = (stack.resolve(api, "Auth", {}) if api is not None else {}) or {}
-        name = (props.get("Auth") or {}).get("Authorizer") or api_auth.get("DefaultAuthorizer")
+        name = (props.get("Auth") or {}).get("Authorizer")
         if name in (None, "NONE"):
             return None
         if name != "AWS_IAM":
@@ -334,61 +300,15 @@ class LocalHost:
             )
         return "AWS_IAM"
 
-    def _event_schedule(
-        self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
-    ) -> Schedule:
+    @staticmethod
+    def _event_schedule(stack: Stack, runtime: FunctionRuntime, name: str, props: dict[str, Any]) -> Schedule:
+        arn = stack.arn("events", f"rule/{stack.generated_name(f'{runtime.spec.logical_id}{name}', 64)}")
         try:
-            return self._make_event_schedule(stack, runtime, name, type_, props)
+            return make_schedule(runtime, name, arn, props)
         except ValueError as exc:
             raise TemplateError(
                 f"Resources.{runtime.spec.logical_id}.Properties.Events.{name}: {exc}"
             ) from exc
-
-    def _make_event_schedule(
-        self, stack: Stack, runtime: FunctionRuntime, name: str, type_: str, props: dict[str, Any]
-    ) -> Schedule:
-        generated = stack.generated_name(f"{runtime.spec.logical_id}{name}", 64)
-        schedule_name = str(props.get("Name") or generated)
-        if type_ == "ScheduleV2":
-            arn = stack.arn("scheduler", f"schedule/{props.get('GroupName', 'default')}/{schedule_name}")
-            return make_schedule(runtime, name, "scheduler", arn, props)
-        return make_schedule(runtime, name, "rule", stack.arn("events", f"rule/{schedule_name}"), props)
-
-    def _resource_schedules(self, stack: Stack) -> None:
-        """Schedules declared as resources, targeting a function of the template by its ARN."""
-        by_arn = {spec.arn: self.runtimes[logical_id] for logical_id, spec in self.functions.items()}
-        for resource in stack.template.of_type("AWS::Events::Rule", "AWS::Scheduler::Schedule"):
-            props = stack.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-            if "ScheduleExpression" not in props:
-                continue
-            rule = resource.type == "AWS::Events::Rule"
-            targets = props.get("Targets", []) if rule else [props.get("Target", {})]
-            for target in targets:
-                runtime = by_arn.get(target.get("Arn"))
-                if runtime is None:
-                    log.debug("%s: target %s is not a local function", resource.logical_id, target.get("Arn"))
-                    continue
-                arn = stack.get_att(resource.logical_id, "Arn")
-                settings = {**props, "Input": target.get("Input")}
-                self.schedules.append(
-                    make_schedule(
-                        runtime, resource.logical_id, "rule" if rule else "scheduler", arn, settings
-                    )
-                )
-
-    def _resource_mappings(self, stack: Stack, clients: Clients) -> None:
-        """`AWS::Lambda::EventSourceMapping` resources from an SQS queue to a function of the template."""
-        by_name = {spec.name: self.runtimes[logical_id] for logical_id, spec in self.functions.items()}
-        by_name.update({spec.arn: self.runtimes[logical_id] for logical_id, spec in self.functions.items()})
-        for resource in stack.template.of_type("AWS::Lambda::EventSourceMapping"):
-            props = stack.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-            runtime = by_name.get(props.get("FunctionName"))
-            if runtime is None or ":sqs:" not in str(props.get("EventSourceArn")):
-                log.warning("%s: only SQS mappings to local functions run locally", resource.logical_id)
-                continue
-            settings = {**props, "Queue": props["EventSourceArn"]}
-            source = SqsEventSource(runtime, resource.logical_id, settings, clients, self.sqs_wait_seconds)
-            self.sources.append(source)
 
     def _output_for(self, logical_id: str) -> int | IO[Any]:
         """Where a function's stdout/stderr go: `<log_dir>/<LogicalId>.log`, else our stderr."""

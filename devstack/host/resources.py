@@ -1,8 +1,9 @@
-"""Creating a template's resources in moto server, and answering `!Ref` / `!GetAtt` for them.
+"""Creating a template's resources at the local AWS engine, and answering `!Ref` / `!GetAtt` for them.
 
-Tables, queues, keys, aliases, secrets and event buses are really created (through the AWS APIs
-at the endpoint). Every other resource (functions, layers, APIs, roles, alarms, ...) only gets the
-names and ARNs CloudFormation would give it, so references to it resolve.
+Tables, queues, keys, aliases, secrets, managed policies and event buses are really created
+(through the AWS APIs at the endpoint). The other types template.yaml uses (`NAMED_ONLY_TYPES`:
+functions, layers, APIs, alarms, ...) only get the names and ARNs CloudFormation would give
+them, so references to them resolve; `supported` refuses any other type at load.
 """
 
 from __future__ import annotations
@@ -32,7 +33,22 @@ from devstack.host.template import (
 log = logging.getLogger(__name__)
 
 HTTP_API = "AWS::Serverless::HttpApi"
-IMPLICIT_HTTP_API = "ServerlessHttpApi"
+LAYER = "AWS::Serverless::LayerVersion"
+# Run nothing locally: they get only the names and ARNs CloudFormation would give them.
+NAMED_ONLY_TYPES = frozenset(
+    {
+        FUNCTION,
+        LAYER,
+        HTTP_API,
+        "AWS::ApiGatewayV2::ApiMapping",
+        "AWS::ApiGatewayV2::DomainName",
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+        "AWS::Logs::LogGroup",
+        "AWS::Route53::RecordSet",
+        "AWS::SNS::Topic",
+    }
+)
 _SUFFIX_ALPHABET = string.ascii_uppercase + string.digits
 _QUEUE_ATTRIBUTES = (
     "ContentBasedDeduplication",
@@ -48,7 +64,6 @@ _QUEUE_ATTRIBUTES = (
     "SqsManagedSseEnabled",
     "VisibilityTimeout",
 )
-_KEY_TYPES = {"String": "S", "Number": "N", "Binary": "B"}
 
 
 class ProvisioningError(RuntimeError):
@@ -86,7 +101,6 @@ class Stack:
         self.resolver = Resolver(template, self)
         self._creators: dict[str, Callable[[Resource], Physical]] = {
             "AWS::DynamoDB::Table": self._table,
-            "AWS::Serverless::SimpleTable": self._simple_table,
             "AWS::SQS::Queue": self._queue,
             "AWS::KMS::Key": self._key,
             "AWS::KMS::Alias": self._alias,
@@ -94,6 +108,11 @@ class Stack:
             "AWS::Events::EventBus": self._event_bus,
             "AWS::IAM::ManagedPolicy": self._managed_policy,
         }
+
+    @property
+    def created_types(self) -> frozenset[str]:
+        """The resource types really created at the endpoint."""
+        return frozenset(self._creators)
 
     # --- Lookup -------------------------------------------------------------------------------
 
@@ -121,9 +140,7 @@ class Stack:
         return implicit
 
     def _implicit(self, logical_id: str) -> Physical | None:
-        """Resources SAM creates behind the scenes (`ServerlessHttpApi`, `<Function>Role`, ...)."""
-        if logical_id in (IMPLICIT_HTTP_API, "ServerlessRestApi"):
-            return self._named_only(Resource(logical_id, HTTP_API, {}))
+        """Resources SAM creates behind the scenes (`<Function>Role`, `<Api>.<attribute>`, ...)."""
         owner = logical_id.partition(".")[0]
         if owner != logical_id and owner in self.template.resources:
             return self._named_only(Resource(logical_id, "AWS::CloudFormation::Implicit", {}))
@@ -160,11 +177,10 @@ class Stack:
             log.debug("created %s (%s): %s", logical_id, resource.type, self.physical[logical_id].ref)
 
     def _dependencies(self, resource: Resource) -> set[str]:
-        # A function's own name is all others need of it; its environment is resolved later.
+        # Only created resources resolve their properties here; a function's environment is
+        # resolved later, once everything it names exists.
         if resource.type in self._creators:
             used = references(resource.properties)
-        elif resource.type == FUNCTION:
-            used = references(resource.properties.get("FunctionName"))
         else:
             used = set()
         return {r for r in used | set(resource.depends_on) if r in self.template.resources}
@@ -188,21 +204,21 @@ class Stack:
 
     def _named_only(self, resource: Resource) -> Physical:
         logical_id, type_ = resource.logical_id, resource.type
-        if type_ in (FUNCTION, "AWS::Lambda::Function"):
-            name = self.resolve(resource, "FunctionName") or self.generated_name(logical_id, 64)
+        if type_ == FUNCTION:
+            name = self.generated_name(logical_id, 64)
             return Physical(type_, name, {"Arn": self.arn("lambda", f"function:{name}")})
-        if type_ in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
-            name = self.resolve(resource, "LayerName") or self.generated_name(logical_id, 64)
+        if type_ == LAYER:
+            name = self.generated_name(logical_id, 64)
             arn = self.arn("lambda", f"layer:{name}:1")
             return Physical(type_, arn, {"Arn": arn})
-        if type_ in (HTTP_API, "AWS::Serverless::Api", "AWS::ApiGatewayV2::Api"):
+        if type_ == HTTP_API:
             api_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
             endpoint = self.api_endpoints.get(
                 logical_id, f"https://{api_id}.execute-api.{self.pseudo.region}.{self.pseudo.url_suffix}"
             )
             return Physical(type_, api_id, {"ApiEndpoint": endpoint, "ApiId": api_id})
         if type_ == "AWS::IAM::Role":
-            name = self.resolve(resource, "RoleName") or self.generated_name(logical_id, 64)
+            name = self.generated_name(logical_id, 64)
             return Physical(
                 type_, name, {"Arn": self.arn("iam", f"role/{name}", region=False), "RoleId": name}
             )
@@ -236,9 +252,6 @@ class Stack:
             args["GlobalSecondaryIndexes"] = indexes
         if props.get("LocalSecondaryIndexes"):
             args["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
-        stream = props.get("StreamSpecification")
-        if stream:
-            args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
         sse = props.get("SSESpecification")
         if sse:
             args["SSESpecification"] = {"Enabled": _flag(sse.get("SSEEnabled", False))}
@@ -260,23 +273,7 @@ class Stack:
                 TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
             )
         attributes = {"Arn": description["TableArn"]}
-        if "LatestStreamArn" in description:
-            attributes["StreamArn"] = description["LatestStreamArn"]
         return Physical(resource.type, name, attributes)
-
-    def _simple_table(self, resource: Resource) -> Physical:
-        props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-        key = props.get("PrimaryKey") or {"Name": "id", "Type": "String"}
-        table = {
-            "KeySchema": [{"AttributeName": key["Name"], "KeyType": "HASH"}],
-            "AttributeDefinitions": [
-                {"AttributeName": key["Name"], "AttributeType": _KEY_TYPES[key["Type"]]}
-            ],
-            "BillingMode": "PROVISIONED" if "ProvisionedThroughput" in props else "PAY_PER_REQUEST",
-            **{k: props[k] for k in ("TableName", "ProvisionedThroughput", "SSESpecification") if k in props},
-        }
-        created = self._table(Resource(resource.logical_id, resource.type, table))
-        return Physical(resource.type, created.ref, {})
 
     def _queue(self, resource: Resource) -> Physical:
         props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")

@@ -1,6 +1,8 @@
-"""Schedules (`Schedule`, `ScheduleV2` events, `AWS::Events::Rule`, `AWS::Scheduler::Schedule`),
-fired with a time factor: with factor 60, `rate(5 minutes)` fires every 5 s, and cron times are
-reached 60 times faster (a virtual clock that starts at the real time when the host starts).
+"""`Schedule` events (EventBridge rules), fired with a time factor: with factor 60,
+`rate(5 minutes)` fires every 5 s.
+
+Only `rate(...)` runs: it is what template.yaml's schedules use. A `cron(...)` or any other
+expression is refused when the template is loaded.
 
 The event's `time` is the real time of firing: the functions compare it with their own clocks.
 """
@@ -8,48 +10,51 @@ The event's `time` is the real time of firing: the functions compare it with the
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
-from zoneinfo import ZoneInfo
 
 from devstack.host.invoker import FunctionRuntime, InvocationError
-from devstack.host.schedule_expr import At, Cron, Expression, Rate, parse
 
 log = logging.getLogger(__name__)
+
+EVENT_PROPERTIES = frozenset({"Schedule", "Description"})
+_RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+class ScheduleExpressionError(ValueError):
+    pass
+
+
+def rate_seconds(expression: str) -> int:
+    """The period of a `rate(...)` expression, in seconds."""
+    rate = _RATE.fullmatch(expression.strip())
+    if rate is None:
+        raise ScheduleExpressionError(
+            f"{expression!r} is not a rate() expression (the only kind run locally)"
+        )
+    amount, unit = int(rate.group(1)), rate.group(2).rstrip("s")
+    if amount < 1 or (amount == 1) != (rate.group(2) == unit):
+        raise ScheduleExpressionError(f"{expression!r}: use 'rate(1 minute)', 'rate(5 minutes)'")
+    return amount * _UNIT_SECONDS[unit]
 
 
 @dataclass
 class Schedule:
     function: FunctionRuntime
-    name: str  # the event's name in the template (or the rule's logical id)
-    expression: Expression
-    kind: str  # "rule" (EventBridge rule) or "scheduler" (EventBridge Scheduler)
-    arn: str
-    input: str | None
-    enabled: bool
-    zone: tzinfo = UTC
+    name: str  # the event's name in the template
+    seconds: int  # its rate
+    arn: str  # the EventBridge rule's
 
     def event(self, account_id: str, region: str, fired_at: datetime) -> Any:
-        """What the target receives: the Input if given, else the service's own event."""
-        if self.kind == "scheduler":
-            text = self.input if self.input is not None else "{}"
-            for name, value in {
-                "<aws.scheduler.schedule-arn>": self.arn,
-                "<aws.scheduler.scheduled-time>": _iso(fired_at),
-                "<aws.scheduler.execution-id>": str(uuid4()),
-                "<aws.scheduler.attempt-number>": "1",
-            }.items():
-                text = text.replace(name, value)
-            return json.loads(text)
-        if self.input is not None:
-            return json.loads(self.input)
+        """What EventBridge sends the target of a scheduled rule."""
         return {
             "version": "0",
             "id": str(uuid4()),
@@ -63,28 +68,12 @@ class Schedule:
         }
 
 
-def make_schedule(
-    function: FunctionRuntime, name: str, kind: str, arn: str, properties: dict[str, Any]
-) -> Schedule:
-    """A schedule from the properties of a Schedule/ScheduleV2 event or a rule/schedule resource."""
-    zone_name = properties.get("ScheduleExpressionTimezone")
-    zone: tzinfo = ZoneInfo(zone_name) if zone_name else UTC
-    expression = properties.get("Schedule") or properties.get("ScheduleExpression")
+def make_schedule(function: FunctionRuntime, name: str, arn: str, properties: dict[str, Any]) -> Schedule:
+    """A schedule from the properties of a Schedule event."""
+    expression = properties.get("Schedule")
     if not isinstance(expression, str):
-        raise ValueError(f"{function.spec.logical_id}.{name}: no schedule expression")
-    state = str(properties.get("State", "ENABLED")).upper()
-    enabled = properties.get("Enabled", True) not in (False, "false", "False") and state == "ENABLED"
-    raw_input = properties.get("Input")
-    return Schedule(
-        function=function,
-        name=name,
-        expression=parse(expression, zone),
-        kind=kind,
-        arn=arn,
-        input=raw_input if raw_input is None or isinstance(raw_input, str) else json.dumps(raw_input),
-        enabled=enabled,
-        zone=zone,
-    )
+        raise ScheduleExpressionError(f"{function.spec.logical_id}.{name}: no schedule expression")
+    return Schedule(function=function, name=name, seconds=rate_seconds(expression), arn=arn)
 
 
 class Scheduler:
@@ -104,9 +93,10 @@ class Scheduler:
 
     def start(self) -> None:
         self._started_at = time.time()
-        active = [s for s in self.schedules if s.enabled]
-        if active:
-            self._thread = threading.Thread(target=self._run, args=(active,), name="scheduler", daemon=True)
+        if self.schedules:
+            self._thread = threading.Thread(
+                target=self._run, args=(self.schedules,), name="scheduler", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> None:
@@ -127,26 +117,17 @@ class Scheduler:
     def real_time_of(self, virtual: datetime) -> float:
         return self._started_at + (virtual.timestamp() - self._started_at) / self.time_factor
 
-    def next_fire(self, schedule: Schedule, after: datetime) -> datetime | None:
+    def next_fire(self, schedule: Schedule, after: datetime) -> datetime:
         """The next virtual time `schedule` fires after the virtual moment `after`."""
-        expression = schedule.expression
-        if isinstance(expression, Rate):
-            start = datetime.fromtimestamp(self._started_at, UTC)
-            periods = int((after - start).total_seconds() // expression.seconds) + 1
-            return start + timedelta(seconds=periods * expression.seconds)
-        if isinstance(expression, Cron):
-            return expression.next_after(after, schedule.zone)
-        assert isinstance(expression, At)
-        return expression.moment if expression.moment > after else None
+        start = datetime.fromtimestamp(self._started_at, UTC)
+        periods = int((after - start).total_seconds() // schedule.seconds) + 1
+        return start + timedelta(seconds=periods * schedule.seconds)
 
     def _run(self, schedules: list[Schedule]) -> None:
         now = self.virtual_now()
         upcoming = {id(s): self.next_fire(s, now) for s in schedules}
         while not self._stopping.is_set():
-            due = [(moment, s) for s in schedules if (moment := upcoming[id(s)]) is not None]
-            if not due:
-                return
-            moment, schedule = min(due, key=lambda pair: pair[0])
+            moment, schedule = min(((upcoming[id(s)], s) for s in schedules), key=lambda pair: pair[0])
             if self._stopping.wait(max(self.real_time_of(moment) - time.time(), 0)):
                 return
             upcoming[id(schedule)] = self.next_fire(schedule, moment)

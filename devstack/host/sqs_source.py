@@ -1,11 +1,10 @@
 """An SQS event source mapping, run as the Lambda service runs one.
 
-Pollers long-poll the queue, gather up to BatchSize records (waiting up to
-MaximumBatchingWindowInSeconds for more), invoke the function, and delete what succeeded:
-everything on success, nothing on an error, and with ReportBatchItemFailures all records but the
-reported ones. Failed records stay in the queue, come back after the visibility timeout, and the
-queue's redrive policy moves them to the dead-letter queue. MaximumConcurrency pollers run at once.
-Records that no FilterCriteria pattern matches are deleted without an invocation, as Lambda does.
+Pollers long-poll the queue for up to BatchSize records (at most 10, what one receive gives),
+invoke the function, and delete what succeeded: everything on success, nothing on an error, and
+with ReportBatchItemFailures all records but the reported ones. Failed records stay in the queue,
+come back after the visibility timeout, and the queue's redrive policy moves them to the
+dead-letter queue. MaximumConcurrency pollers run at once.
 """
 
 from __future__ import annotations
@@ -13,14 +12,12 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from devstack.host.aws import Clients
-from devstack.host.event_filter import FilterError, parse_filters, record_passes
 from devstack.host.invoker import FunctionRuntime, InvocationError
 from devstack.host.resources import ProvisioningError
 from devstack.host.template import TemplateError
@@ -28,6 +25,7 @@ from devstack.host.template import TemplateError
 log = logging.getLogger(__name__)
 
 _MAX_RECEIVE = 10  # SQS hands out at most 10 messages per ReceiveMessage
+EVENT_PROPERTIES = frozenset({"Queue", "BatchSize", "FunctionResponseTypes", "ScalingConfig"})
 
 
 class SqsEventSource:
@@ -45,18 +43,12 @@ class SqsEventSource:
             raise TemplateError(f"{self.name}: Queue must be a queue ARN (e.g. !GetAtt MyQueue.Arn)")
         self.queue_arn = str(properties["Queue"])
         self.batch_size = int(properties.get("BatchSize", 10))
-        self.window = float(properties.get("MaximumBatchingWindowInSeconds", 0))
         self.reports_failures = "ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or [])
-        self.enabled = properties.get("Enabled", True) not in (False, "false", "False")
         scaling = properties.get("ScalingConfig") or {}
         # Pollers beyond the function's own concurrency would only hold messages while waiting.
         limit = max(function.spec.concurrency, 1)
         self.concurrency = min(int(scaling.get("MaximumConcurrency", limit)), limit)
         self.wait_seconds = max(0, min(int(wait_seconds), 20))
-        try:
-            self.filters = parse_filters(properties.get("FilterCriteria") or {})
-        except FilterError as exc:
-            raise TemplateError(f"{self.name}: {exc}") from exc
         _, _, _, self.region, account, queue_name = self.queue_arn.split(":", 5)
         self._sqs = clients.new_client("sqs", connections=self.concurrency + 2)
         try:
@@ -74,9 +66,6 @@ class SqsEventSource:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        if not self.enabled:
-            log.info("%s: disabled in the template (Enabled: false)", self.name)
-            return
         for number in range(self.concurrency):
             thread = threading.Thread(target=self._run, name=f"sqs-{self.name}-{number}", daemon=True)
             thread.start()
@@ -100,41 +89,18 @@ class SqsEventSource:
                 self._stopping.wait(1)
 
     def _gather(self) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
-        window_ends: float | None = None
-        while len(batch) < self.batch_size and not self._stopping.is_set():
-            wait = self.wait_seconds
-            if window_ends is not None:
-                left = window_ends - time.monotonic()
-                if left <= 0:
-                    break
-                wait = min(wait, max(int(left), 0))
-            received = self._sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(_MAX_RECEIVE, self.batch_size - len(batch)),
-                WaitTimeSeconds=wait,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            batch += received
-            if batch and window_ends is None:
-                if self.window <= 0:
-                    break
-                window_ends = time.monotonic() + self.window
-            if window_ends is not None and not received and wait == 0:
-                time.sleep(min(0.05, max(window_ends - time.monotonic(), 0)))
-        return batch
+        """One long poll: what it brings is the batch (none until something arrives)."""
+        received: list[dict[str, Any]] = self._sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=min(_MAX_RECEIVE, self.batch_size),
+            WaitTimeSeconds=self.wait_seconds,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        return received
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [self.record(m) for m in messages]
-        if self.filters:
-            passing = {r["messageId"] for r in records if record_passes(self.filters, r)}
-            # Lambda deletes the records no filter matches, without invoking the function.
-            self._delete([m for m in messages if m["MessageId"] not in passing])
-            messages = [m for m in messages if m["MessageId"] in passing]
-            records = [r for r in records if r["messageId"] in passing]
-            if not records:
-                return
         try:
             result = self.function.invoke({"Records": records}, trigger=f"sqs:{self.name}")
         except InvocationError:

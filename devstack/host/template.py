@@ -1,5 +1,8 @@
 """Loading a SAM template and resolving its intrinsic functions, as CloudFormation does.
 
+The functions resolved are those template.yaml uses (`Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::If`,
+`Fn::Equals`, `Fn::Not`, `Fn::And`, `Condition`); any other is refused naming its place.
+
 The YAML short forms (`!Ref`, `!Sub`, ...) become their long JSON forms (`{"Ref": ...}`,
 `{"Fn::Sub": ...}`) at load time, so JSON templates and both YAML spellings resolve alike.
 What a `!Ref` or `!GetAtt` of a resource means is asked of a `Lookup` (the provisioned stack).
@@ -7,8 +10,6 @@ What a `!Ref` or `!GetAtt` of a resource means is asked of a `Lookup` (the provi
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,14 +19,7 @@ from typing import Any, Protocol
 import yaml
 
 FUNCTION = "AWS::Serverless::Function"
-GLOBALS_TYPES = {
-    "Function": FUNCTION,
-    "Api": "AWS::Serverless::Api",
-    "HttpApi": "AWS::Serverless::HttpApi",
-    "SimpleTable": "AWS::Serverless::SimpleTable",
-    "StateMachine": "AWS::Serverless::StateMachine",
-    "LayerVersion": "AWS::Serverless::LayerVersion",
-}
+GLOBALS_TYPES = {"Function": FUNCTION}  # the Globals sections merged (template.yaml has only this one)
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -138,11 +132,13 @@ class Template:
         self.raw = raw
         self.base_dir = base_dir
         self.pseudo = pseudo
-        self.mappings: dict[str, Any] = dict(raw.get("Mappings") or {})
         self.parameters = _parameter_values(raw.get("Parameters") or {}, parameter_overrides or {})
         self._condition_defs: dict[str, Any] = dict(raw.get("Conditions") or {})
         self._conditions: dict[str, bool] = {}
         globals_ = raw.get("Globals") or {}
+        unknown = sorted(set(globals_) - set(GLOBALS_TYPES))
+        if unknown:
+            raise TemplateError(f"Globals.{unknown[0]}: not supported by the local host (only Function)")
         self.resources: dict[str, Resource] = {}
         for logical_id, body in raw["Resources"].items():
             if not isinstance(body, dict) or not isinstance(body.get("Type"), str):
@@ -265,17 +261,9 @@ class Resolver:
             "Fn::Sub": self._sub,
             "Fn::GetAtt": self._get_att,
             "Fn::If": self._if,
-            "Fn::Join": self._join,
-            "Fn::Select": self._select,
-            "Fn::Split": self._split,
-            "Fn::FindInMap": self._find_in_map,
-            "Fn::Base64": lambda v, w: base64.b64encode(self._scalar(v, w).encode()).decode(),
-            "Fn::GetAZs": lambda v, w: [f"{self.template.pseudo.region}{z}" for z in "abc"],
-            "Fn::ToJsonString": lambda v, w: json.dumps(self.resolve(v, w), separators=(",", ":")),
             "Fn::Equals": lambda v, w: self.condition_value({"Fn::Equals": v}, w),
             "Fn::Not": lambda v, w: self.condition_value({"Fn::Not": v}, w),
             "Fn::And": lambda v, w: self.condition_value({"Fn::And": v}, w),
-            "Fn::Or": lambda v, w: self.condition_value({"Fn::Or": v}, w),
         }
 
     def resolve(self, value: Any, where: str = "") -> Any:
@@ -305,7 +293,7 @@ class Resolver:
             return self.template.parameters[name]
         return self.lookup.ref(name)
 
-    def condition_value(self, value: Any, where: str) -> bool:  # noqa: PLR0911  # one per function
+    def condition_value(self, value: Any, where: str) -> bool:
         if isinstance(value, dict) and len(value) == 1:
             name, argument = next(iter(value.items()))
             if name == "Condition":
@@ -318,8 +306,6 @@ class Resolver:
                 return not self.condition_value(inner, where)
             if name == "Fn::And":
                 return all(self.condition_value(c, where) for c in self._list(argument, where))
-            if name == "Fn::Or":
-                return any(self.condition_value(c, where) for c in self._list(argument, where))
         resolved = self.resolve(value, where)
         if isinstance(resolved, bool):
             return resolved
@@ -359,31 +345,6 @@ class Resolver:
         name, when_true, when_false = self._args(argument, 3, where)
         chosen = when_true if self.template.condition(name) else when_false
         return self.resolve(chosen, where)
-
-    def _join(self, argument: Any, where: str) -> str:
-        delimiter, items = self._args(argument, 2, where)
-        return self._scalar(delimiter, where).join(
-            self._scalar(item, where) for item in self._list(items, where)
-        )
-
-    def _select(self, argument: Any, where: str) -> Any:
-        index, items = self._args(argument, 2, where)
-        values = self._list(items, where)
-        position = int(self._scalar(index, where))
-        if not 0 <= position < len(values):
-            raise TemplateError(f"{where}: index {position} outside a list of {len(values)}")
-        return values[position]
-
-    def _split(self, argument: Any, where: str) -> list[str]:
-        delimiter, text = self._args(argument, 2, where)
-        return self._scalar(text, where).split(self._scalar(delimiter, where))
-
-    def _find_in_map(self, argument: Any, where: str) -> Any:
-        map_name, top_key, second_key = (self._scalar(a, where) for a in self._args(argument, 3, where))
-        try:
-            return self.resolve(self.template.mappings[map_name][top_key][second_key], where)
-        except KeyError as exc:
-            raise TemplateError(f"{where}: Mappings has no {map_name}.{top_key}.{second_key}") from exc
 
     # helpers
 

@@ -39,7 +39,7 @@ Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
   GET    /_admin/calls          the last 50 calls, Ingress calls placed by a TAS included
 
 Identity server (OAuth 2.0 / OpenID Connect at WG2's paths: /oauth2/auth, /oauth2/token,
-/userinfo, /oauth2/revoke, /.well-known/jwks.json, ...; see devstack/wg2sim/oidc.py). Its tokens
+/userinfo, /oauth2/revoke, /.well-known/jwks.json, ...; see devstack/wg2sim/oidc/). Its tokens
 are the core's own. Dev client: sipreg-local / sipreg-local-secret; add clients with --oidc-client
 or POST /_admin/oidc/clients; rotate the ID-token signing key with POST /_admin/rotate-keys.
 """
@@ -59,7 +59,9 @@ from typing import Any
 
 from devstack.wg2sim.faults import FaultConfig, parse_latency, parse_msisdns, parse_rate
 from devstack.wg2sim.http_app import create_http_app
-from devstack.wg2sim.oidc import add_oidc_arguments, configure_oidc, oidc_blueprint, oidc_config_from_args
+from devstack.wg2sim.oidc.config import add_oidc_arguments, oidc_config_from_args
+from devstack.wg2sim.oidc.provider import configure_oidc
+from devstack.wg2sim.oidc.routes import oidc_blueprint
 from devstack.wg2sim.server import SipOptions, Wg2simServer
 from devstack.wg2sim.state import DEFAULT_TOKEN_TTL_SECONDS, Wg2Sim
 from devstack.wg2sim.tls import write_self_signed

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from devstack.wg2sim.calls import CALLEE_BEHAVIOURS, CallRequest
+from devstack.wg2sim.calls.model import CALLEE_BEHAVIOURS, CallRequest
 from devstack.wg2sim.faults import FaultConfig
 from devstack.wg2sim.state import Wg2Sim
 from devstack.wg2sim.tokens import SIP_BREAKOUT_SCOPES

@@ -10,10 +10,11 @@ import grpc
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from devstack.wg2sim.calls import CallRouter
+from devstack.wg2sim.calls.router import CallRouter
 from devstack.wg2sim.grpc_service import create_grpc_server
 from devstack.wg2sim.http_app import create_http_app
-from devstack.wg2sim.sip import ServerInvite, SipListener, client_context, server_context
+from devstack.wg2sim.sip.transport import client_context, server_context
+from devstack.wg2sim.sip.uas import ServerInvite, SipListener
 from devstack.wg2sim.state import Wg2Sim
 from devstack.wg2sim.tls import TlsFiles
 

@@ -12,7 +12,7 @@ from devstack.wg2sim.stats import Stats
 from devstack.wg2sim.tokens import TokenRegistry
 
 if TYPE_CHECKING:
-    from devstack.wg2sim.calls import CallRouter
+    from devstack.wg2sim.calls.router import CallRouter
 
 DEFAULT_TOKEN_TTL_SECONDS = 3600
 

@@ -18,7 +18,8 @@ import pytest
 
 from devstack.pbx import LocalPbx
 from devstack.wg2sim.process import Wg2simProcess
-from devstack.wg2sim.sip import ClientInvite, client_context
+from devstack.wg2sim.sip.transport import client_context
+from devstack.wg2sim.sip.uac import ClientInvite
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2_grpc as v0_grpc
 from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as v1

@@ -13,7 +13,6 @@ from uuid import uuid4
 import pytest
 
 from devstack.host import LocalHost
-from devstack.host.event_filter import record_passes
 from tests.fixtures.host.hosting import batches, client, start_host, wait_until
 
 
@@ -42,7 +41,7 @@ def dlq_bodies(endpoint: str, host: LocalHost, dlq: str) -> list[dict[str, Any]]
 
 
 def test_batches_are_never_larger_than_batch_size(host: LocalHost, aws_endpoint: str) -> None:
-    # Given PlainQueue's source with BatchSize 3 and a batching window of 1 s
+    # Given PlainQueue's source with BatchSize 3
     run = uuid4().hex
     entries = [{"Id": str(i), "MessageBody": json.dumps({"run": run, "n": i})} for i in range(7)]
     # When 7 messages arrive at once
@@ -139,66 +138,3 @@ def test_record_that_keeps_failing_lands_in_the_dlq_after_max_receive_count(
     deliveries = batches_of_run(aws_endpoint, host, "WorkQueue", run)
     counts = sorted(r["attributes"]["ApproximateReceiveCount"] for b in deliveries for r in b)
     assert counts == ["1", "2"]
-
-
-def test_disabled_source_is_not_polled(host: LocalHost, aws_endpoint: str) -> None:
-    sqs = client(aws_endpoint, "sqs")
-    url = host.resources["IdleQueue"]["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody="{}")
-    time.sleep(1.5)  # longer than one poll of an enabled source
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"
-
-
-def test_records_no_filter_matches_are_deleted_without_an_invocation(
-    host: LocalHost, aws_endpoint: str
-) -> None:
-    # Given FilteredQueue's patterns: a JSON body of kind keep with size > 10, or a plain-keep text body
-    run = uuid4().hex
-    bodies = {
-        "json-pass": json.dumps({"run": run, "kind": "keep", "size": 20}),
-        "json-small": json.dumps({"run": run, "kind": "keep", "size": 5}),
-        "json-other": json.dumps({"run": run, "kind": "drop", "size": 20}),
-        "text-pass": f"plain-keep-{run}",
-        "text-other": f"other-{run}",
-    }
-    sqs = client(aws_endpoint, "sqs")
-    url = host.resources["FilteredQueue"]["QueueUrl"]
-    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": k, "MessageBody": v} for k, v in bodies.items()])
-
-    def delivered() -> list[str]:
-        found = [r["body"] for b in batches(aws_endpoint, host, "FilteredQueue") for r in b]
-        return [body for body in found if run in body]
-
-    def queue_empty() -> bool:
-        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
-        return all(attributes[name] == "0" for name in names)
-
-    # When the source has polled, Then only matching records reached the function, and none is left
-    wait_until(lambda: len(delivered()) >= 2 and queue_empty())
-    assert sorted(delivered()) == sorted([bodies["json-pass"], bodies["text-pass"]])
-
-
-@pytest.mark.parametrize(
-    ("pattern", "body", "passes"),
-    [
-        ({"body": {"a": ["x"]}}, {"a": "x"}, True),
-        ({"body": {"a": ["x"]}}, {"a": ["y", "x"]}, True),
-        ({"body": {"a": [None]}}, {"a": None}, True),
-        ({"body": {"a": [{"prefix": "ab"}]}}, {"a": "abc"}, True),
-        ({"body": {"a": [{"suffix": "bc"}]}}, {"a": "abd"}, False),
-        ({"body": {"a": [{"equals-ignore-case": "ABC"}]}}, {"a": "abc"}, True),
-        ({"body": {"a": [{"anything-but": ["x", "y"]}]}}, {"a": "z"}, True),
-        ({"body": {"a": [{"anything-but": {"prefix": "z"}}]}}, {"a": "zz"}, False),
-        ({"body": {"a": [{"numeric": [">=", 1, "<", 3]}]}}, {"a": 2}, True),
-        ({"body": {"a": [{"numeric": [">=", 1, "<", 3]}]}}, {"a": 3}, False),
-        ({"body": {"a": [{"exists": False}]}}, {"b": 1}, True),
-        ({"body": {"a": [{"exists": True}]}}, {"b": 1}, False),
-        ({"body": {"a": {"b": ["c"]}}}, {"a": {"b": "c"}}, True),
-        ({"attributes": {"MessageGroupId": ["g"]}}, {}, True),
-    ],
-)
-def test_filter_patterns_match_as_eventbridge_does(pattern: dict[str, Any], body: Any, passes: bool) -> None:
-    record = {"body": json.dumps(body), "attributes": {"MessageGroupId": "g"}}
-    assert record_passes([pattern], record) is passes

@@ -50,7 +50,7 @@ from tests.support.lambda_context import LambdaContext, load_function
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "eu-west-1"
-# wg2sim's documented dev client (devstack/wg2sim/oidc.py).
+# wg2sim's documented dev client (devstack/wg2sim/oidc/config.py).
 DEV_CLIENT_ID = "sipreg-local"
 DEV_CLIENT_SECRET = "sipreg-local-secret"  # a local emulator's published dev secret
 DEV_REDIRECT_URI = "http://127.0.0.1:3000/oauth/callback"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devstack.wg2sim.__main__ import build_parser, main
-from devstack.wg2sim.oidc import DEV_CLIENT, oidc_config_from_args, parse_client
+from devstack.wg2sim.oidc.config import DEV_CLIENT, oidc_config_from_args, parse_client
 
 
 def test_a_client_flag_keeps_colons_inside_the_redirect_uri() -> None:

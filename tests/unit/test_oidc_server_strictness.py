@@ -21,8 +21,10 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from devstack.wg2sim import oidc
-from devstack.wg2sim.oidc import OidcClient, OidcConfig, configure_oidc, oidc_blueprint
+from devstack.wg2sim.oidc import provider
+from devstack.wg2sim.oidc.config import OidcClient, OidcConfig
+from devstack.wg2sim.oidc.provider import configure_oidc
+from devstack.wg2sim.oidc.routes import oidc_blueprint
 from devstack.wg2sim.state import Wg2Sim
 
 CLIENT = OidcClient("app", "app-secret-123", ("https://app.example/oauth/callback",))
@@ -249,7 +251,7 @@ def test_code_of_another_redirect_uri_or_client_is_refused(server: Server) -> No
 
 def test_expired_code_is_refused(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     code = server.code()
-    monkeypatch.setattr(oidc, "CODE_TTL_SECONDS", -1.0)
+    monkeypatch.setattr(provider, "CODE_TTL_SECONDS", -1.0)
     assert server.exchange(code).json["error"] == "invalid_grant"
 
 

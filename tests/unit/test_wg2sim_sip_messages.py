@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.wg2sim.sip import (
+from devstack.wg2sim.sip.message import (
     Hop,
     Message,
     SipError,

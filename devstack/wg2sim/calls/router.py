@@ -1,24 +1,8 @@
-"""The emulated core's call path: a call from one number to another, routed by their registrations
-as WG2 describes it (docs/call-routing.md has the rules with the product page's leg numbers).
-
-    router = CallRouter(sim, listener, client_context([pbx_ca_file]))
-    result = router.place(CallRequest("+4799990009", "+4799990001", "answer"))
-    result.to_json()   # {"sip_status": 200, "answered_by": "sips:...", "legs": [{"leg": 2, ...}, ...]}
-
-Legs, numbered as on the product page: 1 the caller to the core (what `sip_status` of the call
-says the caller got), 2 the core to the TAS, 3 the TAS back to the core (Loop), 4 the core to the
-B-party's phone. Legs 2 and 3 are real SIP over TLS (`sip.py`): leg 2 goes to the registration's
-`sips:` URI, leg 3 arrives on the core's own SIP port. The phones (leg 4, and the caller) are
-emulated: the radio side of a mobile core is not SIP on the internet. The callee's behaviour
-(`answer`, `busy`, `no-answer`) is what the B-party's phone does.
-
-Times are emulator seconds scaled by the clock's time factor: the 30 s no-answer timeout (and so
-Fallback on no answer) lasts 30/F real seconds.
-"""
+"""The routing of a call by the registrations (docs/call-routing.md): Loop, Fork, Fallback and
+Ingress, with the no-answer timeout; and what arrives at the core's own SIP port."""
 
 from __future__ import annotations
 
-import logging
 import queue
 import secrets
 import ssl
@@ -29,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.wg2sim.calls.legs import Phone, bye, cancel, hang_up_of, settle
+from devstack.wg2sim.calls.model import CALLEE_BEHAVIOURS, CallRequest, CallResult, Leg
 from devstack.wg2sim.registrations import Registration, RegistrationStore
-from devstack.wg2sim.sip import REASONS, ClientInvite, ServerInvite, SipListener, uri_of
+from devstack.wg2sim.sip.message import REASONS, uri_of
+from devstack.wg2sim.sip.uac import ClientInvite
+from devstack.wg2sim.sip.uas import ServerInvite, SipListener
 
-log = logging.getLogger("devstack.wg2sim.calls")
-
-CALLEE_BEHAVIOURS = ("answer", "busy", "no-answer")
 NO_ANSWER_TIMEOUT_SECONDS = 30.0  # emulator seconds (WG2: "no answer detected within the timeout (30s)")
 PHONE_ANSWER_MAX_REAL_SECONDS = 0.25  # a subscriber who answers does so within this, or half the window
 TAS_INVITE_TIMEOUT_SECONDS = 8.0  # real seconds without a final answer from a TAS: leg failed (Timer B)
@@ -43,83 +28,6 @@ RECENT_CALLS = 50
 
 LOOP_MO = {"ROUTE_TYPE_LOOP", "ROUTE_TYPE_LOOP_MO"}  # the caller's registrations that loop its calls
 LOOP_MT = {"ROUTE_TYPE_LOOP", "ROUTE_TYPE_LOOP_MT"}  # the callee's that loop calls to it
-INGRESS = "ROUTE_TYPE_INGRESS"
-
-
-@dataclass(frozen=True)
-class CallRequest:
-    caller: str  # E.164
-    callee: str  # E.164
-    behaviour: str = "answer"  # what the callee's phone does
-
-
-@dataclass
-class Leg:
-    """One leg of a call, as the admin API shows it."""
-
-    leg: int
-    to: str
-    started: float  # real seconds since the call began
-    method: str = "INVITE"
-    request_uri: str = ""
-    source: str = ""  # leg 3: where it came from
-    registration: str = ""  # the route type of the registration that made this leg
-    sip_status: int | None = None
-    reason: str = ""
-    provisional: list[int] = field(default_factory=list)
-    error: str = ""
-    cancelled: bool = False
-    bye_status: int | None = None
-    answered_after: float | None = None  # real seconds since the call began
-    server: str = ""  # the Server header of the final response: who really answered
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "leg": self.leg,
-            "to": self.to,
-            "method": self.method,
-            "sip_status": self.sip_status,
-            "reason": self.reason,
-            "provisional": self.provisional,
-            "started_ms": round(self.started * 1000, 1),
-        }
-        optional = {
-            "request_uri": self.request_uri,
-            "from": self.source,
-            "registration": self.registration,
-            "error": self.error,
-            "server": self.server,
-            "cancelled": self.cancelled or None,
-            "bye_status": self.bye_status,
-            "final_ms": None if self.answered_after is None else round(self.answered_after * 1000, 1),
-        }
-        body.update({key: value for key, value in optional.items() if value not in (None, "")})
-        return body
-
-
-@dataclass
-class CallResult:
-    caller: str
-    callee: str
-    behaviour: str
-    legs: list[Leg] = field(default_factory=list)
-    sip_status: int = 0
-    answered_by: str | None = None  # a sips: URI, "phone", or None
-    routing: list[dict[str, str]] = field(default_factory=list)
-    kind: str = "call"  # "call" (POST /_admin/calls) or "ingress" (a TAS placed it)
-    started_at: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "from": self.caller,
-            "to": self.callee,
-            "callee": self.behaviour,
-            "sip_status": self.sip_status,
-            "answered_by": self.answered_by,
-            "routing": self.routing,
-            "legs": [leg.to_json() for leg in sorted(self.legs, key=lambda leg: leg.started)],
-        }
 
 
 @dataclass
@@ -136,48 +44,6 @@ class _Outcome:
     status: int
     answered_by: str | None = None
     hang_ups: list[Callable[[], None]] = field(default_factory=list)
-
-
-class _Phone:
-    """The B-party's phone (leg 4), emulated: rings, then answers, is busy, or rings on."""
-
-    def __init__(
-        self, leg: Leg, behaviour: str, answer_after: float, t0: float, ringing: Callable[[], object]
-    ) -> None:
-        self.leg = leg
-        self._ringing = ringing
-        self.behaviour = behaviour
-        self.answered = threading.Event()  # any final status
-        self._cancel = threading.Event()
-        self._t0 = t0
-        self._answer_after = answer_after
-        threading.Thread(target=self._run, name="wg2sim-phone", daemon=True).start()
-
-    @property
-    def status(self) -> int | None:
-        return self.leg.sip_status
-
-    def _final(self, status: int, reason: str) -> None:
-        self.leg.sip_status, self.leg.reason = status, reason
-        self.leg.answered_after = time.monotonic() - self._t0
-        self.answered.set()
-
-    def _run(self) -> None:
-        if self.behaviour == "busy":
-            self._final(486, "Busy Here")
-            return
-        self.leg.provisional.append(180)
-        self._ringing()
-        if self.behaviour == "answer" and not self._cancel.wait(self._answer_after):
-            self._final(200, "OK")
-            return
-        self._cancel.wait()
-        self.leg.cancelled = True
-        self._final(487, "Request Terminated")
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        self.answered.wait(1)
 
 
 class CallRouter:
@@ -277,12 +143,12 @@ class CallRouter:
                 self._loops.pop(odi, None)
         if back is None:
             # The TAS answered or refused leg 2 itself (it need not send it back), or failed.
-            self._settle(leg2, invite, t0)
+            settle(leg2, invite, t0)
             if invite.error:
                 return _Outcome(503)  # the call cannot go on without the TAS it must loop through
             status = invite.status or 500
             if 200 <= status < 300:
-                return _Outcome(status, registration.sip_uri, [self._hang_up(leg2, invite)])
+                return _Outcome(status, registration.sip_uri, [hang_up_of(leg2, invite)])
             return _Outcome(status)
         leg3 = Leg(
             leg=3,
@@ -302,11 +168,11 @@ class CallRouter:
         leg3.answered_after = time.monotonic() - t0
         if not invite.wait_final(TAS_INVITE_TIMEOUT_SECONDS):
             invite.give_up("no final response relayed by the TAS")
-        self._settle(leg2, invite, t0)
+        settle(leg2, invite, t0)
         status = invite.status or 503
 
         def hang_up() -> None:
-            self._bye(leg2, invite)
+            bye(leg2, invite)
             if back.ended.wait(2):
                 leg3.bye_status = 200
             self._listener.forget(back)
@@ -338,7 +204,7 @@ class CallRouter:
             )
             for r in forks
         ]
-        phone = _Phone(phone_leg, request.behaviour, self.phone_answer_seconds, t0, ringing)
+        phone = Phone(phone_leg, request.behaviour, self.phone_answer_seconds, t0, ringing)
         for _, invite in tas:
             invite.start()
         winner = self._race(phone, tas, t0)
@@ -364,7 +230,7 @@ class CallRouter:
             time.sleep(0.005)
         return self._pick(backups, t0) or _Outcome(busy_or_no_answer)
 
-    def _race(self, phone: _Phone, tas: list[tuple[Leg, ClientInvite]], t0: float) -> _Outcome | None:
+    def _race(self, phone: Phone, tas: list[tuple[Leg, ClientInvite]], t0: float) -> _Outcome | None:
         """The first 2xx wins and the other legs are cancelled; None when nobody answered."""
         ring_until = time.monotonic() + self.no_answer_seconds
         tas_until = time.monotonic() + TAS_INVITE_TIMEOUT_SECONDS
@@ -372,7 +238,7 @@ class CallRouter:
             now = time.monotonic()
             if phone.status == 200:
                 for leg, invite in tas:
-                    self._cancel(leg, invite, t0)
+                    cancel(leg, invite, t0)
                 phone.leg.bye_status = 200
                 return _Outcome(200, "phone")
             answered = next(((leg, invite) for leg, invite in tas if 200 <= (invite.status or 0) < 300), None)
@@ -381,16 +247,16 @@ class CallRouter:
                     phone.cancel()
                 for leg, invite in tas:
                     if invite is not answered[1]:
-                        self._cancel(leg, invite, t0)
-                self._settle(*answered, t0)
+                        cancel(leg, invite, t0)
+                settle(*answered, t0)
                 winner_leg, winner = answered
-                return _Outcome(winner.status or 200, winner_leg.to, [self._hang_up(winner_leg, winner)])
+                return _Outcome(winner.status or 200, winner_leg.to, [hang_up_of(winner_leg, winner)])
             if now >= ring_until and not phone.answered.is_set():
                 phone.cancel()  # no answer within the timeout
             tas_done = all(invite.answered.is_set() for _, invite in tas) or now >= tas_until
             if phone.answered.is_set() and tas_done:
                 for leg, invite in tas:
-                    self._cancel(leg, invite, t0)
+                    cancel(leg, invite, t0)
                 return None
             time.sleep(0.002)
 
@@ -398,12 +264,12 @@ class CallRouter:
         answered = next(((leg, invite) for leg, invite in legs if 200 <= (invite.status or 0) < 300), None)
         for leg, invite in legs:
             if answered is None or invite is not answered[1]:
-                self._cancel(leg, invite, t0)
+                cancel(leg, invite, t0)
         if answered is None:
             return None
         leg, invite = answered
-        self._settle(leg, invite, t0)
-        return _Outcome(invite.status or 200, leg.to, [self._hang_up(leg, invite)])
+        settle(leg, invite, t0)
+        return _Outcome(invite.status or 200, leg.to, [hang_up_of(leg, invite)])
 
     # --- legs to a TAS -----------------------------------------------------------------------------
 
@@ -442,35 +308,6 @@ class CallRouter:
         )
         result.legs.append(leg)
         return leg, invite
-
-    def _settle(self, leg: Leg, invite: ClientInvite, t0: float) -> None:
-        leg.provisional = list(invite.provisional)
-        if invite.final is not None:
-            leg.sip_status = invite.final.status
-            leg.reason = invite.final.reason
-            leg.server = invite.final.header("server")
-        leg.error = invite.error or ""
-        if leg.answered_after is None:
-            leg.answered_after = time.monotonic() - t0
-
-    def _cancel(self, leg: Leg, invite: ClientInvite, t0: float) -> None:
-        if not invite.answered.is_set():
-            if not invite.responded.wait(1.0):
-                invite.give_up("no response from the TAS")
-            leg.cancelled = True
-            invite.cancel()
-        self._settle(leg, invite, t0)
-        if 200 <= (invite.status or 0) < 300:
-            self._bye(leg, invite)  # it answered as we cancelled: end that call
-        else:
-            invite.close()
-
-    def _hang_up(self, leg: Leg, invite: ClientInvite) -> Callable[[], None]:
-        return lambda: self._bye(leg, invite)
-
-    def _bye(self, leg: Leg, invite: ClientInvite) -> None:
-        leg.bye_status = invite.bye()
-        invite.close()
 
     # --- what arrives at the core's SIP port -------------------------------------------------------
 
