@@ -140,10 +140,15 @@ sam-rehearsal: $(PROTO_STAMP) $(SAM_STAMP)
 layer-constraints: $(STAMP)
 	$(PY) tools/layer_constraints.py
 
-# Figures, not assertions: each one a ratio against a baseline measured in the same run.
-bench: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP)
+# Figures, not assertions: each one a ratio or a count against a baseline of the same run, printed
+# with its goal; JSON and PNG charts in bench/out/. The cost model takes the counts of this run.
+bench: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP) build
 	$(PY) bench/bench_core.py
 	$(PY) bench/bench_worker.py
+	$(PY) bench/bench_refresher.py
+	$(PY) bench/bench_e2e.py
+	$(PY) bench/bench_cold_start.py
+	$(PY) bench/cost.py
 	$(PY) bench/aws_engines.py
 
 # A bounded storm on the local stack: 10,000 events over 1,000 numbers, faults everywhere, then the

@@ -1,7 +1,7 @@
 """Cold start: how long each function's `app` takes to import, against `import boto3` alone, and the
 layer's size. Both from `make build`'s output (.build/), as Lambda would load them.
 
-    .venv/bin/python bench/bench_cold_start.py [--rounds 7]
+    .venv/bin/python bench/bench_cold_start.py [--rounds 5]
 
 Each import runs in a fresh interpreter without site-packages (`python -S`), with only the built
 layer (`.build/CommonLayer/python`, Lambda's /opt/python) and the function's own folder on the
@@ -96,7 +96,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if not LAYER.is_dir():
         print("no .build/: run `make build` first", file=sys.stderr)
