@@ -1,6 +1,6 @@
 """The refresher's cost follows what is due, not what is stored; and how much one run can enqueue.
 
-    .venv/bin/python bench/bench_refresher.py [--stored 100000] [--due 1000] [--rounds 5]
+    .venv/bin/python bench/bench_refresher.py [--stored 100000] [--due 1000] [--rounds 3]
 
 On the local AWS engine, two copies of template.yaml's tables and queue: one holds only the
 `--due` active registrations expiring within the refresh margin (the baseline), the other the
@@ -117,7 +117,7 @@ def main() -> int:
     )
     parser.add_argument("--stored", type=int, default=100_000)
     parser.add_argument("--due", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     os.environ.update(ENGINE_ROOT.as_environment())
     os.environ["AWS_DEFAULT_REGION"] = REGION

@@ -81,18 +81,20 @@ def read_units(kilobytes: float, *, consistent: bool = True, transactional: bool
 
 @dataclass(frozen=True)
 class Counts:
-    """Counted per unit of work (defaults: `make bench` on 2026-12-02; its run replaces them)."""
+    """Per unit of work. Measured by `make bench` on 2026-12-02 (bench/out/worker.json and
+    refresher.json; its run replaces them) unless marked estimated."""
 
     batch: float = 10.0  # events per worker invocation (and per SQS send, receive, delete)
-    worker_ms_per_batch: float = 170.0  # a batch of 10 at 50 ms core latency
-    registration_kb: float = 0.6  # a Registrations item
-    event_log_kb: float = 0.4  # an EventLog item
-    subscriber_kb: float = 1.6  # a Subscribers item (two ciphertexts)
+    worker_ms_per_batch: float = 248.0  # a batch of 10 at 50 ms core latency
+    registration_kb: float = 0.89  # a Registrations item
+    event_log_kb: float = 0.36  # an EventLog item
+    subscriber_kb: float = 1.6  # estimated: a Subscribers item with real tokens (the bench's are short)
     # The worker's DynamoDB requests per event, warm: a tenth of a BatchGetItem, then its writes.
     change_transactions: float = 2.0  # claim, then outcome (2 items each: registration + log)
     refresh_transactions: float = 1.0  # outcome only (refreshes claim nothing)
-    status_events_per_change: float = 1.0  # RegistrationStatusChanged on the bus
     refresher_items_read_per_due: float = 1.0
+    # Estimated from here on (local times say little about Lambda's).
+    status_events_per_change: float = 1.0  # RegistrationStatusChanged (a route change alone sends none)
     refresher_run_ms: float = 300.0  # a run's fixed part (16 shard queries)
     refresher_ms_per_due: float = 1.0
     api_ms: float = 30.0  # the events API's invocation per POST
