@@ -22,8 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,47 +29,33 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers/common")]
 
+from bench.common import (  # noqa: E402
+    REGION,
+    RequestCounter,
+    goal_line,
+    item_kilobytes,
+    provision,
+    pyplot,
+    save_chart,
+    write_json,
+)
 from devstack.aws_engine import ROOT as ENGINE_ROOT  # noqa: E402
 from devstack.aws_engine import LocalAws  # noqa: E402
 from devstack.host.aws import Clients  # noqa: E402
-from devstack.host.resources import Stack  # noqa: E402
-from devstack.host.template import Pseudo, Template, load_template  # noqa: E402
 from devstack.wg2sim.process import Wg2simProcess  # noqa: E402
 from sipreg.config import AuthMode, CoreSettings  # noqa: E402
 from sipreg.core import GrpcCoreClient  # noqa: E402
 from sipreg.events import EventType, RegistrationSpec, UpsertEvent, to_json  # noqa: E402
 from sipreg.models import ApiVersion, RouteType  # noqa: E402
 from sipreg.notify import EventBridgePublisher  # noqa: E402
+from sipreg.refresher import refresh_event  # noqa: E402
+from sipreg.store.registrations import RegistrationStore  # noqa: E402
 from sipreg.store.subscribers import SubscriberStore  # noqa: E402
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService  # noqa: E402
 from sipreg.worker import DynamoJournal, EventApplier, QueuedMessage, Worker  # noqa: E402
 from sipreg.worker.batch import SqsDeadLetters, SqsVisibility  # noqa: E402
 
-REGION = "eu-west-1"
 BATCH = 10
-
-
-class RequestCounter:
-    """Counts AWS API calls (one per call, whatever botocore's retries) on the clients given."""
-
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-
-    def watch(self, client: Any) -> None:
-        client.meta.events.register("before-call", self._count)
-
-    def _count(self, event_name: str, **_: Any) -> None:
-        service, operation = event_name.split(".", 2)[1:]
-        self.calls[f"{service}:{operation}"] += 1
-
-
-def provision(endpoint: str) -> dict[str, dict[str, Any]]:
-    template_path = ROOT / "template.yaml"
-    pseudo = Pseudo(region=REGION, account_id="123456789012", stack_name=f"bench{uuid.uuid4().hex[:6]}")
-    template = Template(load_template(template_path), template_path.parent, pseudo, {})
-    stack = Stack(template, Clients(endpoint, REGION), {}, {"OAuthClientSecret": "unused-in-bench"})
-    stack.provision()
-    return {logical_id: physical.describe() for logical_id, physical in stack.physical.items()}
 
 
 def batch(numbers: list[str], round_number: int) -> list[QueuedMessage]:
@@ -134,7 +118,7 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
         journal=journal, core=core, tokens=tokens, auth_mode=AuthMode.USER, api_version=ApiVersion.V0
     )
 
-    def worker(concurrency: int) -> Worker:
+    def worker(concurrency: int, applier: EventApplier = applier) -> Worker:
         return Worker(
             applier,
             journal,
@@ -143,6 +127,12 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
             SqsDeadLetters(ref("EventsDeadLetterQueue"), client=sqs),
             concurrency=concurrency,
         )
+
+    def worker_with(tokens: TokenService) -> Worker:
+        fresh = EventApplier(
+            journal=journal, core=core, tokens=tokens, auth_mode=AuthMode.USER, api_version=ApiVersion.V0
+        )
+        return worker(BATCH, fresh)
 
     together, one_by_one = worker(BATCH), worker(1)
     # Watch every client the worker uses: the stores' DynamoDB clients, KMS, SQS, EventBridge.
@@ -201,8 +191,131 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
         f"  the same batch, core answering at once: {bare_ms:8.1f} ms (local DynamoDB and the worker itself)"
     )
     print(f"  groups at once less that : {(fast_ms - bare_ms) / 1000 / latency:8.2f} core round trips")
+    per_change = {name: calls / applied for name, calls in counter.calls.items()}
+    sizes = batch_sizes(together, numbers, args.rounds, forever)
+    throughput = BATCH / statistics.median(fast)
+    limit = BATCH / latency
+    print(f"throughput per unit of Lambda concurrency (one sandbox, batches of {BATCH}):")
+    print(
+        goal_line(
+            "events per second",
+            f"{throughput:.0f} ev/s",
+            f"limit: {limit:.0f} ev/s, 10 numbers per round trip",
+            None,
+        )
+    )
+    print(
+        goal_line(
+            "share of the limit", f"{throughput / limit:.2f}", "1.0: the batch in one core round trip", None
+        )
+    )
+    print(f"  x MaximumConcurrency 5 (template) = {5 * throughput:.0f} ev/s for the whole stack")
+    print("batch time by numbers per batch (core round trips, median):")
+    print("  " + "  ".join(f"{n}: {t / latency:.2f}" for n, t in sizes.items()))
+
+    cold = worker_with(
+        TokenService(  # an empty token cache, as in a new sandbox
+            store=SubscriberStore(ref("SubscribersTable")),
+            cipher=KmsCipher(ref("DataKey", "Arn"), client=kms),
+            identity=OAuthClient(sim.http_url, client_id="sipreg-local", client_secret=lambda _: "unused"),
+            service_scope=SERVICE_SCOPES[ApiVersion.V0],
+        )
+    )
+    refresh_calls, cold_calls = refresh_costs(
+        together, cold, numbers, ref=ref, counter=counter, forever=forever
+    )
+    print(f"AWS requests per refresh (warm tokens): {_per_event(refresh_calls)}")
+    print(f"AWS requests per event with a cold token cache: {_per_event(cold_calls)}")
+    dynamodb_client = Clients(endpoint, REGION).new_client("dynamodb")
+    kilobytes = {
+        "registration_kb": _largest(dynamodb_client, ref("RegistrationsTable")),
+        "event_log_kb": _largest(dynamodb_client, ref("EventLogTable")),
+        "subscriber_kb": _largest(dynamodb_client, ref("SubscribersTable")),
+    }
+    print("item sizes (largest, DynamoDB's rule): " + ", ".join(f"{k} {v:.2f}" for k, v in kilobytes.items()))
+    write_json(
+        "worker",
+        {
+            "latency_ms": args.latency_ms,
+            "batch": BATCH,
+            "requests_per_change": per_change,
+            "requests_per_refresh": refresh_calls,
+            "requests_per_event_cold_tokens": cold_calls,
+            "batch_ms": {"together": fast_ms, "one_by_one": slow_ms, "no_core_latency": bare_ms},
+            "batch_ms_by_size": {n: t * 1000 for n, t in sizes.items()},
+            "throughput_per_concurrency": throughput,
+            "throughput_limit": limit,
+            **kilobytes,
+        },
+    )
+    chart_batch_sizes(sizes, latency)
     core.close()
     return 0
+
+
+def batch_sizes(worker: Worker, numbers: list[str], rounds: int, forever: Any) -> dict[int, float]:
+    """Median batch time (s) for batches of 1..10 numbers, the core at the configured latency."""
+    times: dict[int, list[float]] = {n: [] for n in range(1, BATCH + 1)}
+    for round_number in range(rounds):
+        for n, taken in times.items():
+            started = time.perf_counter()
+            worker.process(batch(numbers[:n], 5000 + 100 * round_number + n), forever)
+            taken.append(time.perf_counter() - started)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def refresh_costs(
+    worker: Worker,
+    cold: Worker,
+    numbers: list[str],
+    *,
+    ref: Any,
+    counter: RequestCounter,
+    forever: Any,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Requests per refresh event, warm; then per event of a worker whose token cache is empty."""
+    store = RegistrationStore(ref("RegistrationsTable"))
+
+    def refreshes() -> list[QueuedMessage]:
+        now = datetime.now(UTC)
+        events = [refresh_event(r, now) for m in numbers for r in store.list_for(m) if r.expires_at]
+        return [QueuedMessage(f"m-{e.id}", f"rh-{e.id}", to_json(e), e.msisdn, 1) for e in events]
+
+    messages = refreshes()
+    counter.clear()
+    report = worker.process(messages, forever)
+    warm = {n: c / len(messages) for n, c in counter.calls.items()}
+    if report.outcomes["refreshed"] != len(messages):
+        raise SystemExit(f"refreshes not applied: {dict(report.outcomes)}")
+    counter.clear()
+    messages = batch(numbers, 9000)
+    cold.process(messages, forever)
+    return warm, {n: c / len(messages) for n, c in counter.calls.items()}
+
+
+def _per_event(calls: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in sorted(calls.items()))
+
+
+def _largest(client: Any, table: str) -> float:
+    items = client.scan(TableName=table)["Items"]
+    return max((item_kilobytes(i) for i in items), default=0.0)
+
+
+def chart_batch_sizes(sizes: dict[int, float], latency: float) -> None:
+    plt = pyplot()
+    if plt is None:
+        print("  (no chart: matplotlib is not installed; `make bench` installs it)")
+        return
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.plot(list(sizes), [t / latency for t in sizes.values()], marker="o", label="measured")
+    axes.axhline(1.0, color="grey", linestyle="--", label="one core round trip (ideal)")
+    axes.set_xlabel("numbers (MSISDN groups) per batch")
+    axes.set_ylabel("batch time, core round trips")
+    axes.set_ylim(bottom=0)
+    axes.set_title(f"Worker batch time at {latency * 1000:.0f} ms core latency")
+    axes.legend()
+    print(f"  chart: {save_chart(figure, 'worker_batch_time')}")
 
 
 if __name__ == "__main__":

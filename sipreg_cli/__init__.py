@@ -14,7 +14,16 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order `sipreg --help` lists them.
-_SUBCOMMANDS: tuple[str, ...] = ("devstack", "send", "importer", "status", "revoke", "controls", "redrive")
+_SUBCOMMANDS: tuple[str, ...] = (
+    "devstack",
+    "send",
+    "importer",
+    "status",
+    "revoke",
+    "controls",
+    "redrive",
+    "cost",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

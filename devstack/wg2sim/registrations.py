@@ -19,6 +19,7 @@ class Registration:
     mobile_terminating_prefix: str
     api_version: str  # "v0" or "v1": the API that last upserted it
     expires_at: float  # emulator clock
+    upserted_at: float  # emulator clock: when the core last took it (benches time POST-to-core with it)
 
     def to_json(self, clock: EmulatorClock) -> dict[str, str]:
         return {
@@ -29,6 +30,7 @@ class Registration:
             "mobile_terminating_prefix": self.mobile_terminating_prefix,
             "api_version": self.api_version,
             "expires_at": rfc3339(clock.to_wall(self.expires_at)),  # when it really happens
+            "upserted_at": rfc3339(clock.to_wall(self.upserted_at)),
         }
 
 
@@ -63,7 +65,8 @@ class RegistrationStore:
             mobile_originating_prefix=mobile_originating_prefix,
             mobile_terminating_prefix=mobile_terminating_prefix,
             api_version=api_version,
-            expires_at=self._clock.now() + self.ttl_seconds,
+            expires_at=(now := self._clock.now()) + self.ttl_seconds,
+            upserted_at=now,
         )
         with self._lock:
             self._items[(msisdn, sip_uri)] = registration

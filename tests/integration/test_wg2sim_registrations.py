@@ -4,7 +4,7 @@ API versions share one store keyed by (MSISDN, sip_uri), and the admin API lists
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -57,6 +57,8 @@ def test_v1_upsert_is_answered_ok_and_listed_with_every_field(
     assert response.time_to_live.seconds == 3600
     [held] = listed(wg2sim, msisdn)
     expires_at = datetime.fromisoformat(held.pop("expires_at"))
+    upserted_at = datetime.fromisoformat(held.pop("upserted_at"))
+    assert before - timedelta(milliseconds=1) <= upserted_at <= datetime.now(UTC)
     assert held == {
         "msisdn": msisdn,
         "sip_uri": PBX,

@@ -181,7 +181,8 @@ def test_every_module_of_the_runtime_and_the_cli_imports_without_devstack() -> N
     assert int(result.stdout) > 40  # the walk reached the modules (proto, worker, client, ...)
 
 
-@pytest.mark.parametrize("missing", ["devstack", "yaml", "flask"])
+# flask is not in the list: it runs only in wg2sim's own process, not in `devstack up`'s
+@pytest.mark.parametrize("missing", ["devstack", "yaml"])
 def test_devstack_up_without_the_extra_names_the_extra_instead_of_a_traceback(missing: str) -> None:
     # Given devstack itself, or a package only its extra brings, is not installed
     result = run_blocked(missing, "from sipreg_cli import main; sys.exit(main(['devstack', 'up']))")
