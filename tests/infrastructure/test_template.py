@@ -340,7 +340,8 @@ def test_the_defaults_keep_a_million_registrations_alive() -> None:
     assert int(value_of(refresher["Environment"]["Variables"]["REFRESH_MAX_ITEMS"])) >= 1.5 * per_run
     # ... and ends before the next run starts
     assert refresher["Timeout"] <= period
-    # ... and the worker's instances apply them (one applies ~50 events/s at 50 ms core latency)
+    # ... and the worker's instances apply them (one applied 25 events/s at 50 ms core latency in
+    # the slowest make bench run here)
     [source] = FUNCTIONS["RegistrationWorkerFunction"].properties["Events"].values()
     concurrency = int(value_of(source["Properties"]["ScalingConfig"]["MaximumConcurrency"]))
-    assert concurrency * 50 >= 2 * per_second
+    assert concurrency * 25 >= 2 * per_second

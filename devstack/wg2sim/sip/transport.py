@@ -69,11 +69,15 @@ class Connection:
         log.debug("sent to %s: %s", self.peer, message.first_line)
 
     def close(self) -> None:
+        """Ends the connection. Only the reader thread closes the socket: closing it here while
+        the reader is inside recv() would free the file descriptor under it, and the next socket
+        the process opens (an HTTP client's, say) would get that number and lose bytes to it."""
         if not self.closed.is_set():
             self.closed.set()
             with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)
-            self.sock.close()
+                self.sock.shutdown(socket.SHUT_RDWR)  # the reader's recv() returns: it closes
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
 
     def _read(self) -> None:
         parser = StreamParser()
