@@ -100,8 +100,14 @@ $(IDP_STAMP): $(IDP_DIR)/package.json $(IDP_DIR)/package-lock.json
 
 idp: $(IDP_STAMP)
 
+# Two parts, both always run: what tolerates a busy machine on both cores (whole files per worker,
+# so module fixtures stay shared), then alone the tests with real-time margins of a few seconds:
+# the e2e stack (its clock 360 times faster) and the `serial` ones.
+PARALLEL_TESTS := not e2e and not serial
 test: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "$(PARALLEL_TESTS)"; parallel=$$?; \
+	$(PY) -m pytest -q -p no:xdist -m "not ($(PARALLEL_TESTS))"; alone=$$?; \
+	exit $$(( parallel || alone ))
 
 unit: $(PROTO_STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -1,5 +1,7 @@
 """The e2e suite's stack: `sipreg devstack up` as a real subprocess (the console entry point),
-one per session, with its clock 360 times faster (a registration's 3600 s TTL lasts 10 s).
+one for the e2e package, with its clock 360 times faster (a registration's 3600 s TTL lasts 10 s).
+It stops when the package's last test ends: left running, its schedules (the health check every
+0.17 s) cost the rest of the suite minutes of CPU.
 
 Tests read the JSON line it prints first (`devstack`), act through `devstack.scenario.Scenario`
 (the demo's actions) and isolate themselves by MSISDN (`new_msisdn`).
@@ -40,7 +42,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """Debian's chromium, driven by Playwright (which never downloads a browser here)."""
     assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make browser` installs Debian's chromium"
@@ -86,7 +88,7 @@ def start_devstack(log_dir: Path, *args: str) -> RunningDevstack:
     return RunningDevstack(process, info, later, stderr)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def running_devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDevstack]:
     running = start_devstack(
         tmp_path_factory.mktemp("devstack"),
@@ -100,25 +102,25 @@ def running_devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
     assert running.stop(signal.SIGTERM) == 0, running.stderr_text()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def devstack(running_devstack: RunningDevstack) -> dict[str, Any]:
     """The session stack's JSON line: api, aws_endpoint, core_grpc, wg2sim_http, webhook_secret, ..."""
     return running_devstack.info
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pbx(devstack: dict[str, Any]) -> str:
     """The local PBX's URI. The stack suspends registrations whose endpoint does not answer
     (EndpointDownAction=suspend), so LOOP and FORK registrations point at an endpoint that does."""
     return str(devstack["pbx_uri"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def voicemail_box(devstack: dict[str, Any]) -> str:
     return str(devstack["voicemail_uri"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def scenario(devstack: dict[str, Any]) -> Iterator[Scenario]:
     acting = Scenario(devstack)
     yield acting

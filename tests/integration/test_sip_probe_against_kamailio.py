@@ -1,6 +1,7 @@
 """sipreg.sip.probe against real SIP servers over TLS: the local PBX (Kamailio) while it runs and
 after it stopped, a server whose certificate is not trusted, one that never answers, and many
-endpoints at once with bounded concurrency."""
+endpoints at once with bounded concurrency. And the local PBX itself outlives thousands of TLS
+connections (Debian's Kamailio 5.6.3 on OpenSSL 3 died within a few hundred with 4 TCP workers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,18 @@ def test_a_running_pbx_is_up_with_200(own_pbx: LocalPbx) -> None:
     result = probe(own_pbx.pbx_uri, timeout=2, ca_file=own_pbx.ca_file)
     assert (result.up, result.status_code, result.reason) == (True, 200, "200 OK")
     assert result.uri == own_pbx.pbx_uri and 0 < result.elapsed_seconds < 2.5
+
+
+def test_the_pbx_outlives_thousands_of_tls_connections_from_concurrent_probes(own_pbx: LocalPbx) -> None:
+    # Kamailio 5.6.3's TLS module corrupts its shared memory on OpenSSL 3 when several processes
+    # serve TLS (a double free, then SIGSEGV or SIGABRT): measured here after 70 to 315 probes
+    # with 4 TCP workers, never in 15,000 with one.
+    trust = ssl.create_default_context(cafile=own_pbx.ca_file)
+    uris = [own_pbx.pbx_uri, own_pbx.voicemail_uri] * 1000
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda uri: probe(uri, timeout=5, ssl_context=trust), uris))
+    assert own_pbx.process.poll() is None, "Kamailio died under the probes"
+    assert [r.reason for r in results if not r.up] == []
 
 
 def test_a_stopped_pbx_is_down_with_the_reason(own_pbx: LocalPbx) -> None:
