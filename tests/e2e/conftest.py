@@ -1,7 +1,7 @@
 """The e2e suite's stack: `sipreg devstack up` as a real subprocess (the console entry point),
 one for the e2e package, with its clock 360 times faster (a registration's 3600 s TTL lasts 10 s).
 It stops when the package's last test ends: left running, its schedules (the health check every
-0.17 s) cost the rest of the suite minutes of CPU.
+2 s, the refresher every 0.8 s) cost the rest of the suite minutes of CPU.
 
 Tests read the JSON line it prints first (`devstack`), act through `devstack.scenario.Scenario`
 (the demo's actions) and isolate themselves by MSISDN (`new_msisdn`).
@@ -104,7 +104,7 @@ def running_devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
 
 @pytest.fixture(scope="package")
 def devstack(running_devstack: RunningDevstack) -> dict[str, Any]:
-    """The session stack's JSON line: api, aws_endpoint, core_grpc, wg2sim_http, webhook_secret, ..."""
+    """The e2e stack's JSON line: api, aws_endpoint, core_grpc, wg2sim_http, webhook_secret, ..."""
     return running_devstack.info
 
 
