@@ -43,7 +43,6 @@ from devstack.aws_engine import ROOT as ENGINE_ROOT  # noqa: E402
 from devstack.aws_engine import LocalAws  # noqa: E402
 from devstack.host.aws import Clients  # noqa: E402
 from devstack.host.template import load_template  # noqa: E402
-from devstack.stack import TEMPLATE as STACK_TEMPLATE  # noqa: E402
 from devstack.wg2sim.process import Wg2simProcess  # noqa: E402
 from sipreg.config import AuthMode, CoreSettings  # noqa: E402
 from sipreg.core import GrpcCoreClient  # noqa: E402
@@ -211,7 +210,7 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
             "share of the limit", f"{throughput / limit:.2f}", "1.0: the batch in one core round trip", None
         )
     )
-    instances = int(load_template(STACK_TEMPLATE)["Parameters"]["WorkerMaxConcurrency"]["Default"])
+    instances = int(load_template(ROOT / "template.yaml")["Parameters"]["WorkerMaxConcurrency"]["Default"])
     print(f"  x WorkerMaxConcurrency {instances} (template) = {instances * throughput:.0f} ev/s in all")
     print("batch time by numbers per batch (core round trips, median):")
     print("  " + "  ".join(f"{n}: {t / latency:.2f}" for n, t in sizes.items()))
