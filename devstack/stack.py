@@ -44,6 +44,7 @@ import boto3
 import httpx
 import yaml
 
+from devstack import TEMPLATE
 from devstack.aws_engine import ROOT, Credentials, LocalAws
 from devstack.host import LocalHost
 from devstack.pbx import LocalPbx, write_pbx_tls
@@ -53,8 +54,6 @@ from sipreg.config import RefresherSettings, TokenSettings
 
 log = logging.getLogger("devstack.stack")
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATE = REPO / "template.yaml"
 REGION = "eu-west-1"
 # Local dev values, documented in the README; a deployed stack generates its own.
 DEV_WEBHOOK_SECRET = "sipreg-local-webhook-secret"  # noqa: S105

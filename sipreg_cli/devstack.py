@@ -92,10 +92,11 @@ def missing_extra(error: ModuleNotFoundError) -> str | None:
 
 def run_up(args: argparse.Namespace) -> int:
     try:
-        from devstack.aws_engine import AwsEngineStartError  # noqa: PLC0415  # only `up` needs devstack
+        from devstack import TEMPLATE  # noqa: PLC0415  # only `up` needs devstack
+        from devstack.aws_engine import AwsEngineStartError  # noqa: PLC0415
         from devstack.host import ProvisioningError, TemplateError  # noqa: PLC0415
         from devstack.pbx import PbxStartError  # noqa: PLC0415
-        from devstack.stack import TEMPLATE, LocalStack, StackError, StackOptions  # noqa: PLC0415
+        from devstack.stack import LocalStack, StackError, StackOptions  # noqa: PLC0415
         from devstack.wg2sim.process import Wg2simStartError  # noqa: PLC0415
     except ModuleNotFoundError as error:
         hint = missing_extra(error)

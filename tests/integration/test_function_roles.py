@@ -16,10 +16,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from devstack import TEMPLATE
 from devstack.host import LocalHost
 from devstack.host.template import load_template
 from sipreg.queue import deduplication_id
-from tests.support.events_api import REGION, TEMPLATE, aws_client
+from tests.support.events_api import REGION, aws_client
 
 DENIED = ("AccessDenied", "AccessDeniedException")
 

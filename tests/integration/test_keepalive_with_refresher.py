@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import TEMPLATE
 from devstack.host import LocalHost
 from devstack.scenario import wait_for
 from devstack.wg2sim.process import Wg2simProcess
@@ -22,7 +23,7 @@ from sipreg.queue import EventQueue
 from sipreg.store.registrations import RegistrationStatus, RegistrationStore
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService
-from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION, TEMPLATE
+from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION
 from tests.support.worker_fakes import upsert
 
 # A 6 s TTL, refreshed with seconds to spare: a machine busy with other tests eats that margin.

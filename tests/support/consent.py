@@ -20,6 +20,7 @@ import boto3
 import httpx
 from botocore.credentials import Credentials
 
+from devstack import TEMPLATE
 from devstack.aws_engine import ROOT
 from devstack.certified_idp import CertifiedIdp
 from devstack.host.local_host import LocalHost
@@ -29,7 +30,6 @@ from sipreg.client import OperatorApi
 from sipreg.config import TokenSettings
 from tests.support.events_api import allow_sending_to, events_queue_like
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 REGION = "eu-west-1"
 RETURN_TO = "https://crm.example/consent-done"
 WEBHOOK_SECRET = "consent-tests-webhook-secret"  # signs status API requests in these stacks

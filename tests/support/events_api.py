@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import boto3
 import yaml
 
+from devstack import TEMPLATE
 from devstack.host import LocalHost
 from sipreg import signing
 from sipreg.events import AnyEvent
@@ -237,7 +238,6 @@ def upsert(event_id: str = "evt-1", msisdn: str = "+4799990000", **overrides: An
 # --- integration: the template's resources and the local host -----------------------------------
 
 REGION = "eu-west-1"
-TEMPLATE = ROOT / "template.yaml"
 # The webhook secret the host seeds, in the documented shape (sipreg.signing).
 HOST_SECRET_VALUE = json.dumps({"current": SECRET, "previous": ["previous-secret"]})
 

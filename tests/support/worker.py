@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import httpx
 
+from devstack import TEMPLATE
 from devstack.host.aws import Clients
 from devstack.host.resources import Stack
 from devstack.host.template import Pseudo, Template, load_template
@@ -47,8 +47,6 @@ from sipreg.worker.batch import SqsDeadLetters, SqsVisibility
 from tests.support.consent import query_of, walk_consent
 from tests.support.lambda_context import LambdaContext, load_function
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 REGION = "eu-west-1"
 # wg2sim's documented dev client (devstack/wg2sim/oidc/config.py).
 DEV_CLIENT_ID = "sipreg-local"
