@@ -64,11 +64,11 @@ E2E = tuple(
     )
 )
 _EVENTS_API = (
-    "test_request_authentication",
-    "test_events_api_http",
-    "test_documented_signing_examples",
-    "test_cli_send",
-    "test_import_csv",
+    "events_api/test_request_authentication",
+    "events_api/test_events_api_http",
+    "events_api/test_documented_signing_examples",
+    "events_api/test_cli_send",
+    "events_api/test_import_csv",
     "test_events_api_partial_failure",
     "test_queue_fifo_attributes",
 )
@@ -85,7 +85,7 @@ INTEGRATION = {
     "EventsApiFunction": _EVENTS_API,
     "RegistrationWorkerFunction": _WORKER,
     "RefresherFunction": ("test_keepalive_with_refresher",),
-    "OperatorPolicy": ("test_request_authentication",),
+    "OperatorPolicy": ("events_api/test_request_authentication",),
 }
 
 

@@ -167,7 +167,7 @@ def test_a_function_is_refused_what_its_policies_do_not_name(host: LocalHost) ->
     )
 
 
-def test_the_events_api_decrypts_nothing_itself_not_even_with_the_data_key(host: LocalHost) -> None:
+def test_only_the_functions_that_use_a_token_may_decrypt_one(host: LocalHost) -> None:
     # Given a subscriber's token, encrypted with the data key as the token store does it
     key = host.resources["DataKey"]["Arn"]
     context = {"purpose": "sipreg-oauth-token", "msisdn": "+4791000000"}
@@ -180,6 +180,14 @@ def test_the_events_api_decrypts_nothing_itself_not_even_with_the_data_key(host:
     assert "kms:Decrypt" in message
     worker = as_role(host, "RegistrationWorkerFunction", "kms")
     assert worker.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"] == b"a token"
+    # And the consent callback, which stores tokens, may encrypt one but never read one back
+    callback = as_role(host, "OAuthCallbackFunction", "kms")
+    sealed = callback.encrypt(KeyId=key, Plaintext=b"another token", EncryptionContext=context)[
+        "CiphertextBlob"
+    ]
+    assert "kms:Decrypt" in refused(
+        lambda: callback.decrypt(CiphertextBlob=sealed, EncryptionContext=context)
+    )
     # And it may read its signing secret only: the OAuth client secret, under the same key, is refused
     refused(
         lambda: as_role(host, "EventsApiFunction", "secretsmanager").get_secret_value(

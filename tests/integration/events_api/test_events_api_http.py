@@ -35,7 +35,7 @@ from sipreg.client import OperatorApi
 from sipreg.models import RouteSpec
 from sipreg.store.event_log import EventLog, EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
-from tests.support.events_api import REGION, SECRET, drain, events_host, events_queue_like, upsert
+from tests.support.events_api import REGION, SECRET, drain, upsert
 from tests.support.events_api import ROOT as REPO
 
 SCHEMA = schemathesis.openapi.from_dict(json.loads((REPO / "docs" / "openapi.json").read_text()))
@@ -68,23 +68,6 @@ class Signed(requests.auth.AuthBase):
         )
         request.headers.update(dict(aws.headers.items()))
         return request
-
-
-@pytest.fixture(scope="module")
-def queue_url(aws_endpoint: str) -> str:
-    return events_queue_like(aws_endpoint)
-
-
-@pytest.fixture(scope="module")
-def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def api(host: LocalHost) -> str:
-    assert host.api_url
-    return host.api_url
 
 
 @pytest.fixture(scope="module")

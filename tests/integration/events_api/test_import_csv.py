@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 from devstack.host import LocalHost
 from sipreg.events import from_json
 from sipreg_cli import main
-from tests.support.events_api import SECRET, drain, events_host, events_queue_like
+from tests.support.events_api import SECRET, drain
 
 HEADER = "msisdn,route_type,sip_uri,mobile_originating_prefix,mobile_terminating_prefix\n"
 MIXED = (
@@ -25,17 +25,6 @@ MIXED = (
     + "+4799990004,loop,sips:pbx.example.com,00,\n"  # line 7: good
     + "+4799990000,fork,sips:PBX.example.com:5061,,\n"  # line 8: repeats line 2
 )
-
-
-@pytest.fixture(scope="module")
-def queue_url(aws_endpoint: str) -> str:
-    return events_queue_like(aws_endpoint)
-
-
-@pytest.fixture(scope="module")
-def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
-        yield running
 
 
 @pytest.fixture

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from devstack.host import LocalHost
 from sipreg_cli import main
-from tests.support.events_api import SECRET, drain, events_host, events_queue_like, upsert
-
-
-@pytest.fixture(scope="module")
-def queue_url(aws_endpoint: str) -> str:
-    return events_queue_like(aws_endpoint)
-
-
-@pytest.fixture(scope="module")
-def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
-        yield running
+from tests.support.events_api import SECRET, drain, upsert
 
 
 @pytest.fixture

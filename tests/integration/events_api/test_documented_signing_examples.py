@@ -10,13 +10,12 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from devstack.aws_engine import ROOT as ROOT_CREDENTIALS
 from devstack.host import LocalHost
-from tests.support.events_api import REGION, ROOT, SECRET, drain, events_host, events_queue_like
+from tests.support.events_api import REGION, ROOT, SECRET, drain
 
 DOC = (ROOT / "docs" / "events-api.md").read_text()
 
@@ -26,17 +25,6 @@ def example(marker: str) -> str:
     found = re.search(r"```[a-z]+\n" + re.escape(marker) + r"\n(.*?)```", DOC, re.S)
     assert found, f"docs/events-api.md has no example {marker!r}"
     return found.group(1)
-
-
-@pytest.fixture(scope="module")
-def queue_url(aws_endpoint: str) -> str:
-    return events_queue_like(aws_endpoint)
-
-
-@pytest.fixture(scope="module")
-def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
-        yield running
 
 
 def run(command: list[str], host: LocalHost, **env: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -25,26 +24,9 @@ from devstack.host import LocalHost
 from sipreg import signing
 from sipreg.client import OperatorApi
 from sipreg.store.request_ids import RequestIdStore
-from tests.support.events_api import REGION, SECRET, aws_client, drain, events_host, events_queue_like, upsert
+from tests.support.events_api import REGION, SECRET, aws_client, drain, upsert
 
 A, B = "+4799996001", "+4799996002"
-
-
-@pytest.fixture(scope="module")
-def queue_url(aws_endpoint: str) -> str:
-    return events_queue_like(aws_endpoint)
-
-
-@pytest.fixture(scope="module")
-def host(aws_endpoint: str, queue_url: str) -> Iterator[LocalHost]:
-    with events_host(aws_endpoint, EVENTS_QUEUE_URL=queue_url) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def api(host: LocalHost) -> str:
-    assert host.api_url
-    return host.api_url
 
 
 def iam_user(host: LocalHost, policy: str | None) -> Credentials:
