@@ -157,7 +157,7 @@ bench-engines: $(PROTO_STAMP) $(AWS_STAMP)
 # A bounded storm on the local stack: 10,000 events over 1,000 numbers, faults everywhere, then the
 # proof that nothing was lost and every number converged (exit 1 otherwise); chart in bench/out/.
 chaos: $(PROTO_STAMP) sip $(AWS_STAMP) $(BENCH_STAMP)
-	$(PY) bench/chaos.py
+	$(PY) -m devstack.chaos
 
 # The layer and every function for the Lambda platform, as `sam build` lays them out.
 BUILD_DIR := .build

@@ -12,14 +12,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg.health import HealthCheck
-from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.observability import entry_point, metrics
 from sipreg.wiring import endpoint_health as wiring
 
 
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-@reports_telemetry
+@entry_point
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, health_check: HealthCheck | None = None
 ) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from sipreg.api.problems import (
 )
 from sipreg.api.service import EventsService
 from sipreg.events import EventType, InvalidEventsError, MsisdnField
-from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.observability import entry_point
 from sipreg.signing import HEADER, REQUEST_ID_HEADER
 from sipreg.store.event_log import PAGE_LIMIT, Outcome
 from sipreg.telemetry import count
@@ -274,10 +274,7 @@ def get_openapi() -> Response[str]:
     return Response(200, "application/json", openapi_document())
 
 
-@tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-@reports_telemetry
+@entry_point
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, service: EventsService | None = None
 ) -> dict[str, Any]:

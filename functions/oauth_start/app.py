@@ -22,7 +22,7 @@ from sipreg.consent import (
     browser_from_cookies,
 )
 from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
-from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.observability import entry_point, logger, metrics
 from sipreg.wiring import consent as wiring
 
 app = APIGatewayHttpResolver()
@@ -72,10 +72,7 @@ def start() -> Response[str]:
     )
 
 
-@tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-@reports_telemetry
+@entry_point
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, flow: ConsentFlow | None = None
 ) -> dict[str, Any]:

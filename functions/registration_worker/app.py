@@ -13,16 +13,13 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sipreg.observability import logger, metrics, reports_telemetry, tracer
+from sipreg.observability import entry_point, metrics
 from sipreg.wiring import registration_worker as wiring
 from sipreg.worker import Worker
 from sipreg.worker.batch import queued_messages
 
 
-@tracer.capture_lambda_handler(capture_response=False)  # answers carry states, cookies, MSISDNs
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-@reports_telemetry
+@entry_point
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, worker: Worker | None = None
 ) -> dict[str, Any]:

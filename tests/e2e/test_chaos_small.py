@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import chaos
+from devstack import chaos
 
 
 def test_a_small_storm_loses_nothing_and_every_number_converges(tmp_path: Path) -> None:

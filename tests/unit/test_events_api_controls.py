@@ -21,7 +21,7 @@ from tests.support.events_api import (
     FakeRequestIds,
     operator_event,
 )
-from tests.support.lambda_context import LambdaContext
+from tests.support.lambda_context import LambdaContext, load_function
 from tests.unit.test_events_api import call
 
 MSISDN = "+4799990000"
@@ -127,7 +127,6 @@ def test_a_control_cannot_be_replayed(service: EventsService, queue: FakeQueue) 
 
 
 def test_the_lambda_handler_answers_a_control(service: EventsService) -> None:
-    from functions.events_api import app  # noqa: PLC0415
-
+    app = load_function("events_api")
     answer = app.lambda_handler(control("refresh", {"sip_uri": PBX}), LambdaContext(), service=service)
     assert answer["statusCode"] == 202

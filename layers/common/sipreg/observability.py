@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
@@ -60,3 +60,12 @@ def reports_telemetry[Handler: Callable[..., Any]](handler: Handler) -> Handler:
             flush_telemetry()
 
     return wrapper  # type: ignore[return-value]
+
+
+def entry_point[Handler: Callable[..., Any]](handler: Handler) -> Handler:
+    """A function's handler, observed: traced (without its answer: answers carry states, cookies
+    and MSISDNs), its log lines with the invocation's context, its metrics and sipreg's telemetry
+    flushed when it ends. The same stack for every function, in powertools' documented order."""
+    traced = tracer.capture_lambda_handler(capture_response=False)
+    logged = logger.inject_lambda_context(clear_state=True)
+    return cast(Handler, traced(metrics.log_metrics(logged(reports_telemetry(handler)))))

@@ -1,6 +1,6 @@
 """Proof that every permission template.yaml grants is needed: remove one, and some test must fail.
 
-    .venv/bin/python tools/permission_mutants.py [--only SUBSTRING] [--list] [--report FILE]
+    .venv/bin/python bench/permission_mutants.py [--only SUBSTRING] [--list] [--report FILE]
 
 A permission is the smallest part of the template a role's rights are made of:
 - an entry of a function's `Policies` that is a SAM policy template (`SQSPollerPolicy: ...`);
@@ -163,6 +163,7 @@ def _statement_permissions(
 
 def permissions(template: dict[str, Any]) -> list[Permission]:
     found: list[Permission] = []
+    path: tuple[str | int, ...]
     for logical_id, resource in template["Resources"].items():
         properties = resource.get("Properties") or {}
         if resource["Type"] == "AWS::Serverless::Function":
@@ -182,8 +183,9 @@ def permissions(template: dict[str, Any]) -> list[Permission]:
 # --- removing one -------------------------------------------------------------------------------
 
 
-def _node_at(root: yaml.Node, path: tuple[str | int, ...]) -> tuple[yaml.Node, yaml.Node]:
+def _node_at(root: yaml.Node | None, path: tuple[str | int, ...]) -> tuple[yaml.SequenceNode, yaml.Node]:
     """(parent sequence, item) of the YAML node `path` names."""
+    assert root is not None, "an empty template"
     parent, node = root, root
     for step in path:
         parent = node
@@ -277,7 +279,7 @@ def run(permission: Permission, *, tests: tuple[str, ...]) -> Verdict:
         junit, output = base / "junit.xml", base / "pytest.out"
         environment = {**os.environ, "SIPREG_TEMPLATE": str(MUTANT)}
         with output.open("w") as out:
-            code = subprocess.call(  # noqa: S603  # our own pytest on our own tests
+            code = subprocess.call(  # our own pytest on our own tests
                 [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
                  f"--basetemp={base / 'tmp'}", f"--junitxml={junit}", *tests],
                 cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT,
@@ -299,7 +301,7 @@ def report(verdicts: list[Verdict], path: Path) -> None:
     lines = [
         "# Every permission is needed: one removed, a test fails",
         "",
-        f"`tools/permission_mutants.py`, {time.strftime('%Y-%m-%d')}: {killed} of {len(verdicts)} "
+        f"`bench/permission_mutants.py`, {time.strftime('%Y-%m-%d')}: {killed} of {len(verdicts)} "
         "permissions of template.yaml, each removed alone, made a test fail with the local AWS "
         "refusing that permission's action (IAM enforced).",
         "",

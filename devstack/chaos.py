@@ -1,7 +1,7 @@
 """`make chaos`: a storm on the local stack, then proof that nothing was lost and every number converged.
 
-    .venv/bin/python bench/chaos.py                               # 10,000 events over 1,000 numbers
-    .venv/bin/python bench/chaos.py --events 300 --numbers 30     # the small run `make test` does
+    .venv/bin/python -m devstack.chaos                              # 10,000 events over 1,000 numbers
+    .venv/bin/python -m devstack.chaos --events 300 --numbers 30    # the small run `make test` does
 
 The stack is the one `make demo` runs (the template's functions on the local host, wg2sim, the
 local AWS with IAM enforced), in client-credentials mode so a thousand numbers need no consent
@@ -39,18 +39,13 @@ from typing import Any
 
 import boto3
 
-sys.path[:0] = [
-    str(Path(__file__).resolve().parent.parent),
-    str(Path(__file__).resolve().parent.parent / "layers/common"),
-]
-
-from devstack.aws_engine import ROOT  # noqa: E402
-from devstack.stack import LocalStack, StackOptions  # noqa: E402
-from sipreg.client import EventsApi  # noqa: E402
-from sipreg.events import parse_event, to_json  # noqa: E402
-from sipreg.queue import EventQueue, deduplication_id  # noqa: E402
-from sipreg.store.event_log import EventLog, Outcome  # noqa: E402
-from sipreg.worker.apply import tries_key  # noqa: E402
+from devstack.aws_engine import ROOT
+from devstack.stack import LocalStack, StackOptions
+from sipreg.client import EventsApi
+from sipreg.events import parse_event, to_json
+from sipreg.queue import EventQueue, deduplication_id
+from sipreg.store.event_log import EventLog, Outcome
+from sipreg.worker.apply import tries_key
 
 PBX = "sips:pbx.chaos.example"
 VOICEMAIL = "sips:voicemail.chaos.example"
