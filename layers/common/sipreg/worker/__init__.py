@@ -19,9 +19,9 @@ KMS call (tokens are cached in memory). Consent and revoke events read with a Qu
 
 from __future__ import annotations
 
-from sipreg.worker.apply import EventApplier, EventResult, Journal
+from sipreg.worker.apply import EventApplier, EventResult
 from sipreg.worker.batch import BatchReport, QueuedMessage, Worker
-from sipreg.worker.journal import DynamoJournal
+from sipreg.worker.journal import DynamoJournal, Journal
 
 __all__ = [
     "BatchReport",

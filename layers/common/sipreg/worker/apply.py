@@ -36,11 +36,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
 
 from sipreg.config import AuthMode
 from sipreg.core import (
@@ -78,12 +77,12 @@ from sipreg.store.event_log import EventLogEntry, Outcome, sort_key
 from sipreg.store.registrations import (
     RECENT_EVENT_IDS,
     InFlight,
-    RecordKey,
     RegistrationRecord,
     RegistrationStatus,
 )
 from sipreg.telemetry import observe, span
 from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, ConsentRevoked, TokenError, Tokens
+from sipreg.worker.journal import Journal
 
 logger = logging.getLogger(__name__)
 
@@ -92,40 +91,6 @@ DEFAULT_TTL_SECONDS = 3600.0  # the core's documented TTL, when an answer does n
 SAVE_ATTEMPTS = 5  # re-read and decide again when a record changed under us
 DEFAULT_MAX_TRIES = 8
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
-
-
-class Journal(Protocol):
-    """The registrations and their event log, as the worker needs them."""
-
-    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None: ...
-
-    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
-        """The records of these keys in one read, None where there is none; a key it could not
-        read (e.g. throttled) is left out."""
-        ...
-
-    def list_for(self, msisdn: str) -> list[RegistrationRecord]: ...
-
-    def commit(
-        self,
-        saves: Sequence[tuple[RegistrationRecord, int | None]],
-        entries: Sequence[EventLogEntry],
-        *,
-        count_try: bool = False,
-    ) -> list[RegistrationRecord]:
-        """Saves the records (each expecting the version it was read at) and writes the log items,
-        all or nothing; raises ConcurrentUpdateError when a record changed meanwhile. `count_try`:
-        this write starts an attempt (the items' tries go up by one). Returns the records as saved
-        (with their new versions)."""
-        ...
-
-    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
-        """One log item on its own (no record involved)."""
-        ...
-
-    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """Attempts started so far per log item key (msisdn, sk); unknown keys left out."""
-        ...
 
 
 @dataclass(frozen=True)
