@@ -50,7 +50,7 @@ from sipreg.client import EventsApi  # noqa: E402
 from sipreg.events import parse_event, to_json  # noqa: E402
 from sipreg.queue import EventQueue, deduplication_id  # noqa: E402
 from sipreg.store.event_log import EventLog, Outcome  # noqa: E402
-from sipreg.worker.apply import tries_key  # noqa: E402
+from sipreg.worker.attempt import tries_key  # noqa: E402
 
 PBX = "sips:pbx.chaos.example"
 VOICEMAIL = "sips:voicemail.chaos.example"

@@ -19,7 +19,8 @@ KMS call (tokens are cached in memory). Consent and revoke events read with a Qu
 
 from __future__ import annotations
 
-from sipreg.worker.apply import EventApplier, EventResult
+from sipreg.worker.apply import EventApplier
+from sipreg.worker.attempt import EventResult
 from sipreg.worker.batch import BatchReport, QueuedMessage, Worker
 from sipreg.worker.journal import DynamoJournal, Journal
 

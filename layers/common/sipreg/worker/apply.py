@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -55,7 +55,6 @@ from sipreg.core import (
     Unauthenticated,
 )
 from sipreg.events import (
-    ONE_REGISTRATION,
     AnyControlEvent,
     AnyEvent,
     ConsentedEvent,
@@ -73,7 +72,7 @@ from sipreg.events import (
 from sipreg.models import ApiVersion, Registration, RouteSpec, mask_msisdn
 from sipreg.notify import StatusChange
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLogEntry, Outcome, sort_key
+from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import (
     RECENT_EVENT_IDS,
     InFlight,
@@ -82,6 +81,7 @@ from sipreg.store.registrations import (
 )
 from sipreg.telemetry import observe, span
 from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, ConsentRevoked, TokenError, Tokens
+from sipreg.worker.attempt import Delivery, EventResult, Run
 from sipreg.worker.journal import Journal
 
 logger = logging.getLogger(__name__)
@@ -91,31 +91,7 @@ DEFAULT_TTL_SECONDS = 3600.0  # the core's documented TTL, when an answer does n
 SAVE_ATTEMPTS = 5  # re-read and decide again when a record changed under us
 DEFAULT_MAX_TRIES = 8
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the worker knows of this delivery of the event."""
-
-    tries_before: int = 0  # attempts started on it in earlier deliveries (from its log item)
-    redelivered: bool = False  # SQS has handed it out before
-
-
-@dataclass(frozen=True)
-class EventResult:
-    """What became of one event: its outcome, and whether the message must come back or go to the DLQ."""
-
-    outcome: Outcome
-    reason: str | None = None
-    retry: bool = False
-    dead_letter: bool = False  # the worker moves the message to the dead-letter queue
-    changes: tuple[StatusChange, ...] = ()
-
-
-def tries_key(event: AnyEvent) -> tuple[str, str]:
-    """The log item whose `tries` counts the event's attempts: its registration's, or its own."""
-    sip_uri = event.registration.sip_uri if isinstance(event, ONE_REGISTRATION) else None
-    return (event.msisdn, sort_key(event.type.value, event.occurred_at, event.id, sip_uri))
+_FIRST_DELIVERY = Delivery()  # no tries before it, not redelivered
 
 
 # --- what a call (or the token before it) came to -------------------------------------------------
@@ -171,19 +147,6 @@ class _Touched:
     before: Status | None  # its status before this event (for the status bus)
 
 
-@dataclass
-class _Run:
-    """One attempt at the event: what the delivery brought, and which registrations it called."""
-
-    delivery: Delivery
-    unconfirmed: frozenset[str]  # registrations an earlier attempt called and could not save
-    called: set[str] = field(default_factory=set)
-    tries: int = 0  # attempts including this one, once it claimed (or failed a refresh)
-
-    def must_converge(self, sip_uri: str) -> bool:
-        return sip_uri in self.unconfirmed or self.delivery.redelivered
-
-
 class EventApplier:
     """Applies events to the core and records them. Thread-safe: no state between calls."""
 
@@ -209,14 +172,14 @@ class EventApplier:
         self._clock = clock
 
     def apply(
-        self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = Delivery()
+        self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = _FIRST_DELIVERY
     ) -> EventResult:
         """Applies one event, reading and writing through `journal` (default: the applier's own);
         the worker passes each group a `PrefetchedJournal` holding the records this batch knows."""
         journal = journal or self._journal
         unconfirmed: set[str] = set()
         for _ in range(SAVE_ATTEMPTS):
-            run = _Run(delivery, frozenset(unconfirmed))
+            run = Run(delivery, frozenset(unconfirmed))
             try:
                 return self._apply_once(journal, event, run)
             except ConcurrentUpdateError:
@@ -237,7 +200,7 @@ class EventApplier:
             )
         return EventResult(Outcome.RETRYING, "the registration kept changing meanwhile", retry=True)
 
-    def _apply_once(self, journal: Journal, event: AnyEvent, run: _Run) -> EventResult:
+    def _apply_once(self, journal: Journal, event: AnyEvent, run: Run) -> EventResult:
         match event:
             case UpsertEvent():
                 spec = event.registration.route()
@@ -267,7 +230,7 @@ class EventApplier:
         operation: Operation,
         *,
         spec: RouteSpec | None,
-        run: _Run,
+        run: Run,
     ) -> EventResult:
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
@@ -302,7 +265,7 @@ class EventApplier:
         record: RegistrationRecord | None,
         desired: RouteSpec | None,
         operation: Operation,
-        run: _Run,
+        run: Run,
         *,
         moves_last_event: bool = False,
         hold: Status | None = None,
@@ -325,7 +288,7 @@ class EventApplier:
         touched = _Touched(sip_uri, claimed, desired, verdict, before)
         return self._record(journal, event, [touched], run, moves_last_event=moves_last_event)
 
-    def _refresh(self, journal: Journal, event: RefreshEvent, run: _Run) -> EventResult:
+    def _refresh(self, journal: Journal, event: RefreshEvent, run: Run) -> EventResult:
         sip_uri = event.registration.sip_uri
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
@@ -349,7 +312,7 @@ class EventApplier:
         return self._record(journal, event, [touched], run)
 
     def _duplicate(
-        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: _Run
+        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: Run
     ) -> EventResult:
         if run.must_converge(sip_uri):
             failed = self._converge(event.msisdn, sip_uri, record, run)
@@ -366,7 +329,7 @@ class EventApplier:
         record: RegistrationRecord | None,
         *,
         reason: str,
-        run: _Run,
+        run: Run,
     ) -> EventResult:
         """Changes nothing but remembering the id (a redelivery is then a duplicate) and the log item;
         first, if this event may have called the core before, the core is set to what the record says."""
@@ -388,7 +351,7 @@ class EventApplier:
         return EventResult(Outcome.REJECTED, reason)
 
     def _converge(
-        self, msisdn: str, sip_uri: str, record: RegistrationRecord | None, run: _Run
+        self, msisdn: str, sip_uri: str, record: RegistrationRecord | None, run: Run
     ) -> EventResult | None:
         """Sets the core to what `record` says it holds (nothing, if no record); None when done."""
         spec = record.applied if record is not None else None
@@ -404,7 +367,7 @@ class EventApplier:
 
     # --- an operator's or the health check's controls of one registration -----------------------
 
-    def _control(self, journal: Journal, event: AnyControlEvent, run: _Run) -> EventResult:  # noqa: PLR0911  # one per case
+    def _control(self, journal: Journal, event: AnyControlEvent, run: Run) -> EventResult:  # noqa: PLR0911  # one per case
         """Disable/enable (operator), suspend/resume (endpoint health), force_refresh (operator):
         they change whether the desired state is on the core, never the desired state."""
         sip_uri = event.registration.sip_uri
@@ -439,7 +402,7 @@ class EventApplier:
         journal: Journal,
         event: AnyEvent,
         record: RegistrationRecord,
-        run: _Run,
+        run: Run,
         *,
         desired: RouteSpec | None,
         hold: Status,
@@ -458,7 +421,7 @@ class EventApplier:
 
     # --- every registration of a subscriber: consent given, consent revoked ----------------------
 
-    def _consented(self, journal: Journal, event: ConsentedEvent, run: _Run) -> EventResult:
+    def _consented(self, journal: Journal, event: ConsentedEvent, run: Run) -> EventResult:
         waiting = [
             record
             for record in journal.list_for(event.msisdn)
@@ -486,7 +449,7 @@ class EventApplier:
         ]
         return self._record(journal, event, touched, run, summary=Outcome.CONSENT_APPLIED)
 
-    def _revoke(self, journal: Journal, event: RevokeEvent, run: _Run) -> EventResult:
+    def _revoke(self, journal: Journal, event: RevokeEvent, run: Run) -> EventResult:
         records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
         on_core = [r for r in records if _may_be_on_core(r)]
         if on_core and run.delivery.tries_before >= self._max_tries:
@@ -555,7 +518,7 @@ class EventApplier:
         journal: Journal,
         event: AnyEvent,
         claims: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Operation]],
-        run: _Run,
+        run: Run,
     ) -> list[RegistrationRecord]:
         """Marks the registrations as in flight for this event, and its log items `applying` with
         one more try, in one conditional write; the claimed records (their new versions)."""
@@ -590,7 +553,7 @@ class EventApplier:
         journal: Journal,
         event: AnyEvent,
         registrations: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Status | None]],
-        run: _Run,
+        run: Run,
     ) -> EventResult:
         """Every try was used in earlier deliveries (their workers died, or the last failure was not
         recorded as final): dead-lettered without another."""
@@ -610,7 +573,7 @@ class EventApplier:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def _call(self, msisdn: str, calls: Sequence[tuple[Operation, Registration]], run: _Run) -> list[Attempt]:
+    def _call(self, msisdn: str, calls: Sequence[tuple[Operation, Registration]], run: Run) -> list[Attempt]:
         """The outcome of each call; a refused token is refreshed once and those calls repeated."""
         if not calls:
             return []
@@ -692,7 +655,7 @@ class EventApplier:
         journal: Journal,
         event: AnyEvent,
         touched: Sequence[_Touched],
-        run: _Run,
+        run: Run,
         *,
         moves_last_event: bool = False,
         summary: Outcome | None = None,
