@@ -35,7 +35,6 @@ The rules, per registration (MSISDN, sip_uri):
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -44,9 +43,7 @@ from enum import StrEnum
 from sipreg.config import AuthMode
 from sipreg.core import (
     Applied,
-    CoreCall,
     CoreClient,
-    CoreOutcome,
     Deleted,
     Operation,
     PermissionDenied,
@@ -69,7 +66,7 @@ from sipreg.events import (
     SuspendEvent,
     UpsertEvent,
 )
-from sipreg.models import ApiVersion, Registration, RouteSpec, mask_msisdn
+from sipreg.models import ApiVersion, RouteSpec, mask_msisdn
 from sipreg.notify import StatusChange
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry, Outcome
@@ -79,9 +76,17 @@ from sipreg.store.registrations import (
     RegistrationRecord,
     RegistrationStatus,
 )
-from sipreg.telemetry import observe, span
-from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, ConsentRevoked, TokenError, Tokens
+from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, TokenError, Tokens
 from sipreg.worker.attempt import Delivery, EventResult, Run
+from sipreg.worker.core_call import (
+    CallOutcome,
+    CoreCaller,
+    Retry,
+    TokenRefused,
+    known_spec,
+    may_be_on_core,
+    registration_at,
+)
 from sipreg.worker.journal import Journal
 
 logger = logging.getLogger(__name__)
@@ -92,27 +97,6 @@ SAVE_ATTEMPTS = 5  # re-read and decide again when a record changed under us
 DEFAULT_MAX_TRIES = 8
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 _FIRST_DELIVERY = Delivery()  # no tries before it, not redelivered
-
-
-# --- what a call (or the token before it) came to -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _TokenRefused:
-    """No token: the subscriber's consent is missing or revoked (permanent for this event)."""
-
-    status: Status
-    reason: str
-
-
-@dataclass(frozen=True)
-class _Retry:
-    """No definite answer before the core could be asked (e.g. the identity server is down)."""
-
-    reason: str
-
-
-Attempt = CoreOutcome | _TokenRefused | _Retry
 
 
 class Holds(StrEnum):
@@ -163,9 +147,8 @@ class EventApplier:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._journal = journal
-        self._core = core
+        self._caller = CoreCaller(core=core, tokens=tokens, auth_mode=auth_mode)
         self._tokens = tokens
-        self._auth_mode = auth_mode
         self._scope = SERVICE_SCOPES[api_version]
         self._max_tries = max_tries
         self._max_future_skew = max_future_skew
@@ -248,7 +231,7 @@ class EventApplier:
             )
             return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
         before = record.status if record else None
-        if operation is Operation.DELETE and not _may_be_on_core(record):
+        if operation is Operation.DELETE and not may_be_on_core(record):
             verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
             touched = _Touched(sip_uri, record, spec, verdict, before)
             return self._record(journal, event, [touched], run, moves_last_event=True)
@@ -277,9 +260,9 @@ class EventApplier:
             return self._exhausted(journal, event, [(sip_uri, record, desired, before)], run)
         [claimed] = self._claim(journal, event, [(sip_uri, record, desired, operation)], run)
         # A delete names the registration as the core knows it: by what it was sent.
-        sent = desired if operation is Operation.UPSERT else _known_spec(record)
-        registration = _registration(event.msisdn, sip_uri, sent)
-        outcome = self._call(event.msisdn, [(operation, registration)], run)[0]
+        sent = desired if operation is Operation.UPSERT else known_spec(record)
+        registration = registration_at(event.msisdn, sip_uri, sent)
+        outcome = self._caller.call(event.msisdn, [(operation, registration)], run)[0]
         verdict = self._verdict(operation, outcome)
         if hold is not None and not verdict.retry:
             # Deleted, or left to expire (no token): off the core either way, and held.
@@ -301,8 +284,8 @@ class EventApplier:
             return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
         if run.delivery.tries_before >= self._max_tries:
             return self._exhausted(journal, event, [(sip_uri, record, record.desired, record.status)], run)
-        registration = _registration(event.msisdn, sip_uri, record.applied)
-        outcome = self._call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
+        registration = registration_at(event.msisdn, sip_uri, record.applied)
+        outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
         verdict = self._verdict(Operation.UPSERT, outcome)
         if verdict.retry:  # a failed refresh does not make the registration any less wanted
             verdict = replace(verdict, status=Status.ACTIVE)
@@ -356,9 +339,9 @@ class EventApplier:
         """Sets the core to what `record` says it holds (nothing, if no record); None when done."""
         spec = record.applied if record is not None else None
         operation = Operation.UPSERT if spec is not None else Operation.DELETE
-        registration = _registration(msisdn, sip_uri, spec or _known_spec(record))
-        outcome = self._call(msisdn, [(operation, registration)], run)[0]
-        if isinstance(outcome, Applied | Deleted | Rejected | _TokenRefused):
+        registration = registration_at(msisdn, sip_uri, spec or known_spec(record))
+        outcome = self._caller.call(msisdn, [(operation, registration)], run)[0]
+        if isinstance(outcome, Applied | Deleted | Rejected | TokenRefused):
             # Done, or not possible at all (no token, refused): nothing more this event can do.
             return None
         return EventResult(
@@ -391,7 +374,7 @@ class EventApplier:
                 reason = f"a {held.desired.route_type if held.desired else 'deleted'} registration stays"
             return self._superseded(journal, event, sip_uri, held, reason=reason, run=run)
         # Released (or forced): the desired state goes to the core, or what it may hold leaves it.
-        if held.desired is None and not _may_be_on_core(held):
+        if held.desired is None and not may_be_on_core(held):
             verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
             return self._record(journal, event, [_Touched(sip_uri, held, None, verdict, record.status)], run)
         operation = Operation.UPSERT if held.desired is not None else Operation.DELETE
@@ -410,7 +393,7 @@ class EventApplier:
     ) -> EventResult:
         """Keeps `desired` recorded and the registration off the core (deleted there if the core
         may hold it); its status becomes the hold's."""
-        if _may_be_on_core(record):
+        if may_be_on_core(record):
             return self._send(
                 journal, event, record.sip_uri, record, desired, Operation.DELETE, run,
                 moves_last_event=moves_last_event, hold=hold,
@@ -441,8 +424,8 @@ class EventApplier:
         claimed = self._claim(
             journal, event, [(r.sip_uri, r, r.desired, Operation.UPSERT) for r in waiting], run
         )
-        calls = [(Operation.UPSERT, _registration(event.msisdn, r.sip_uri, r.desired)) for r in claimed]
-        outcomes = self._call(event.msisdn, calls, run)
+        calls = [(Operation.UPSERT, registration_at(event.msisdn, r.sip_uri, r.desired)) for r in claimed]
+        outcomes = self._caller.call(event.msisdn, calls, run)
         touched = [
             _Touched(c.sip_uri, c, c.desired, self._verdict(Operation.UPSERT, outcome), r.status)
             for r, c, outcome in zip(waiting, claimed, outcomes, strict=True)
@@ -451,7 +434,7 @@ class EventApplier:
 
     def _revoke(self, journal: Journal, event: RevokeEvent, run: Run) -> EventResult:
         records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
-        on_core = [r for r in records if _may_be_on_core(r)]
+        on_core = [r for r in records if may_be_on_core(r)]
         if on_core and run.delivery.tries_before >= self._max_tries:
             return self._exhausted(journal, event, [(r.sip_uri, r, None, r.status) for r in on_core], run)
         claimed = {
@@ -463,10 +446,10 @@ class EventApplier:
             )
         }
         calls = [
-            (Operation.DELETE, _registration(event.msisdn, r.sip_uri, _known_spec(r)))
+            (Operation.DELETE, registration_at(event.msisdn, r.sip_uri, known_spec(r)))
             for r in claimed.values()
         ]
-        outcomes = self._call(event.msisdn, calls, run)
+        outcomes = self._caller.call(event.msisdn, calls, run)
         by_uri = dict(zip(claimed, outcomes, strict=True))
         touched = [
             _Touched(
@@ -501,7 +484,7 @@ class EventApplier:
         journal.write(self._entry(event, None, Outcome.CONSENT_REVOKED, reason))
         return EventResult(Outcome.CONSENT_REVOKED, reason, changes=result.changes if result else ())
 
-    def _revoked_verdict(self, outcome: Attempt | None) -> _Verdict:
+    def _revoked_verdict(self, outcome: CallOutcome | None) -> _Verdict:
         revoked = _Verdict(Outcome.CONSENT_REVOKED, Status.CONSENT_REVOKED, None, holds=Holds.NOTHING)
         if outcome is None or isinstance(outcome, Deleted):
             return revoked
@@ -573,53 +556,7 @@ class EventApplier:
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def _call(self, msisdn: str, calls: Sequence[tuple[Operation, Registration]], run: Run) -> list[Attempt]:
-        """The outcome of each call; a refused token is refreshed once and those calls repeated."""
-        if not calls:
-            return []
-        token = self._token(msisdn, force=False)
-        if not isinstance(token, str):
-            return [token] * len(calls)
-        run.called.update(registration.sip_uri for _, registration in calls)
-        results: list[Attempt] = list(
-            self._apply_many([CoreCall(op, reg, token) for op, reg in calls], msisdn)
-        )
-        refused = [index for index, outcome in enumerate(results) if isinstance(outcome, Unauthenticated)]
-        if refused:
-            fresh = self._token(msisdn, force=True)
-            if not isinstance(fresh, str):
-                for index in refused:
-                    results[index] = fresh
-                return results
-            again = self._apply_many([CoreCall(calls[i][0], calls[i][1], fresh) for i in refused], msisdn)
-            for index, outcome in zip(refused, again, strict=True):
-                results[index] = outcome
-        return results
-
-    def _apply_many(self, calls: Sequence[CoreCall], msisdn: str) -> list[CoreOutcome]:
-        operations = ",".join(sorted({str(call.operation) for call in calls}))
-        with span(
-            "core call", msisdn=mask_msisdn(msisdn), operations=operations, calls=len(calls)
-        ) as annotate:
-            started = time.perf_counter()
-            outcomes = self._core.apply_many(calls)
-            observe("CoreLatency", (time.perf_counter() - started) * 1000)
-            annotate("outcomes", ",".join(sorted({type(outcome).__name__ for outcome in outcomes})))
-        return outcomes
-
-    def _token(self, msisdn: str, *, force: bool) -> str | _TokenRefused | _Retry:
-        try:
-            if self._auth_mode is AuthMode.CLIENT:
-                return self._tokens.product_token(force_refresh=force)
-            return self._tokens.access_token_for(msisdn, force_refresh=force)
-        except ConsentMissing as error:
-            return _TokenRefused(Status.AWAITING_CONSENT, f"waiting for consent: {error}")
-        except ConsentRevoked as error:
-            return _TokenRefused(Status.CONSENT_REVOKED, str(error))
-        except TokenError as error:  # identity server unreachable or refusing this client: retry
-            return _Retry(f"no token: {type(error).__name__}: {error}")
-
-    def _verdict(self, operation: Operation, outcome: Attempt) -> _Verdict:  # noqa: PLR0911  # one per kind
+    def _verdict(self, operation: Operation, outcome: CallOutcome) -> _Verdict:  # noqa: PLR0911  # one per kind
         pending = Status.PENDING if operation is Operation.UPSERT else Status.DELETING
         match outcome:
             case Applied(ttl_seconds=ttl):
@@ -639,13 +576,13 @@ class EventApplier:
                 return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
             case Transient(code=code, detail=detail):
                 return _Verdict(Outcome.RETRYING, pending, f"{code}: {detail}", retry=True)
-            case _TokenRefused(status=status, reason=reason) if operation is Operation.DELETE:
+            case TokenRefused(status=status, reason=reason) if operation is Operation.DELETE:
                 # Without a token nothing can be deleted; the core drops it when its TTL ends.
                 gone = Status.DELETED if status is Status.AWAITING_CONSENT else status
                 return _Verdict(Outcome(gone.value), gone, f"{reason}; {_LEFT_TO_EXPIRE}")
-            case _TokenRefused(status=status, reason=reason):
+            case TokenRefused(status=status, reason=reason):
                 return _Verdict(Outcome(status.value), status, reason)
-            case _Retry(reason=reason):
+            case Retry(reason=reason):
                 return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
 
     # --- recording -----------------------------------------------------------------------------
@@ -781,31 +718,6 @@ _WAITING_FOR_CONSENT = frozenset({Status.AWAITING_CONSENT, Status.CONSENT_REVOKE
 def _hold_reason(event: AnyEvent, hold: Status) -> str:
     why = event.reason if isinstance(event, ControlEvent) else None
     return f"{hold}: {why}" if why else str(hold)
-
-
-def _may_be_on_core(record: RegistrationRecord | None) -> bool:
-    """Whether the core may hold it: applied, a call in flight or of unknown outcome, or no history here."""
-    return (
-        record is None
-        or record.applied is not None
-        or record.in_flight is not None
-        or record.status in (Status.PENDING, Status.DELETING)
-    )
-
-
-def _known_spec(record: RegistrationRecord | None) -> RouteSpec:
-    """The parameters a delete names the registration with (the core keys it by MSISDN + sip_uri)."""
-    if record is not None and (record.applied or record.desired):
-        return record.applied or record.desired  # type: ignore[return-value]  # one is set
-    return _ANY_ROUTE
-
-
-_ANY_ROUTE = RouteSpec(route_type="fork")  # type: ignore[arg-type]  # the core ignores it on delete
-
-
-def _registration(msisdn: str, sip_uri: str, spec: RouteSpec | None) -> Registration:
-    spec = spec or _ANY_ROUTE
-    return spec.at(msisdn, sip_uri)
 
 
 def _summary(touched: Sequence[_Touched]) -> str:
