@@ -21,24 +21,14 @@ The rules, per registration (MSISDN, sip_uri):
   and that, too, is confirmed by a conditional save. So after the last event of a number, the
   core holds what its record says. An event that comes back (a redelivery) and makes no call of
   its own does the same, since an earlier delivery may have called the core and died.
-- Outcomes: applied -> active (expires_at from the TTL the core gave); deleted -> deleted;
-  NOT_ACCEPTABLE -> rejected (the core's reason); no consent -> awaiting_consent; consent revoked
-  or `invalid_grant` -> consent_revoked; UNAUTHENTICATED -> the token is refreshed once and the
-  call repeated at once; PERMISSION_DENIED -> failed, naming the scope; anything transient ->
-  the record keeps the intent and the error, and the event is retried, until its `max_tries`-th
-  attempt: then it is `dead_lettered` (the worker moves the message to the DLQ itself, so an
-  event is dead-lettered only after tries of its own, never for waiting behind another).
-- Every event leaves one event-log item per registration it touched, written in the same DynamoDB
-  transaction as the record (a consent or revoke event also leaves one for itself).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 
 from sipreg.config import AuthMode
 from sipreg.core import (
@@ -46,10 +36,7 @@ from sipreg.core import (
     CoreClient,
     Deleted,
     Operation,
-    PermissionDenied,
     Rejected,
-    Transient,
-    Unauthenticated,
 )
 from sipreg.events import (
     AnyControlEvent,
@@ -67,11 +54,9 @@ from sipreg.events import (
     UpsertEvent,
 )
 from sipreg.models import ApiVersion, RouteSpec, mask_msisdn
-from sipreg.notify import StatusChange
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLogEntry, Outcome
+from sipreg.store.event_log import Outcome
 from sipreg.store.registrations import (
-    RECENT_EVENT_IDS,
     InFlight,
     RegistrationRecord,
     RegistrationStatus,
@@ -81,54 +66,21 @@ from sipreg.worker.attempt import Delivery, EventResult, Run
 from sipreg.worker.core_call import (
     CallOutcome,
     CoreCaller,
-    Retry,
     TokenRefused,
     known_spec,
     may_be_on_core,
     registration_at,
 )
 from sipreg.worker.journal import Journal
+from sipreg.worker.recording import Holds, Recorder, Touched, Verdict
 
 logger = logging.getLogger(__name__)
 
 Status = RegistrationStatus
-DEFAULT_TTL_SECONDS = 3600.0  # the core's documented TTL, when an answer does not say
 SAVE_ATTEMPTS = 5  # re-read and decide again when a record changed under us
 DEFAULT_MAX_TRIES = 8
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
 _FIRST_DELIVERY = Delivery()  # no tries before it, not redelivered
-
-
-class Holds(StrEnum):
-    """What the core holds of the registration after an attempt, as far as we know."""
-
-    SENT = "sent"  # what was just sent (applied := desired), until expires_at
-    NOTHING = "nothing"
-    UNCHANGED = "unchanged"  # whatever it held before
-
-
-@dataclass(frozen=True)
-class _Verdict:
-    """How one registration's record changes after an attempt."""
-
-    outcome: Outcome
-    status: Status
-    reason: str | None
-    retry: bool = False
-    holds: Holds = Holds.UNCHANGED
-    expires_at: datetime | None = None  # with Holds.SENT
-
-
-@dataclass(frozen=True)
-class _Touched:
-    """One registration an event touched: its record as read (and as claimed), what it should be
-    now, the verdict."""
-
-    sip_uri: str
-    record: RegistrationRecord | None  # as the save must find it (the claimed one after a claim)
-    desired: RouteSpec | None
-    verdict: _Verdict
-    before: Status | None  # its status before this event (for the status bus)
 
 
 class EventApplier:
@@ -149,7 +101,7 @@ class EventApplier:
         self._journal = journal
         self._caller = CoreCaller(core=core, tokens=tokens, auth_mode=auth_mode)
         self._tokens = tokens
-        self._scope = SERVICE_SCOPES[api_version]
+        self._recorder = Recorder(clock=clock, max_tries=max_tries, scope=SERVICE_SCOPES[api_version])
         self._max_tries = max_tries
         self._max_future_skew = max_future_skew
         self._clock = clock
@@ -232,9 +184,9 @@ class EventApplier:
             return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
         before = record.status if record else None
         if operation is Operation.DELETE and not may_be_on_core(record):
-            verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
-            touched = _Touched(sip_uri, record, spec, verdict, before)
-            return self._record(journal, event, [touched], run, moves_last_event=True)
+            verdict = Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
+            touched = Touched(sip_uri, record, spec, verdict, before)
+            return self._recorder.record(journal, event, [touched], run, moves_last_event=True)
         if record is not None and spec is not None and (hold := record.hold(spec)) is not None:
             # The new desired state is recorded, and kept off the core.
             return self._off_core(journal, event, record, run, desired=spec, hold=hold, moves_last_event=True)
@@ -263,13 +215,13 @@ class EventApplier:
         sent = desired if operation is Operation.UPSERT else known_spec(record)
         registration = registration_at(event.msisdn, sip_uri, sent)
         outcome = self._caller.call(event.msisdn, [(operation, registration)], run)[0]
-        verdict = self._verdict(operation, outcome)
+        verdict = self._recorder.verdict(operation, outcome)
         if hold is not None and not verdict.retry:
             # Deleted, or left to expire (no token): off the core either way, and held.
             note = _hold_reason(event, hold) + (f"; {verdict.reason}" if verdict.reason else "")
             verdict = replace(verdict, outcome=Outcome(hold.value), status=hold, reason=note)
-        touched = _Touched(sip_uri, claimed, desired, verdict, before)
-        return self._record(journal, event, [touched], run, moves_last_event=moves_last_event)
+        touched = Touched(sip_uri, claimed, desired, verdict, before)
+        return self._recorder.record(journal, event, [touched], run, moves_last_event=moves_last_event)
 
     def _refresh(self, journal: Journal, event: RefreshEvent, run: Run) -> EventResult:
         sip_uri = event.registration.sip_uri
@@ -286,13 +238,13 @@ class EventApplier:
             return self._exhausted(journal, event, [(sip_uri, record, record.desired, record.status)], run)
         registration = registration_at(event.msisdn, sip_uri, record.applied)
         outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
-        verdict = self._verdict(Operation.UPSERT, outcome)
+        verdict = self._recorder.verdict(Operation.UPSERT, outcome)
         if verdict.retry:  # a failed refresh does not make the registration any less wanted
             verdict = replace(verdict, status=Status.ACTIVE)
         elif verdict.status is Status.ACTIVE:
             verdict = replace(verdict, outcome=Outcome.REFRESHED)
-        touched = _Touched(sip_uri, record, record.desired, verdict, record.status)
-        return self._record(journal, event, [touched], run)
+        touched = Touched(sip_uri, record, record.desired, verdict, record.status)
+        return self._recorder.record(journal, event, [touched], run)
 
     def _duplicate(
         self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: Run
@@ -320,8 +272,8 @@ class EventApplier:
             failed = self._converge(event.msisdn, sip_uri, record, run)
             if failed is not None:
                 return failed
-        entry = self._entry(event, sip_uri, Outcome.SUPERSEDED, reason)
-        saves = [] if record is None else [(self._remember(record, event), record.version)]
+        entry = self._recorder.entry(event, sip_uri, Outcome.SUPERSEDED, reason)
+        saves = [] if record is None else [(self._recorder.remember(record, event), record.version)]
         journal.commit(saves, [entry])
         return EventResult(Outcome.SUPERSEDED, reason)
 
@@ -330,7 +282,7 @@ class EventApplier:
             f"occurred_at {event.occurred_at.isoformat()} is more than "
             f"{int(self._max_future_skew.total_seconds())} s in the future"
         )
-        journal.write(self._entry(event, sip_uri, Outcome.REJECTED, reason))
+        journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
         return EventResult(Outcome.REJECTED, reason)
 
     def _converge(
@@ -359,7 +311,7 @@ class EventApplier:
             return self._duplicate(journal, event, sip_uri, record, run)
         if record is None:
             reason = f"{mask_msisdn(event.msisdn)} has no registration at {sip_uri}"
-            journal.write(self._entry(event, sip_uri, Outcome.REJECTED, reason))
+            journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
             return EventResult(Outcome.REJECTED, reason)
         held = record.model_copy(update=_FLAGS.get(type(event), {}))
         hold = held.hold()
@@ -375,8 +327,10 @@ class EventApplier:
             return self._superseded(journal, event, sip_uri, held, reason=reason, run=run)
         # Released (or forced): the desired state goes to the core, or what it may hold leaves it.
         if held.desired is None and not may_be_on_core(held):
-            verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
-            return self._record(journal, event, [_Touched(sip_uri, held, None, verdict, record.status)], run)
+            verdict = Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
+            return self._recorder.record(
+                journal, event, [Touched(sip_uri, held, None, verdict, record.status)], run
+            )
         operation = Operation.UPSERT if held.desired is not None else Operation.DELETE
         return self._send(journal, event, sip_uri, held, held.desired, operation, run)
 
@@ -398,9 +352,9 @@ class EventApplier:
                 journal, event, record.sip_uri, record, desired, Operation.DELETE, run,
                 moves_last_event=moves_last_event, hold=hold,
             )  # fmt: skip
-        verdict = _Verdict(Outcome(hold.value), hold, _hold_reason(event, hold), holds=Holds.NOTHING)
-        touched = _Touched(record.sip_uri, record, desired, verdict, record.status)
-        return self._record(journal, event, [touched], run, moves_last_event=moves_last_event)
+        verdict = Verdict(Outcome(hold.value), hold, _hold_reason(event, hold), holds=Holds.NOTHING)
+        touched = Touched(record.sip_uri, record, desired, verdict, record.status)
+        return self._recorder.record(journal, event, [touched], run, moves_last_event=moves_last_event)
 
     # --- every registration of a subscriber: consent given, consent revoked ----------------------
 
@@ -415,7 +369,7 @@ class EventApplier:
         ]
         if not waiting:
             reason = "no registration waits for consent"
-            journal.write(self._entry(event, None, Outcome.NOTHING_WAITING, reason))
+            journal.write(self._recorder.entry(event, None, Outcome.NOTHING_WAITING, reason))
             return EventResult(Outcome.NOTHING_WAITING, reason)
         if run.delivery.tries_before >= self._max_tries:
             return self._exhausted(
@@ -427,10 +381,10 @@ class EventApplier:
         calls = [(Operation.UPSERT, registration_at(event.msisdn, r.sip_uri, r.desired)) for r in claimed]
         outcomes = self._caller.call(event.msisdn, calls, run)
         touched = [
-            _Touched(c.sip_uri, c, c.desired, self._verdict(Operation.UPSERT, outcome), r.status)
+            Touched(c.sip_uri, c, c.desired, self._recorder.verdict(Operation.UPSERT, outcome), r.status)
             for r, c, outcome in zip(waiting, claimed, outcomes, strict=True)
         ]
-        return self._record(journal, event, touched, run, summary=Outcome.CONSENT_APPLIED)
+        return self._recorder.record(journal, event, touched, run, summary=Outcome.CONSENT_APPLIED)
 
     def _revoke(self, journal: Journal, event: RevokeEvent, run: Run) -> EventResult:
         records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
@@ -452,7 +406,7 @@ class EventApplier:
         outcomes = self._caller.call(event.msisdn, calls, run)
         by_uri = dict(zip(claimed, outcomes, strict=True))
         touched = [
-            _Touched(
+            Touched(
                 r.sip_uri,
                 claimed.get(r.sip_uri, r),
                 None,
@@ -461,7 +415,9 @@ class EventApplier:
             )
             for r in records
         ]
-        result = self._record(journal, event, touched, run, moves_last_event=True) if touched else None
+        result = (
+            self._recorder.record(journal, event, touched, run, moves_last_event=True) if touched else None
+        )
         if result is not None and result.retry:
             return result  # the tokens are still needed to delete what is left
         try:
@@ -475,20 +431,22 @@ class EventApplier:
             reason = f"revoking the tokens failed: {error}"
             if tries >= self._max_tries:
                 reason = f"dead-lettered after {tries} tries: {reason}"
-                journal.write(self._entry(event, None, Outcome.DEAD_LETTERED, reason), count_try=counted_now)
+                journal.write(
+                    self._recorder.entry(event, None, Outcome.DEAD_LETTERED, reason), count_try=counted_now
+                )
                 return EventResult(Outcome.DEAD_LETTERED, reason, dead_letter=True)
-            journal.write(self._entry(event, None, Outcome.RETRYING, reason), count_try=counted_now)
+            journal.write(self._recorder.entry(event, None, Outcome.RETRYING, reason), count_try=counted_now)
             return EventResult(Outcome.RETRYING, reason, retry=True)
         deleted = sum(1 for outcome in outcomes if isinstance(outcome, Deleted))
         reason = f"tokens revoked; {deleted} registration(s) deleted at the core"
-        journal.write(self._entry(event, None, Outcome.CONSENT_REVOKED, reason))
+        journal.write(self._recorder.entry(event, None, Outcome.CONSENT_REVOKED, reason))
         return EventResult(Outcome.CONSENT_REVOKED, reason, changes=result.changes if result else ())
 
-    def _revoked_verdict(self, outcome: CallOutcome | None) -> _Verdict:
-        revoked = _Verdict(Outcome.CONSENT_REVOKED, Status.CONSENT_REVOKED, None, holds=Holds.NOTHING)
+    def _revoked_verdict(self, outcome: CallOutcome | None) -> Verdict:
+        revoked = Verdict(Outcome.CONSENT_REVOKED, Status.CONSENT_REVOKED, None, holds=Holds.NOTHING)
         if outcome is None or isinstance(outcome, Deleted):
             return revoked
-        verdict = self._verdict(Operation.DELETE, outcome)
+        verdict = self._recorder.verdict(Operation.DELETE, outcome)
         if verdict.retry:
             return verdict
         # No token, or the core refused: it drops the registration itself when its TTL ends.
@@ -522,11 +480,13 @@ class EventApplier:
             )
             saves.append((claimed, record.version if record else None))
         entries = [
-            self._entry(event, sip_uri, Outcome.APPLYING, "the core is being called")
+            self._recorder.entry(event, sip_uri, Outcome.APPLYING, "the core is being called")
             for sip_uri, *_ in claims
         ]
         if len(claims) > 1 or isinstance(event, ConsentedEvent | RevokeEvent):
-            entries.append(self._entry(event, None, Outcome.APPLYING, f"{len(claims)} registration(s)"))
+            entries.append(
+                self._recorder.entry(event, None, Outcome.APPLYING, f"{len(claims)} registration(s)")
+            )
         saved = journal.commit(saves, entries, count_try=True)
         run.tries = run.delivery.tries_before + 1
         return saved
@@ -541,9 +501,9 @@ class EventApplier:
         """Every try was used in earlier deliveries (their workers died, or the last failure was not
         recorded as final): dead-lettered without another."""
         run.tries = run.delivery.tries_before
-        verdict = _Verdict(Outcome.RETRYING, Status.PENDING, "no try left", retry=True)
+        verdict = Verdict(Outcome.RETRYING, Status.PENDING, "no try left", retry=True)
         touched = [
-            _Touched(
+            Touched(
                 sip_uri,
                 record,
                 spec,
@@ -552,159 +512,11 @@ class EventApplier:
             )
             for sip_uri, record, spec, before in registrations
         ]
-        return self._record(journal, event, touched, run)
+        return self._recorder.record(journal, event, touched, run)
 
     # --- calls ---------------------------------------------------------------------------------
 
-    def _verdict(self, operation: Operation, outcome: CallOutcome) -> _Verdict:  # noqa: PLR0911  # one per kind
-        pending = Status.PENDING if operation is Operation.UPSERT else Status.DELETING
-        match outcome:
-            case Applied(ttl_seconds=ttl):
-                lives = timedelta(seconds=ttl or DEFAULT_TTL_SECONDS)
-                return _Verdict(
-                    Outcome.ACTIVE, Status.ACTIVE, None, holds=Holds.SENT, expires_at=self._clock() + lives
-                )
-            case Deleted():
-                return _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
-            case Rejected(message=message):
-                return _Verdict(Outcome.REJECTED, Status.REJECTED, message)
-            case PermissionDenied(detail=detail):
-                reason = f"the token lacks the scope {self._scope} (PERMISSION_DENIED: {detail})"
-                return _Verdict(Outcome.FAILED, Status.FAILED, reason)
-            case Unauthenticated(detail=detail):
-                reason = f"UNAUTHENTICATED after a token refresh: {detail}"
-                return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
-            case Transient(code=code, detail=detail):
-                return _Verdict(Outcome.RETRYING, pending, f"{code}: {detail}", retry=True)
-            case TokenRefused(status=status, reason=reason) if operation is Operation.DELETE:
-                # Without a token nothing can be deleted; the core drops it when its TTL ends.
-                gone = Status.DELETED if status is Status.AWAITING_CONSENT else status
-                return _Verdict(Outcome(gone.value), gone, f"{reason}; {_LEFT_TO_EXPIRE}")
-            case TokenRefused(status=status, reason=reason):
-                return _Verdict(Outcome(status.value), status, reason)
-            case Retry(reason=reason):
-                return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
 
-    # --- recording -----------------------------------------------------------------------------
-
-    def _record(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        touched: Sequence[_Touched],
-        run: Run,
-        *,
-        moves_last_event: bool = False,
-        summary: Outcome | None = None,
-    ) -> EventResult:
-        now = self._clock()
-        retrying = any(each.verdict.retry for each in touched)
-        refresh_try = retrying and isinstance(event, RefreshEvent)
-        if refresh_try:  # a refresh claims nothing: its failed attempt is counted here
-            run.tries = run.delivery.tries_before + 1
-        dead = retrying and run.tries >= self._max_tries
-        if dead:
-            touched = [
-                replace(each, verdict=self._dead_lettered(each.verdict, run.tries, refresh=refresh_try))
-                for each in touched
-            ]
-        saves: list[tuple[RegistrationRecord, int | None]] = []
-        entries: list[EventLogEntry] = []
-        changes: list[StatusChange] = []
-        for each in touched:
-            updated = self._updated(event, each, now, moves_last_event=moves_last_event)
-            saves.append((updated, each.record.version if each.record else None))
-            entries.append(self._entry(event, each.sip_uri, each.verdict.outcome, each.verdict.reason))
-            if each.before is not updated.status:
-                changes.append(
-                    StatusChange(
-                        msisdn=event.msisdn,
-                        sip_uri=each.sip_uri,
-                        old_status=each.before.value if each.before else None,
-                        new_status=updated.status.value,
-                        reason=each.verdict.reason,
-                        event_id=event.id,
-                        event_type=event.type.value,
-                        changed_at=now,
-                    )
-                )
-        first = touched[0].verdict
-        wide = isinstance(event, ConsentedEvent | RevokeEvent)
-        if dead:
-            outcome, reason = Outcome.DEAD_LETTERED, first.reason
-        elif retrying:
-            outcome, reason = Outcome.RETRYING, next(e.verdict.reason for e in touched if e.verdict.retry)
-        elif wide:
-            outcome, reason = Outcome.CONSENT_APPLIED, _summary(touched)
-        else:
-            outcome, reason = first.outcome, first.reason
-        # A subscriber-wide event's own item; a revoke writes its final one after revoking the tokens.
-        if wide and (retrying or isinstance(event, ConsentedEvent)):
-            entries.append(self._entry(event, None, outcome, reason))
-        journal.commit(saves, entries, count_try=refresh_try)
-        return EventResult(
-            outcome, reason, retry=retrying and not dead, dead_letter=dead, changes=tuple(changes)
-        )
-
-    def _dead_lettered(self, verdict: _Verdict, tries: int, *, refresh: bool) -> _Verdict:
-        if not verdict.retry:
-            return verdict
-        reason = f"dead-lettered after {tries} tries: {verdict.reason}"
-        # A refresh leaves the registration active: the refresher tries it again when it is due.
-        status = verdict.status if refresh else Status.FAILED
-        return replace(verdict, outcome=Outcome.DEAD_LETTERED, status=status, reason=reason, retry=False)
-
-    def _updated(
-        self, event: AnyEvent, touched: _Touched, now: datetime, *, moves_last_event: bool
-    ) -> RegistrationRecord:
-        verdict = touched.verdict
-        base = touched.record or RegistrationRecord(
-            msisdn=event.msisdn, sip_uri=touched.sip_uri, status=Status.PENDING, updated_at=now
-        )
-        fields: dict[str, object] = {
-            "status": verdict.status,
-            "desired": touched.desired,
-            "last_error": verdict.reason,
-            "updated_at": now,
-        }
-        if verdict.holds is Holds.SENT:
-            fields.update(applied=touched.desired, expires_at=verdict.expires_at)
-        elif verdict.holds is Holds.NOTHING:
-            fields.update(applied=None, expires_at=None)
-        if verdict.retry or verdict.outcome is Outcome.DEAD_LETTERED:
-            # Not remembered: a retry (or a redriven message) must not look like a duplicate. The
-            # claim stays: the core may have taken a call whose answer never came.
-            return base.model_copy(update=fields)
-        fields["in_flight"] = None
-        if moves_last_event:  # the newest desired-state event: the stale guard's reference
-            last = base.last_event_at
-            fields["last_event_at"] = event.occurred_at if last is None else max(last, event.occurred_at)
-            fields.update(last_event_id=event.id, last_event_type=event.type.value)
-        return self._remember(base.model_copy(update=fields), event)
-
-    def _remember(self, record: RegistrationRecord, event: AnyEvent) -> RegistrationRecord:
-        if isinstance(event, RefreshEvent):
-            return record.model_copy(update={"last_refresh_id": event.id, "updated_at": self._clock()})
-        recent = (*record.recent_event_ids, event.id)[-RECENT_EVENT_IDS:]
-        return record.model_copy(update={"recent_event_ids": recent, "updated_at": self._clock()})
-
-    def _entry(
-        self, event: AnyEvent, sip_uri: str | None, outcome: Outcome, reason: str | None
-    ) -> EventLogEntry:
-        return EventLogEntry(
-            msisdn=event.msisdn,
-            event_id=event.id,
-            event_type=event.type.value,
-            outcome=outcome,
-            reason=reason,
-            sip_uri=sip_uri,
-            occurred_at=event.occurred_at,
-            recorded_at=self._clock(),
-            source=event.source,
-        )
-
-
-_LEFT_TO_EXPIRE = "not deleted at the core, which drops it when its TTL ends"
 # What each control event sets on the record (force_refresh sets nothing).
 _FLAGS: dict[type[ControlEvent], dict[str, bool]] = {
     DisableEvent: {"disabled": True},
@@ -718,10 +530,3 @@ _WAITING_FOR_CONSENT = frozenset({Status.AWAITING_CONSENT, Status.CONSENT_REVOKE
 def _hold_reason(event: AnyEvent, hold: Status) -> str:
     why = event.reason if isinstance(event, ControlEvent) else None
     return f"{hold}: {why}" if why else str(hold)
-
-
-def _summary(touched: Sequence[_Touched]) -> str:
-    counts: dict[str, int] = {}
-    for each in touched:
-        counts[each.verdict.outcome] = counts.get(each.verdict.outcome, 0) + 1
-    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
