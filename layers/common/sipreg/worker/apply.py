@@ -8,12 +8,6 @@ The rules, per registration (MSISDN, sip_uri):
   the record's `last_event_at`) changes nothing and is logged `superseded`. Refreshes and consent
   events never move `last_event_*`; a revoke does, so an older upsert cannot bring a revoked
   registration back.
-- Before a core call that changes what the core holds (upsert, delete, consent, revoke), the
-  record is **claimed** in one write with the event's log item: status pending/deleting,
-  `in_flight` naming the event, the item `applying` with one more try. A worker that dies after
-  the call leaves that trace: the status API shows it, a later delete still goes to the core, and
-  the event's tries count the attempt (so an event that kills its worker is dead-lettered too).
-  Refreshes re-send what the record already says the core holds, so they claim nothing.
 - **Convergence.** Every save is conditional on the version read. If a save fails after a core
   call (another invocation got to the record: SQS redelivered the group while this one ran), the
   record is read again and the event decided again; when the new decision makes no call of its
@@ -26,7 +20,7 @@ The rules, per registration (MSISDN, sip_uri):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -57,12 +51,12 @@ from sipreg.models import ApiVersion, RouteSpec, mask_msisdn
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import Outcome
 from sipreg.store.registrations import (
-    InFlight,
     RegistrationRecord,
     RegistrationStatus,
 )
 from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, TokenError, Tokens
 from sipreg.worker.attempt import Delivery, EventResult, Run
+from sipreg.worker.claims import Claims
 from sipreg.worker.core_call import (
     CallOutcome,
     CoreCaller,
@@ -102,6 +96,7 @@ class EventApplier:
         self._caller = CoreCaller(core=core, tokens=tokens, auth_mode=auth_mode)
         self._tokens = tokens
         self._recorder = Recorder(clock=clock, max_tries=max_tries, scope=SERVICE_SCOPES[api_version])
+        self._claims = Claims(recorder=self._recorder, clock=clock)
         self._max_tries = max_tries
         self._max_future_skew = max_future_skew
         self._clock = clock
@@ -209,8 +204,8 @@ class EventApplier:
         the call took it off the core for a hold)."""
         before = record.status if record else None
         if run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(journal, event, [(sip_uri, record, desired, before)], run)
-        [claimed] = self._claim(journal, event, [(sip_uri, record, desired, operation)], run)
+            return self._claims.exhausted(journal, event, [(sip_uri, record, desired, before)], run)
+        [claimed] = self._claims.claim(journal, event, [(sip_uri, record, desired, operation)], run)
         # A delete names the registration as the core knows it: by what it was sent.
         sent = desired if operation is Operation.UPSERT else known_spec(record)
         registration = registration_at(event.msisdn, sip_uri, sent)
@@ -235,7 +230,9 @@ class EventApplier:
             reason = "a newer desired state is pending"
             return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
         if run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(journal, event, [(sip_uri, record, record.desired, record.status)], run)
+            return self._claims.exhausted(
+                journal, event, [(sip_uri, record, record.desired, record.status)], run
+            )
         registration = registration_at(event.msisdn, sip_uri, record.applied)
         outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
         verdict = self._recorder.verdict(Operation.UPSERT, outcome)
@@ -372,10 +369,10 @@ class EventApplier:
             journal.write(self._recorder.entry(event, None, Outcome.NOTHING_WAITING, reason))
             return EventResult(Outcome.NOTHING_WAITING, reason)
         if run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(
+            return self._claims.exhausted(
                 journal, event, [(r.sip_uri, r, r.desired, r.status) for r in waiting], run
             )
-        claimed = self._claim(
+        claimed = self._claims.claim(
             journal, event, [(r.sip_uri, r, r.desired, Operation.UPSERT) for r in waiting], run
         )
         calls = [(Operation.UPSERT, registration_at(event.msisdn, r.sip_uri, r.desired)) for r in claimed]
@@ -390,11 +387,15 @@ class EventApplier:
         records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
         on_core = [r for r in records if may_be_on_core(r)]
         if on_core and run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(journal, event, [(r.sip_uri, r, None, r.status) for r in on_core], run)
+            return self._claims.exhausted(
+                journal, event, [(r.sip_uri, r, None, r.status) for r in on_core], run
+            )
         claimed = {
             c.sip_uri: c
             for c in (
-                self._claim(journal, event, [(r.sip_uri, r, None, Operation.DELETE) for r in on_core], run)
+                self._claims.claim(
+                    journal, event, [(r.sip_uri, r, None, Operation.DELETE) for r in on_core], run
+                )
                 if on_core
                 else []
             )
@@ -451,70 +452,6 @@ class EventApplier:
             return verdict
         # No token, or the core refused: it drops the registration itself when its TTL ends.
         return replace(revoked, reason=verdict.reason, holds=Holds.UNCHANGED)
-
-    # --- claims and tries ----------------------------------------------------------------------
-
-    def _claim(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        claims: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Operation]],
-        run: Run,
-    ) -> list[RegistrationRecord]:
-        """Marks the registrations as in flight for this event, and its log items `applying` with
-        one more try, in one conditional write; the claimed records (their new versions)."""
-        now = self._clock()
-        saves: list[tuple[RegistrationRecord, int | None]] = []
-        for sip_uri, record, spec, operation in claims:
-            base = record or RegistrationRecord(
-                msisdn=event.msisdn, sip_uri=sip_uri, status=Status.PENDING, updated_at=now
-            )
-            status = Status.PENDING if operation is Operation.UPSERT else Status.DELETING
-            claimed = base.model_copy(
-                update={
-                    "status": status,
-                    "desired": spec,
-                    "in_flight": InFlight(event_id=event.id, since=now),
-                    "updated_at": now,
-                }
-            )
-            saves.append((claimed, record.version if record else None))
-        entries = [
-            self._recorder.entry(event, sip_uri, Outcome.APPLYING, "the core is being called")
-            for sip_uri, *_ in claims
-        ]
-        if len(claims) > 1 or isinstance(event, ConsentedEvent | RevokeEvent):
-            entries.append(
-                self._recorder.entry(event, None, Outcome.APPLYING, f"{len(claims)} registration(s)")
-            )
-        saved = journal.commit(saves, entries, count_try=True)
-        run.tries = run.delivery.tries_before + 1
-        return saved
-
-    def _exhausted(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        registrations: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Status | None]],
-        run: Run,
-    ) -> EventResult:
-        """Every try was used in earlier deliveries (their workers died, or the last failure was not
-        recorded as final): dead-lettered without another."""
-        run.tries = run.delivery.tries_before
-        verdict = Verdict(Outcome.RETRYING, Status.PENDING, "no try left", retry=True)
-        touched = [
-            Touched(
-                sip_uri,
-                record,
-                spec,
-                replace(verdict, status=record.status if record else Status.PENDING),
-                before,
-            )
-            for sip_uri, record, spec, before in registrations
-        ]
-        return self._recorder.record(journal, event, touched, run)
-
-    # --- calls ---------------------------------------------------------------------------------
 
 
 # What each control event sets on the record (force_refresh sets nothing).
