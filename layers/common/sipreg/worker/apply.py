@@ -54,11 +54,11 @@ from sipreg.store.registrations import (
     RegistrationRecord,
     RegistrationStatus,
 )
-from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, TokenError, Tokens
+from sipreg.tokens import SERVICE_SCOPES, Tokens
 from sipreg.worker.attempt import Delivery, EventResult, Run
 from sipreg.worker.claims import Claims
+from sipreg.worker.consent_events import ConsentEvents
 from sipreg.worker.core_call import (
-    CallOutcome,
     CoreCaller,
     TokenRefused,
     known_spec,
@@ -94,9 +94,15 @@ class EventApplier:
     ) -> None:
         self._journal = journal
         self._caller = CoreCaller(core=core, tokens=tokens, auth_mode=auth_mode)
-        self._tokens = tokens
         self._recorder = Recorder(clock=clock, max_tries=max_tries, scope=SERVICE_SCOPES[api_version])
         self._claims = Claims(recorder=self._recorder, clock=clock)
+        self._consent = ConsentEvents(
+            tokens=tokens,
+            caller=self._caller,
+            recorder=self._recorder,
+            claims=self._claims,
+            max_tries=max_tries,
+        )
         self._max_tries = max_tries
         self._max_future_skew = max_future_skew
         self._clock = clock
@@ -144,9 +150,9 @@ class EventApplier:
             case RefreshEvent():
                 return self._refresh(journal, event, run)
             case ConsentedEvent():
-                return self._consented(journal, event, run)
+                return self._consent.consented(journal, event, run)
             case RevokeEvent():
-                return self._revoke(journal, event, run)
+                return self._consent.revoke(journal, event, run)
             case ControlEvent():
                 return self._control(journal, event, run)
 
@@ -353,106 +359,6 @@ class EventApplier:
         touched = Touched(record.sip_uri, record, desired, verdict, record.status)
         return self._recorder.record(journal, event, [touched], run, moves_last_event=moves_last_event)
 
-    # --- every registration of a subscriber: consent given, consent revoked ----------------------
-
-    def _consented(self, journal: Journal, event: ConsentedEvent, run: Run) -> EventResult:
-        waiting = [
-            record
-            for record in journal.list_for(event.msisdn)
-            if record.desired is not None
-            and record.status in _WAITING_FOR_CONSENT
-            and record.hold() is None
-            and not record.seen(event.id)
-        ]
-        if not waiting:
-            reason = "no registration waits for consent"
-            journal.write(self._recorder.entry(event, None, Outcome.NOTHING_WAITING, reason))
-            return EventResult(Outcome.NOTHING_WAITING, reason)
-        if run.delivery.tries_before >= self._max_tries:
-            return self._claims.exhausted(
-                journal, event, [(r.sip_uri, r, r.desired, r.status) for r in waiting], run
-            )
-        claimed = self._claims.claim(
-            journal, event, [(r.sip_uri, r, r.desired, Operation.UPSERT) for r in waiting], run
-        )
-        calls = [(Operation.UPSERT, registration_at(event.msisdn, r.sip_uri, r.desired)) for r in claimed]
-        outcomes = self._caller.call(event.msisdn, calls, run)
-        touched = [
-            Touched(c.sip_uri, c, c.desired, self._recorder.verdict(Operation.UPSERT, outcome), r.status)
-            for r, c, outcome in zip(waiting, claimed, outcomes, strict=True)
-        ]
-        return self._recorder.record(journal, event, touched, run, summary=Outcome.CONSENT_APPLIED)
-
-    def _revoke(self, journal: Journal, event: RevokeEvent, run: Run) -> EventResult:
-        records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
-        on_core = [r for r in records if may_be_on_core(r)]
-        if on_core and run.delivery.tries_before >= self._max_tries:
-            return self._claims.exhausted(
-                journal, event, [(r.sip_uri, r, None, r.status) for r in on_core], run
-            )
-        claimed = {
-            c.sip_uri: c
-            for c in (
-                self._claims.claim(
-                    journal, event, [(r.sip_uri, r, None, Operation.DELETE) for r in on_core], run
-                )
-                if on_core
-                else []
-            )
-        }
-        calls = [
-            (Operation.DELETE, registration_at(event.msisdn, r.sip_uri, known_spec(r)))
-            for r in claimed.values()
-        ]
-        outcomes = self._caller.call(event.msisdn, calls, run)
-        by_uri = dict(zip(claimed, outcomes, strict=True))
-        touched = [
-            Touched(
-                r.sip_uri,
-                claimed.get(r.sip_uri, r),
-                None,
-                self._revoked_verdict(by_uri.get(r.sip_uri)),
-                r.status,
-            )
-            for r in records
-        ]
-        result = (
-            self._recorder.record(journal, event, touched, run, moves_last_event=True) if touched else None
-        )
-        if result is not None and result.retry:
-            return result  # the tokens are still needed to delete what is left
-        try:
-            self._tokens.revoke(event.msisdn)
-        except ConsentMissing:
-            pass  # nothing to revoke (client mode, or never consented)
-        except TokenError as error:
-            # The attempt counts here unless its claim already counted it.
-            counted_now = run.tries == 0
-            tries = run.tries or run.delivery.tries_before + 1
-            reason = f"revoking the tokens failed: {error}"
-            if tries >= self._max_tries:
-                reason = f"dead-lettered after {tries} tries: {reason}"
-                journal.write(
-                    self._recorder.entry(event, None, Outcome.DEAD_LETTERED, reason), count_try=counted_now
-                )
-                return EventResult(Outcome.DEAD_LETTERED, reason, dead_letter=True)
-            journal.write(self._recorder.entry(event, None, Outcome.RETRYING, reason), count_try=counted_now)
-            return EventResult(Outcome.RETRYING, reason, retry=True)
-        deleted = sum(1 for outcome in outcomes if isinstance(outcome, Deleted))
-        reason = f"tokens revoked; {deleted} registration(s) deleted at the core"
-        journal.write(self._recorder.entry(event, None, Outcome.CONSENT_REVOKED, reason))
-        return EventResult(Outcome.CONSENT_REVOKED, reason, changes=result.changes if result else ())
-
-    def _revoked_verdict(self, outcome: CallOutcome | None) -> Verdict:
-        revoked = Verdict(Outcome.CONSENT_REVOKED, Status.CONSENT_REVOKED, None, holds=Holds.NOTHING)
-        if outcome is None or isinstance(outcome, Deleted):
-            return revoked
-        verdict = self._recorder.verdict(Operation.DELETE, outcome)
-        if verdict.retry:
-            return verdict
-        # No token, or the core refused: it drops the registration itself when its TTL ends.
-        return replace(revoked, reason=verdict.reason, holds=Holds.UNCHANGED)
-
 
 # What each control event sets on the record (force_refresh sets nothing).
 _FLAGS: dict[type[ControlEvent], dict[str, bool]] = {
@@ -461,7 +367,6 @@ _FLAGS: dict[type[ControlEvent], dict[str, bool]] = {
     SuspendEvent: {"suspended": True},
     ResumeEvent: {"suspended": False},
 }
-_WAITING_FOR_CONSENT = frozenset({Status.AWAITING_CONSENT, Status.CONSENT_REVOKED, Status.FAILED})
 
 
 def _hold_reason(event: AnyEvent, hold: Status) -> str:
