@@ -1,5 +1,16 @@
 """Applying one event: read the registration, claim it, ask for a token, call the core, record the outcome.
 
+`EventApplier.apply` is the entry point. This module holds the rules for an upsert, a delete or a
+refresh of one registration, and the steps every event about one registration ends in; the rest
+is in modules of its own, each with its rules:
+
+    claims          the claim before a core call, and an event with no try left
+    core_call       the token, the core call, and what each call came to
+    recording       the verdict of an outcome, the records and event-log items it becomes
+    control_events  disable/enable, suspend/resume, force_refresh of one registration
+    consent_events  consent given, consent revoked: every registration of a subscriber
+    attempt         what a delivery brings, what one attempt keeps track of, what comes back
+
 The rules, per registration (MSISDN, sip_uri):
 
 - A duplicate (the record remembers the event id) changes nothing.
@@ -25,52 +36,32 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sipreg.config import AuthMode
-from sipreg.core import (
-    Applied,
-    CoreClient,
-    Deleted,
-    Operation,
-    Rejected,
-)
+from sipreg.core import Applied, CoreClient, Deleted, Operation, Rejected
 from sipreg.events import (
-    AnyControlEvent,
     AnyEvent,
     ConsentedEvent,
     ControlEvent,
     DeleteEvent,
-    DisableEvent,
-    EnableEvent,
-    ForceRefreshEvent,
     RefreshEvent,
-    ResumeEvent,
     RevokeEvent,
-    SuspendEvent,
     UpsertEvent,
 )
 from sipreg.models import ApiVersion, RouteSpec, mask_msisdn
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import Outcome
-from sipreg.store.registrations import (
-    RegistrationRecord,
-    RegistrationStatus,
-)
+from sipreg.store.registrations import RegistrationRecord
+from sipreg.store.registrations import RegistrationStatus as Status
 from sipreg.tokens import SERVICE_SCOPES, Tokens
 from sipreg.worker.attempt import Delivery, EventResult, Run
 from sipreg.worker.claims import Claims
 from sipreg.worker.consent_events import ConsentEvents
-from sipreg.worker.core_call import (
-    CoreCaller,
-    TokenRefused,
-    known_spec,
-    may_be_on_core,
-    registration_at,
-)
+from sipreg.worker.control_events import ControlEvents, hold_reason
+from sipreg.worker.core_call import CoreCaller, TokenRefused, known_spec, may_be_on_core, registration_at
 from sipreg.worker.journal import Journal
 from sipreg.worker.recording import Holds, Recorder, Touched, Verdict
 
 logger = logging.getLogger(__name__)
 
-Status = RegistrationStatus
 SAVE_ATTEMPTS = 5  # re-read and decide again when a record changed under us
 DEFAULT_MAX_TRIES = 8
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -78,7 +69,10 @@ _FIRST_DELIVERY = Delivery()  # no tries before it, not redelivered
 
 
 class EventApplier:
-    """Applies events to the core and records them. Thread-safe: no state between calls."""
+    """Applies events to the core and records them. Thread-safe: no state between calls.
+
+    `send`, `duplicate` and `superseded` are its steps for one registration, which
+    `ControlEvents` takes too."""
 
     def __init__(
         self,
@@ -103,6 +97,7 @@ class EventApplier:
             claims=self._claims,
             max_tries=max_tries,
         )
+        self._controls = ControlEvents(steps=self, recorder=self._recorder)
         self._max_tries = max_tries
         self._max_future_skew = max_future_skew
         self._clock = clock
@@ -154,7 +149,7 @@ class EventApplier:
             case RevokeEvent():
                 return self._consent.revoke(journal, event, run)
             case ControlEvent():
-                return self._control(journal, event, run)
+                return self._controls.control(journal, event, run)
 
     # --- one registration: upsert, delete, refresh ---------------------------------------------
 
@@ -170,7 +165,7 @@ class EventApplier:
     ) -> EventResult:
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
-            return self._duplicate(journal, event, sip_uri, record, run)
+            return self.duplicate(journal, event, sip_uri, record, run)
         if event.occurred_at > self._clock() + self._max_future_skew:
             return self._from_the_future(journal, event, sip_uri)
         if (
@@ -182,7 +177,7 @@ class EventApplier:
                 f"occurred at {event.occurred_at.isoformat()}, "
                 f"before the last event ({record.last_event_at.isoformat()})"
             )
-            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
+            return self.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         before = record.status if record else None
         if operation is Operation.DELETE and not may_be_on_core(record):
             verdict = Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
@@ -190,10 +185,39 @@ class EventApplier:
             return self._recorder.record(journal, event, [touched], run, moves_last_event=True)
         if record is not None and spec is not None and (hold := record.hold(spec)) is not None:
             # The new desired state is recorded, and kept off the core.
-            return self._off_core(journal, event, record, run, desired=spec, hold=hold, moves_last_event=True)
-        return self._send(journal, event, sip_uri, record, spec, operation, run, moves_last_event=True)
+            return self._controls.off_core(
+                journal, event, record, run, desired=spec, hold=hold, moves_last_event=True
+            )
+        return self.send(journal, event, sip_uri, record, spec, operation, run, moves_last_event=True)
 
-    def _send(  # noqa: PLR0917  # the one path every core-changing single event takes
+    def _refresh(self, journal: Journal, event: RefreshEvent, run: Run) -> EventResult:
+        sip_uri = event.registration.sip_uri
+        record = journal.get(event.msisdn, sip_uri)
+        if record is not None and record.seen(event.id):
+            return self.duplicate(journal, event, sip_uri, record, run)
+        if record is None or record.status is not Status.ACTIVE or record.applied is None:
+            reason = "the registration is no longer active"
+            return self.superseded(journal, event, sip_uri, record, reason=reason, run=run)
+        if record.desired != record.applied:
+            reason = "a newer desired state is pending"
+            return self.superseded(journal, event, sip_uri, record, reason=reason, run=run)
+        if run.delivery.tries_before >= self._max_tries:
+            return self._claims.exhausted(
+                journal, event, [(sip_uri, record, record.desired, record.status)], run
+            )
+        registration = registration_at(event.msisdn, sip_uri, record.applied)
+        outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
+        verdict = self._recorder.verdict(Operation.UPSERT, outcome)
+        if verdict.retry:  # a failed refresh does not make the registration any less wanted
+            verdict = replace(verdict, status=Status.ACTIVE)
+        elif verdict.status is Status.ACTIVE:
+            verdict = replace(verdict, outcome=Outcome.REFRESHED)
+        touched = Touched(sip_uri, record, record.desired, verdict, record.status)
+        return self._recorder.record(journal, event, [touched], run)
+
+    # --- the steps an event about one registration ends in (control events' too) -----------
+
+    def send(  # noqa: PLR0917  # the one path every core-changing single event takes
         self,
         journal: Journal,
         event: AnyEvent,
@@ -219,37 +243,12 @@ class EventApplier:
         verdict = self._recorder.verdict(operation, outcome)
         if hold is not None and not verdict.retry:
             # Deleted, or left to expire (no token): off the core either way, and held.
-            note = _hold_reason(event, hold) + (f"; {verdict.reason}" if verdict.reason else "")
+            note = hold_reason(event, hold) + (f"; {verdict.reason}" if verdict.reason else "")
             verdict = replace(verdict, outcome=Outcome(hold.value), status=hold, reason=note)
         touched = Touched(sip_uri, claimed, desired, verdict, before)
         return self._recorder.record(journal, event, [touched], run, moves_last_event=moves_last_event)
 
-    def _refresh(self, journal: Journal, event: RefreshEvent, run: Run) -> EventResult:
-        sip_uri = event.registration.sip_uri
-        record = journal.get(event.msisdn, sip_uri)
-        if record is not None and record.seen(event.id):
-            return self._duplicate(journal, event, sip_uri, record, run)
-        if record is None or record.status is not Status.ACTIVE or record.applied is None:
-            reason = "the registration is no longer active"
-            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
-        if record.desired != record.applied:
-            reason = "a newer desired state is pending"
-            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
-        if run.delivery.tries_before >= self._max_tries:
-            return self._claims.exhausted(
-                journal, event, [(sip_uri, record, record.desired, record.status)], run
-            )
-        registration = registration_at(event.msisdn, sip_uri, record.applied)
-        outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
-        verdict = self._recorder.verdict(Operation.UPSERT, outcome)
-        if verdict.retry:  # a failed refresh does not make the registration any less wanted
-            verdict = replace(verdict, status=Status.ACTIVE)
-        elif verdict.status is Status.ACTIVE:
-            verdict = replace(verdict, outcome=Outcome.REFRESHED)
-        touched = Touched(sip_uri, record, record.desired, verdict, record.status)
-        return self._recorder.record(journal, event, [touched], run)
-
-    def _duplicate(
+    def duplicate(
         self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: Run
     ) -> EventResult:
         if run.must_converge(sip_uri):
@@ -259,7 +258,7 @@ class EventApplier:
             journal.commit([(record.model_copy(update={"updated_at": self._clock()}), record.version)], [])
         return EventResult(Outcome.DUPLICATE)
 
-    def _superseded(
+    def superseded(
         self,
         journal: Journal,
         event: AnyEvent,
@@ -302,73 +301,3 @@ class EventApplier:
         return EventResult(
             Outcome.RETRYING, f"setting the core to the recorded state failed: {outcome}", retry=True
         )
-
-    # --- an operator's or the health check's controls of one registration -----------------------
-
-    def _control(self, journal: Journal, event: AnyControlEvent, run: Run) -> EventResult:  # noqa: PLR0911  # one per case
-        """Disable/enable (operator), suspend/resume (endpoint health), force_refresh (operator):
-        they change whether the desired state is on the core, never the desired state."""
-        sip_uri = event.registration.sip_uri
-        record = journal.get(event.msisdn, sip_uri)
-        if record is not None and record.seen(event.id):
-            return self._duplicate(journal, event, sip_uri, record, run)
-        if record is None:
-            reason = f"{mask_msisdn(event.msisdn)} has no registration at {sip_uri}"
-            journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
-            return EventResult(Outcome.REJECTED, reason)
-        held = record.model_copy(update=_FLAGS.get(type(event), {}))
-        hold = held.hold()
-        if hold is not None:  # disabled, suspended, or a refresh of what is held
-            if isinstance(event, ForceRefreshEvent):
-                return self._superseded(journal, event, sip_uri, record, reason=f"{hold}: not sent", run=run)
-            return self._off_core(journal, event, held, run, desired=held.desired, hold=hold)
-        if record.hold() is None and not isinstance(event, ForceRefreshEvent):
-            # Nothing was held and nothing is: enable of what was not disabled, a suspended Fallback.
-            reason = "not disabled" if isinstance(event, EnableEvent) else "nothing held"
-            if isinstance(event, SuspendEvent):
-                reason = f"a {held.desired.route_type if held.desired else 'deleted'} registration stays"
-            return self._superseded(journal, event, sip_uri, held, reason=reason, run=run)
-        # Released (or forced): the desired state goes to the core, or what it may hold leaves it.
-        if held.desired is None and not may_be_on_core(held):
-            verdict = Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
-            return self._recorder.record(
-                journal, event, [Touched(sip_uri, held, None, verdict, record.status)], run
-            )
-        operation = Operation.UPSERT if held.desired is not None else Operation.DELETE
-        return self._send(journal, event, sip_uri, held, held.desired, operation, run)
-
-    def _off_core(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        record: RegistrationRecord,
-        run: Run,
-        *,
-        desired: RouteSpec | None,
-        hold: Status,
-        moves_last_event: bool = False,
-    ) -> EventResult:
-        """Keeps `desired` recorded and the registration off the core (deleted there if the core
-        may hold it); its status becomes the hold's."""
-        if may_be_on_core(record):
-            return self._send(
-                journal, event, record.sip_uri, record, desired, Operation.DELETE, run,
-                moves_last_event=moves_last_event, hold=hold,
-            )  # fmt: skip
-        verdict = Verdict(Outcome(hold.value), hold, _hold_reason(event, hold), holds=Holds.NOTHING)
-        touched = Touched(record.sip_uri, record, desired, verdict, record.status)
-        return self._recorder.record(journal, event, [touched], run, moves_last_event=moves_last_event)
-
-
-# What each control event sets on the record (force_refresh sets nothing).
-_FLAGS: dict[type[ControlEvent], dict[str, bool]] = {
-    DisableEvent: {"disabled": True},
-    EnableEvent: {"disabled": False},
-    SuspendEvent: {"suspended": True},
-    ResumeEvent: {"suspended": False},
-}
-
-
-def _hold_reason(event: AnyEvent, hold: Status) -> str:
-    why = event.reason if isinstance(event, ControlEvent) else None
-    return f"{hold}: {why}" if why else str(hold)
