@@ -1,15 +1,17 @@
 """Applying one event: read the registration, claim it, ask for a token, call the core, record the outcome.
 
-`EventApplier.apply` is the entry point. This module holds the rules for an upsert, a delete or a
-refresh of one registration, and the steps every event about one registration ends in; the rest
-is in modules of its own, each with its rules:
+`EventApplier.apply` is the entry point. This module decides an upsert, a delete or a refresh
+of one registration (the rules below), and hands the rest to modules of their own, each with its
+rules:
 
-    claims          the claim before a core call, and an event with no try left
-    core_call       the token, the core call, and what each call came to
-    recording       the verdict of an outcome, the records and event-log items it becomes
-    control_events  disable/enable, suspend/resume, force_refresh of one registration
-    consent_events  consent given, consent revoked: every registration of a subscriber
-    attempt         what a delivery brings, what one attempt keeps track of, what comes back
+    registration_steps  what an event about one registration ends in: a call, a duplicate,
+                        or superseded
+    claims              the claim before a core call, and an event with no try left
+    core_call           the token, the core call, and what each call came to
+    recording           the verdict of an outcome, the records and event-log items it becomes
+    control_events      disable/enable, suspend/resume, force_refresh of one registration
+    consent_events      consent given, consent revoked: every registration of a subscriber
+    attempt             what a delivery brings, what one attempt keeps track of, what comes back
 
 The rules, per registration (MSISDN, sip_uri):
 
@@ -36,7 +38,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sipreg.config import AuthMode
-from sipreg.core import Applied, CoreClient, Deleted, Operation, Rejected
+from sipreg.core import CoreClient, Operation
 from sipreg.events import (
     AnyEvent,
     ConsentedEvent,
@@ -49,16 +51,16 @@ from sipreg.events import (
 from sipreg.models import ApiVersion, RouteSpec, mask_msisdn
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import Outcome
-from sipreg.store.registrations import RegistrationRecord
 from sipreg.store.registrations import RegistrationStatus as Status
 from sipreg.tokens import SERVICE_SCOPES, Tokens
 from sipreg.worker.attempt import Delivery, EventResult, Run
 from sipreg.worker.claims import Claims
 from sipreg.worker.consent_events import ConsentEvents
-from sipreg.worker.control_events import ControlEvents, hold_reason
-from sipreg.worker.core_call import CoreCaller, TokenRefused, known_spec, may_be_on_core, registration_at
+from sipreg.worker.control_events import ControlEvents
+from sipreg.worker.core_call import CoreCaller, may_be_on_core, registration_at
 from sipreg.worker.journal import Journal
 from sipreg.worker.recording import Holds, Recorder, Touched, Verdict
+from sipreg.worker.registration_steps import RegistrationSteps
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +71,7 @@ _FIRST_DELIVERY = Delivery()  # no tries before it, not redelivered
 
 
 class EventApplier:
-    """Applies events to the core and records them. Thread-safe: no state between calls.
-
-    `send`, `duplicate` and `superseded` are its steps for one registration, which
-    `ControlEvents` takes too."""
+    """Applies events to the core and records them. Thread-safe: no state between calls."""
 
     def __init__(
         self,
@@ -97,7 +96,14 @@ class EventApplier:
             claims=self._claims,
             max_tries=max_tries,
         )
-        self._controls = ControlEvents(steps=self, recorder=self._recorder)
+        self._steps = RegistrationSteps(
+            caller=self._caller,
+            recorder=self._recorder,
+            claims=self._claims,
+            max_tries=max_tries,
+            clock=clock,
+        )
+        self._controls = ControlEvents(steps=self._steps, recorder=self._recorder)
         self._max_tries = max_tries
         self._max_future_skew = max_future_skew
         self._clock = clock
@@ -151,7 +157,7 @@ class EventApplier:
             case ControlEvent():
                 return self._controls.control(journal, event, run)
 
-    # --- one registration: upsert, delete, refresh ---------------------------------------------
+    # --- one registration: upsert, delete, refresh -----------------------------------------------
 
     def _one(
         self,
@@ -165,7 +171,7 @@ class EventApplier:
     ) -> EventResult:
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
-            return self.duplicate(journal, event, sip_uri, record, run)
+            return self._steps.duplicate(journal, event, sip_uri, record, run)
         if event.occurred_at > self._clock() + self._max_future_skew:
             return self._from_the_future(journal, event, sip_uri)
         if (
@@ -177,7 +183,7 @@ class EventApplier:
                 f"occurred at {event.occurred_at.isoformat()}, "
                 f"before the last event ({record.last_event_at.isoformat()})"
             )
-            return self.superseded(journal, event, sip_uri, record, reason=reason, run=run)
+            return self._steps.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         before = record.status if record else None
         if operation is Operation.DELETE and not may_be_on_core(record):
             verdict = Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
@@ -188,19 +194,19 @@ class EventApplier:
             return self._controls.off_core(
                 journal, event, record, run, desired=spec, hold=hold, moves_last_event=True
             )
-        return self.send(journal, event, sip_uri, record, spec, operation, run, moves_last_event=True)
+        return self._steps.send(journal, event, sip_uri, record, spec, operation, run, moves_last_event=True)
 
     def _refresh(self, journal: Journal, event: RefreshEvent, run: Run) -> EventResult:
         sip_uri = event.registration.sip_uri
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
-            return self.duplicate(journal, event, sip_uri, record, run)
+            return self._steps.duplicate(journal, event, sip_uri, record, run)
         if record is None or record.status is not Status.ACTIVE or record.applied is None:
             reason = "the registration is no longer active"
-            return self.superseded(journal, event, sip_uri, record, reason=reason, run=run)
+            return self._steps.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         if record.desired != record.applied:
             reason = "a newer desired state is pending"
-            return self.superseded(journal, event, sip_uri, record, reason=reason, run=run)
+            return self._steps.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         if run.delivery.tries_before >= self._max_tries:
             return self._claims.exhausted(
                 journal, event, [(sip_uri, record, record.desired, record.status)], run
@@ -215,70 +221,6 @@ class EventApplier:
         touched = Touched(sip_uri, record, record.desired, verdict, record.status)
         return self._recorder.record(journal, event, [touched], run)
 
-    # --- the steps an event about one registration ends in (control events' too) -----------
-
-    def send(  # noqa: PLR0917  # the one path every core-changing single event takes
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        sip_uri: str,
-        record: RegistrationRecord | None,
-        desired: RouteSpec | None,
-        operation: Operation,
-        run: Run,
-        *,
-        moves_last_event: bool = False,
-        hold: Status | None = None,
-    ) -> EventResult:
-        """Claims the registration, calls the core, records the verdict (as `hold`'s status, when
-        the call took it off the core for a hold)."""
-        before = record.status if record else None
-        if run.delivery.tries_before >= self._max_tries:
-            return self._claims.exhausted(journal, event, [(sip_uri, record, desired, before)], run)
-        [claimed] = self._claims.claim(journal, event, [(sip_uri, record, desired, operation)], run)
-        # A delete names the registration as the core knows it: by what it was sent.
-        sent = desired if operation is Operation.UPSERT else known_spec(record)
-        registration = registration_at(event.msisdn, sip_uri, sent)
-        outcome = self._caller.call(event.msisdn, [(operation, registration)], run)[0]
-        verdict = self._recorder.verdict(operation, outcome)
-        if hold is not None and not verdict.retry:
-            # Deleted, or left to expire (no token): off the core either way, and held.
-            note = hold_reason(event, hold) + (f"; {verdict.reason}" if verdict.reason else "")
-            verdict = replace(verdict, outcome=Outcome(hold.value), status=hold, reason=note)
-        touched = Touched(sip_uri, claimed, desired, verdict, before)
-        return self._recorder.record(journal, event, [touched], run, moves_last_event=moves_last_event)
-
-    def duplicate(
-        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: Run
-    ) -> EventResult:
-        if run.must_converge(sip_uri):
-            failed = self._converge(event.msisdn, sip_uri, record, run)
-            if failed is not None:
-                return failed
-            journal.commit([(record.model_copy(update={"updated_at": self._clock()}), record.version)], [])
-        return EventResult(Outcome.DUPLICATE)
-
-    def superseded(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        sip_uri: str,
-        record: RegistrationRecord | None,
-        *,
-        reason: str,
-        run: Run,
-    ) -> EventResult:
-        """Changes nothing but remembering the id (a redelivery is then a duplicate) and the log item;
-        first, if this event may have called the core before, the core is set to what the record says."""
-        if run.must_converge(sip_uri):
-            failed = self._converge(event.msisdn, sip_uri, record, run)
-            if failed is not None:
-                return failed
-        entry = self._recorder.entry(event, sip_uri, Outcome.SUPERSEDED, reason)
-        saves = [] if record is None else [(self._recorder.remember(record, event), record.version)]
-        journal.commit(saves, [entry])
-        return EventResult(Outcome.SUPERSEDED, reason)
-
     def _from_the_future(self, journal: Journal, event: AnyEvent, sip_uri: str) -> EventResult:
         reason = (
             f"occurred_at {event.occurred_at.isoformat()} is more than "
@@ -286,18 +228,3 @@ class EventApplier:
         )
         journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
         return EventResult(Outcome.REJECTED, reason)
-
-    def _converge(
-        self, msisdn: str, sip_uri: str, record: RegistrationRecord | None, run: Run
-    ) -> EventResult | None:
-        """Sets the core to what `record` says it holds (nothing, if no record); None when done."""
-        spec = record.applied if record is not None else None
-        operation = Operation.UPSERT if spec is not None else Operation.DELETE
-        registration = registration_at(msisdn, sip_uri, spec or known_spec(record))
-        outcome = self._caller.call(msisdn, [(operation, registration)], run)[0]
-        if isinstance(outcome, Applied | Deleted | Rejected | TokenRefused):
-            # Done, or not possible at all (no token, refused): nothing more this event can do.
-            return None
-        return EventResult(
-            Outcome.RETRYING, f"setting the core to the recorded state failed: {outcome}", retry=True
-        )

@@ -12,8 +12,6 @@ the desired state.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from sipreg.core import Operation
 from sipreg.events import (
     AnyControlEvent,
@@ -33,46 +31,14 @@ from sipreg.worker.attempt import EventResult, Run
 from sipreg.worker.core_call import may_be_on_core
 from sipreg.worker.journal import Journal
 from sipreg.worker.recording import Holds, Recorder, Touched, Verdict
-
-
-class Steps(Protocol):
-    """The applier's steps for one registration that a control event ends in."""
-
-    def duplicate(
-        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: Run
-    ) -> EventResult: ...
-
-    def superseded(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        sip_uri: str,
-        record: RegistrationRecord | None,
-        *,
-        reason: str,
-        run: Run,
-    ) -> EventResult: ...
-
-    def send(  # noqa: PLR0917  # as EventApplier.send
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        sip_uri: str,
-        record: RegistrationRecord | None,
-        desired: RouteSpec | None,
-        operation: Operation,
-        run: Run,
-        *,
-        moves_last_event: bool = False,
-        hold: Status | None = None,
-    ) -> EventResult: ...
+from sipreg.worker.registration_steps import RegistrationSteps, hold_reason
 
 
 class ControlEvents:
     """Applies control events, and keeps a held registration off the core. Thread-safe: no state
     between calls."""
 
-    def __init__(self, *, steps: Steps, recorder: Recorder) -> None:
+    def __init__(self, *, steps: RegistrationSteps, recorder: Recorder) -> None:
         self._steps = steps
         self._recorder = recorder
 
@@ -140,9 +106,3 @@ _FLAGS: dict[type[ControlEvent], dict[str, bool]] = {
     SuspendEvent: {"suspended": True},
     ResumeEvent: {"suspended": False},
 }
-
-
-def hold_reason(event: AnyEvent, hold: Status) -> str:
-    """The hold, with the control event's reason when it gave one."""
-    why = event.reason if isinstance(event, ControlEvent) else None
-    return f"{hold}: {why}" if why else str(hold)
