@@ -45,7 +45,7 @@ from sipreg.client import EventsApi
 from sipreg.events import parse_event, to_json
 from sipreg.queue import EventQueue, deduplication_id
 from sipreg.store.event_log import EventLog, Outcome
-from sipreg.worker.apply import tries_key
+from sipreg.worker.attempt import tries_key
 
 PBX = "sips:pbx.chaos.example"
 VOICEMAIL = "sips:voicemail.chaos.example"

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sipreg.events import InvalidEventsError, from_json
-from sipreg.worker.apply import tries_key
+from sipreg.worker.attempt import tries_key
 
 logger = logging.getLogger(__name__)
 

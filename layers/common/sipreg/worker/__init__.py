@@ -4,8 +4,10 @@
     report = worker.process(messages, remaining_seconds)   # one SQS batch
     return report.response()                               # {"batchItemFailures": [...]}
 
-`apply` holds the rules for one event, `batch` the grouping, concurrency, retry delays and
-notification of one batch, `prefetch` what one group knows of its records within a batch.
+`apply` holds the rules for one event (with `registration_steps`, `claims`, `core_call`,
+`recording`, `control_events` and `consent_events`; its docstring says which holds what), `batch`
+the grouping, concurrency, retry delays and notification of one batch, `prefetch` what one group
+knows of its records within a batch, `journal` what the worker reads and commits.
 Duplicates are absorbed by the registration record itself (it keeps its recent event ids).
 
 DynamoDB requests on the warm path: before the groups run, ONE BatchGetItem (consistent; per 100
@@ -19,9 +21,10 @@ KMS call (tokens are cached in memory). Consent and revoke events read with a Qu
 
 from __future__ import annotations
 
-from sipreg.worker.apply import EventApplier, EventResult, Journal
+from sipreg.worker.apply import EventApplier
+from sipreg.worker.attempt import EventResult
 from sipreg.worker.batch import BatchReport, QueuedMessage, Worker
-from sipreg.worker.journal import DynamoJournal
+from sipreg.worker.journal import DynamoJournal, Journal
 
 __all__ = [
     "BatchReport",

@@ -1,5 +1,18 @@
 """Applying one event: read the registration, claim it, ask for a token, call the core, record the outcome.
 
+`EventApplier.apply` is the entry point. This module decides an upsert, a delete or a refresh
+of one registration (the rules below), and hands the rest to modules of their own, each with its
+rules:
+
+    registration_steps  what an event about one registration ends in: a call, a duplicate,
+                        or superseded
+    claims              the claim before a core call, and an event with no try left
+    core_call           the token, the core call, and what each call came to
+    recording           the verdict of an outcome, the records and event-log items it becomes
+    control_events      disable/enable, suspend/resume, force_refresh of one registration
+    consent_events      consent given, consent revoked: every registration of a subscriber
+    attempt             what a delivery brings, what one attempt keeps track of, what comes back
+
 The rules, per registration (MSISDN, sip_uri):
 
 - A duplicate (the record remembers the event id) changes nothing.
@@ -8,12 +21,6 @@ The rules, per registration (MSISDN, sip_uri):
   the record's `last_event_at`) changes nothing and is logged `superseded`. Refreshes and consent
   events never move `last_event_*`; a revoke does, so an older upsert cannot bring a revoked
   registration back.
-- Before a core call that changes what the core holds (upsert, delete, consent, revoke), the
-  record is **claimed** in one write with the event's log item: status pending/deleting,
-  `in_flight` naming the event, the item `applying` with one more try. A worker that dies after
-  the call leaves that trace: the status API shows it, a later delete still goes to the core, and
-  the event's tries count the attempt (so an event that kills its worker is dead-lettered too).
-  Refreshes re-send what the record already says the core holds, so they claim nothing.
 - **Convergence.** Every save is conditional on the version read. If a save fails after a core
   call (another invocation got to the record: SQS redelivered the group while this one ran), the
   record is read again and the event decided again; when the new decision makes no call of its
@@ -21,202 +28,46 @@ The rules, per registration (MSISDN, sip_uri):
   and that, too, is confirmed by a conditional save. So after the last event of a number, the
   core holds what its record says. An event that comes back (a redelivery) and makes no call of
   its own does the same, since an earlier delivery may have called the core and died.
-- Outcomes: applied -> active (expires_at from the TTL the core gave); deleted -> deleted;
-  NOT_ACCEPTABLE -> rejected (the core's reason); no consent -> awaiting_consent; consent revoked
-  or `invalid_grant` -> consent_revoked; UNAUTHENTICATED -> the token is refreshed once and the
-  call repeated at once; PERMISSION_DENIED -> failed, naming the scope; anything transient ->
-  the record keeps the intent and the error, and the event is retried, until its `max_tries`-th
-  attempt: then it is `dead_lettered` (the worker moves the message to the DLQ itself, so an
-  event is dead-lettered only after tries of its own, never for waiting behind another).
-- Every event leaves one event-log item per registration it touched, written in the same DynamoDB
-  transaction as the record (a consent or revoke event also leaves one for itself).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Protocol
 
 from sipreg.config import AuthMode
-from sipreg.core import (
-    Applied,
-    CoreCall,
-    CoreClient,
-    CoreOutcome,
-    Deleted,
-    Operation,
-    PermissionDenied,
-    Rejected,
-    Transient,
-    Unauthenticated,
-)
+from sipreg.core import CoreClient, Operation
 from sipreg.events import (
-    ONE_REGISTRATION,
-    AnyControlEvent,
     AnyEvent,
     ConsentedEvent,
     ControlEvent,
     DeleteEvent,
-    DisableEvent,
-    EnableEvent,
-    ForceRefreshEvent,
     RefreshEvent,
-    ResumeEvent,
     RevokeEvent,
-    SuspendEvent,
     UpsertEvent,
 )
-from sipreg.models import ApiVersion, Registration, RouteSpec, mask_msisdn
-from sipreg.notify import StatusChange
+from sipreg.models import ApiVersion, RouteSpec, mask_msisdn
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLogEntry, Outcome, sort_key
-from sipreg.store.registrations import (
-    RECENT_EVENT_IDS,
-    InFlight,
-    RecordKey,
-    RegistrationRecord,
-    RegistrationStatus,
-)
-from sipreg.telemetry import observe, span
-from sipreg.tokens import SERVICE_SCOPES, ConsentMissing, ConsentRevoked, TokenError, Tokens
+from sipreg.store.event_log import Outcome
+from sipreg.store.registrations import RegistrationStatus as Status
+from sipreg.tokens import SERVICE_SCOPES, Tokens
+from sipreg.worker.attempt import Delivery, EventResult, Run
+from sipreg.worker.claims import Claims
+from sipreg.worker.consent_events import ConsentEvents
+from sipreg.worker.control_events import ControlEvents
+from sipreg.worker.core_call import CoreCaller, may_be_on_core, registration_at
+from sipreg.worker.journal import Journal
+from sipreg.worker.recording import Holds, Recorder, Touched, Verdict
+from sipreg.worker.registration_steps import RegistrationSteps
 
 logger = logging.getLogger(__name__)
 
-Status = RegistrationStatus
-DEFAULT_TTL_SECONDS = 3600.0  # the core's documented TTL, when an answer does not say
 SAVE_ATTEMPTS = 5  # re-read and decide again when a record changed under us
 DEFAULT_MAX_TRIES = 8
 DEFAULT_MAX_FUTURE_SKEW = timedelta(minutes=5)
-
-
-class Journal(Protocol):
-    """The registrations and their event log, as the worker needs them."""
-
-    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None: ...
-
-    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
-        """The records of these keys in one read, None where there is none; a key it could not
-        read (e.g. throttled) is left out."""
-        ...
-
-    def list_for(self, msisdn: str) -> list[RegistrationRecord]: ...
-
-    def commit(
-        self,
-        saves: Sequence[tuple[RegistrationRecord, int | None]],
-        entries: Sequence[EventLogEntry],
-        *,
-        count_try: bool = False,
-    ) -> list[RegistrationRecord]:
-        """Saves the records (each expecting the version it was read at) and writes the log items,
-        all or nothing; raises ConcurrentUpdateError when a record changed meanwhile. `count_try`:
-        this write starts an attempt (the items' tries go up by one). Returns the records as saved
-        (with their new versions)."""
-        ...
-
-    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
-        """One log item on its own (no record involved)."""
-        ...
-
-    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        """Attempts started so far per log item key (msisdn, sk); unknown keys left out."""
-        ...
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the worker knows of this delivery of the event."""
-
-    tries_before: int = 0  # attempts started on it in earlier deliveries (from its log item)
-    redelivered: bool = False  # SQS has handed it out before
-
-
-@dataclass(frozen=True)
-class EventResult:
-    """What became of one event: its outcome, and whether the message must come back or go to the DLQ."""
-
-    outcome: Outcome
-    reason: str | None = None
-    retry: bool = False
-    dead_letter: bool = False  # the worker moves the message to the dead-letter queue
-    changes: tuple[StatusChange, ...] = ()
-
-
-def tries_key(event: AnyEvent) -> tuple[str, str]:
-    """The log item whose `tries` counts the event's attempts: its registration's, or its own."""
-    sip_uri = event.registration.sip_uri if isinstance(event, ONE_REGISTRATION) else None
-    return (event.msisdn, sort_key(event.type.value, event.occurred_at, event.id, sip_uri))
-
-
-# --- what a call (or the token before it) came to -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _TokenRefused:
-    """No token: the subscriber's consent is missing or revoked (permanent for this event)."""
-
-    status: Status
-    reason: str
-
-
-@dataclass(frozen=True)
-class _Retry:
-    """No definite answer before the core could be asked (e.g. the identity server is down)."""
-
-    reason: str
-
-
-Attempt = CoreOutcome | _TokenRefused | _Retry
-
-
-class Holds(StrEnum):
-    """What the core holds of the registration after an attempt, as far as we know."""
-
-    SENT = "sent"  # what was just sent (applied := desired), until expires_at
-    NOTHING = "nothing"
-    UNCHANGED = "unchanged"  # whatever it held before
-
-
-@dataclass(frozen=True)
-class _Verdict:
-    """How one registration's record changes after an attempt."""
-
-    outcome: Outcome
-    status: Status
-    reason: str | None
-    retry: bool = False
-    holds: Holds = Holds.UNCHANGED
-    expires_at: datetime | None = None  # with Holds.SENT
-
-
-@dataclass(frozen=True)
-class _Touched:
-    """One registration an event touched: its record as read (and as claimed), what it should be
-    now, the verdict."""
-
-    sip_uri: str
-    record: RegistrationRecord | None  # as the save must find it (the claimed one after a claim)
-    desired: RouteSpec | None
-    verdict: _Verdict
-    before: Status | None  # its status before this event (for the status bus)
-
-
-@dataclass
-class _Run:
-    """One attempt at the event: what the delivery brought, and which registrations it called."""
-
-    delivery: Delivery
-    unconfirmed: frozenset[str]  # registrations an earlier attempt called and could not save
-    called: set[str] = field(default_factory=set)
-    tries: int = 0  # attempts including this one, once it claimed (or failed a refresh)
-
-    def must_converge(self, sip_uri: str) -> bool:
-        return sip_uri in self.unconfirmed or self.delivery.redelivered
+_FIRST_DELIVERY = Delivery()  # no tries before it, not redelivered
 
 
 class EventApplier:
@@ -235,23 +86,37 @@ class EventApplier:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._journal = journal
-        self._core = core
-        self._tokens = tokens
-        self._auth_mode = auth_mode
-        self._scope = SERVICE_SCOPES[api_version]
+        self._caller = CoreCaller(core=core, tokens=tokens, auth_mode=auth_mode)
+        self._recorder = Recorder(clock=clock, max_tries=max_tries, scope=SERVICE_SCOPES[api_version])
+        self._claims = Claims(recorder=self._recorder, clock=clock)
+        self._consent = ConsentEvents(
+            tokens=tokens,
+            caller=self._caller,
+            recorder=self._recorder,
+            claims=self._claims,
+            max_tries=max_tries,
+        )
+        self._steps = RegistrationSteps(
+            caller=self._caller,
+            recorder=self._recorder,
+            claims=self._claims,
+            max_tries=max_tries,
+            clock=clock,
+        )
+        self._controls = ControlEvents(steps=self._steps, recorder=self._recorder)
         self._max_tries = max_tries
         self._max_future_skew = max_future_skew
         self._clock = clock
 
     def apply(
-        self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = Delivery()
+        self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = _FIRST_DELIVERY
     ) -> EventResult:
         """Applies one event, reading and writing through `journal` (default: the applier's own);
         the worker passes each group a `PrefetchedJournal` holding the records this batch knows."""
         journal = journal or self._journal
         unconfirmed: set[str] = set()
         for _ in range(SAVE_ATTEMPTS):
-            run = _Run(delivery, frozenset(unconfirmed))
+            run = Run(delivery, frozenset(unconfirmed))
             try:
                 return self._apply_once(journal, event, run)
             except ConcurrentUpdateError:
@@ -272,7 +137,7 @@ class EventApplier:
             )
         return EventResult(Outcome.RETRYING, "the registration kept changing meanwhile", retry=True)
 
-    def _apply_once(self, journal: Journal, event: AnyEvent, run: _Run) -> EventResult:
+    def _apply_once(self, journal: Journal, event: AnyEvent, run: Run) -> EventResult:
         match event:
             case UpsertEvent():
                 spec = event.registration.route()
@@ -286,13 +151,13 @@ class EventApplier:
             case RefreshEvent():
                 return self._refresh(journal, event, run)
             case ConsentedEvent():
-                return self._consented(journal, event, run)
+                return self._consent.consented(journal, event, run)
             case RevokeEvent():
-                return self._revoke(journal, event, run)
+                return self._consent.revoke(journal, event, run)
             case ControlEvent():
-                return self._control(journal, event, run)
+                return self._controls.control(journal, event, run)
 
-    # --- one registration: upsert, delete, refresh ---------------------------------------------
+    # --- one registration: upsert, delete, refresh -----------------------------------------------
 
     def _one(
         self,
@@ -302,11 +167,11 @@ class EventApplier:
         operation: Operation,
         *,
         spec: RouteSpec | None,
-        run: _Run,
+        run: Run,
     ) -> EventResult:
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
-            return self._duplicate(journal, event, sip_uri, record, run)
+            return self._steps.duplicate(journal, event, sip_uri, record, run)
         if event.occurred_at > self._clock() + self._max_future_skew:
             return self._from_the_future(journal, event, sip_uri)
         if (
@@ -318,570 +183,48 @@ class EventApplier:
                 f"occurred at {event.occurred_at.isoformat()}, "
                 f"before the last event ({record.last_event_at.isoformat()})"
             )
-            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
+            return self._steps.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         before = record.status if record else None
-        if operation is Operation.DELETE and not _may_be_on_core(record):
-            verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
-            touched = _Touched(sip_uri, record, spec, verdict, before)
-            return self._record(journal, event, [touched], run, moves_last_event=True)
+        if operation is Operation.DELETE and not may_be_on_core(record):
+            verdict = Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
+            touched = Touched(sip_uri, record, spec, verdict, before)
+            return self._recorder.record(journal, event, [touched], run, moves_last_event=True)
         if record is not None and spec is not None and (hold := record.hold(spec)) is not None:
             # The new desired state is recorded, and kept off the core.
-            return self._off_core(journal, event, record, run, desired=spec, hold=hold, moves_last_event=True)
-        return self._send(journal, event, sip_uri, record, spec, operation, run, moves_last_event=True)
+            return self._controls.off_core(
+                journal, event, record, run, desired=spec, hold=hold, moves_last_event=True
+            )
+        return self._steps.send(journal, event, sip_uri, record, spec, operation, run, moves_last_event=True)
 
-    def _send(  # noqa: PLR0917  # the one path every core-changing single event takes
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        sip_uri: str,
-        record: RegistrationRecord | None,
-        desired: RouteSpec | None,
-        operation: Operation,
-        run: _Run,
-        *,
-        moves_last_event: bool = False,
-        hold: Status | None = None,
-    ) -> EventResult:
-        """Claims the registration, calls the core, records the verdict (as `hold`'s status, when
-        the call took it off the core for a hold)."""
-        before = record.status if record else None
-        if run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(journal, event, [(sip_uri, record, desired, before)], run)
-        [claimed] = self._claim(journal, event, [(sip_uri, record, desired, operation)], run)
-        # A delete names the registration as the core knows it: by what it was sent.
-        sent = desired if operation is Operation.UPSERT else _known_spec(record)
-        registration = _registration(event.msisdn, sip_uri, sent)
-        outcome = self._call(event.msisdn, [(operation, registration)], run)[0]
-        verdict = self._verdict(operation, outcome)
-        if hold is not None and not verdict.retry:
-            # Deleted, or left to expire (no token): off the core either way, and held.
-            note = _hold_reason(event, hold) + (f"; {verdict.reason}" if verdict.reason else "")
-            verdict = replace(verdict, outcome=Outcome(hold.value), status=hold, reason=note)
-        touched = _Touched(sip_uri, claimed, desired, verdict, before)
-        return self._record(journal, event, [touched], run, moves_last_event=moves_last_event)
-
-    def _refresh(self, journal: Journal, event: RefreshEvent, run: _Run) -> EventResult:
+    def _refresh(self, journal: Journal, event: RefreshEvent, run: Run) -> EventResult:
         sip_uri = event.registration.sip_uri
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
-            return self._duplicate(journal, event, sip_uri, record, run)
+            return self._steps.duplicate(journal, event, sip_uri, record, run)
         if record is None or record.status is not Status.ACTIVE or record.applied is None:
             reason = "the registration is no longer active"
-            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
+            return self._steps.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         if record.desired != record.applied:
             reason = "a newer desired state is pending"
-            return self._superseded(journal, event, sip_uri, record, reason=reason, run=run)
+            return self._steps.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         if run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(journal, event, [(sip_uri, record, record.desired, record.status)], run)
-        registration = _registration(event.msisdn, sip_uri, record.applied)
-        outcome = self._call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
-        verdict = self._verdict(Operation.UPSERT, outcome)
+            return self._claims.exhausted(
+                journal, event, [(sip_uri, record, record.desired, record.status)], run
+            )
+        registration = registration_at(event.msisdn, sip_uri, record.applied)
+        outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
+        verdict = self._recorder.verdict(Operation.UPSERT, outcome)
         if verdict.retry:  # a failed refresh does not make the registration any less wanted
             verdict = replace(verdict, status=Status.ACTIVE)
         elif verdict.status is Status.ACTIVE:
             verdict = replace(verdict, outcome=Outcome.REFRESHED)
-        touched = _Touched(sip_uri, record, record.desired, verdict, record.status)
-        return self._record(journal, event, [touched], run)
-
-    def _duplicate(
-        self, journal: Journal, event: AnyEvent, sip_uri: str, record: RegistrationRecord, run: _Run
-    ) -> EventResult:
-        if run.must_converge(sip_uri):
-            failed = self._converge(event.msisdn, sip_uri, record, run)
-            if failed is not None:
-                return failed
-            journal.commit([(record.model_copy(update={"updated_at": self._clock()}), record.version)], [])
-        return EventResult(Outcome.DUPLICATE)
-
-    def _superseded(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        sip_uri: str,
-        record: RegistrationRecord | None,
-        *,
-        reason: str,
-        run: _Run,
-    ) -> EventResult:
-        """Changes nothing but remembering the id (a redelivery is then a duplicate) and the log item;
-        first, if this event may have called the core before, the core is set to what the record says."""
-        if run.must_converge(sip_uri):
-            failed = self._converge(event.msisdn, sip_uri, record, run)
-            if failed is not None:
-                return failed
-        entry = self._entry(event, sip_uri, Outcome.SUPERSEDED, reason)
-        saves = [] if record is None else [(self._remember(record, event), record.version)]
-        journal.commit(saves, [entry])
-        return EventResult(Outcome.SUPERSEDED, reason)
+        touched = Touched(sip_uri, record, record.desired, verdict, record.status)
+        return self._recorder.record(journal, event, [touched], run)
 
     def _from_the_future(self, journal: Journal, event: AnyEvent, sip_uri: str) -> EventResult:
         reason = (
             f"occurred_at {event.occurred_at.isoformat()} is more than "
             f"{int(self._max_future_skew.total_seconds())} s in the future"
         )
-        journal.write(self._entry(event, sip_uri, Outcome.REJECTED, reason))
+        journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
         return EventResult(Outcome.REJECTED, reason)
-
-    def _converge(
-        self, msisdn: str, sip_uri: str, record: RegistrationRecord | None, run: _Run
-    ) -> EventResult | None:
-        """Sets the core to what `record` says it holds (nothing, if no record); None when done."""
-        spec = record.applied if record is not None else None
-        operation = Operation.UPSERT if spec is not None else Operation.DELETE
-        registration = _registration(msisdn, sip_uri, spec or _known_spec(record))
-        outcome = self._call(msisdn, [(operation, registration)], run)[0]
-        if isinstance(outcome, Applied | Deleted | Rejected | _TokenRefused):
-            # Done, or not possible at all (no token, refused): nothing more this event can do.
-            return None
-        return EventResult(
-            Outcome.RETRYING, f"setting the core to the recorded state failed: {outcome}", retry=True
-        )
-
-    # --- an operator's or the health check's controls of one registration -----------------------
-
-    def _control(self, journal: Journal, event: AnyControlEvent, run: _Run) -> EventResult:  # noqa: PLR0911  # one per case
-        """Disable/enable (operator), suspend/resume (endpoint health), force_refresh (operator):
-        they change whether the desired state is on the core, never the desired state."""
-        sip_uri = event.registration.sip_uri
-        record = journal.get(event.msisdn, sip_uri)
-        if record is not None and record.seen(event.id):
-            return self._duplicate(journal, event, sip_uri, record, run)
-        if record is None:
-            reason = f"{mask_msisdn(event.msisdn)} has no registration at {sip_uri}"
-            journal.write(self._entry(event, sip_uri, Outcome.REJECTED, reason))
-            return EventResult(Outcome.REJECTED, reason)
-        held = record.model_copy(update=_FLAGS.get(type(event), {}))
-        hold = held.hold()
-        if hold is not None:  # disabled, suspended, or a refresh of what is held
-            if isinstance(event, ForceRefreshEvent):
-                return self._superseded(journal, event, sip_uri, record, reason=f"{hold}: not sent", run=run)
-            return self._off_core(journal, event, held, run, desired=held.desired, hold=hold)
-        if record.hold() is None and not isinstance(event, ForceRefreshEvent):
-            # Nothing was held and nothing is: enable of what was not disabled, a suspended Fallback.
-            reason = "not disabled" if isinstance(event, EnableEvent) else "nothing held"
-            if isinstance(event, SuspendEvent):
-                reason = f"a {held.desired.route_type if held.desired else 'deleted'} registration stays"
-            return self._superseded(journal, event, sip_uri, held, reason=reason, run=run)
-        # Released (or forced): the desired state goes to the core, or what it may hold leaves it.
-        if held.desired is None and not _may_be_on_core(held):
-            verdict = _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
-            return self._record(journal, event, [_Touched(sip_uri, held, None, verdict, record.status)], run)
-        operation = Operation.UPSERT if held.desired is not None else Operation.DELETE
-        return self._send(journal, event, sip_uri, held, held.desired, operation, run)
-
-    def _off_core(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        record: RegistrationRecord,
-        run: _Run,
-        *,
-        desired: RouteSpec | None,
-        hold: Status,
-        moves_last_event: bool = False,
-    ) -> EventResult:
-        """Keeps `desired` recorded and the registration off the core (deleted there if the core
-        may hold it); its status becomes the hold's."""
-        if _may_be_on_core(record):
-            return self._send(
-                journal, event, record.sip_uri, record, desired, Operation.DELETE, run,
-                moves_last_event=moves_last_event, hold=hold,
-            )  # fmt: skip
-        verdict = _Verdict(Outcome(hold.value), hold, _hold_reason(event, hold), holds=Holds.NOTHING)
-        touched = _Touched(record.sip_uri, record, desired, verdict, record.status)
-        return self._record(journal, event, [touched], run, moves_last_event=moves_last_event)
-
-    # --- every registration of a subscriber: consent given, consent revoked ----------------------
-
-    def _consented(self, journal: Journal, event: ConsentedEvent, run: _Run) -> EventResult:
-        waiting = [
-            record
-            for record in journal.list_for(event.msisdn)
-            if record.desired is not None
-            and record.status in _WAITING_FOR_CONSENT
-            and record.hold() is None
-            and not record.seen(event.id)
-        ]
-        if not waiting:
-            reason = "no registration waits for consent"
-            journal.write(self._entry(event, None, Outcome.NOTHING_WAITING, reason))
-            return EventResult(Outcome.NOTHING_WAITING, reason)
-        if run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(
-                journal, event, [(r.sip_uri, r, r.desired, r.status) for r in waiting], run
-            )
-        claimed = self._claim(
-            journal, event, [(r.sip_uri, r, r.desired, Operation.UPSERT) for r in waiting], run
-        )
-        calls = [(Operation.UPSERT, _registration(event.msisdn, r.sip_uri, r.desired)) for r in claimed]
-        outcomes = self._call(event.msisdn, calls, run)
-        touched = [
-            _Touched(c.sip_uri, c, c.desired, self._verdict(Operation.UPSERT, outcome), r.status)
-            for r, c, outcome in zip(waiting, claimed, outcomes, strict=True)
-        ]
-        return self._record(journal, event, touched, run, summary=Outcome.CONSENT_APPLIED)
-
-    def _revoke(self, journal: Journal, event: RevokeEvent, run: _Run) -> EventResult:
-        records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]
-        on_core = [r for r in records if _may_be_on_core(r)]
-        if on_core and run.delivery.tries_before >= self._max_tries:
-            return self._exhausted(journal, event, [(r.sip_uri, r, None, r.status) for r in on_core], run)
-        claimed = {
-            c.sip_uri: c
-            for c in (
-                self._claim(journal, event, [(r.sip_uri, r, None, Operation.DELETE) for r in on_core], run)
-                if on_core
-                else []
-            )
-        }
-        calls = [
-            (Operation.DELETE, _registration(event.msisdn, r.sip_uri, _known_spec(r)))
-            for r in claimed.values()
-        ]
-        outcomes = self._call(event.msisdn, calls, run)
-        by_uri = dict(zip(claimed, outcomes, strict=True))
-        touched = [
-            _Touched(
-                r.sip_uri,
-                claimed.get(r.sip_uri, r),
-                None,
-                self._revoked_verdict(by_uri.get(r.sip_uri)),
-                r.status,
-            )
-            for r in records
-        ]
-        result = self._record(journal, event, touched, run, moves_last_event=True) if touched else None
-        if result is not None and result.retry:
-            return result  # the tokens are still needed to delete what is left
-        try:
-            self._tokens.revoke(event.msisdn)
-        except ConsentMissing:
-            pass  # nothing to revoke (client mode, or never consented)
-        except TokenError as error:
-            # The attempt counts here unless its claim already counted it.
-            counted_now = run.tries == 0
-            tries = run.tries or run.delivery.tries_before + 1
-            reason = f"revoking the tokens failed: {error}"
-            if tries >= self._max_tries:
-                reason = f"dead-lettered after {tries} tries: {reason}"
-                journal.write(self._entry(event, None, Outcome.DEAD_LETTERED, reason), count_try=counted_now)
-                return EventResult(Outcome.DEAD_LETTERED, reason, dead_letter=True)
-            journal.write(self._entry(event, None, Outcome.RETRYING, reason), count_try=counted_now)
-            return EventResult(Outcome.RETRYING, reason, retry=True)
-        deleted = sum(1 for outcome in outcomes if isinstance(outcome, Deleted))
-        reason = f"tokens revoked; {deleted} registration(s) deleted at the core"
-        journal.write(self._entry(event, None, Outcome.CONSENT_REVOKED, reason))
-        return EventResult(Outcome.CONSENT_REVOKED, reason, changes=result.changes if result else ())
-
-    def _revoked_verdict(self, outcome: Attempt | None) -> _Verdict:
-        revoked = _Verdict(Outcome.CONSENT_REVOKED, Status.CONSENT_REVOKED, None, holds=Holds.NOTHING)
-        if outcome is None or isinstance(outcome, Deleted):
-            return revoked
-        verdict = self._verdict(Operation.DELETE, outcome)
-        if verdict.retry:
-            return verdict
-        # No token, or the core refused: it drops the registration itself when its TTL ends.
-        return replace(revoked, reason=verdict.reason, holds=Holds.UNCHANGED)
-
-    # --- claims and tries ----------------------------------------------------------------------
-
-    def _claim(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        claims: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Operation]],
-        run: _Run,
-    ) -> list[RegistrationRecord]:
-        """Marks the registrations as in flight for this event, and its log items `applying` with
-        one more try, in one conditional write; the claimed records (their new versions)."""
-        now = self._clock()
-        saves: list[tuple[RegistrationRecord, int | None]] = []
-        for sip_uri, record, spec, operation in claims:
-            base = record or RegistrationRecord(
-                msisdn=event.msisdn, sip_uri=sip_uri, status=Status.PENDING, updated_at=now
-            )
-            status = Status.PENDING if operation is Operation.UPSERT else Status.DELETING
-            claimed = base.model_copy(
-                update={
-                    "status": status,
-                    "desired": spec,
-                    "in_flight": InFlight(event_id=event.id, since=now),
-                    "updated_at": now,
-                }
-            )
-            saves.append((claimed, record.version if record else None))
-        entries = [
-            self._entry(event, sip_uri, Outcome.APPLYING, "the core is being called")
-            for sip_uri, *_ in claims
-        ]
-        if len(claims) > 1 or isinstance(event, ConsentedEvent | RevokeEvent):
-            entries.append(self._entry(event, None, Outcome.APPLYING, f"{len(claims)} registration(s)"))
-        saved = journal.commit(saves, entries, count_try=True)
-        run.tries = run.delivery.tries_before + 1
-        return saved
-
-    def _exhausted(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        registrations: Sequence[tuple[str, RegistrationRecord | None, RouteSpec | None, Status | None]],
-        run: _Run,
-    ) -> EventResult:
-        """Every try was used in earlier deliveries (their workers died, or the last failure was not
-        recorded as final): dead-lettered without another."""
-        run.tries = run.delivery.tries_before
-        verdict = _Verdict(Outcome.RETRYING, Status.PENDING, "no try left", retry=True)
-        touched = [
-            _Touched(
-                sip_uri,
-                record,
-                spec,
-                replace(verdict, status=record.status if record else Status.PENDING),
-                before,
-            )
-            for sip_uri, record, spec, before in registrations
-        ]
-        return self._record(journal, event, touched, run)
-
-    # --- calls ---------------------------------------------------------------------------------
-
-    def _call(self, msisdn: str, calls: Sequence[tuple[Operation, Registration]], run: _Run) -> list[Attempt]:
-        """The outcome of each call; a refused token is refreshed once and those calls repeated."""
-        if not calls:
-            return []
-        token = self._token(msisdn, force=False)
-        if not isinstance(token, str):
-            return [token] * len(calls)
-        run.called.update(registration.sip_uri for _, registration in calls)
-        results: list[Attempt] = list(
-            self._apply_many([CoreCall(op, reg, token) for op, reg in calls], msisdn)
-        )
-        refused = [index for index, outcome in enumerate(results) if isinstance(outcome, Unauthenticated)]
-        if refused:
-            fresh = self._token(msisdn, force=True)
-            if not isinstance(fresh, str):
-                for index in refused:
-                    results[index] = fresh
-                return results
-            again = self._apply_many([CoreCall(calls[i][0], calls[i][1], fresh) for i in refused], msisdn)
-            for index, outcome in zip(refused, again, strict=True):
-                results[index] = outcome
-        return results
-
-    def _apply_many(self, calls: Sequence[CoreCall], msisdn: str) -> list[CoreOutcome]:
-        operations = ",".join(sorted({str(call.operation) for call in calls}))
-        with span(
-            "core call", msisdn=mask_msisdn(msisdn), operations=operations, calls=len(calls)
-        ) as annotate:
-            started = time.perf_counter()
-            outcomes = self._core.apply_many(calls)
-            observe("CoreLatency", (time.perf_counter() - started) * 1000)
-            annotate("outcomes", ",".join(sorted({type(outcome).__name__ for outcome in outcomes})))
-        return outcomes
-
-    def _token(self, msisdn: str, *, force: bool) -> str | _TokenRefused | _Retry:
-        try:
-            if self._auth_mode is AuthMode.CLIENT:
-                return self._tokens.product_token(force_refresh=force)
-            return self._tokens.access_token_for(msisdn, force_refresh=force)
-        except ConsentMissing as error:
-            return _TokenRefused(Status.AWAITING_CONSENT, f"waiting for consent: {error}")
-        except ConsentRevoked as error:
-            return _TokenRefused(Status.CONSENT_REVOKED, str(error))
-        except TokenError as error:  # identity server unreachable or refusing this client: retry
-            return _Retry(f"no token: {type(error).__name__}: {error}")
-
-    def _verdict(self, operation: Operation, outcome: Attempt) -> _Verdict:  # noqa: PLR0911  # one per kind
-        pending = Status.PENDING if operation is Operation.UPSERT else Status.DELETING
-        match outcome:
-            case Applied(ttl_seconds=ttl):
-                lives = timedelta(seconds=ttl or DEFAULT_TTL_SECONDS)
-                return _Verdict(
-                    Outcome.ACTIVE, Status.ACTIVE, None, holds=Holds.SENT, expires_at=self._clock() + lives
-                )
-            case Deleted():
-                return _Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
-            case Rejected(message=message):
-                return _Verdict(Outcome.REJECTED, Status.REJECTED, message)
-            case PermissionDenied(detail=detail):
-                reason = f"the token lacks the scope {self._scope} (PERMISSION_DENIED: {detail})"
-                return _Verdict(Outcome.FAILED, Status.FAILED, reason)
-            case Unauthenticated(detail=detail):
-                reason = f"UNAUTHENTICATED after a token refresh: {detail}"
-                return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
-            case Transient(code=code, detail=detail):
-                return _Verdict(Outcome.RETRYING, pending, f"{code}: {detail}", retry=True)
-            case _TokenRefused(status=status, reason=reason) if operation is Operation.DELETE:
-                # Without a token nothing can be deleted; the core drops it when its TTL ends.
-                gone = Status.DELETED if status is Status.AWAITING_CONSENT else status
-                return _Verdict(Outcome(gone.value), gone, f"{reason}; {_LEFT_TO_EXPIRE}")
-            case _TokenRefused(status=status, reason=reason):
-                return _Verdict(Outcome(status.value), status, reason)
-            case _Retry(reason=reason):
-                return _Verdict(Outcome.RETRYING, pending, reason, retry=True)
-
-    # --- recording -----------------------------------------------------------------------------
-
-    def _record(
-        self,
-        journal: Journal,
-        event: AnyEvent,
-        touched: Sequence[_Touched],
-        run: _Run,
-        *,
-        moves_last_event: bool = False,
-        summary: Outcome | None = None,
-    ) -> EventResult:
-        now = self._clock()
-        retrying = any(each.verdict.retry for each in touched)
-        refresh_try = retrying and isinstance(event, RefreshEvent)
-        if refresh_try:  # a refresh claims nothing: its failed attempt is counted here
-            run.tries = run.delivery.tries_before + 1
-        dead = retrying and run.tries >= self._max_tries
-        if dead:
-            touched = [
-                replace(each, verdict=self._dead_lettered(each.verdict, run.tries, refresh=refresh_try))
-                for each in touched
-            ]
-        saves: list[tuple[RegistrationRecord, int | None]] = []
-        entries: list[EventLogEntry] = []
-        changes: list[StatusChange] = []
-        for each in touched:
-            updated = self._updated(event, each, now, moves_last_event=moves_last_event)
-            saves.append((updated, each.record.version if each.record else None))
-            entries.append(self._entry(event, each.sip_uri, each.verdict.outcome, each.verdict.reason))
-            if each.before is not updated.status:
-                changes.append(
-                    StatusChange(
-                        msisdn=event.msisdn,
-                        sip_uri=each.sip_uri,
-                        old_status=each.before.value if each.before else None,
-                        new_status=updated.status.value,
-                        reason=each.verdict.reason,
-                        event_id=event.id,
-                        event_type=event.type.value,
-                        changed_at=now,
-                    )
-                )
-        first = touched[0].verdict
-        wide = isinstance(event, ConsentedEvent | RevokeEvent)
-        if dead:
-            outcome, reason = Outcome.DEAD_LETTERED, first.reason
-        elif retrying:
-            outcome, reason = Outcome.RETRYING, next(e.verdict.reason for e in touched if e.verdict.retry)
-        elif wide:
-            outcome, reason = Outcome.CONSENT_APPLIED, _summary(touched)
-        else:
-            outcome, reason = first.outcome, first.reason
-        # A subscriber-wide event's own item; a revoke writes its final one after revoking the tokens.
-        if wide and (retrying or isinstance(event, ConsentedEvent)):
-            entries.append(self._entry(event, None, outcome, reason))
-        journal.commit(saves, entries, count_try=refresh_try)
-        return EventResult(
-            outcome, reason, retry=retrying and not dead, dead_letter=dead, changes=tuple(changes)
-        )
-
-    def _dead_lettered(self, verdict: _Verdict, tries: int, *, refresh: bool) -> _Verdict:
-        if not verdict.retry:
-            return verdict
-        reason = f"dead-lettered after {tries} tries: {verdict.reason}"
-        # A refresh leaves the registration active: the refresher tries it again when it is due.
-        status = verdict.status if refresh else Status.FAILED
-        return replace(verdict, outcome=Outcome.DEAD_LETTERED, status=status, reason=reason, retry=False)
-
-    def _updated(
-        self, event: AnyEvent, touched: _Touched, now: datetime, *, moves_last_event: bool
-    ) -> RegistrationRecord:
-        verdict = touched.verdict
-        base = touched.record or RegistrationRecord(
-            msisdn=event.msisdn, sip_uri=touched.sip_uri, status=Status.PENDING, updated_at=now
-        )
-        fields: dict[str, object] = {
-            "status": verdict.status,
-            "desired": touched.desired,
-            "last_error": verdict.reason,
-            "updated_at": now,
-        }
-        if verdict.holds is Holds.SENT:
-            fields.update(applied=touched.desired, expires_at=verdict.expires_at)
-        elif verdict.holds is Holds.NOTHING:
-            fields.update(applied=None, expires_at=None)
-        if verdict.retry or verdict.outcome is Outcome.DEAD_LETTERED:
-            # Not remembered: a retry (or a redriven message) must not look like a duplicate. The
-            # claim stays: the core may have taken a call whose answer never came.
-            return base.model_copy(update=fields)
-        fields["in_flight"] = None
-        if moves_last_event:  # the newest desired-state event: the stale guard's reference
-            last = base.last_event_at
-            fields["last_event_at"] = event.occurred_at if last is None else max(last, event.occurred_at)
-            fields.update(last_event_id=event.id, last_event_type=event.type.value)
-        return self._remember(base.model_copy(update=fields), event)
-
-    def _remember(self, record: RegistrationRecord, event: AnyEvent) -> RegistrationRecord:
-        if isinstance(event, RefreshEvent):
-            return record.model_copy(update={"last_refresh_id": event.id, "updated_at": self._clock()})
-        recent = (*record.recent_event_ids, event.id)[-RECENT_EVENT_IDS:]
-        return record.model_copy(update={"recent_event_ids": recent, "updated_at": self._clock()})
-
-    def _entry(
-        self, event: AnyEvent, sip_uri: str | None, outcome: Outcome, reason: str | None
-    ) -> EventLogEntry:
-        return EventLogEntry(
-            msisdn=event.msisdn,
-            event_id=event.id,
-            event_type=event.type.value,
-            outcome=outcome,
-            reason=reason,
-            sip_uri=sip_uri,
-            occurred_at=event.occurred_at,
-            recorded_at=self._clock(),
-            source=event.source,
-        )
-
-
-_LEFT_TO_EXPIRE = "not deleted at the core, which drops it when its TTL ends"
-# What each control event sets on the record (force_refresh sets nothing).
-_FLAGS: dict[type[ControlEvent], dict[str, bool]] = {
-    DisableEvent: {"disabled": True},
-    EnableEvent: {"disabled": False},
-    SuspendEvent: {"suspended": True},
-    ResumeEvent: {"suspended": False},
-}
-_WAITING_FOR_CONSENT = frozenset({Status.AWAITING_CONSENT, Status.CONSENT_REVOKED, Status.FAILED})
-
-
-def _hold_reason(event: AnyEvent, hold: Status) -> str:
-    why = event.reason if isinstance(event, ControlEvent) else None
-    return f"{hold}: {why}" if why else str(hold)
-
-
-def _may_be_on_core(record: RegistrationRecord | None) -> bool:
-    """Whether the core may hold it: applied, a call in flight or of unknown outcome, or no history here."""
-    return (
-        record is None
-        or record.applied is not None
-        or record.in_flight is not None
-        or record.status in (Status.PENDING, Status.DELETING)
-    )
-
-
-def _known_spec(record: RegistrationRecord | None) -> RouteSpec:
-    """The parameters a delete names the registration with (the core keys it by MSISDN + sip_uri)."""
-    if record is not None and (record.applied or record.desired):
-        return record.applied or record.desired  # type: ignore[return-value]  # one is set
-    return _ANY_ROUTE
-
-
-_ANY_ROUTE = RouteSpec(route_type="fork")  # type: ignore[arg-type]  # the core ignores it on delete
-
-
-def _registration(msisdn: str, sip_uri: str, spec: RouteSpec | None) -> Registration:
-    spec = spec or _ANY_ROUTE
-    return spec.at(msisdn, sip_uri)
-
-
-def _summary(touched: Sequence[_Touched]) -> str:
-    counts: dict[str, int] = {}
-    for each in touched:
-        counts[each.verdict.outcome] = counts.get(each.verdict.outcome, 0) + 1
-    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))

@@ -37,7 +37,8 @@ from sipreg.notify import StatusChange, StatusPublisher
 from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.telemetry import correlated, span
-from sipreg.worker.apply import Delivery, EventResult, Journal, tries_key
+from sipreg.worker.attempt import Delivery, EventResult, tries_key
+from sipreg.worker.journal import Journal
 from sipreg.worker.prefetch import PrefetchedJournal, record_key
 
 logger = logging.getLogger(__name__)

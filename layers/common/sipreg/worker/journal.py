@@ -1,12 +1,48 @@
-"""`Journal` over the Registrations and EventLog tables: what the worker reads and commits."""
+"""What the worker reads and commits: the `Journal` it needs, and `DynamoJournal` over the
+Registrations and EventLog tables."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Protocol
 
 from sipreg.store.event_log import EventLog, EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStore
 from sipreg.telemetry import span
+
+
+class Journal(Protocol):
+    """The registrations and their event log, as the worker needs them."""
+
+    def get(self, msisdn: str, sip_uri: str) -> RegistrationRecord | None: ...
+
+    def get_many(self, keys: Collection[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
+        """The records of these keys in one read, None where there is none; a key it could not
+        read (e.g. throttled) is left out."""
+        ...
+
+    def list_for(self, msisdn: str) -> list[RegistrationRecord]: ...
+
+    def commit(
+        self,
+        saves: Sequence[tuple[RegistrationRecord, int | None]],
+        entries: Sequence[EventLogEntry],
+        *,
+        count_try: bool = False,
+    ) -> list[RegistrationRecord]:
+        """Saves the records (each expecting the version it was read at) and writes the log items,
+        all or nothing; raises ConcurrentUpdateError when a record changed meanwhile. `count_try`:
+        this write starts an attempt (the items' tries go up by one). Returns the records as saved
+        (with their new versions)."""
+        ...
+
+    def write(self, entry: EventLogEntry, *, count_try: bool = False) -> None:
+        """One log item on its own (no record involved)."""
+        ...
+
+    def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Attempts started so far per log item key (msisdn, sk); unknown keys left out."""
+        ...
 
 
 class DynamoJournal:

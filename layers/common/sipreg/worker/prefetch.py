@@ -17,7 +17,8 @@ from collections.abc import Collection, Mapping, Sequence
 from sipreg.events import ONE_REGISTRATION, AnyEvent
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord
-from sipreg.worker.apply import Journal, tries_key
+from sipreg.worker.attempt import tries_key
+from sipreg.worker.journal import Journal
 
 
 def record_key(event: AnyEvent) -> RecordKey | None:
