@@ -16,7 +16,7 @@ PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
 .PHONY: help venv aws-engine sam proto browser sip idp test unit integration e2e lint sam-rehearsal demo bench bench-engines \
-	chaos build layer-constraints clean
+	chaos permission-mutants build layer-constraints clean
 
 help:
 	@echo "make demo   run the whole mission locally (emulator, functions, AWS stand-ins)"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench  the benchmarks (ratios against a baseline of the same run), charts in bench/out/"
 	@echo "make bench-engines  which local AWS engine keeps AWS's rules (bench/aws_engines.py)"
 	@echo "make chaos  a storm of 10,000 events with faults everywhere; fails on any loss or divergence"
+	@echo "make permission-mutants  each permission of the template removed alone must make a test fail"
 
 $(STAMP): pyproject.toml layers/common/requirements.txt constraints.txt
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found (install it or set PYTHON312=...)"; exit 1; }
@@ -149,6 +150,11 @@ bench: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP) build
 	$(PY) bench/bench_e2e.py
 	$(PY) bench/bench_cold_start.py
 	$(PY) bench/cost.py
+
+# Every permission of template.yaml removed alone must make a test fail (about 40 minutes; the
+# report goes to docs/permission-mutants.md).
+permission-mutants: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
+	$(PY) tests/permission_mutants.py
 
 # The measurement behind the choice of local AWS engine (minutes: it also runs moto's candidates).
 bench-engines: $(PROTO_STAMP) $(AWS_STAMP)

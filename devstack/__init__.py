@@ -9,5 +9,5 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # The template the local stack and the tests run: the repository's, or a variant of it named by
-# SIPREG_TEMPLATE (bench/permission_mutants.py), kept beside it so its CodeUri paths resolve alike.
+# SIPREG_TEMPLATE (tests/permission_mutants.py), kept beside it so its CodeUri paths resolve alike.
 TEMPLATE = Path(os.environ.get("SIPREG_TEMPLATE") or REPO / "template.yaml")

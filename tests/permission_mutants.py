@@ -1,6 +1,6 @@
 """Proof that every permission template.yaml grants is needed: remove one, and some test must fail.
 
-    .venv/bin/python bench/permission_mutants.py [--only SUBSTRING] [--list] [--report FILE]
+    .venv/bin/python tests/permission_mutants.py [--only SUBSTRING] [--list] [--report FILE]
 
 A permission is the smallest part of the template a role's rights are made of:
 - an entry of a function's `Policies` that is a SAM policy template (`SQSPollerPolicy: ...`);
@@ -224,15 +224,16 @@ def _remove(data: Any, path: tuple[str | int, ...]) -> Any:
     return copy
 
 
-def mutant_text(text: str, permission: Permission) -> str:
-    """The text without `permission`, checked: it parses to the original minus exactly that."""
-    mutated = without(text, permission.path)
-    expected = _remove(load_template(TEMPLATE), permission.path)
-    MUTANT.write_text(mutated)
-    got = load_template(MUTANT)
-    if got != expected:
-        raise SystemExit(f"removing {permission} changed more than it: see {MUTANT}")
-    return mutated
+class MutantError(RuntimeError):
+    """Removing a permission's text changed something else too."""
+
+
+def write_mutant(permission: Permission, into: Path = MUTANT) -> None:
+    """template.yaml without `permission`, written to `into` and checked: it parses to the
+    original less exactly that permission."""
+    into.write_text(without(TEMPLATE.read_text(), permission.path))
+    if load_template(into) != _remove(load_template(TEMPLATE), permission.path):
+        raise MutantError(f"removing {permission} changed more than it: see {into}")
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -301,7 +302,7 @@ def report(verdicts: list[Verdict], path: Path) -> None:
     lines = [
         "# Every permission is needed: one removed, a test fails",
         "",
-        f"`bench/permission_mutants.py`, {time.strftime('%Y-%m-%d')}: {killed} of {len(verdicts)} "
+        f"`tests/permission_mutants.py`, {time.strftime('%Y-%m-%d')}: {killed} of {len(verdicts)} "
         "permissions of template.yaml, each removed alone, made a test fail with the local AWS "
         "refusing that permission's action (IAM enforced).",
         "",
@@ -326,11 +327,10 @@ def main() -> int:
         help="what each mutant runs (default: the e2e tests, then the integration tests of its resource)",
     )
     args = parser.parse_args()
-    text = TEMPLATE.read_text()
     chosen = [p for p in permissions(load_template(TEMPLATE)) if args.only is None or args.only in str(p)]
     if args.list:
         for permission in chosen:
-            mutant_text(text, permission)  # each one checked
+            write_mutant(permission)  # each one checked
             print(permission)
         MUTANT.unlink(missing_ok=True)
         print(f"{len(chosen)} permissions")
@@ -338,7 +338,7 @@ def main() -> int:
     verdicts: list[Verdict] = []
     try:
         for number, permission in enumerate(chosen, 1):
-            mutant_text(text, permission)
+            write_mutant(permission)
             verdict = run(permission, tests=tuple(args.tests or tests_for(permission.owner)))
             verdicts.append(verdict)
             seconds = f"{verdict.seconds:.0f} s"
