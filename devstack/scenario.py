@@ -19,7 +19,9 @@ queue is sent to as the local AWS-native producer (`producer`: ProducerPolicy).
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +31,7 @@ import boto3
 import httpx
 from botocore.credentials import Credentials
 
+from devstack.aws_engine import ROOT
 from devstack.consent_walk import Walk, walk_consent
 from sipreg.client import EventsApi, OperatorApi, Outcome
 from sipreg.events import parse_events
@@ -198,6 +201,31 @@ class Scenario:
             AttributeNames=["All"],
         )
         return list(answer.get("Messages", []))
+
+    def watch_status_bus(self, detail_type: str) -> Callable[[], list[dict[str, Any]]]:
+        """What the status bus publishes of `detail_type` from now on, as a subscriber sees it: a
+        rule sending it to an SQS queue of its own (made with the local account's root
+        credentials, as the provider's own consumer would be). Each call returns the details
+        received so far, oldest first."""
+        root = {"access_key_id": ROOT.access_key_id, "secret_access_key": ROOT.secret_access_key}
+        sqs, events = self._aws("sqs", root), self._aws("events", root)
+        name = f"watch-{uuid.uuid4().hex[:10]}"
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        bus = self.info["resources"]["StatusBus"]
+        pattern = {"source": ["sipreg"], "detail-type": [detail_type]}
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": name, "Arn": arn}])
+        seen: list[dict[str, Any]] = []
+
+        def received() -> list[dict[str, Any]]:
+            answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            for message in answer.get("Messages", []):
+                seen.append(json.loads(message["Body"])["detail"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+            return list(seen)
+
+        return received
 
     def wait_for[T](self, what: str, probe: Callable[[], T], timeout: float | None = None) -> T:
         return wait_for(what, probe, timeout=timeout or self._timeout)

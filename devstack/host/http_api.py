@@ -182,6 +182,8 @@ class HttpApi:
                 return _json_response(403, {"message": "Forbidden"})  # nobody could check it
             decision = self.iam_authorizer(request, self.route_arn(request.method, path))
             if decision.identity is None:
+                # what API Gateway's access log shows of a refused request (errorMessage)
+                log.info("%s %s refused: 403 %s", request.method, path, decision.message or "Forbidden")
                 return _json_response(403, {"message": decision.message or "Forbidden"})
             identity = decision.identity
         event = build_event(self, route, parameters, request, path=path, query=query)

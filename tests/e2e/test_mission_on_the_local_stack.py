@@ -146,12 +146,16 @@ def test_a_revoked_subscriber_loses_their_registration_on_the_core(
         APPLY_TIMEOUT,
     )
     assert registration
-    outcomes = [
-        e["outcome"]
-        for e in (scenario.status(msisdn) or {})["events"]
-        if e["event_type"] == "subscriber.revoke"
-    ]
-    assert outcomes and set(outcomes) == {"consent_revoked"}
+
+    def revoke_outcomes() -> set[str]:
+        events = (scenario.status(msisdn) or {})["events"]
+        return {e["outcome"] for e in events if e["event_type"] == "subscriber.revoke"}
+
+    # The revoke's own item (the subscriber's) is final once the tokens are revoked too, after the
+    # registrations' items
+    scenario.wait_for(
+        "the revoke's outcomes", lambda: revoke_outcomes() == {"consent_revoked"}, APPLY_TIMEOUT
+    )
     # And a later upsert is not applied without a new consent
     assert scenario.send([upsert("m-revoke-2", msisdn, "fork", pbx, source="crm")]).accepted
     scenario.wait_for(

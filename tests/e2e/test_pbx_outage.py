@@ -32,6 +32,7 @@ def test_a_pbx_that_stops_answering_loses_its_forks_until_it_answers_again(
         return (subscriber, "FORK", pbx) in scenario.core_keys()
 
     scenario.wait_for("the FORK on the core", on_core, 15.0)
+    health_changes = scenario.watch_status_bus("EndpointHealthChanged")
     group = int(devstack["pbx_pgid"])
     try:
         # When Kamailio stops answering (its processes stopped: connections hang, nothing is refused)
@@ -52,3 +53,11 @@ def test_a_pbx_that_stops_answering_loses_its_forks_until_it_answers_again(
     scenario.wait_for("its record active", lambda: status_of(scenario, subscriber, pbx) == "active", 5.0)
     call = scenario.call(caller, subscriber, "no-answer")
     assert pbx in [leg["to"] for leg in call["legs"]]
+    # And the status bus told its subscribers the endpoint went down, then came back
+
+    def ups_and_downs() -> list[bool]:
+        return [change["up"] for change in health_changes() if change["sip_uri"] == pbx]
+
+    scenario.wait_for(
+        "the PBX down, then up, on the status bus", lambda: ups_and_downs() == [False, True], 10.0
+    )
