@@ -205,6 +205,20 @@ def test_a_function_is_refused_what_its_policies_do_not_name(host: LocalHost) ->
         lambda: as_role(host, "EventsApiFunction", "dynamodb").put_item(TableName=registrations, Item=key)
     )
     assert "dynamodb:PutItem" in message
+    # The worker writes what it checks: a condition check alone is nothing it makes
+    check = {
+        "ConditionCheck": {
+            "TableName": registrations,
+            "Key": key,
+            "ConditionExpression": "attribute_exists(msisdn)",
+        }
+    }
+    message = refused(
+        lambda: as_role(host, "RegistrationWorkerFunction", "dynamodb").transact_write_items(
+            TransactItems=[check]
+        )
+    )
+    assert "dynamodb:ConditionCheckItem" in message
     # The refresher queries the RefreshDue index only, never the table's items
     refused(lambda: as_role(host, "RefresherFunction", "dynamodb").get_item(TableName=registrations, Key=key))
     # The consent start cannot read the OAuth client secret (only the callback and the worker may)
