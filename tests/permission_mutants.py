@@ -297,22 +297,49 @@ def run(permission: Permission, *, tests: tuple[str, ...]) -> Verdict:
     return Verdict(permission, result, test, time.monotonic() - started, denials)
 
 
-def report(verdicts: list[Verdict], path: Path) -> None:
-    killed = sum(verdict.result == "killed" for verdict in verdicts)
+Row = tuple[str, str, str, str, str, str]  # resource, permission, result, first failing test, s, date
+_HEADER = ("resource", "permission", "result", "first failing test", "s", "run")
+
+
+def row_of(verdict: Verdict) -> Row:
+    permission = verdict.permission
+    test = f"`{verdict.test}`" if verdict.test else ""
+    return (
+        permission.owner,
+        permission.label,
+        verdict.result,
+        test,
+        f"{verdict.seconds:.0f}",
+        time.strftime("%Y-%m-%d"),
+    )
+
+
+def read_report(path: Path) -> dict[tuple[str, str], Row]:
+    """The rows of an earlier report, by (resource, permission)."""
+    rows: dict[tuple[str, str], Row] = {}
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        cells = tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
+        if len(cells) == len(_HEADER) and cells != _HEADER and not cells[0].startswith("---"):
+            rows[cells[0], cells[1]] = cells  # type: ignore[assignment]
+    return rows
+
+
+def write_report(rows: list[Row], path: Path) -> None:
+    killed = sum(row[2] == "killed" for row in rows)
     lines = [
         "# Every permission is needed: one removed, a test fails",
         "",
-        f"`tests/permission_mutants.py`, {time.strftime('%Y-%m-%d')}: {killed} of {len(verdicts)} "
-        "permissions of template.yaml, each removed alone, made a test fail with the local AWS "
-        "refusing that permission's action (IAM enforced).",
+        f"`tests/permission_mutants.py` (`make permission-mutants`): {killed} of {len(rows)} permissions "
+        "of template.yaml, each removed alone, made a test fail with the local AWS refusing that "
+        "permission's action (IAM enforced). *killed*: a test failed and the refusal is in its logs; "
+        "*failed otherwise*: a test failed without that refusal; *survived*: every test passed.",
         "",
-        "| resource | permission | result | first failing test | s |",
-        "| --- | --- | --- | --- | ---: |",
+        "| " + " | ".join(_HEADER) + " |",
+        "| --- | --- | --- | --- | ---: | --- |",
     ]
-    lines += [
-        f"| {v.permission.owner} | {v.permission.label} | {v.result} | `{v.test}` | {v.seconds:.0f} |"
-        for v in verdicts
-    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -321,6 +348,11 @@ def main() -> int:
     parser.add_argument("--only", help="the permissions whose description contains this")
     parser.add_argument("--list", action="store_true", help="list the permissions and stop")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "permission-mutants.md")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the report's killed rows of permissions the template still grants; run the rest",
+    )
     parser.add_argument(
         "--tests",
         nargs="*",
@@ -335,21 +367,27 @@ def main() -> int:
         MUTANT.unlink(missing_ok=True)
         print(f"{len(chosen)} permissions")
         return 0
-    verdicts: list[Verdict] = []
+    earlier = read_report(args.report) if args.update else {}
+    rows: dict[tuple[str, str], Row] = {}
+    for permission in chosen:
+        kept = earlier.get((permission.owner, permission.label))
+        if kept is not None and kept[2] == "killed":
+            rows[permission.owner, permission.label] = kept
+    to_run = [p for p in chosen if (p.owner, p.label) not in rows]
     try:
-        for number, permission in enumerate(chosen, 1):
+        for number, permission in enumerate(to_run, 1):
             write_mutant(permission)
             verdict = run(permission, tests=tuple(args.tests or tests_for(permission.owner)))
-            verdicts.append(verdict)
+            rows[permission.owner, permission.label] = row_of(verdict)
             seconds = f"{verdict.seconds:.0f} s"
             print(
-                f"[{number}/{len(chosen)}] {verdict.result:16} {permission} ({seconds}) {verdict.test}",
+                f"[{number}/{len(to_run)}] {verdict.result:16} {permission} ({seconds}) {verdict.test}",
                 flush=True,
             )
-            report(verdicts, args.report)
+            write_report([rows[p.owner, p.label] for p in chosen if (p.owner, p.label) in rows], args.report)
     finally:
         MUTANT.unlink(missing_ok=True)
-    return 0 if all(verdict.result == "killed" for verdict in verdicts) else 1
+    return 0 if all(row[2] == "killed" for row in rows.values()) else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from devstack.host.template import load_template
-from tests.permission_mutants import TEMPLATE, permissions, write_mutant
+from tests.permission_mutants import TEMPLATE, permissions, read_report, write_mutant, write_report
 
 
 def test_every_action_of_every_policy_is_a_permission_of_its_own() -> None:
@@ -34,3 +34,21 @@ def test_each_mutant_lacks_exactly_its_permission(tmp_path: Path) -> None:
     for permission in permissions(original):
         write_mutant(permission, mutant)  # raises when anything else changed
         assert load_template(mutant) != original, permission
+
+
+def test_an_update_reads_back_the_rows_it_wrote(tmp_path: Path) -> None:
+    report = tmp_path / "report.md"
+    rows = [
+        (
+            "RegistrationWorkerFunction",
+            "Policies[0] SQSPollerPolicy",
+            "killed",
+            "`tests/e2e/x.py::t`",
+            "94",
+            "2026-12-02",
+        ),
+        ("OperatorPolicy", "PolicyDocument SendEvents: sqs:SendMessage", "survived", "", "213", "2026-12-02"),
+    ]
+    write_report(rows, report)
+    assert read_report(report) == {(row[0], row[1]): row for row in rows}
+    assert "1 of 2 permissions" in report.read_text()
