@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
+
+from devstack.aws_engine import ROOT
 from devstack.host.template import load_template
 from devstack.scenario import Scenario, upsert
 from tests.e2e.conftest import REPO, SIPREG
@@ -48,6 +51,21 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     [event] = [e for e in status["events"] if e["event_id"] == "dlq-1"]
     assert (event["outcome"], event["tries"]) == ("dead_lettered", max_tries())
     assert not any(number == msisdn for number, _, _ in scenario.core_keys())
+
+    # And another number's dead letter waits beside it (put there as the worker would)
+    other = new_msisdn()
+    root = boto3.client(
+        "sqs",
+        endpoint_url=devstack["aws_endpoint"],
+        region_name=devstack["region"],
+        aws_access_key_id=ROOT.access_key_id,
+        aws_secret_access_key=ROOT.secret_access_key,
+    )
+    dlq = devstack["queues"]["EventsDeadLetterQueue"]
+    letter = json.dumps(upsert("dlq-other", other, "fork", pbx, source="crm"))
+    root.send_message(
+        QueueUrl=dlq, MessageBody=letter, MessageGroupId=other, MessageDeduplicationId="dlq-other"
+    )
 
     # When the core recovers and the operator redrives that number's dead letters
     scenario.clear_core_faults()
@@ -89,3 +107,7 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     assert dead_lettered(scenario, msisdn) == []
     [event] = [e for e in (scenario.status(msisdn) or {})["events"] if e["event_id"] == "dlq-1"]
     assert event["outcome"] == "active"
+    # And the other number's letter is still on the DLQ, visible again at once (released, not
+    # hidden until the redrive's look at it times out)
+    [kept] = dead_lettered(scenario, other)
+    root.delete_message(QueueUrl=dlq, ReceiptHandle=kept["ReceiptHandle"])
