@@ -233,6 +233,14 @@ def _install_iam_additions() -> None:
                 f"User: {principal_arn} is not authorized to perform: {kms_action} on resource: {key_arn} "
                 f"(needed by {action}) because no identity-based policy allows the {kms_action} action"
             )
+        # Each refusal in the log, as CloudTrail keeps AccessDenied events: what a failing test
+        # (and tests/permission_mutants.py) finds there
+        needed = f"{kms_denial[0]} (needed by {action})" if kms_denial is not None else action
+        print(
+            f"AccessDenied: {principal_arn} is not authorized to perform: {needed}",
+            file=sys.stderr,
+            flush=True,
+        )
         return plain_denial(service, action, principal_arn, *args, **kwargs)
 
     iam_actions.access_denied_response = access_denied_response
