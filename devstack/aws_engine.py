@@ -30,10 +30,9 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
-from devstack.child import ChildStartError, stop_child, wait_for_ready_line
+from devstack.child import ChildStartError, Stoppable, stop_and_close, stop_child, wait_for_ready_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENGINE_VENV = REPO_ROOT / ".venv-aws"
@@ -79,7 +78,7 @@ def engine_python() -> Path:
     return python
 
 
-class LocalAws:
+class LocalAws(Stoppable):
     def __init__(
         self, process: subprocess.Popen[bytes], port: int, log: IO[bytes], *, enforce_iam: bool
     ) -> None:
@@ -126,19 +125,7 @@ class LocalAws:
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
         """SIGTERM, then wait; killed if it does not stop in time. Returns the exit code."""
-        stop_child(self.process, timeout)
-        if self.process.stdout:
-            self.process.stdout.close()
-        self._log.close()
-        return self.process.returncode
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return stop_and_close(self.process, timeout, self._log)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import boto3
@@ -46,6 +45,7 @@ import yaml
 
 from devstack import TEMPLATE
 from devstack.aws_engine import ROOT, Credentials, LocalAws
+from devstack.child import Stoppable, start_or_stop
 from devstack.host import LocalHost
 from devstack.pbx import LocalPbx, write_pbx_tls
 from devstack.wg2sim.oidc.config import DEV_CLIENT
@@ -162,7 +162,7 @@ class _IgnoreTags(yaml.SafeLoader):
 _IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
-class LocalStack:
+class LocalStack(Stoppable):
     """Starts and stops the local AWS, wg2sim and the host, in that order (stopped in reverse)."""
 
     def __init__(self, options: StackOptions | None = None) -> None:
@@ -297,11 +297,7 @@ class LocalStack:
         os.environ.update(LOCAL_CREDENTIALS)
         for leftover in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             os.environ.pop(leftover, None)
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        start_or_stop(self._start, self.stop)
         return self
 
     def stop(self) -> None:
@@ -324,14 +320,6 @@ class LocalStack:
                 logging.getLogger(name).removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _start(self) -> None:
         opts = self.options

@@ -20,9 +20,8 @@ import sys
 from typing import Any
 
 from sipreg.client import ApiError
-from sipreg.models import check_msisdn
 from sipreg_cli.send import CommandError
-from sipreg_cli.status import add_operator_options, operator_api
+from sipreg_cli.status import add_operator_options, checked_msisdn, operator_api
 
 ACTIONS = {
     "disable": "take a registration off the core, keeping its desired state",
@@ -47,13 +46,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        check_msisdn(args.msisdn)
-    except ValueError as error:
-        sys.stderr.write(f"sipreg {args.action}: msisdn {error}\n")
-        return 2
-    try:
+        msisdn = checked_msisdn(args.msisdn)
         with operator_api(args) as api:
-            code, answer = api.control(args.action, args.msisdn, args.sip_uri, reason=args.reason)
+            code, answer = api.control(args.action, msisdn, args.sip_uri, reason=args.reason)
     except (CommandError, ApiError) as error:
         sys.stderr.write(f"sipreg {args.action}: {error}\n")
         return 2

@@ -15,9 +15,8 @@ import sys
 from typing import Any
 
 from sipreg.client import ApiError
-from sipreg.models import check_msisdn
 from sipreg_cli.send import CommandError
-from sipreg_cli.status import add_operator_options, operator_api
+from sipreg_cli.status import add_operator_options, checked_msisdn, operator_api
 
 
 def register(subparsers: Any) -> None:
@@ -31,13 +30,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        check_msisdn(args.msisdn)
-    except ValueError as error:
-        sys.stderr.write(f"sipreg revoke: msisdn {error}\n")
-        return 2
-    try:
+        msisdn = checked_msisdn(args.msisdn)
         with operator_api(args) as api:
-            code, body = api.revoke(args.msisdn)
+            code, body = api.revoke(msisdn)
     except (CommandError, ApiError) as error:
         sys.stderr.write(f"sipreg revoke: {error}\n")
         return 2

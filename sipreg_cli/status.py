@@ -55,6 +55,14 @@ def api_of(args: argparse.Namespace) -> str:
     return str(api)
 
 
+def checked_msisdn(msisdn: str) -> str:
+    """`msisdn` if it is an E.164 number; else CommandError("msisdn must be ...")."""
+    try:
+        return check_msisdn(msisdn)
+    except ValueError as error:
+        raise CommandError(f"msisdn {error}") from None
+
+
 def operator_api(args: argparse.Namespace) -> OperatorApi:
     """The operator client the flags describe (raises ApiError without credentials or region)."""
     return OperatorApi(api_of(args), region=args.region, timeout=args.timeout)
@@ -83,21 +91,17 @@ def print_status(status: dict[str, Any], out: IO[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        check_msisdn(args.msisdn)
-    except ValueError as error:
-        sys.stderr.write(f"sipreg status: msisdn {error}\n")
-        return 2
     query = {
         name: str(value)
         for name, value in (("type", args.type), ("outcome", args.outcome), ("limit", args.limit))
         if value is not None
     }
     try:
+        msisdn = checked_msisdn(args.msisdn)
         with operator_api(args) as api:
-            code, body = api.status(args.msisdn, query=query)
+            code, body = api.status(msisdn, query=query)
             while args.all and code == 200 and body.get("next_cursor"):
-                code, more = api.status(args.msisdn, query={**query, "cursor": body["next_cursor"]})
+                code, more = api.status(msisdn, query={**query, "cursor": body["next_cursor"]})
                 if code == 200:
                     body = {
                         **body,

@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 import httpx
 
-from devstack.child import ChildStartError, stop_child, wait_for_ready_line
+from devstack.child import (
+    ChildStartError,
+    Stoppable,
+    open_child_log,
+    read_child_log,
+    stop_child,
+    wait_for_ready_line,
+)
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "server.mjs"
@@ -33,7 +38,7 @@ class CertifiedIdpError(RuntimeError):
     """The provider could not be started or refused a set-up request (the message says why)."""
 
 
-class CertifiedIdp:
+class CertifiedIdp(Stoppable):
     """A running `node server.mjs` child; build it with `start()`."""
 
     def __init__(self, process: subprocess.Popen[bytes], stderr: IO[bytes], issuer: str) -> None:
@@ -49,15 +54,14 @@ class CertifiedIdp:
         if not INSTALLED.exists():
             raise CertifiedIdpError(f"{INSTALLED.parent} is missing: `make idp` installs it (npm ci)")
         args = [node, str(SERVER), *(["--default-routes"] if default_routes else [])]
-        stderr = log_file.open("a+b") if log_file else tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
+        stderr = open_child_log(log_file)  # closed in stop()
         process = subprocess.Popen(  # noqa: S603  # our own script, no shell
             args, cwd=HERE, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
         )
         try:
             ready = wait_for_ready_line(process, STARTUP_TIMEOUT_SECONDS)
         except ChildStartError as error:
-            stderr.seek(0)
-            detail = stderr.read().decode(errors="replace").strip()
+            detail = read_child_log(stderr).strip()
             stderr.close()
             raise CertifiedIdpError(f"{error}; stderr:\n{detail}") from None
         return cls(process, stderr, str(ready["issuer"]))
@@ -80,13 +84,4 @@ class CertifiedIdp:
         self._stderr.close()
 
     def stderr_text(self) -> str:
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
+        return read_child_log(self._stderr)

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from devstack.child import start_or_stop
 from devstack.host.aws import Clients
 from devstack.host.functions import FunctionSpec, api_url_rewrites, build_functions, rewrite_api_urls
 from devstack.host.http_api import HttpApi, Route
@@ -129,11 +130,7 @@ class LocalHost:
         if self._started:
             raise RuntimeError("this host has already been started")
         self._started = True
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        start_or_stop(self._start, self.stop)
         return self
 
     def stop(self) -> None:

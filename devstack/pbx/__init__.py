@@ -27,10 +27,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
-from devstack.child import stop_child
+from devstack.child import Stoppable, stop_child
 from devstack.wg2sim.tls import TlsFiles, write_self_signed
 from sipreg.sip import probe
 
@@ -76,7 +75,7 @@ def free_port() -> int:
         return int(probe_socket.getsockname()[1])
 
 
-class LocalPbx:
+class LocalPbx(Stoppable):
     """A running Kamailio; build it with `start()`, stop it with `stop()` (or a `with` block)."""
 
     def __init__(
@@ -196,14 +195,6 @@ class LocalPbx:
             os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
         return code
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def write_config(workdir: Path, tls: TlsFiles, core_ca_file: str | None, ports: tuple[int, int]) -> Path:

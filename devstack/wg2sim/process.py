@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Self
 
 import httpx
 
-from devstack.child import ChildStartError, stop_child, wait_for_ready_line
+from devstack.child import (
+    ChildStartError,
+    Stoppable,
+    open_child_log,
+    read_child_log,
+    stop_and_close,
+    stop_child,
+    wait_for_ready_line,
+)
 from devstack.wg2sim.tokens import SIP_BREAKOUT_SCOPES
 
 STARTUP_TIMEOUT_SECONDS = 10.0
@@ -40,7 +46,7 @@ class Wg2simAdminError(RuntimeError):
         self.body = response.text
 
 
-class Wg2simProcess:
+class Wg2simProcess(Stoppable):
     """A running `python -m devstack.wg2sim` child; build it with `start()`."""
 
     def __init__(
@@ -80,8 +86,7 @@ class Wg2simProcess:
         args += ["--tls"] if tls else []
         args += ["--token-ttl", str(token_ttl)] if token_ttl is not None else []
         args += list(extra_args)
-        # stderr goes to a file, never an unread pipe that could fill up and block the child.
-        stderr = log_file.open("a+b") if log_file else tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
+        stderr = open_child_log(log_file)  # closed in stop()
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)  # noqa: S603
         try:
             ready = wait_for_ready_line(process, startup_timeout)
@@ -89,8 +94,7 @@ class Wg2simProcess:
                 stop_child(process, timeout=0)
                 raise ChildStartError(f"the ready line lacks grpc, http or ca_file: {ready}")
         except ChildStartError as error:
-            stderr.seek(0)
-            detail = stderr.read().decode(errors="replace").strip()
+            detail = read_child_log(stderr).strip()
             stderr.close()
             raise Wg2simStartError(f"{error}; exit code {process.returncode}; stderr:\n{detail}") from None
         return cls(process, stderr, ready, time_scale)
@@ -160,16 +164,4 @@ class Wg2simProcess:
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
         """SIGTERM, then wait; kills it if it does not stop in time. Returns the exit code."""
         self._http.close()
-        stop_child(self.process, timeout)
-        if self.process.stdout:
-            self.process.stdout.close()
-        self._stderr.close()
-        return self.process.returncode
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return stop_and_close(self.process, timeout, self._stderr)

@@ -22,8 +22,6 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from devstack.certified_idp import CertifiedIdp
-from sipreg.store.subscribers import SubscriberStore
-from sipreg.tokens import SERVICE_SCOPES, KmsCipher, TokenService
 from sipreg.wiring import parts
 from tests.support.consent import CertifiedConsentStack, certified_consent_stack, walk_certified_consent
 
@@ -84,32 +82,6 @@ def callback_url_of(stack: CertifiedConsentStack, http: httpx.Client, msisdn: st
     return answer.headers["location"]
 
 
-def service(stack: CertifiedConsentStack) -> TokenService:
-    """A token service as a worker process builds one (its own cache and metadata)."""
-    settings = stack.token_settings()
-    return TokenService(
-        store=SubscriberStore(settings.subscribers_table),
-        cipher=KmsCipher(settings.data_key_id, client=stack.aws("kms")),
-        identity=parts.identity_server(settings),
-        service_scope=SERVICE_SCOPES[settings.api_version],
-    )
-
-
-def userinfo(stack: CertifiedConsentStack, access_token: str) -> httpx.Response:
-    return httpx.get(
-        f"{stack.identity_url}/userinfo", headers={"Authorization": f"Bearer {access_token}"}, timeout=5
-    )
-
-
-def refresh_at_provider(stack: CertifiedConsentStack, refresh_token: str) -> httpx.Response:
-    return httpx.post(
-        f"{stack.identity_url}/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-        auth=(stack.client_id, stack.client_secret),
-        timeout=5,
-    )
-
-
 def test_first_consent_yields_an_encrypted_refresh_token_and_a_forced_refresh_works(
     stack: CertifiedConsentStack, context: BrowserContext, aws: str
 ) -> None:
@@ -126,12 +98,12 @@ def test_first_consent_yields_an_encrypted_refresh_token_and_a_forced_refresh_wo
     raw = str(stack.raw_subscriber(msisdn))
     assert access not in raw
     assert refresh not in raw
-    assert userinfo(stack, access).json()["phone_number"] == msisdn
+    assert stack.userinfo(access).json()["phone_number"] == msisdn
     # When the worker forces a refresh (the core refused the token)
-    fresh = service(stack).access_token_for(msisdn, force_refresh=True)
+    fresh = stack.token_service().access_token_for(msisdn, force_refresh=True)
     # Then the new access token works at the provider, and is the stored one
     assert fresh != access
-    assert userinfo(stack, fresh).status_code == 200
+    assert stack.userinfo(fresh).status_code == 200
     assert stack.stored_tokens(msisdn)[0] == fresh
 
 
@@ -149,19 +121,15 @@ def test_a_renewed_consent_in_the_same_browser_session_leaves_working_tokens(
     access, refresh = stack.stored_tokens(msisdn)
     assert access and refresh
     assert access != first_access
-    assert userinfo(stack, access).status_code == 200
-    assert userinfo(stack, service(stack).access_token_for(msisdn, force_refresh=True)).status_code == 200
+    assert stack.userinfo(access).status_code == 200
+    refreshed = stack.token_service().access_token_for(msisdn, force_refresh=True)
+    assert stack.userinfo(refreshed).status_code == 200
     # And that grant is the first consent's: revoking the replaced refresh token (what sipreg
     # used to do) kills the renewed consent's tokens too (RFC 7009 §2.1)
     assert first_refresh
-    revoked = httpx.post(
-        f"{stack.identity_url}/oauth2/revoke",
-        data={"token": first_refresh, "token_type_hint": "refresh_token"},
-        auth=(stack.client_id, stack.client_secret),
-        timeout=5,
-    )
+    revoked = stack.revoke_at_identity_server(first_refresh)
     assert revoked.status_code == 200
-    assert userinfo(stack, stack.stored_tokens(msisdn)[0] or "").status_code == 401
+    assert stack.userinfo(stack.stored_tokens(msisdn)[0] or "").status_code == 401
 
 
 def test_revoke_leaves_no_token_alive(
@@ -171,9 +139,9 @@ def test_revoke_leaves_no_token_alive(
     consent(context.new_page(), stack, msisdn)
     access, refresh = stack.stored_tokens(msisdn)
     assert access and refresh
-    service(stack).revoke(msisdn)
-    assert userinfo(stack, access).status_code == 401
-    assert refresh_at_provider(stack, refresh).json()["error"] == "invalid_grant"
+    stack.token_service().revoke(msisdn)
+    assert stack.userinfo(access).status_code == 401
+    assert stack.refresh_at_identity_server(refresh).json()["error"] == "invalid_grant"
     item = stack.raw_subscriber(msisdn)
     assert item is not None
     assert item["status"]["S"] == "revoked"

@@ -19,7 +19,6 @@ from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2_grpc as v0_grpc
 from sipreg.store.subscribers import ConsentStatus, SubscriberStore
 from sipreg.tokens import (
-    SERVICE_SCOPES,
     ConsentRevoked,
     KmsCipher,
     TokenService,
@@ -48,18 +47,6 @@ def consented(stack: ConsentStack, new_msisdn: Callable[[], str]) -> str:
     return msisdn
 
 
-def service(stack: ConsentStack, *, margin: float = 120.0) -> TokenService:
-    """A token service as a worker process would build it (its own cache)."""
-    settings = stack.token_settings()
-    return TokenService(
-        store=SubscriberStore(settings.subscribers_table),
-        cipher=KmsCipher(settings.data_key_id, client=stack.aws("kms")),
-        identity=parts.identity_server(settings),
-        service_scope=SERVICE_SCOPES[settings.api_version],
-        refresh_margin_seconds=margin,
-    )
-
-
 def stored(stack: ConsentStack, msisdn: str) -> tuple[str, str]:
     record = SubscriberStore(stack.subscribers_table).get(msisdn)
     assert record is not None
@@ -69,15 +56,6 @@ def stored(stack: ConsentStack, msisdn: str) -> tuple[str, str]:
     return (
         cipher.decrypt(record.access_token_ciphertext, msisdn=msisdn),
         cipher.decrypt(record.refresh_token_ciphertext, msisdn=msisdn),
-    )
-
-
-def refresh_at_server(stack: ConsentStack, refresh_token: str) -> httpx.Response:
-    return httpx.post(
-        f"{stack.sim.http_url}/oauth2/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-        auth=(stack.client_id, stack.client_secret),
-        timeout=5,
     )
 
 
@@ -105,7 +83,7 @@ def test_refresh_rotates_the_stored_tokens_and_the_old_refresh_token_dies(
     caplog.set_level(logging.DEBUG)
     old_access, old_refresh = stored(stack, consented)
     # When the core refused the token and the worker forces a refresh
-    new_access = service(stack).access_token_for(consented, force_refresh=True)
+    new_access = stack.token_service().access_token_for(consented, force_refresh=True)
     # Then a new access token and a rotated refresh token are stored (encrypted)
     stored_access, new_refresh = stored(stack, consented)
     assert new_access == stored_access != old_access
@@ -119,7 +97,7 @@ def test_refresh_rotates_the_stored_tokens_and_the_old_refresh_token_dies(
     for token in (old_access, old_refresh, new_access, new_refresh):
         assert token not in caplog.text
     # And the rotated-out refresh token is refused by the server
-    assert refresh_at_server(stack, old_refresh).json()["error"] == "invalid_grant"
+    assert stack.refresh_at_identity_server(old_refresh).json()["error"] == "invalid_grant"
 
 
 def test_two_refreshers_at_once_end_with_one_working_token_set(
@@ -127,7 +105,7 @@ def test_two_refreshers_at_once_end_with_one_working_token_set(
 ) -> None:
     caplog.set_level(logging.INFO, logger="sipreg.tokens")
     # Given two worker processes (own caches) that both find the token due for refresh
-    workers = [service(stack, margin=10_000), service(stack, margin=10_000)]
+    workers = [stack.token_service(refresh_margin_seconds=10_000) for _ in range(2)]
     barrier = threading.Barrier(2)
     results: list[str] = []
     errors: list[BaseException] = []
@@ -157,7 +135,7 @@ def test_two_refreshers_at_once_end_with_one_working_token_set(
     assert record.refresh_lease_until is None
     # And the stored token set works: the core takes the access token, the server the refresh token
     assert upsert(stack, wg2_channel, access) == v0.STATUS_CODE_OK
-    assert "access_token" in refresh_at_server(stack, refresh).json()
+    assert "access_token" in stack.refresh_at_identity_server(refresh).json()
 
 
 def test_invalid_grant_at_refresh_marks_the_subscriber_revoked(
@@ -165,15 +143,10 @@ def test_invalid_grant_at_refresh_marks_the_subscriber_revoked(
 ) -> None:
     # Given the subscriber's grant was revoked at the identity server (e.g. in the operator's app)
     _, refresh = stored(stack, consented)
-    answer = httpx.post(
-        f"{stack.sim.http_url}/oauth2/revoke",
-        data={"token": refresh, "token_type_hint": "refresh_token"},
-        auth=(stack.client_id, stack.client_secret),
-        timeout=5,
-    )
+    answer = stack.revoke_at_identity_server(refresh)
     assert answer.status_code == 200
     # When a refresh is attempted, Then ConsentRevoked, and the subscriber is marked so, tokens gone
-    tokens = service(stack)
+    tokens = stack.token_service()
     with pytest.raises(ConsentRevoked):
         tokens.access_token_for(consented, force_refresh=True)
     item = stack.raw_subscriber(consented)
@@ -183,21 +156,18 @@ def test_invalid_grant_at_refresh_marks_the_subscriber_revoked(
     assert "refresh_token_ciphertext" not in item
     # And nobody retries it: a fresh process is refused at once too
     with pytest.raises(ConsentRevoked):
-        service(stack).access_token_for(consented)
+        stack.token_service().access_token_for(consented)
 
 
 def test_revoke_works_at_both_ends(stack: ConsentStack, consented: str, aws: str, wg2_channel) -> None:
     access, refresh = stored(stack, consented)
     assert upsert(stack, wg2_channel, access) == v0.STATUS_CODE_OK
     # When sipreg revokes the subscriber
-    service(stack).revoke(consented)
+    stack.token_service().revoke(consented)
     # Then the core refuses the access token, the server the refresh token
     assert upsert(stack, wg2_channel, access) == UNAUTHENTICATED
-    assert refresh_at_server(stack, refresh).json()["error"] == "invalid_grant"
-    userinfo = httpx.get(
-        f"{stack.sim.http_url}/userinfo", headers={"Authorization": f"Bearer {access}"}, timeout=5
-    )
-    assert userinfo.status_code == 401
+    assert stack.refresh_at_identity_server(refresh).json()["error"] == "invalid_grant"
+    assert stack.userinfo(access).status_code == 401
     # And nothing usable is stored any more
     item = stack.raw_subscriber(consented)
     assert item is not None
@@ -224,7 +194,7 @@ def test_a_renewed_consent_in_the_same_browser_leaves_working_tokens(
     assert second_refresh != first_refresh
     assert upsert(stack, wg2_channel, second_access) == v0.STATUS_CODE_OK
     # And a forced refresh with the stored refresh token gives a working access token
-    refreshed = service(stack).access_token_for(msisdn, force_refresh=True)
+    refreshed = stack.token_service().access_token_for(msisdn, force_refresh=True)
     assert refreshed != second_access
     assert upsert(stack, wg2_channel, refreshed) == v0.STATUS_CODE_OK
     assert upsert(stack, wg2_channel, first_access) == v0.STATUS_CODE_OK  # the grant lives on

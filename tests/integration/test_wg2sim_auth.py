@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import grpc
@@ -21,24 +22,25 @@ PBX = "sips:pbx.acme.example"
 ChannelTo = Callable[[Wg2simProcess], grpc.Channel]
 
 
-def upsert_v1(channel: grpc.Channel, metadata: list[tuple[str, str]], phone_number: str | None = None) -> Any:
-    registration = v1.Registration(sip_uri=PBX, route_type=v1.ROUTE_TYPE_FORK)
-    if phone_number is not None:
-        registration.phone_number.e164 = phone_number
-    stub = v1_grpc.SipBreakoutServiceStub(channel)
-    return stub.UpsertRegistration(
-        v1.UpsertRegistrationRequest(registration=registration), metadata=metadata, timeout=5
-    )
+def upserter(pb: ModuleType, pb_grpc: ModuleType) -> Callable[..., Any]:
+    """An UpsertRegistration call (a fork to PBX) through one API version's generated modules."""
+
+    def upsert(
+        channel: grpc.Channel, metadata: list[tuple[str, str]], phone_number: str | None = None
+    ) -> Any:
+        registration = pb.Registration(sip_uri=PBX, route_type=pb.ROUTE_TYPE_FORK)
+        if phone_number is not None:
+            registration.phone_number.e164 = phone_number
+        stub = pb_grpc.SipBreakoutServiceStub(channel)
+        return stub.UpsertRegistration(
+            pb.UpsertRegistrationRequest(registration=registration), metadata=metadata, timeout=5
+        )
+
+    return upsert
 
 
-def upsert_v0(channel: grpc.Channel, metadata: list[tuple[str, str]], phone_number: str | None = None) -> Any:
-    registration = v0.Registration(sip_uri=PBX, route_type=v0.ROUTE_TYPE_FORK)
-    if phone_number is not None:
-        registration.phone_number.e164 = phone_number
-    stub = v0_grpc.SipBreakoutServiceStub(channel)
-    return stub.UpsertRegistration(
-        v0.UpsertRegistrationRequest(registration=registration), metadata=metadata, timeout=5
-    )
+upsert_v0 = upserter(v0, v0_grpc)
+upsert_v1 = upserter(v1, v1_grpc)
 
 
 def auth(token: str) -> list[tuple[str, str]]:

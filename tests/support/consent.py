@@ -28,6 +28,9 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.cipher import KmsCipher
 from sipreg.client import OperatorApi
 from sipreg.config import TokenSettings
+from sipreg.store.subscribers import SubscriberStore
+from sipreg.tokens import SERVICE_SCOPES, TokenService
+from sipreg.wiring import parts
 from tests.support.events_api import allow_sending_to, events_queue_like
 
 REGION = "eu-west-1"
@@ -121,6 +124,41 @@ class BaseConsentStack:
         found = [item.get(name) for name in ("access_token_ciphertext", "refresh_token_ciphertext")]
         access, refresh = (cipher.decrypt(v["B"], msisdn=msisdn) if v else None for v in found)
         return access, refresh
+
+    def token_service(self, *, refresh_margin_seconds: float = 120.0) -> TokenService:
+        """A token service as a worker process builds one (its own cache and metadata)."""
+        settings = self.token_settings()
+        return TokenService(
+            store=SubscriberStore(settings.subscribers_table),
+            cipher=KmsCipher(settings.data_key_id, client=self.aws("kms")),
+            identity=parts.identity_server(settings),
+            service_scope=SERVICE_SCOPES[settings.api_version],
+            refresh_margin_seconds=refresh_margin_seconds,
+        )
+
+    # --- at the identity server, as sipreg's client (its own credentials) ---------------------
+
+    def userinfo(self, access_token: str) -> httpx.Response:
+        return httpx.get(
+            f"{self.identity_url}/userinfo", headers={"Authorization": f"Bearer {access_token}"}, timeout=5
+        )
+
+    def refresh_at_identity_server(self, refresh_token: str) -> httpx.Response:
+        return httpx.post(
+            f"{self.identity_url}/oauth2/token",
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+            auth=(self.client_id, self.client_secret),
+            timeout=5,
+        )
+
+    def revoke_at_identity_server(self, refresh_token: str) -> httpx.Response:
+        """RFC 7009 revocation of a refresh token (and so of its grant)."""
+        return httpx.post(
+            f"{self.identity_url}/oauth2/revoke",
+            data={"token": refresh_token, "token_type_hint": "refresh_token"},
+            auth=(self.client_id, self.client_secret),
+            timeout=5,
+        )
 
 
 @dataclass
