@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ def _node_at(root: yaml.Node | None, path: tuple[str | int, ...]) -> tuple[yaml.
 
 def without(text: str, path: tuple[str | int, ...]) -> str:
     """The template's text with the list item at `path` removed, comments and layout kept."""
-    sequence, item = _node_at(yaml.compose(text, Loader=yaml.SafeLoader), path)
+    sequence, item = _node_at(yaml.compose(text, Loader=yaml.CSafeLoader), path)
     if sequence.flow_style:  # [a, b, c] on one line
         kept = [
             text[node.start_mark.index : node.end_mark.index] for node in sequence.value if node is not item
@@ -224,6 +225,16 @@ def _remove(data: Any, path: tuple[str | int, ...]) -> Any:
     return copy
 
 
+@cache
+def _original_text() -> str:
+    return TEMPLATE.read_text()
+
+
+@cache
+def _original() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
 class MutantError(RuntimeError):
     """Removing a permission's text changed something else too."""
 
@@ -231,8 +242,8 @@ class MutantError(RuntimeError):
 def write_mutant(permission: Permission, into: Path = MUTANT) -> None:
     """template.yaml without `permission`, written to `into` and checked: it parses to the
     original less exactly that permission."""
-    into.write_text(without(TEMPLATE.read_text(), permission.path))
-    if load_template(into) != _remove(load_template(TEMPLATE), permission.path):
+    into.write_text(without(_original_text(), permission.path))
+    if load_template(into) != _remove(_original(), permission.path):
         raise MutantError(f"removing {permission} changed more than it: see {into}")
 
 

@@ -40,8 +40,8 @@ NO_VALUE = _NoValue()
 # --- loading -----------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as strings (`Version: 2012-10-17` must stay text)."""
+class _Loader(yaml.CSafeLoader):
+    """SafeLoader (libyaml's parser) that keeps dates as strings (`Version: 2012-10-17` must stay text)."""
 
 
 _Loader.yaml_implicit_resolvers = {
