@@ -107,12 +107,15 @@ def test_ten_calls_at_once_take_about_one_round_trip(faults, upserts) -> None:
 
     with client_for(faults) as client:
         client.upsert(calls[0].registration, calls[0].token)  # connect first: time only the calls
-        started = time.perf_counter()
-        one_by_one = [client.upsert(call.registration, call.token) for call in calls]
-        sequential = time.perf_counter() - started
-        started = time.perf_counter()
-        together = client.apply_many(calls)
-        concurrent = time.perf_counter() - started
+        # The best of three rounds each: a machine busy with other tests stalls a round, not three
+        sequential = concurrent = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            one_by_one = [client.upsert(call.registration, call.token) for call in calls]
+            sequential = min(sequential, time.perf_counter() - started)
+            started = time.perf_counter()
+            together = client.apply_many(calls)
+            concurrent = min(concurrent, time.perf_counter() - started)
 
     assert one_by_one == together == [Applied(ttl_seconds=3600.0)] * 10
     # Ten round trips against about one: well under a third even on a busy machine.
