@@ -151,7 +151,7 @@ bench: $(PROTO_STAMP) $(AWS_STAMP) $(BENCH_STAMP) build
 	$(PY) bench/bench_cold_start.py
 	$(PY) bench/cost.py
 
-# Every permission of template.yaml removed alone must make a test fail (about 40 minutes; the
+# Every permission of template.yaml removed alone must make a test fail (about 75 minutes; the
 # report goes to docs/permission-mutants.md).
 permission-mutants: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) tests/permission_mutants.py

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from devstack.host.template import load_template
-from tests.permission_mutants import TEMPLATE, permissions, read_report, write_mutant, write_report
+from tests.permission_mutants import (
+    TEMPLATE,
+    Permission,
+    permissions,
+    read_report,
+    refused_for,
+    write_mutant,
+    write_report,
+)
 
 
 def test_every_action_of_every_policy_is_a_permission_of_its_own() -> None:
@@ -52,3 +60,18 @@ def test_an_update_reads_back_the_rows_it_wrote(tmp_path: Path) -> None:
     write_report(rows, report)
     assert read_report(report) == {(row[0], row[1]): row for row in rows}
     assert "1 of 2 permissions" in report.read_text()
+
+
+def test_only_a_refusal_of_the_permissions_holder_is_evidence() -> None:
+    batch_read = Permission(
+        "RegistrationWorkerFunction", "Registrations", ("Resources",), ("dynamodb:BatchGetItem",)
+    )
+    worker = "arn:aws:sts::000000000000:assumed-role/s-RegistrationWorkerFunctionRole-X1/s-Fn"
+    events_api = "arn:aws:sts::000000000000:assumed-role/s-EventsApiFunctionRole-X2/s-Fn"
+    assert refused_for(batch_read, {(worker, "dynamodb:BatchGetItem")})
+    assert not refused_for(batch_read, {(events_api, "dynamodb:BatchGetItem")})  # a test's deliberate one
+    assert not refused_for(batch_read, {(worker, "dynamodb:GetItem")})
+    producer = Permission("ProducerPolicy", "SendEvents", ("Resources",), ("sqs:SendMessage",))
+    assert refused_for(
+        producer, {("arn:aws:iam::000000000000:user/sipreg-local-producer", "sqs:SendMessage")}
+    )
