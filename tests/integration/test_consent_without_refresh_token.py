@@ -20,7 +20,7 @@ from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import CONSENT_ENDED_WITHOUT_REFRESH, SERVICE_SCOPES
 from tests.support.consent import ConsentStack, consent_stack, query_of, walk_consent
 from tests.support.worker import Rig, build_rig
-from tests.support.worker_fakes import upsert
+from tests.support.worker_events import upsert
 
 PBX = "sips:pbx.acme.example"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

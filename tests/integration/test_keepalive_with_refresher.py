@@ -24,7 +24,7 @@ from sipreg.store.registrations import RegistrationStatus, RegistrationStore
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService
 from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION
-from tests.support.worker_fakes import upsert
+from tests.support.worker_events import upsert
 
 # A 6 s TTL, refreshed with seconds to spare: a machine busy with other tests eats that margin.
 pytestmark = pytest.mark.serial

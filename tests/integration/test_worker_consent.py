@@ -16,7 +16,7 @@ from sipreg.events import EventType, RevokeEvent
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus
 from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, Rig, build_rig
-from tests.support.worker_fakes import consented, upsert
+from tests.support.worker_events import consented, upsert
 
 PBX = "sips:pbx.acme.example"
 VOICEMAIL = "sips:voicemail.acme.example"
