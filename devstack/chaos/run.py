@@ -10,7 +10,8 @@ from devstack.chaos.checks import Observer, outcomes, queue_empty
 from devstack.chaos.plan import ChaosConfig, Plan, plan
 from devstack.chaos.producers import Producer
 from devstack.chaos.report import ChaosReport
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
+from devstack.stack_options import StackOptions
 
 WORKER = "RegistrationWorkerFunction"
 
