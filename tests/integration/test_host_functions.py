@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.host import InvocationError, InvocationTimeoutError, LocalHost
-from tests.fixtures.host.hosting import client, start_host, wait_until
+from tests.support.host import client, start_host, wait_until
 
 SECRET = "local-webhook-secret"
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devstack.host import TemplateError
-from tests.fixtures.host.hosting import FIXTURES, client, items, start_host, wait_until
+from tests.support.host import FIXTURES, client, items, start_host, wait_until
 
 TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31

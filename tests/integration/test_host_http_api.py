@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devstack.host import LocalHost
-from tests.fixtures.host.hosting import start_host
+from tests.support.host import start_host
 
 
 @pytest.fixture(scope="module")
