@@ -360,10 +360,11 @@ class Resolver:
         resolved = self.resolve(value, where)
         if isinstance(resolved, dict | list):
             raise TemplateError(f"{where}: expected a single value, got {resolved!r}")
-        return _text(resolved)
+        return text_value(resolved)
 
 
-def _text(value: Any) -> str:
+def text_value(value: Any) -> str:
+    """A resolved scalar as CloudFormation passes it on (booleans lower-case)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -393,11 +394,6 @@ def references(value: Any) -> set[str]:
         for item in value.values():
             found |= references(item)
     return found
-
-
-def text_value(value: Any) -> str:
-    """A resolved scalar as CloudFormation passes it on (booleans lower-case)."""
-    return _text(value)
 
 
 def iter_events(properties: Mapping[str, Any]) -> Iterable[tuple[str, str, Mapping[str, Any]]]:
