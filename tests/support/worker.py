@@ -22,6 +22,7 @@ import boto3
 import httpx
 
 from devstack import TEMPLATE
+from devstack.consent_walk import walk_consent
 from devstack.host.aws import Clients
 from devstack.host.resources import provision_template
 from devstack.wg2sim.oidc.config import DEV_CLIENT
@@ -44,7 +45,7 @@ from sipreg.tokens import (
 )
 from sipreg.worker import DynamoJournal, EventApplier, Worker
 from sipreg.worker.batch import SqsDeadLetters, SqsVisibility
-from tests.support.consent import query_of, walk_consent
+from tests.support.consent import query_of
 from tests.support.lambda_context import LambdaContext, load_function
 
 REGION = "eu-west-1"
