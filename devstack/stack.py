@@ -37,10 +37,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
-import boto3
 import httpx
 
-from devstack.aws_engine import REGION, ROOT, Credentials, LocalAws
+from devstack.aws_engine import REGION, ROOT, Credentials, LocalAws, root_client
 from devstack.child import Stoppable, start_or_stop
 from devstack.host import LocalHost
 from devstack.host.template import load_template
@@ -330,9 +329,7 @@ class LocalStack(Stoppable):
     def _local_user(self, role: str, policy: str) -> Credentials:
         """An IAM user of the local AWS holding one of the template's managed policies, and its key."""
         assert self.aws is not None
-        iam = boto3.client(
-            "iam", endpoint_url=self.aws.endpoint, region_name=REGION, **ROOT.as_client_kwargs()
-        )
+        iam = root_client("iam", self.aws.endpoint)
         name = f"sipreg-local-{role}"
         iam.create_user(UserName=name)
         iam.attach_user_policy(UserName=name, PolicyArn=self.ref(policy))

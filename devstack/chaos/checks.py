@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from devstack.aws_engine import ROOT
+from devstack.aws_engine import REGION, ROOT, root_client
 from devstack.chaos.plan import PBX, VOICEMAIL, Plan
 from devstack.chaos.producers import sqs_client
 from devstack.chaos.report import ChaosReport
@@ -26,12 +26,7 @@ class Observer:
         self.plan = plan
         info = stack.ready_info()
         self.table = info["resources"]["RegistrationsTable"]
-        self.dynamodb = boto3.client(
-            "dynamodb",
-            endpoint_url=info["aws_endpoint"],
-            region_name=info["region"],
-            **ROOT.as_client_kwargs(),
-        )
+        self.dynamodb = root_client("dynamodb", info["aws_endpoint"])
 
     def converged(self) -> tuple[int, list[str]]:
         core = {
@@ -78,7 +73,7 @@ class Observer:
 def outcomes(stack: LocalStack, events: list[dict[str, Any]], report: ChaosReport) -> None:
     table = stack.ready_info()["resources"]["EventLogTable"]
     resource = boto3.resource(
-        "dynamodb", endpoint_url=stack.aws_endpoint, region_name="eu-west-1", **ROOT.as_client_kwargs()
+        "dynamodb", endpoint_url=stack.aws_endpoint, region_name=REGION, **ROOT.as_client_kwargs()
     )
     keys = {tries_key(event): event for event in (parse_event(e) for e in events)}
     found = EventLog(table, table=resource.Table(table)).get_many(keys)

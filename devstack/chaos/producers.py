@@ -11,9 +11,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
-
-from devstack.aws_engine import ROOT
+from devstack.aws_engine import root_client
 from devstack.chaos.plan import ChaosConfig, Plan
 from sipreg.client import EventsApi
 from sipreg.events import parse_event, to_json
@@ -103,6 +101,4 @@ class Producer(threading.Thread):
 
 
 def sqs_client(info: dict[str, Any]) -> Any:
-    return boto3.client(
-        "sqs", endpoint_url=info["aws_endpoint"], region_name=info["region"], **ROOT.as_client_kwargs()
-    )
+    return root_client("sqs", info["aws_endpoint"])
