@@ -34,7 +34,11 @@ from typing import Any
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 
-from devstack.aws_conformance import CHECKS, _client  # noqa: E402
+from devstack.aws_conformance.clients import client, fifo_queue, pk_table  # noqa: E402
+from devstack.aws_conformance.policies import iam_policies  # noqa: E402
+from devstack.aws_conformance.rules import RulesReport  # noqa: E402
+from devstack.aws_conformance.sqs_fifo import FifoReport, fifo_groups, fifo_rules  # noqa: E402
+from devstack.aws_conformance.transactions import TransactionReport, transactions  # noqa: E402
 from devstack.aws_engine import LocalAws  # noqa: E402
 from devstack.child import stop_child, wait_for_ready_line  # noqa: E402
 
@@ -82,6 +86,14 @@ def ministack() -> Iterator[str]:
         yield aws.endpoint
 
 
+Check = Callable[[str], FifoReport | RulesReport | TransactionReport]
+CHECKS: dict[str, Check] = {
+    "fifo_groups": fifo_groups,
+    "fifo_rules": fifo_rules,
+    "transactions": transactions,
+    "iam_policies": iam_policies,
+}
+
 ENGINES: dict[str, Callable[[], Any]] = {
     "moto": lambda: moto(serialised=False),
     "moto-serialised": lambda: moto(serialised=True),
@@ -90,15 +102,8 @@ ENGINES: dict[str, Callable[[], Any]] = {
 
 
 def fifo_throughput(endpoint: str, messages: int = 300) -> float:
-    sqs = _client(endpoint, "sqs")
-    url = sqs.create_queue(
-        QueueName=f"bench-{uuid.uuid4().hex[:10]}.fifo",
-        Attributes={
-            "FifoQueue": "true",
-            "DeduplicationScope": "messageGroup",
-            "FifoThroughputLimit": "perMessageGroupId",
-        },
-    )["QueueUrl"]
+    sqs = client(endpoint, "sqs")
+    url = fifo_queue(sqs, "bench")
     started = time.perf_counter()
     for start in range(0, messages, 10):
         sqs.send_message_batch(
@@ -130,14 +135,9 @@ def fifo_throughput(endpoint: str, messages: int = 300) -> float:
 
 
 def transaction_throughput(endpoint: str, transactions: int = 200) -> float:
-    dynamodb = _client(endpoint, "dynamodb")
+    dynamodb = client(endpoint, "dynamodb")
     table = f"bench-{uuid.uuid4().hex[:10]}"
-    dynamodb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-    )
+    pk_table(dynamodb, table)
     started = time.perf_counter()
     for n in range(transactions):
         dynamodb.transact_write_items(

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers/common")]
 
 from bench.common import goal_line, pyplot, save_chart, write_json  # noqa: E402
-from devstack.stack import LocalStack, StackOptions  # noqa: E402
+from devstack.stack import LocalStack  # noqa: E402
+from devstack.stack_options import StackOptions  # noqa: E402
 from sipreg.client import EventsApi  # noqa: E402
 
 POLL_WAIT_SECONDS = 1.0  # devstack/host/sqs_source.py's long-poll wait

@@ -9,9 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from devstack.host.aws import Clients
-from devstack.host.resources import Stack
-from devstack.host.template import Pseudo, Template, load_template
+from devstack.host.resources import provision_template
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -20,12 +18,13 @@ REGION = "eu-west-1"
 
 def provision(endpoint: str) -> dict[str, dict[str, Any]]:
     """template.yaml's tables, queues, key and bus under a new stack name: {logical id: description}."""
-    template_path = ROOT / "template.yaml"
-    pseudo = Pseudo(region=REGION, account_id="123456789012", stack_name=f"bench{uuid.uuid4().hex[:6]}")
-    template = Template(load_template(template_path), template_path.parent, pseudo, {})
-    stack = Stack(template, Clients(endpoint, REGION), {}, {"OAuthClientSecret": "unused-in-bench"})
-    stack.provision()
-    return {logical_id: physical.describe() for logical_id, physical in stack.physical.items()}
+    return provision_template(
+        ROOT / "template.yaml",
+        endpoint,
+        region=REGION,
+        stack_name=f"bench{uuid.uuid4().hex[:6]}",
+        secret_values={"OAuthClientSecret": "unused-in-bench"},
+    )
 
 
 class RequestCounter:

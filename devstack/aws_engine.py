@@ -30,7 +30,9 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Any, Self
+
+import boto3
 
 from devstack.child import ChildStartError, Stoppable, stop_and_close, stop_child, wait_for_ready_line
 
@@ -63,6 +65,11 @@ class Credentials:
 
 # The local account's root: what tests, the demo and the host's provisioning sign with.
 ROOT = Credentials("testing", "testing")  # a local stand-in, valid nowhere else
+
+
+def root_client(service: str, endpoint: str) -> Any:
+    """A boto3 client of the local engine at `endpoint`, signing as the account's root."""
+    return boto3.client(service, endpoint_url=endpoint, region_name=REGION, **ROOT.as_client_kwargs())
 
 
 class AwsEngineStartError(ChildStartError):

@@ -4,10 +4,13 @@
     with httpx.Client(timeout=10) as browser:       # one client = one browser (its cookies)
         walk = walk_consent(browser, f"{api}/oauth/start?msisdn=%2B4799990001", "+4799990001")
         walk.granted, walk.scopes, walk.final.status_code
+        walk.callback_url, walk.pin                  # where the operator sent the browser back; the PIN
 
 Forms are read and submitted as a browser would (hidden fields kept, the pressed button's
 name/value added); the PIN is read from the emulator's page, where wg2sim shows what it "sent".
 A browser that is signed in at the identity server already goes straight to its consent page.
+The demo, the e2e scenario and the integration tests walk with it (`follow_callback=False` stops
+at the identity server's redirect back, for a test that sends the callback itself).
 """
 
 from __future__ import annotations
@@ -77,9 +80,16 @@ class _Page(HTMLParser):
 
 @dataclass
 class Walk:
-    final: httpx.Response  # sipreg's answer at /oauth/callback
-    heading: str  # its heading, e.g. "Consent granted"
+    # sipreg's answer at /oauth/callback; with follow_callback=False the identity server's redirect there
+    final: httpx.Response
+    callback_url: str  # where the identity server sent the browser back (code and state, or error)
+    pin: str | None  # the PIN the emulator showed; None when the browser was signed in already
     scopes: list[str]  # what the operator's consent page listed
+
+    @property
+    def heading(self) -> str:
+        """The final page's heading, e.g. "Consent granted"."""
+        return _Page(self.final.text).heading.strip()
 
     @property
     def granted(self) -> bool:
@@ -100,12 +110,26 @@ def _submit(
     return browser.request(form.method.upper(), urljoin(str(page.url), form.action), data=data)
 
 
-def walk_consent(browser: httpx.Client, start_url: str, msisdn: str, *, decision: str = "allow") -> Walk:
-    """Opens the consent link, signs in with `msisdn` and its PIN, presses Allow (or Deny)."""
+def walk_consent(
+    browser: httpx.Client,
+    start_url: str,
+    msisdn: str,
+    *,
+    decision: str = "allow",
+    follow_callback: bool = True,
+) -> Walk:
+    """Opens the consent link, signs in with `msisdn` and its PIN, presses Allow (or Deny), and
+    follows the identity server back to sipreg's callback (unless `follow_callback` is False).
+
+    `browser` keeps its cookies (sipreg's flow binding, the identity server's session), so a
+    second walk in it is signed in already and goes straight to the consent page."""
     sign_in = browser.get(start_url, follow_redirects=True)
     if sign_in.status_code != 200:
         raise WalkError(f"the consent link answered {sign_in.status_code}: {_Page(sign_in.text).heading!r}")
+    pin: str | None = None
     if "allow" in _Page(sign_in.text).buttons():  # signed in already in this browser: consent at once
+        if msisdn not in sign_in.text:
+            raise WalkError(f"signed in as another number than {msisdn}: {sign_in.text[:500]}")
         consent = sign_in
     else:
         pin_page = _submit(browser, sign_in, {"msisdn": msisdn}, "send-pin")
@@ -119,5 +143,6 @@ def walk_consent(browser: httpx.Client, start_url: str, msisdn: str, *, decision
     decided = _submit(browser, consent, {}, decision)
     if decided.status_code != 302:
         raise WalkError(f"pressing {decision} answered {decided.status_code}, not a redirect back")
-    final = browser.get(decided.headers["Location"])
-    return Walk(final, _Page(final.text).heading.strip(), scopes)
+    callback_url = decided.headers["Location"]
+    final = browser.get(callback_url) if follow_callback else decided
+    return Walk(final, callback_url, pin, scopes)

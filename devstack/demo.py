@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.scenario import Scenario, ScenarioTimeoutError, upsert
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
+from devstack.stack_options import StackOptions
 
 DEFAULT_TIME_FACTOR = 360.0  # a 3600 s TTL lasts 10 real seconds
 

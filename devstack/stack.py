@@ -33,34 +33,26 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
-import boto3
 import httpx
-import yaml
 
-from devstack import TEMPLATE
-from devstack.aws_engine import ROOT, Credentials, LocalAws
+from devstack.aws_engine import REGION, ROOT, Credentials, LocalAws, root_client
 from devstack.child import Stoppable, start_or_stop
 from devstack.host import LocalHost
+from devstack.host.template import load_template
 from devstack.pbx import LocalPbx, write_pbx_tls
+from devstack.stack_options import StackOptions, health_check_schedule, scaled_function_settings
 from devstack.wg2sim.oidc.config import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
-from sipreg.config import RefresherSettings, TokenSettings
+from sipreg.config import RefresherSettings
 
 log = logging.getLogger("devstack.stack")
 
-REGION = "eu-west-1"
 # Local dev values, documented in the README; a deployed stack generates its own.
 DEV_WEBHOOK_SECRET = "sipreg-local-webhook-secret"  # noqa: S105
-API_VERSIONS = ("v0", "v1")
-AUTH_MODES = ("user", "client")
-DOWN_ACTIONS = ("alarm", "suspend")
-HEALTH_PERIOD_SECONDS = 2.0  # real seconds between health checks on a sped-up stack
 # Worker sandboxes at once. Each is a process of its own here: the template's default (40, sized
 # for a million numbers in AWS) made `make chaos` on 2 cores take 400 s to send what it sends in
 # 120, and signed posts timed out. Chaos was measured converging with 5.
@@ -70,69 +62,6 @@ LOCAL_CREDENTIALS = {**ROOT.as_environment(), "AWS_DEFAULT_REGION": REGION, "AWS
 
 class StackError(RuntimeError):
     """The stack could not start; the message names the part and where its log is."""
-
-
-@dataclass(frozen=True)
-class StackOptions:
-    api_version: str = "v0"
-    auth_mode: str = "user"
-    time_factor: float = 1.0
-    log_dir: Path | None = None  # default: devstack-logs/<timestamp> under the working directory
-    api_port: int = 0
-    log_level: str = "INFO"  # the functions' LogLevel parameter
-    template: Path = TEMPLATE
-    # Local-only template property values, e.g. {"EventsQueue": {"VisibilityTimeout": 5}}.
-    property_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    # Template parameter values beyond the stack's own, e.g. {"RetryBaseSeconds": "1"}.
-    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
-    token_ttl: int | None = None  # the identity server's access-token lifetime (emulator seconds)
-    prewarm: bool = True  # start every function's sandbox before answering (no cold start later)
-    pbx: bool = True  # run the local PBX (Kamailio) for the call path
-    # What a PBX endpoint that stops answering OPTIONS does to its registrations (alarm, suspend).
-    endpoint_down_action: str = "alarm"
-
-    def __post_init__(self) -> None:
-        if self.api_version not in API_VERSIONS:
-            raise ValueError(f"api_version: expected one of {API_VERSIONS}, got {self.api_version!r}")
-        if self.auth_mode not in AUTH_MODES:
-            raise ValueError(f"auth_mode: expected one of {AUTH_MODES}, got {self.auth_mode!r}")
-        if self.endpoint_down_action not in DOWN_ACTIONS:
-            raise ValueError(
-                f"endpoint_down_action: expected one of {DOWN_ACTIONS}, got {self.endpoint_down_action!r}"
-            )
-        if not 1 <= self.time_factor <= 3600:
-            raise ValueError(f"time_factor: expected 1 to 3600, got {self.time_factor}")
-
-
-def scaled_function_settings(
-    time_factor: float,
-    refresh_margin_seconds: int,
-    retry_base_seconds: int = 30,
-    retry_max_seconds: int = 900,
-) -> dict[str, str]:
-    """Function variables counting real seconds until something on the core runs out, shortened
-    as the emulator's clock is sped up (nothing changes at factor 1). Retries keep at least a
-    second between tries, so an event's tries still span a few seconds of real faults."""
-    if time_factor == 1:
-        return {}
-
-    def scaled(seconds: float, minimum: int) -> str:
-        return str(max(minimum, round(seconds / time_factor)))
-
-    token_margin = TokenSettings.model_fields["refresh_margin_seconds"].default
-    return {
-        "REFRESH_MARGIN_SECONDS": scaled(refresh_margin_seconds, 1),
-        "TOKEN_REFRESH_MARGIN_SECONDS": scaled(token_margin, 1),
-        "RETRY_BASE_SECONDS": scaled(retry_base_seconds, 1),
-        "RETRY_MAX_SECONDS": scaled(retry_max_seconds, 2),
-    }
-
-
-def health_check_schedule(time_factor: float) -> str:
-    """The endpoint health check probes real servers, so its period stays in real seconds: about
-    HEALTH_PERIOD_SECONDS on a sped-up stack (the host divides schedules by the time factor)."""
-    minutes = max(1, round(HEALTH_PERIOD_SECONDS * time_factor / 60))
-    return f"rate({minutes} minute{'s' if minutes > 1 else ''})"
 
 
 def _export(credentials: Credentials | None) -> str:
@@ -147,19 +76,6 @@ def _credentials_info(credentials: Credentials | None) -> dict[str, str] | None:
     if credentials is None:
         return None
     return {"access_key_id": credentials.access_key_id, "secret_access_key": credentials.secret_access_key}
-
-
-def _template_default(template: Path, parameter: str, fallback: int) -> int:
-    raw = yaml.load(template.read_text(), Loader=_IgnoreTags)  # noqa: S506  # SafeLoader + unknown tags
-    spec = (raw.get("Parameters") or {}).get(parameter) or {}
-    return int(spec.get("Default", fallback))
-
-
-class _IgnoreTags(yaml.SafeLoader):
-    """Reads a CloudFormation template's plain values; intrinsic tags (`!Ref`, ...) become None."""
-
-
-_IgnoreTags.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 class LocalStack(Stoppable):
@@ -346,11 +262,11 @@ class LocalStack(Stoppable):
                 log_file=self.log_dir / "pbx.log",
             )
             log.info("local PBX (kamailio): %s, voicemail %s", self._pbx.pbx_uri, self._pbx.voicemail_uri)
-        margin = _template_default(
-            opts.template,
-            "RefreshMarginSeconds",
-            RefresherSettings.model_fields["refresh_margin_seconds"].default,
-        )
+        parameters = load_template(opts.template).get("Parameters") or {}
+
+        def default(parameter: str, fallback: int) -> int:
+            return int((parameters.get(parameter) or {}).get("Default", fallback))
+
         self._host = LocalHost(
             opts.template,
             self.aws.endpoint,
@@ -373,9 +289,12 @@ class LocalStack(Stoppable):
                 "PROBE_TIMEOUT_SECONDS": "1",  # loopback: Kamailio answers within milliseconds
                 **scaled_function_settings(
                     opts.time_factor,
-                    margin,
-                    _template_default(opts.template, "RetryBaseSeconds", 30),
-                    _template_default(opts.template, "RetryMaxSeconds", 900),
+                    default(
+                        "RefreshMarginSeconds",
+                        RefresherSettings.model_fields["refresh_margin_seconds"].default,
+                    ),
+                    default("RetryBaseSeconds", 30),
+                    default("RetryMaxSeconds", 900),
                 ),
             },
             secret_values={
@@ -410,9 +329,7 @@ class LocalStack(Stoppable):
     def _local_user(self, role: str, policy: str) -> Credentials:
         """An IAM user of the local AWS holding one of the template's managed policies, and its key."""
         assert self.aws is not None
-        iam = boto3.client(
-            "iam", endpoint_url=self.aws.endpoint, region_name=REGION, **ROOT.as_client_kwargs()
-        )
+        iam = root_client("iam", self.aws.endpoint)
         name = f"sipreg-local-{role}"
         iam.create_user(UserName=name)
         iam.attach_user_policy(UserName=name, PolicyArn=self.ref(policy))

@@ -96,7 +96,8 @@ def run_up(args: argparse.Namespace) -> int:
         from devstack.aws_engine import AwsEngineStartError  # noqa: PLC0415
         from devstack.host import ProvisioningError, TemplateError  # noqa: PLC0415
         from devstack.pbx import PbxStartError  # noqa: PLC0415
-        from devstack.stack import LocalStack, StackError, StackOptions  # noqa: PLC0415
+        from devstack.stack import LocalStack, StackError  # noqa: PLC0415
+        from devstack.stack_options import StackOptions  # noqa: PLC0415
         from devstack.wg2sim.process import Wg2simStartError  # noqa: PLC0415
     except ModuleNotFoundError as error:
         hint = missing_extra(error)

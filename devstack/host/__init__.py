@@ -29,17 +29,26 @@ role), `invoker` + `worker` (one process per execution environment), the event s
 (wiring), `__main__` (the program).
 
 It implements what template.yaml uses today and no more: anything else in a template (a
-resource type, a function or event property, an event source type, a Globals section, an
-intrinsic function, a schedule expression other than `rate(...)`) is refused with a
-TemplateError when the template is loaded. When the template grows, the host grows with it:
+resource type, attribute or property, a function or event property, an event source type, a
+route with `ANY`, `$default` or a greedy `{name+}`, a Globals section, a parameter type other
+than String and Number, an intrinsic function, a schedule expression other than `rate(...)`, a
+managed policy in `Policies`, an output's `Condition` or `Export`) is refused with a
+TemplateError when the template is loaded (`supported`). When the template grows, the host grows
+with it:
 
 - a new event source type (e.g. `DynamoDB`, `EventBridgeRule`): a new source module here, listed
   in `supported.EVENT_PROPERTIES` and wired in `LocalHost._wire_events`;
 - a new property of an event or a function: read it where that source (or `functions`) is
   built, and allow it in `supported`;
+- a new property of a created resource (a table, queue, key, secret, ...): apply it in its
+  creator in `resources.Stack` and add it to `resources.CREATED_PROPERTIES`;
 - a new resource type: a creator in `resources.Stack` when functions use it at the endpoint
   (tables, queues, ...), else `resources.NAMED_ONLY_TYPES` when it runs nothing locally;
-- a new intrinsic function: `template.Resolver`.
+- a new intrinsic function or parameter type: `template.Resolver`, `template.PARAMETER_TYPES`.
+
+The tests of what it runs: tests/unit/test_host_*.py and tests/integration/test_host_*.py, most
+of them on a fixture template (tests/fixtures/host/template.yaml) that uses each feature
+template.yaml uses, and no other.
 """
 
 from devstack.host.invoker import InvocationError, InvocationTimeoutError

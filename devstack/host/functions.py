@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -13,8 +12,6 @@ from typing import Any
 from devstack.host.aws import local_credentials
 from devstack.host.resources import LAYER, Stack
 from devstack.host.template import FUNCTION, Resource, TemplateError, iter_events, text_value
-
-log = logging.getLogger(__name__)
 
 _RESOLVED_PROPERTIES = (
     "Handler",
@@ -137,7 +134,8 @@ def _code_dir(stack: Stack, logical_id: str, props: Mapping[str, Any]) -> Path:
 
 
 def _layer_dirs(stack: Stack, logical_id: str, layers: list[Any]) -> list[Path]:
-    """Layers declared in the template, by their local content folder (`python/` inside if built)."""
+    """The function's layers, each a layer of the template (as template.yaml's are), by its local
+    content folder (`python/` inside if built)."""
     by_arn = {
         stack.ref(layer.logical_id): layer
         for layer in stack.template.of_type(LAYER)
@@ -147,8 +145,10 @@ def _layer_dirs(stack: Stack, logical_id: str, layers: list[Any]) -> list[Path]:
     for arn in layers:
         layer = by_arn.get(arn)
         if layer is None:
-            log.debug("%s: layer %s is not in the template; skipped", logical_id, arn)
-            continue
+            raise TemplateError(
+                f"Resources.{logical_id}.Properties.Layers: {arn} is not a layer of this template "
+                "with a local ContentUri, the only kind run locally"
+            )
         content = (stack.template.base_dir / layer.properties["ContentUri"]).resolve()
         found.append(content / "python" if (content / "python").is_dir() else content)
     return found

@@ -1,4 +1,8 @@
-"""An HTTP API (API Gateway v2) on 127.0.0.1: routes to functions with payload format 2.0."""
+"""An HTTP API (API Gateway v2) on 127.0.0.1: routes to functions with payload format 2.0.
+
+Routes are what template.yaml declares: one method and a path of plain segments and `{name}`
+variables (a plain segment wins over a variable). `ANY`, the `$default` route and greedy
+`{name+}` variables are refused at load (`unsupported_route`)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from devstack.host.invoker import FunctionRuntime, InvocationError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROUTE = "$default"
+STAGE = "$default"  # the API's one stage, as SAM makes it for an HttpApi without StageName
 # An HttpApi event's properties (read by local_host when it adds the route), and an API's: its
 # throttling and access logs are not applied locally.
 EVENT_PROPERTIES = frozenset({"ApiId", "Path", "Method", "Auth"})
@@ -35,19 +39,30 @@ _TEXT_TYPES = (
     "application/graphql",
 )
 _TEXT_SUFFIXES = ("+json", "+xml")
-_VARIABLE = re.compile(r"\{([^}+]+)(\+?)\}")
+_VARIABLE = re.compile(r"\{([^}]+)\}")
+
+
+def unsupported_route(method: Any, path: Any) -> str | None:
+    """What of an HttpApi event's route the host does not run, or None."""
+    if str(method).upper() == "ANY":
+        return "Method ANY"
+    if path == STAGE:
+        return "the $default route"
+    if "+}" in str(path):
+        return f"the greedy path variable of {path}"
+    return None
 
 
 @dataclass(frozen=True)
 class Route:
-    method: str  # upper case, or ANY
-    path: str  # `/pets/{id}`, `/files/{proxy+}`, or `$default`
+    method: str  # upper case
+    path: str  # `/pets/{id}`
     function: FunctionRuntime
     authorizer: str | None = None  # "AWS_IAM", or None (open)
 
     @property
     def key(self) -> str:
-        return DEFAULT_ROUTE if self.path == DEFAULT_ROUTE else f"{self.method} {self.path}"
+        return f"{self.method} {self.path}"
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -55,21 +70,17 @@ class Route:
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """The path parameters when this route takes the request, else None."""
-        if self.method not in ("ANY", method):
+        if self.method != method:
             return None
-        if self.path == DEFAULT_ROUTE:
-            return {}
         names, pattern = _path_pattern(self.path)
         found = pattern.fullmatch(path)
         if found is None:
             return None
         return {name: unquote(value) for name, value in zip(names, found.groups(), strict=True)}
 
-    def precedence(self) -> tuple[int, int, int, int]:
-        """API Gateway prefers exact paths, then path variables, then greedy ones; methods over ANY."""
-        greedy = any(s.endswith("+}") for s in self.segments)
-        literal = sum(1 for s in self.segments if not s.startswith("{"))
-        return (self.path != DEFAULT_ROUTE, not greedy, literal, self.method != "ANY")
+    def precedence(self) -> int:
+        """API Gateway prefers plain path segments to path variables."""
+        return sum(1 for s in self.segments if not s.startswith("{"))
 
 
 def _segments(path: str) -> tuple[str, ...]:
@@ -78,7 +89,7 @@ def _segments(path: str) -> tuple[str, ...]:
 
 @functools.cache
 def _path_pattern(path: str) -> tuple[list[str], re.Pattern[str]]:
-    """`/a/{id}/{rest+}` -> (["id", "rest"], a regex: one segment per `{id}`, the rest for `+`)."""
+    """`/a/{id}/b` -> (["id"], a regex matching one segment for each variable)."""
     names: list[str] = []
     parts: list[str] = []
     for segment in _segments(path):
@@ -87,7 +98,7 @@ def _path_pattern(path: str) -> tuple[list[str], re.Pattern[str]]:
             parts.append(re.escape(segment))
             continue
         names.append(variable.group(1))
-        parts.append("(.+)" if variable.group(2) else "([^/]+)")
+        parts.append("([^/]+)")
     return names, re.compile("/" + "/".join(parts))
 
 
@@ -137,7 +148,7 @@ class HttpApi:
 
     def __init__(self, logical_id: str, port: int = 0) -> None:
         self.logical_id = logical_id
-        self.stage = DEFAULT_ROUTE
+        self.stage = STAGE
         self.api_id = ""
         self.account_id = ""
         self.region = ""
@@ -281,8 +292,6 @@ def map_response(result: Any) -> Response:
     try:
         status = int(result["statusCode"])
         headers = [(str(k), str(v)) for k, v in (result.get("headers") or {}).items()]
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            headers += [(str(name), str(v)) for v in values]
         headers += [("set-cookie", str(c)) for c in result.get("cookies") or []]
         body = result.get("body")
         if body is None:
@@ -354,8 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
 
     def __getattr__(self, name: str) -> Any:
-        # Any other method (TRACE, QUERY, ...) goes through the routes too, as at API Gateway,
-        # instead of http.server's own 501.
+        # Any other method (TRACE, QUERY, ...) goes through the routes too (to their 404), as at
+        # API Gateway, instead of http.server's own 501.
         if name.startswith("do_"):
             return self._serve
         raise AttributeError(name)

@@ -8,8 +8,9 @@ credentials), assumes it, and gives the function's sandboxes the session's crede
 AWS then refuses every call the policies do not allow, as AWS would.
 
 Not put on the local role: the managed policies SAM adds for the Lambda service's own work
-(CloudWatch Logs, X-Ray, the SQS poller), which the host does with its own credentials, and
-managed policies named in `Policies` that the local AWS does not hold (logged).
+(CloudWatch Logs, X-Ray, the SQS poller), which the host does with its own credentials.
+(template.yaml names no managed policy in `Policies`, nor a `Role` of its own: `supported`
+refuses both.)
 
 Sessions last 12 hours (the role's MaxSessionDuration); `RoleSessions.current` assumes again when
 less than `RENEW_BEFORE_SECONDS` is left, and the invoker retires sandboxes whose credentials would
@@ -67,22 +68,11 @@ def _templates() -> PolicyTemplatesProcessor:
 
 
 def expand_policies(stack: Stack, function: Resource) -> list[tuple[str, dict[str, Any]]]:
-    """(policy name, resolved document) for each inline policy SAM would put on the function's role.
-
-    Managed policy ARNs come back as ("arn:...", {}) for the caller to attach.
-    """
+    """(policy name, resolved document) for each inline policy SAM would put on the function's role."""
     where = f"Resources.{function.logical_id}.Properties.Policies"
-    entries = function.properties.get("Policies") or []
-    if isinstance(entries, str | dict):
-        entries = [entries]
     expanded: list[tuple[str, dict[str, Any]]] = []
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(function.properties.get("Policies") or []):
         name = f"{function.logical_id}RolePolicy{index}"
-        if isinstance(entry, str):
-            expanded.append((stack.resolver.resolve(entry, f"{where}[{index}]"), {}))
-            continue
-        if not isinstance(entry, dict):
-            raise TemplateError(f"{where}[{index}]: a policy document, a policy template or a managed policy")
         if "Statement" in entry:
             document = entry
         elif len(entry) == 1 and _templates().has(next(iter(entry))):
@@ -150,9 +140,6 @@ def create_function_role(stack: Stack, function: Resource, function_name: str) -
         Description=f"local execution role of {logical_id}",
     )["Role"]
     for name, document in expand_policies(stack, function):
-        if not document:
-            _attach_managed(iam, role_name, name, logical_id)
-            continue
         iam.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(document))
     stack.physical[f"{logical_id}Role"] = Physical(
         "AWS::IAM::Role", role_name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}
@@ -161,23 +148,11 @@ def create_function_role(stack: Stack, function: Resource, function_name: str) -
     return RoleSessions(stack.clients, role["Arn"], function_name[:64])
 
 
-def _attach_managed(iam: Any, role_name: str, policy_arn: str, logical_id: str) -> None:
-    if not policy_arn.startswith("arn:"):
-        log.warning("%s: managed policy %s is not known locally; not attached", logical_id, policy_arn)
-        return
-    iam.attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
-
-
 def function_roles(stack: Stack, names: Mapping[str, str]) -> dict[str, RoleSessions]:
     """A role per function of the template (logical id -> its sessions); `names`: logical id -> name."""
     roles = {}
     for logical_id, name in names.items():
-        resource = stack.template.resources[logical_id]
-        if "Role" in resource.properties:
-            raise TemplateError(
-                f"Resources.{logical_id}.Properties.Role: a role of your own is not run locally; use Policies"
-            )
-        roles[logical_id] = create_function_role(stack, resource, name)
+        roles[logical_id] = create_function_role(stack, stack.template.resources[logical_id], name)
     return roles
 
 

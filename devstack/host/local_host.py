@@ -224,9 +224,6 @@ class LocalHost:
         rewrites = api_url_rewrites(stack)
         outputs: dict[str, Any] = {}
         for name, output in (stack.template.raw.get("Outputs") or {}).items():
-            condition = output.get("Condition")
-            if condition is not None and not stack.template.condition(condition):
-                continue
             try:
                 value = stack.resolver.resolve(output.get("Value"), f"Outputs.{name}.Value")
             except TemplateError as exc:

@@ -1,9 +1,11 @@
 """Creating a template's resources at the local AWS engine, and answering `!Ref` / `!GetAtt` for them.
 
 Tables, queues, keys, aliases, secrets, managed policies and event buses are really created
-(through the AWS APIs at the endpoint). The other types template.yaml uses (`NAMED_ONLY_TYPES`:
-functions, layers, APIs, alarms, ...) only get the names and ARNs CloudFormation would give
-them, so references to them resolve; `supported` refuses any other type at load.
+(through the AWS APIs at the endpoint), with the properties template.yaml gives them
+(`CREATED_PROPERTIES`) and the generated names CloudFormation gives resources the template does
+not name. The other types template.yaml uses (`NAMED_ONLY_TYPES`: functions, layers, APIs,
+alarms, ...) only get the names and ARNs CloudFormation would give them, so references to them
+resolve; `supported` refuses any other type, or property, at load.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -22,10 +25,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from devstack.host.aws import Clients
 from devstack.host.template import (
     FUNCTION,
+    Pseudo,
     Resolver,
     Resource,
     Template,
     TemplateError,
+    load_template,
     references,
     text_value,
 )
@@ -53,16 +58,38 @@ _SUFFIX_ALPHABET = string.ascii_uppercase + string.digits
 _QUEUE_ATTRIBUTES = (
     "ContentBasedDeduplication",
     "DeduplicationScope",
-    "DelaySeconds",
     "FifoQueue",
     "FifoThroughputLimit",
     "KmsDataKeyReusePeriodSeconds",
     "KmsMasterKeyId",
-    "MaximumMessageSize",
     "MessageRetentionPeriod",
-    "ReceiveMessageWaitTimeSeconds",
-    "SqsManagedSseEnabled",
     "VisibilityTimeout",
+)
+# The properties of each created type that its creator applies: those template.yaml uses
+# (`supported` refuses any other). A property the template starts to use is applied in the
+# creator and added here.
+CREATED_PROPERTIES = {
+    "AWS::DynamoDB::Table": frozenset(
+        {
+            "AttributeDefinitions",
+            "BillingMode",
+            "GlobalSecondaryIndexes",
+            "KeySchema",
+            "PointInTimeRecoverySpecification",
+            "SSESpecification",
+            "TimeToLiveSpecification",
+        }
+    ),
+    "AWS::SQS::Queue": frozenset({*_QUEUE_ATTRIBUTES, "RedrivePolicy"}),
+    "AWS::KMS::Key": frozenset({"Description", "EnableKeyRotation", "KeyPolicy"}),
+    "AWS::KMS::Alias": frozenset({"AliasName", "TargetKeyId"}),
+    "AWS::SecretsManager::Secret": frozenset({"Description", "GenerateSecretString", "KmsKeyId"}),
+    "AWS::Events::EventBus": frozenset({"Name"}),
+    "AWS::IAM::ManagedPolicy": frozenset({"Description", "PolicyDocument"}),
+}
+# What of `GenerateSecretString` the local value follows.
+GENERATE_SECRET_OPTIONS = frozenset(
+    {"PasswordLength", "ExcludePunctuation", "SecretStringTemplate", "GenerateStringKey"}
 )
 
 
@@ -133,21 +160,7 @@ class Stack:
             return self.physical[logical_id]
         if logical_id in self.template.resources:
             raise TemplateError(f"{logical_id} is referred to before it exists (a dependency cycle?)")
-        implicit = self._implicit(logical_id)
-        if implicit is None:
-            raise TemplateError(f"the template refers to {logical_id!r}, which it does not declare")
-        self.physical[logical_id] = implicit
-        return implicit
-
-    def _implicit(self, logical_id: str) -> Physical | None:
-        """Resources SAM creates behind the scenes (`<Function>Role`, `<Api>.<attribute>`, ...)."""
-        owner = logical_id.partition(".")[0]
-        if owner != logical_id and owner in self.template.resources:
-            return self._named_only(Resource(logical_id, "AWS::CloudFormation::Implicit", {}))
-        role_owner = self.template.resources.get(logical_id.removesuffix("Role"))
-        if logical_id.endswith("Role") and role_owner is not None and role_owner.type == FUNCTION:
-            return self._named_only(Resource(logical_id, "AWS::IAM::Role", {}))
-        return None
+        raise TemplateError(f"the template refers to {logical_id!r}, which it does not declare")
 
     # --- provisioning -------------------------------------------------------------------------
 
@@ -179,11 +192,8 @@ class Stack:
     def _dependencies(self, resource: Resource) -> set[str]:
         # Only created resources resolve their properties here; a function's environment is
         # resolved later, once everything it names exists.
-        if resource.type in self._creators:
-            used = references(resource.properties)
-        else:
-            used = set()
-        return {r for r in used | set(resource.depends_on) if r in self.template.resources}
+        used = references(resource.properties) if resource.type in self._creators else set()
+        return {r for r in used if r in self.template.resources}
 
     def resolve(self, resource: Resource, key: str, default: Any = None) -> Any:
         if key not in resource.properties:
@@ -198,9 +208,9 @@ class Stack:
         base = f"{self.pseudo.stack_name}-{logical_id}"[: limit - len(random_part) - len(suffix) - 1]
         return f"{base}-{random_part}{suffix}"
 
-    def arn(self, service: str, resource: str, region: bool = True) -> str:
-        where = self.pseudo.region if region else ""
-        return f"arn:{self.pseudo.partition}:{service}:{where}:{self.pseudo.account_id}:{resource}"
+    def arn(self, service: str, resource: str) -> str:
+        pseudo = self.pseudo
+        return f"arn:{pseudo.partition}:{service}:{pseudo.region}:{pseudo.account_id}:{resource}"
 
     def _named_only(self, resource: Resource) -> Physical:
         logical_id, type_ = resource.logical_id, resource.type
@@ -217,11 +227,6 @@ class Stack:
                 logical_id, f"https://{api_id}.execute-api.{self.pseudo.region}.{self.pseudo.url_suffix}"
             )
             return Physical(type_, api_id, {"ApiEndpoint": endpoint, "ApiId": api_id})
-        if type_ == "AWS::IAM::Role":
-            name = self.generated_name(logical_id, 64)
-            return Physical(
-                type_, name, {"Arn": self.arn("iam", f"role/{name}", region=False), "RoleId": name}
-            )
         name = self.generated_name(logical_id)
         service = type_.split("::")[1].lower() if type_.count("::") == 2 else "cloudformation"
         log.debug("%s (%s) is not created locally; references get placeholder names", logical_id, type_)
@@ -230,35 +235,27 @@ class Stack:
     # --- creators -----------------------------------------------------------------------------
 
     def _table(self, resource: Resource) -> Physical:
-        props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-        name = props.get("TableName") or self.generated_name(resource.logical_id, 255)
-        billing = props.get("BillingMode", "PROVISIONED")
-        throughput = props.get("ProvisionedThroughput") or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+        where = f"Resources.{resource.logical_id}.Properties"
+        props = self.resolver.resolve(resource.properties, where)
+        name = self.generated_name(resource.logical_id, 255)
+        if props.get("BillingMode") != "PAY_PER_REQUEST":
+            raise TemplateError(f"{where}.BillingMode: only PAY_PER_REQUEST runs locally")
         args: dict[str, Any] = {
             "TableName": name,
             "KeySchema": props["KeySchema"],
             "AttributeDefinitions": props["AttributeDefinitions"],
-            "BillingMode": billing,
+            "BillingMode": "PAY_PER_REQUEST",
         }
-        if billing == "PROVISIONED":
-            args["ProvisionedThroughput"] = _numbers(throughput)
-        indexes = []
-        for index in props.get("GlobalSecondaryIndexes", []):
-            entry = {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
-            if billing == "PROVISIONED":
-                entry["ProvisionedThroughput"] = _numbers(index.get("ProvisionedThroughput", throughput))
-            indexes.append(entry)
+        indexes = [
+            {k: index[k] for k in ("IndexName", "KeySchema", "Projection") if k in index}
+            for index in props.get("GlobalSecondaryIndexes", [])
+        ]
         if indexes:
             args["GlobalSecondaryIndexes"] = indexes
-        if props.get("LocalSecondaryIndexes"):
-            args["LocalSecondaryIndexes"] = props["LocalSecondaryIndexes"]
         sse = props.get("SSESpecification")
         if sse:
             args["SSESpecification"] = {"Enabled": _flag(sse.get("SSEEnabled", False))}
             args["SSESpecification"].update({k: sse[k] for k in ("SSEType", "KMSMasterKeyId") if k in sse})
-        for key in ("TableClass", "DeletionProtectionEnabled", "Tags"):
-            if key in props:
-                args[key] = props[key]
         dynamodb = self.clients.client("dynamodb")
         description = dynamodb.create_table(**args)["TableDescription"]
         ttl = props.get("TimeToLiveSpecification")
@@ -278,23 +275,19 @@ class Stack:
     def _queue(self, resource: Resource) -> Physical:
         props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
         fifo = _flag(props.get("FifoQueue", False))
-        name = props.get("QueueName") or self.generated_name(resource.logical_id, 80, ".fifo" if fifo else "")
+        name = self.generated_name(resource.logical_id, 80, ".fifo" if fifo else "")
         attributes = {k: text_value(props[k]) for k in _QUEUE_ATTRIBUTES if k in props}
-        for policy in ("RedrivePolicy", "RedriveAllowPolicy"):
-            if policy in props:
-                value = props[policy]
-                attributes[policy] = value if isinstance(value, str) else json.dumps(value)
-        tags = {t["Key"]: t["Value"] for t in props.get("Tags", [])}
+        if "RedrivePolicy" in props:
+            value = props["RedrivePolicy"]
+            attributes["RedrivePolicy"] = value if isinstance(value, str) else json.dumps(value)
         sqs = self.clients.client("sqs")
-        url = sqs.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return Physical(resource.type, url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
 
     def _key(self, resource: Resource) -> Physical:
         props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-        args: dict[str, Any] = {k: props[k] for k in ("Description", "KeyUsage", "KeySpec") if k in props}
-        if props.get("Tags"):
-            args["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props["Tags"]]
+        args: dict[str, Any] = {k: props[k] for k in ("Description",) if k in props}
         if "KeyPolicy" in props:
             policy = props["KeyPolicy"]
             args["Policy"] = policy if isinstance(policy, str) else json.dumps(policy)
@@ -302,8 +295,6 @@ class Stack:
         metadata = kms.create_key(**args)["KeyMetadata"]
         if _flag(props.get("EnableKeyRotation", False)):
             kms.enable_key_rotation(KeyId=metadata["KeyId"])
-        if not _flag(props.get("Enabled", True)):
-            kms.disable_key(KeyId=metadata["KeyId"])
         return Physical(
             resource.type, metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
         )
@@ -317,21 +308,19 @@ class Stack:
 
     def _secret(self, resource: Resource) -> Physical:
         props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-        name = props.get("Name") or self.generated_name(resource.logical_id, 256)
+        name = self.generated_name(resource.logical_id, 256)
         value = self.secret_values.get(resource.logical_id)
-        if value is None:
-            value = props.get("SecretString")
         if value is None:
             value = _generate_secret(props.get("GenerateSecretString") or {})
         args: dict[str, Any] = {"Name": name, "SecretString": value}
-        args.update({k: props[k] for k in ("Description", "KmsKeyId", "Tags") if k in props})
+        args.update({k: props[k] for k in ("Description", "KmsKeyId") if k in props})
         arn = self.clients.client("secretsmanager").create_secret(**args)["ARN"]
         return Physical(resource.type, arn, {"Id": arn})
 
     def _managed_policy(self, resource: Resource) -> Physical:
         """Created for real (IAM enforced locally): principals the local stack makes attach it."""
         props = self.resolver.resolve(resource.properties, f"Resources.{resource.logical_id}.Properties")
-        name = props.get("ManagedPolicyName") or self.generated_name(resource.logical_id, 128)
+        name = self.generated_name(resource.logical_id, 128)
         document = props["PolicyDocument"]
         policy = self.clients.client("iam").create_policy(
             PolicyName=name,
@@ -346,29 +335,36 @@ class Stack:
         return Physical(resource.type, name, {"Arn": arn, "Name": name})
 
 
+def provision_template(
+    path: Path,
+    endpoint: str,
+    *,
+    region: str,
+    stack_name: str,
+    secret_values: Mapping[str, str] | None = None,
+    property_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """A template's resources (tables, queues, keys, secrets, buses, ...) made at the endpoint, and
+    none of its functions run: {logical id: its `Ref` and attributes}. For rigs that drive a
+    function's code in their own process (tests, benchmarks)."""
+    clients = Clients(endpoint, region)
+    pseudo = Pseudo(region=region, account_id=clients.account_id(), stack_name=stack_name)
+    template = Template(load_template(path), path.parent, pseudo, {}, property_overrides)
+    stack = Stack(template, clients, {}, secret_values)
+    stack.provision()
+    return {logical_id: physical.describe() for logical_id, physical in stack.physical.items()}
+
+
 def _flag(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
 
 
-def _numbers(throughput: Mapping[str, Any]) -> dict[str, int]:
-    return {k: int(v) for k, v in throughput.items()}
-
-
 def _generate_secret(options: Mapping[str, Any]) -> str:
-    """A local dev value shaped as `GenerateSecretString` asks (length, excluded characters)."""
-    alphabet = ""
-    if not _flag(options.get("ExcludeLowercase", False)):
-        alphabet += string.ascii_lowercase
-    if not _flag(options.get("ExcludeUppercase", False)):
-        alphabet += string.ascii_uppercase
-    if not _flag(options.get("ExcludeNumbers", False)):
-        alphabet += string.digits
+    """A local dev value shaped as `GenerateSecretString` asks (length, punctuation, the JSON
+    document it goes into)."""
+    alphabet = string.ascii_letters + string.digits
     if not _flag(options.get("ExcludePunctuation", False)):
         alphabet += string.punctuation
-    if _flag(options.get("IncludeSpace", False)):
-        alphabet += " "
-    excluded = set(str(options.get("ExcludeCharacters", "")))
-    alphabet = "".join(c for c in alphabet if c not in excluded) or string.ascii_letters
     generated = "".join(secrets.choice(alphabet) for _ in range(int(options.get("PasswordLength", 32))))
     template = options.get("SecretStringTemplate")
     if template is None:

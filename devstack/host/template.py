@@ -20,6 +20,7 @@ import yaml
 
 FUNCTION = "AWS::Serverless::Function"
 GLOBALS_TYPES = {"Function": FUNCTION}  # the Globals sections merged (template.yaml has only this one)
+PARAMETER_TYPES = ("String", "Number")  # template.yaml's: a parameter's value is one string
 _SUB_VARIABLE = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -114,7 +115,6 @@ class Resource:
     logical_id: str
     type: str
     properties: dict[str, Any]
-    depends_on: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -150,12 +150,10 @@ class Template:
             for section, type_ in GLOBALS_TYPES.items():
                 if body["Type"] == type_ and section in globals_:
                     properties = merge_globals(globals_[section], properties)
-            depends_on = body.get("DependsOn") or []
             self.resources[logical_id] = Resource(
                 logical_id=logical_id,
                 type=body["Type"],
                 properties=properties,
-                depends_on=[depends_on] if isinstance(depends_on, str) else list(depends_on),
                 metadata=body.get("Metadata") or {},
             )
 
@@ -182,19 +180,20 @@ class Template:
         return self._conditions[name]
 
 
-def _parameter_values(
-    declared: Mapping[str, Any], overrides: Mapping[str, str]
-) -> dict[str, str | list[str]]:
+def _parameter_values(declared: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
         raise TemplateError(f"parameter overrides name parameters the template lacks: {unknown}")
-    values: dict[str, str | list[str]] = {}
+    values: dict[str, str] = {}
     for name, spec in declared.items():
+        if spec.get("Type") not in PARAMETER_TYPES:
+            raise TemplateError(
+                f"Parameters.{name}: type {spec.get('Type')!r} is not supported by the local host"
+            )
         if name in overrides:
             value = str(overrides[name])
         elif "Default" in spec:
-            default = spec["Default"]
-            value = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+            value = str(spec["Default"])
         else:
             raise TemplateError(f"Parameters.{name}: no Default and no override given")
         allowed = spec.get("AllowedValues")
@@ -203,9 +202,7 @@ def _parameter_values(
         pattern = spec.get("AllowedPattern")
         if pattern is not None and not re.fullmatch(pattern, value):
             raise TemplateError(f"Parameters.{name}: {value!r} does not match {pattern}")
-        list_type = str(spec.get("Type", "String"))
-        is_list = list_type == "CommaDelimitedList" or list_type.startswith("List<")
-        values[name] = [v.strip() for v in value.split(",")] if is_list else value
+        values[name] = value
     return values
 
 
@@ -363,10 +360,11 @@ class Resolver:
         resolved = self.resolve(value, where)
         if isinstance(resolved, dict | list):
             raise TemplateError(f"{where}: expected a single value, got {resolved!r}")
-        return _text(resolved)
+        return text_value(resolved)
 
 
-def _text(value: Any) -> str:
+def text_value(value: Any) -> str:
+    """A resolved scalar as CloudFormation passes it on (booleans lower-case)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -396,11 +394,6 @@ def references(value: Any) -> set[str]:
         for item in value.values():
             found |= references(item)
     return found
-
-
-def text_value(value: Any) -> str:
-    """A resolved scalar as CloudFormation passes it on (booleans lower-case)."""
-    return _text(value)
 
 
 def iter_events(properties: Mapping[str, Any]) -> Iterable[tuple[str, str, Mapping[str, Any]]]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devstack import chaos
+from devstack.chaos.plan import ChaosConfig
+from devstack.chaos.run import run
 
 
 def test_a_small_storm_loses_nothing_and_every_number_converges(tmp_path: Path) -> None:
-    config = chaos.ChaosConfig(
+    config = ChaosConfig(
         events=300,
         numbers=30,
         storm_seconds=20,
@@ -21,7 +22,7 @@ def test_a_small_storm_loses_nothing_and_every_number_converges(tmp_path: Path) 
         settle_timeout=120,
         log_dir=tmp_path / "logs",
     )
-    report = chaos.run(config)
+    report = run(config)
     # The faults really happened
     assert report.faults["unavailable"] > 0 and report.faults["stall"] > 0
     assert report.faults["identity_down"] > 0

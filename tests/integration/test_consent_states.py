@@ -6,27 +6,18 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 
+from devstack import TEMPLATE
+from devstack.host.template import load_template
 from sipreg.store.oauth_states import OAuthState, OAuthStateStore, StateProblem, StateRefusedError
-
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 @pytest.fixture
 def store(aws: str) -> OAuthStateStore:
-    props = yaml.load(TEMPLATE.read_text(), Loader=_Loader)["Resources"]["OAuthStatesTable"]["Properties"]  # noqa: S506  # SafeLoader subclass
+    props = load_template(TEMPLATE)["Resources"]["OAuthStatesTable"]["Properties"]
     name = f"states-{uuid.uuid4().hex[:8]}"
     dynamodb = boto3.client("dynamodb", endpoint_url=aws)
     dynamodb.create_table(

@@ -12,11 +12,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
+from devstack.consent_walk import walk_consent
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2_grpc as v0_grpc
 from sipreg.tokens import KmsCipher
-from tests.support.consent import RETURN_TO, ConsentStack, consent_stack, query_of, walk_consent
+from tests.support.consent import RETURN_TO, ConsentStack, consent_stack, query_of
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_full_flow_stores_encrypted_tokens_the_core_accepts(
     # And no token, code, state or secret shows in the functions' logs
     logs = stack.function_logs()
     assert logs  # the functions did log
-    callback_query = query_of(walk.callback_url or "")
+    callback_query = query_of(walk.callback_url)
     for secret in (
         access,
         refresh,
@@ -110,7 +111,7 @@ def test_replayed_callback_is_refused_and_changes_nothing(
     walk = walk_consent(http, start_url(stack), msisdn=msisdn)
     assert walk.final.status_code == 200
     before = stack.raw_subscriber(msisdn)
-    replay = http.get(walk.callback_url or "")
+    replay = http.get(walk.callback_url)
     assert replay.status_code == 400
     assert "already used" in replay.text
     assert stack.raw_subscriber(msisdn) == before
@@ -121,7 +122,7 @@ def test_expired_state_is_refused_and_stores_nothing(
 ) -> None:
     msisdn = new_msisdn()
     walk = walk_consent(http, start_url(stack), msisdn=msisdn, follow_callback=False)
-    state = query_of(walk.callback_url or "")["state"][0]
+    state = query_of(walk.callback_url)["state"][0]
     # Given the state's 10 minutes ran out (TTL deletion lags, as in AWS)
     stack.aws("dynamodb").update_item(
         TableName=stack.states_table,
@@ -129,7 +130,7 @@ def test_expired_state_is_refused_and_stores_nothing(
         UpdateExpression="SET expires = :past",
         ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
     )
-    answer = http.get(walk.callback_url or "")
+    answer = http.get(walk.callback_url)
     assert answer.status_code == 400
     assert "expired" in answer.text
     assert stack.raw_subscriber(msisdn) is None
@@ -147,7 +148,7 @@ def test_access_denied_shows_declined_and_stores_nothing(
     msisdn = new_msisdn()
     stack.queued()
     walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn, decision="deny")
-    assert query_of(walk.callback_url or "")["error"] == ["access_denied"]
+    assert query_of(walk.callback_url)["error"] == ["access_denied"]
     assert walk.final.status_code == 200
     assert "Consent declined" in walk.final.text
     assert stack.raw_subscriber(msisdn) is None
@@ -159,7 +160,7 @@ def test_return_to_on_the_allow_list_gets_the_browser_back(
 ) -> None:
     msisdn = new_msisdn()
     walk = walk_consent(http, start_url(stack, return_to=RETURN_TO), msisdn=msisdn, follow_callback=False)
-    answer = http.get(walk.callback_url or "")
+    answer = http.get(walk.callback_url)
     assert answer.status_code == 302
     assert answer.headers["location"] == f"{RETURN_TO}?consent=granted"
 
@@ -235,9 +236,9 @@ def test_a_callback_with_a_foreign_or_missing_iss_is_refused_and_stores_nothing(
     # RFC 9207: wg2sim announces iss in its discovery document and sends it
     msisdn = new_msisdn()
     walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn, follow_callback=False)
-    assert query_of(walk.callback_url or "")["iss"] == [stack.sim.http_url]
+    assert query_of(walk.callback_url)["iss"] == [stack.sim.http_url]
     # When the answer comes back naming another issuer (a mix-up), or none
-    answer = http.get(_with_query(walk.callback_url or "", iss=iss))
+    answer = http.get(_with_query(walk.callback_url, iss=iss))
     # Then a 4xx page says so, and nothing is stored or announced
     assert answer.status_code == 400
     assert "another identity server" in answer.text
@@ -253,12 +254,12 @@ def test_a_callback_in_another_browser_is_refused_and_stores_nothing(
     walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn, follow_callback=False)
     # ...and sends the callback link to someone else, whose browser opens it
     with httpx.Client(timeout=10) as victim:
-        answer = victim.get(walk.callback_url or "")
+        answer = victim.get(walk.callback_url)
     assert answer.status_code == 400
     assert "another browser" in answer.text
     assert stack.raw_subscriber(msisdn) is None
     # And the flow is used up: the attacker's own browser cannot finish it afterwards either
-    assert http.get(walk.callback_url or "").status_code == 400
+    assert http.get(walk.callback_url).status_code == 400
 
 
 def test_consent_still_verifies_after_the_signing_key_rotates(
@@ -281,7 +282,7 @@ def test_the_server_refuses_wrong_or_missing_pkce_verifiers(
 ) -> None:
     # Given a code obtained through our start function (its verifier stays in our table)
     walk = walk_consent(http, start_url(stack), msisdn=new_msisdn(), follow_callback=False)
-    code = query_of(walk.callback_url or "")["code"][0]
+    code = query_of(walk.callback_url)["code"][0]
     form = {
         "grant_type": "authorization_code",
         "code": code,
@@ -296,7 +297,7 @@ def test_the_server_refuses_wrong_or_missing_pkce_verifiers(
     # Then the server refuses both, and the code is used up
     assert missing.status_code == wrong.status_code == 400
     assert "access_token" not in missing.json() | wrong.json()
-    assert http.get(walk.callback_url or "").status_code == 400
+    assert http.get(walk.callback_url).status_code == 400
 
 
 def test_functions_are_wired_as_template_routes(stack: ConsentStack, http: httpx.Client) -> None:

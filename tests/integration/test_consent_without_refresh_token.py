@@ -14,13 +14,14 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from devstack.consent_walk import walk_consent
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.models import ApiVersion
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import CONSENT_ENDED_WITHOUT_REFRESH, SERVICE_SCOPES
-from tests.support.consent import ConsentStack, consent_stack, query_of, walk_consent
+from tests.support.consent import ConsentStack, consent_stack, query_of
 from tests.support.worker import Rig, build_rig
-from tests.support.worker_fakes import upsert
+from tests.support.worker_events import upsert
 
 PBX = "sips:pbx.acme.example"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -84,7 +85,7 @@ def consent_without_refresh_token(rig: Rig, msisdn: str) -> None:
     )
     with httpx.Client(timeout=10) as http:
         walk = walk_consent(http, url, msisdn=msisdn, follow_callback=False)
-    answer = rig.identity.exchange_code(query_of(walk.callback_url or "")["code"][0], code_verifier=verifier)
+    answer = rig.identity.exchange_code(query_of(walk.callback_url)["code"][0], code_verifier=verifier)
     assert answer.refresh_token is None
     rig.tokens.record_consent(msisdn, answer, subject=None)
 

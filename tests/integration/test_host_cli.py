@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from devstack.child import wait_for_ready_line
-from tests.fixtures.host.hosting import TEMPLATE, client
+from tests.support.host import TEMPLATE, client
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 
 from devstack.aws_engine import ROOT
 from devstack.host import InvocationError, LocalHost, iam
-from tests.fixtures.host.hosting import client, start_host
+from tests.support.host import client, start_host
 
 
 @pytest.fixture(scope="module")

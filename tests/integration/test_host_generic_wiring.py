@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from devstack.host import TemplateError
-from tests.fixtures.host.hosting import FIXTURES, client, items, start_host, wait_until
+from tests.support.host import FIXTURES, client, items, start_host, wait_until
 
 TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31
@@ -157,4 +157,17 @@ def test_missing_code_folder_is_refused_naming_the_function(tmp_path: Path, aws_
     template = tmp_path / "template.yaml"
     template.write_text(BROKEN.format(code=tmp_path / "nowhere", schedule="rate(1 day)"))
     with pytest.raises(TemplateError, match=r"Resources.Fn.Properties.CodeUri: .*nowhere is not a folder"):
+        start_host(aws_endpoint, template=template)
+
+
+def test_a_layer_from_outside_the_template_is_refused_naming_the_function(
+    tmp_path: Path, aws_endpoint: str
+) -> None:
+    template = tmp_path / "template.yaml"
+    text = BROKEN.format(code=FIXTURES / "functions" / "recorder", schedule="rate(1 day)")
+    layer = "      Layers: [arn:aws:lambda:eu-west-1:123456789012:layer:elsewhere:1]\n"
+    template.write_text(text.replace("      Runtime: python3.12\n", "      Runtime: python3.12\n" + layer))
+    with pytest.raises(
+        TemplateError, match=r"Resources.Fn.Properties.Layers: .* is not a layer of this template"
+    ):
         start_host(aws_endpoint, template=template)

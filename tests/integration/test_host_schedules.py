@@ -12,7 +12,7 @@ import pytest
 
 from devstack.host import LocalHost
 from devstack.host.schedules import ScheduleExpressionError, rate_seconds
-from tests.fixtures.host.hosting import items, start_host, wait_until
+from tests.support.host import items, start_host, wait_until
 
 
 @pytest.fixture(scope="module")

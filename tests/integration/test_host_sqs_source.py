@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 
 from devstack.host import LocalHost
-from tests.fixtures.host.hosting import batches, client, start_host, wait_until
+from tests.support.host import batches, client, start_host, wait_until
 
 
 @pytest.fixture(scope="module")

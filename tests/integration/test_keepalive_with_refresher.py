@@ -17,14 +17,15 @@ import pytest
 from devstack import TEMPLATE
 from devstack.host import LocalHost
 from devstack.scenario import wait_for
+from devstack.wg2sim.oidc.config import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.models import ApiVersion
 from sipreg.queue import EventQueue
 from sipreg.store.registrations import RegistrationStatus, RegistrationStore
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService
-from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, REGION
-from tests.support.worker_fakes import upsert
+from tests.support.worker import REGION
+from tests.support.worker_events import upsert
 
 # A 6 s TTL, refreshed with seconds to spare: a machine busy with other tests eats that margin.
 pytestmark = pytest.mark.serial
@@ -52,14 +53,14 @@ def host(aws_endpoint: str, fast_core: Wg2simProcess, tmp_path: Path) -> Iterato
         parameter_overrides={
             "CoreEndpoint": fast_core.grpc_target,
             "IdentityServerUrl": fast_core.http_url,
-            "ClientId": DEV_CLIENT_ID,
+            "ClientId": DEV_CLIENT.client_id,
             # Not what this test is about, and each costs the margin seconds on 2 cores: the
             # health check's minute would fire 20 times a second, and every extra worker
             # sandbox is a cold start of seconds while refreshes wait on the queue.
             "HealthCheckSchedule": "rate(1 hour)",
             "WorkerMaxConcurrency": "2",
         },
-        secret_values={"OAuthClientSecret": DEV_CLIENT_SECRET},
+        secret_values={"OAuthClientSecret": DEV_CLIENT.client_secret},
         # wg2sim answers time_to_live in real seconds (3 s here), so expiries need no scaling.
         env_overrides={"CORE_PLAINTEXT": "true", "RETRY_BASE_SECONDS": "0"},
         # Refresh what expires within 4 real seconds (2400 core seconds).
@@ -78,7 +79,7 @@ def consent(host: LocalHost, sim: Wg2simProcess, msisdn: str) -> None:
         store=SubscriberStore(resources["SubscribersTable"]["Ref"]),
         cipher=KmsCipher(resources["DataKey"]["Arn"]),
         identity=OAuthClient(
-            sim.http_url, client_id=DEV_CLIENT_ID, client_secret=lambda _: DEV_CLIENT_SECRET
+            sim.http_url, client_id=DEV_CLIENT.client_id, client_secret=lambda _: DEV_CLIENT.client_secret
         ),
         service_scope=SERVICE_SCOPES[ApiVersion.V0],
     )

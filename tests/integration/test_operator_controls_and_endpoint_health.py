@@ -24,7 +24,7 @@ from sipreg.sip import probe_all
 from sipreg.store.endpoints import EndpointHealthStore
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
 from tests.support.worker import Rig, build_rig, received, status_events_queue
-from tests.support.worker_fakes import control, upsert
+from tests.support.worker_events import control, upsert
 
 PBX = "sips:pbx.acme.example:5061"
 Status = RegistrationStatus

@@ -14,7 +14,7 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.store.registrations import RegistrationStatus
 from sipreg_cli import main
 from tests.support.worker import Rig, build_rig
-from tests.support.worker_fakes import T0, delete, upsert
+from tests.support.worker_events import T0, delete, upsert
 
 PBX = "sips:pbx.acme.example"
 OTHER_PBX = "sips:other.acme.example"

@@ -14,6 +14,7 @@ import grpc
 import httpx
 import pytest
 
+from devstack.consent_walk import walk_consent
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2_grpc as v0_grpc
@@ -24,7 +25,7 @@ from sipreg.tokens import (
     TokenService,
 )
 from sipreg.wiring import parts
-from tests.support.consent import ConsentStack, consent_stack, walk_consent
+from tests.support.consent import ConsentStack, consent_stack
 
 
 @pytest.fixture(scope="module")

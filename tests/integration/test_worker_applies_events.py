@@ -12,7 +12,7 @@ import pytest
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker import Rig, build_rig, received, status_events_queue
-from tests.support.worker_fakes import delete, upsert
+from tests.support.worker_events import delete, upsert
 
 PBX = "sips:pbx.acme.example:5061"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from sipreg.events import AnyEvent, to_json
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.worker import QueuedMessage
 from tests.support.worker import Rig, build_rig
-from tests.support.worker_fakes import T0, delete, upsert
+from tests.support.worker_events import T0, delete, upsert
 
 PBX = "sips:pbx.acme.example"
 

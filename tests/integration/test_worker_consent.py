@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from devstack.wg2sim.oidc.config import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.events import EventType, RevokeEvent
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus
-from tests.support.worker import DEV_CLIENT_ID, DEV_CLIENT_SECRET, Rig, build_rig
-from tests.support.worker_fakes import consented, upsert
+from tests.support.worker import Rig, build_rig
+from tests.support.worker_events import consented, upsert
 
 PBX = "sips:pbx.acme.example"
 VOICEMAIL = "sips:voicemail.acme.example"
@@ -69,7 +70,7 @@ def test_a_token_refused_mid_run_is_refreshed_once_and_the_event_applies(
     httpx.post(
         f"{rig.sim.http_url}/oauth2/revoke",
         data={"token": old_token, "token_type_hint": "access_token"},
-        auth=(DEV_CLIENT_ID, DEV_CLIENT_SECRET),
+        auth=(DEV_CLIENT.client_id, DEV_CLIENT.client_secret),
         timeout=5,
     ).raise_for_status()
     refused_before = unauthenticated_calls(rig.sim)

@@ -11,7 +11,7 @@ import pytest
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker import Rig, build_rig
-from tests.support.worker_fakes import delete, upsert
+from tests.support.worker_events import delete, upsert
 
 PBX = "sips:pbx.acme.example"
 VOICEMAIL = "sips:voicemail.acme.example:5061"

@@ -248,61 +248,7 @@ def certified_consent_stack(
         yield CertifiedConsentStack(host, idp.issuer, endpoint, client_id, secret, log_dir, queue, idp)
 
 
-# --- a person at a browser, as an HTTP client -----------------------------------------------------
-
-
-@dataclass
-class Walk:
-    """What a walk through the pages met: the last page, and the secrets it saw on the way."""
-
-    final: httpx.Response
-    callback_url: str | None
-    pin: str | None
-
-
-def _hidden(page: httpx.Response, name: str) -> str:
-    found = re.search(rf'name="{name}" value="([^"]*)"', page.text)
-    assert found, f"no {name} field on {page.url}: {page.text[:500]}"
-    return found[1]
-
-
-def _action(page: httpx.Response) -> str:
-    found = re.search(r'<form method="post" action="([^"]+)"', page.text)
-    assert found, f"no form on {page.url}"
-    return urljoin(str(page.url), str(found[1]))
-
-
-def walk_consent(
-    http: httpx.Client,
-    start_url: str,
-    *,
-    msisdn: str,
-    decision: str = "allow",
-    follow_callback: bool = True,
-) -> Walk:
-    """GET start_url, follow to the identity server, submit number, PIN and the decision.
-
-    `http` is one browser: its cookies (sipreg's flow binding, the identity server's session) are
-    kept, so a second walk in it is signed in already and goes straight to the consent page."""
-    login = http.get(start_url, follow_redirects=True)
-    assert login.status_code == 200, login.text[:500]
-    req = _hidden(login, "req")
-    pin: re.Match[str] | None = None
-    if 'data-testid="allow"' in login.text:  # this browser is signed in already: consent at once
-        assert msisdn in login.text, f"signed in as another number: {login.text[:500]}"
-        consent = login
-    else:
-        pin_page = http.post(_action(login), data={"req": req, "msisdn": msisdn})
-        pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)
-        assert pin, pin_page.text[:500]
-        consent = http.post(_action(pin_page), data={"req": req, "pin": pin[1]})
-    assert 'data-testid="allow"' in consent.text, consent.text[:500]
-    decided = http.post(_action(consent), data={"req": req, "decision": decision})
-    assert decided.status_code == 302, decided.text[:500]
-    callback_url = decided.headers["Location"]
-    if not follow_callback:
-        return Walk(decided, callback_url, pin[1] if pin else None)
-    return Walk(http.get(callback_url), callback_url, pin[1] if pin else None)
+# --- a person at a browser, as an HTTP client (wg2sim's pages: devstack.consent_walk) ----------------
 
 
 def query_of(url: str) -> dict[str, list[str]]:

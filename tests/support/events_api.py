@@ -18,10 +18,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import boto3
-import yaml
 
 from devstack import TEMPLATE
 from devstack.host import LocalHost
+from devstack.host.template import load_template
 from sipreg import signing
 from sipreg.events import AnyEvent
 from sipreg.queue import SendResult
@@ -254,31 +254,15 @@ def aws_client(endpoint: str, service: str) -> Any:
 
 
 def template_resource(logical_id: str) -> dict[str, Any]:
-    """A resource of template.yaml as written (CloudFormation tags read as plain values)."""
-    resource: dict[str, Any] = _raw_template()["Resources"][logical_id]
+    """A resource of template.yaml as written (intrinsic functions unresolved)."""
+    resource: dict[str, Any] = load_template(TEMPLATE)["Resources"][logical_id]
     return resource
 
 
 def template_globals() -> dict[str, Any]:
     """The template's Globals.Function, as written."""
-    found: dict[str, Any] = _raw_template()["Globals"]["Function"]
+    found: dict[str, Any] = load_template(TEMPLATE)["Globals"]["Function"]
     return found
-
-
-def _raw_template() -> dict[str, Any]:
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            return {suffix: loader.construct_scalar(node)}
-        if isinstance(node, yaml.SequenceNode):
-            return {suffix: loader.construct_sequence(node)}
-        return {suffix: loader.construct_mapping(node)}  # type: ignore[arg-type]
-
-    Loader.add_multi_constructor("!", tagged)
-    template: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=Loader)  # noqa: S506  # SafeLoader subclass
-    return template
 
 
 def events_queue_like(endpoint: str) -> str:

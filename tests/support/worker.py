@@ -22,9 +22,10 @@ import boto3
 import httpx
 
 from devstack import TEMPLATE
+from devstack.consent_walk import walk_consent
 from devstack.host.aws import Clients
-from devstack.host.resources import Stack
-from devstack.host.template import Pseudo, Template, load_template
+from devstack.host.resources import provision_template
+from devstack.wg2sim.oidc.config import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import AuthMode, CoreSettings
 from sipreg.core import GrpcCoreClient
@@ -44,14 +45,10 @@ from sipreg.tokens import (
 )
 from sipreg.worker import DynamoJournal, EventApplier, Worker
 from sipreg.worker.batch import SqsDeadLetters, SqsVisibility
-from tests.support.consent import query_of, walk_consent
+from tests.support.consent import query_of
 from tests.support.lambda_context import LambdaContext, load_function
 
 REGION = "eu-west-1"
-# wg2sim's documented dev client (devstack/wg2sim/oidc/config.py).
-DEV_CLIENT_ID = "sipreg-local"
-DEV_CLIENT_SECRET = "sipreg-local-secret"  # a local emulator's published dev secret
-DEV_REDIRECT_URI = "http://127.0.0.1:3000/oauth/callback"
 
 
 def load_worker_app() -> ModuleType:
@@ -60,12 +57,14 @@ def load_worker_app() -> ModuleType:
 
 def provision(endpoint: str, **property_overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """template.yaml's resources (tables, queues, key, secrets, bus) made in the local AWS: Ref/attributes."""
-    clients = Clients(endpoint, REGION)
-    pseudo = Pseudo(region=REGION, account_id=clients.account_id(), stack_name=f"wk{uuid.uuid4().hex[:8]}")
-    template = Template(load_template(TEMPLATE), TEMPLATE.parent, pseudo, {}, property_overrides)
-    stack = Stack(template, clients, {}, {"OAuthClientSecret": DEV_CLIENT_SECRET})
-    stack.provision()
-    return {logical_id: physical.describe() for logical_id, physical in stack.physical.items()}
+    return provision_template(
+        TEMPLATE,
+        endpoint,
+        region=REGION,
+        stack_name=f"wk{uuid.uuid4().hex[:8]}",
+        secret_values={"OAuthClientSecret": DEV_CLIENT.client_secret},
+        property_overrides=property_overrides,
+    )
 
 
 @dataclass
@@ -269,9 +268,9 @@ def build_rig(
 
     identity = OAuthClient(
         sim.http_url,
-        client_id=DEV_CLIENT_ID,
-        client_secret=lambda _force: DEV_CLIENT_SECRET,
-        redirect_uri=DEV_REDIRECT_URI,
+        client_id=DEV_CLIENT.client_id,
+        client_secret=lambda _force: DEV_CLIENT.client_secret,
+        redirect_uri=DEV_CLIENT.redirect_uris[0],
     )
     tokens = TokenService(
         store=SubscriberStore(ref("SubscribersTable")),

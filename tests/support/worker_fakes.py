@@ -1,46 +1,29 @@
 """In-memory fakes at the worker's ports (journal, core, tokens, visibility, status publisher).
 
 Each keeps the contract the worker relies on: versioned all-or-nothing commits, outcomes in the
-order of the calls, typed token errors. Builders make events and queued messages.
+order of the calls, typed token errors. `world()` wires them to a real applier and worker; the
+events and messages it runs come from `tests.support.worker_events`.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sipreg.config import AuthMode
 from sipreg.core import Applied, CoreCall, CoreOutcome, Deleted, Operation
-from sipreg.events import (
-    AnyControlEvent,
-    AnyEvent,
-    ConsentedEvent,
-    DeleteEvent,
-    EventType,
-    RefreshEvent,
-    RegistrationRef,
-    RegistrationSpec,
-    RevokeEvent,
-    UpsertEvent,
-    parse_event,
-    to_json,
-)
-from sipreg.models import ApiVersion, Registration, RouteType
+from sipreg.models import ApiVersion, Registration
 from sipreg.notify import Change, StatusChange
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.tokens import TokenError
 from sipreg.worker import EventApplier, QueuedMessage, Worker
-
-MSISDN = "+4799990000"
-SIP_URI = "sips:pbx.example.com:5061"
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+from tests.support.worker_events import MSISDN, SIP_URI, T0
 
 
 class Clock:
@@ -306,99 +289,3 @@ def world(
         clock=clock,
     )
     return World(journal, core, tokens, visibility, publisher, dead_letters, clock, applier, worker)
-
-
-# --- events and messages ------------------------------------------------------------------------
-
-_ids = itertools.count(1)
-
-
-def upsert(
-    event_id: str | None = None,
-    *,
-    msisdn: str = MSISDN,
-    sip_uri: str = SIP_URI,
-    route_type: str = "fork",
-    at: datetime = T0,
-) -> UpsertEvent:
-    return UpsertEvent(
-        id=event_id or f"evt-{next(_ids)}",
-        type=EventType.REGISTRATION_UPSERT,
-        msisdn=msisdn,
-        occurred_at=at,
-        registration=RegistrationSpec(route_type=RouteType(route_type), sip_uri=sip_uri),
-    )
-
-
-def delete(
-    event_id: str | None = None, *, msisdn: str = MSISDN, sip_uri: str = SIP_URI, at: datetime = T0
-) -> DeleteEvent:
-    return DeleteEvent(
-        id=event_id or f"evt-{next(_ids)}",
-        type=EventType.REGISTRATION_DELETE,
-        msisdn=msisdn,
-        occurred_at=at,
-        registration=RegistrationRef(sip_uri=sip_uri),
-    )
-
-
-def refresh(
-    event_id: str | None = None, *, msisdn: str = MSISDN, sip_uri: str = SIP_URI, at: datetime = T0
-) -> RefreshEvent:
-    return RefreshEvent(
-        id=event_id or f"refresh-{next(_ids)}",
-        type=EventType.REGISTRATION_REFRESH,
-        msisdn=msisdn,
-        occurred_at=at,
-        registration=RegistrationRef(sip_uri=sip_uri),
-    )
-
-
-def consented(msisdn: str = MSISDN, at: datetime = T0) -> ConsentedEvent:
-    return ConsentedEvent(
-        id=f"consent-{next(_ids)}", type=EventType.SUBSCRIBER_CONSENTED, msisdn=msisdn, occurred_at=at
-    )
-
-
-def revoke(msisdn: str = MSISDN, at: datetime = T0) -> RevokeEvent:
-    return RevokeEvent(
-        id=f"revoke-{next(_ids)}", type=EventType.SUBSCRIBER_REVOKE, msisdn=msisdn, occurred_at=at
-    )
-
-
-def control(
-    kind: str,
-    event_id: str | None = None,
-    *,
-    msisdn: str = MSISDN,
-    sip_uri: str = SIP_URI,
-    reason: str | None = None,
-    at: datetime = T0,
-) -> AnyControlEvent:
-    """An operator's or the health check's `registration.<kind>` (disable, enable, force_refresh,
-    suspend, resume)."""
-    event: Any = parse_event(
-        {
-            "id": event_id or f"{kind}-{next(_ids)}",
-            "type": f"registration.{kind}",
-            "msisdn": msisdn,
-            "occurred_at": at.isoformat(),
-            "registration": {"sip_uri": sip_uri},
-            **({"reason": reason} if reason else {}),
-        },
-        allow_internal=True,
-    )
-    return event  # type: ignore[no-any-return]
-
-
-def message(event: AnyEvent | str, *, group: str | None = None, receive_count: int = 1) -> QueuedMessage:
-    """A queued SQS message carrying `event` (or a raw body)."""
-    number = next(_ids)
-    body = event if isinstance(event, str) else to_json(event)
-    return QueuedMessage(
-        message_id=f"m-{number}",
-        receipt_handle=f"rh-{number}",
-        body=body,
-        group=group or (MSISDN if isinstance(event, str) else event.msisdn),
-        receive_count=receive_count,
-    )

@@ -1,5 +1,5 @@
 """docs/architecture.md stays true to the tree: every module it names exists, every module of the
-sipreg package is named, every function of the template has its row."""
+sipreg package and of devstack is named, every function of the template has its row."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from devstack.host.template import load_template
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs/architecture.md").read_text()
 PACKAGE = ROOT / "layers/common/sipreg"
+DEVSTACK = ROOT / "devstack"
 
 
 def table_rows(heading: str) -> list[list[str]]:
@@ -38,16 +39,24 @@ def test_every_function_of_the_template_has_its_row_and_its_files_exist() -> Non
         assert (PACKAGE / (module.replace(".", "/") + ".py")).is_file(), composition
 
 
-def test_the_module_table_names_every_module_of_the_package_and_nothing_else() -> None:
-    named = {
-        name.strip().strip("`") for row in table_rows("## The `sipreg` package") for name in row[0].split(",")
-    }
-    present = {
+def modules_of(package: Path) -> set[str]:
+    return {
         path.stem if path.is_file() else path.name
-        for path in PACKAGE.iterdir()
+        for path in package.iterdir()
         if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
     }
-    assert named == present
+
+
+def named_in(heading: str) -> set[str]:
+    return {name.strip().strip("`") for row in table_rows(heading) for name in row[0].split(",")}
+
+
+def test_the_module_table_names_every_module_of_the_package_and_nothing_else() -> None:
+    assert named_in("## The `sipreg` package") == modules_of(PACKAGE)
+
+
+def test_the_local_stack_table_names_every_module_of_devstack_and_nothing_else() -> None:
+    assert named_in("## The local stack") == modules_of(DEVSTACK)
 
 
 def test_the_readme_layout_table_names_every_top_level_directory_and_only_those_that_exist() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from devstack.stack import StackOptions, scaled_function_settings
+from devstack.stack_options import StackOptions, scaled_function_settings
 
 
 @pytest.mark.parametrize(

@@ -881,7 +881,8 @@ def test_the_template_gives_the_function_every_setting_and_only_scoped_policies(
         assert "kms:ViaService" in keys
         assert any(key.startswith("kms:EncryptionContext:") for key in keys), statement["Sid"]
     writes = [s["Resource"] for s in statements if "Put" in str(s["Action"]) or "Update" in str(s["Action"])]
-    assert writes == [{"GetAtt": "RequestIdsTable.Arn"}]  # it writes nothing but the used request ids
+    # It writes nothing but the used request ids
+    assert writes == [{"Fn::GetAtt": ["RequestIdsTable", "Arn"]}]
     assert not [s for s in statements if "dynamodb:Scan" in str(s["Action"])]
     # Operators only on the status and revoke routes
     auth = {e["Properties"]["Path"]: (e["Properties"].get("Auth") or {}) for e in function["Events"].values()}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.host.resources import Stack
+from devstack.host.resources import CREATED_PROPERTIES, Stack
 from devstack.host.supported import check_supported
 from devstack.host.template import Pseudo, Template, TemplateError, load_template
 
@@ -87,6 +87,26 @@ Resources:
             "      Events: {R: {Type: HttpApi, Properties: {Path: /x, Method: GET}}}",
             r"Events.R.Properties.ApiId: required",  # SAM's implicit API: template.yaml names its own
         ),
+        (
+            "      Events: {R: {Type: HttpApi, Properties: {ApiId: x, Path: /x, Method: ANY}}}",
+            r"Events.R: Method ANY is not supported .*http_api.py",
+        ),
+        (
+            "      Events: {R: {Type: HttpApi, Properties: {ApiId: x, Path: '/f/{proxy+}', Method: GET}}}",
+            r"Events.R: the greedy path variable of /f/\{proxy\+\} is not supported",
+        ),
+        (
+            "      Events: {R: {Type: HttpApi, Properties: {ApiId: x, Path: $default, Method: GET}}}",
+            r"Events.R: the \$default route is not supported",
+        ),
+        (
+            "      Policies: [arn:aws:iam::aws:policy/ReadOnlyAccess]",
+            r"Resources.Fn.Properties.Policies: a managed policy, or Policies not a list is not supported",
+        ),
+        (
+            "      Role: arn:aws:iam::123456789012:role/mine",
+            r"Resources.Fn.Properties.Role is not supported",
+        ),
     ],
 )
 def test_function_feature_the_host_does_not_run_is_refused_by_name(
@@ -123,3 +143,50 @@ def test_http_api_property_the_host_does_not_apply_is_refused_by_name(tmp_path: 
     path.write_text(f"Resources:\n{api}")
     with pytest.raises(TemplateError, match=r"Resources.Api.Properties.StageName is not supported"):
         check(path)
+
+
+@pytest.mark.parametrize(
+    ("resource", "refused"),
+    [
+        ("Type: AWS::SQS::Queue\n    DependsOn: Other", r"Resources.Extra.DependsOn is not supported"),
+        ("Type: AWS::SQS::Queue\n    Properties: {QueueName: mine}", r"Extra.Properties.QueueName is not"),
+        ("Type: AWS::SQS::Queue\n    Properties: {DelaySeconds: 5}", r"Extra.Properties.DelaySeconds is not"),
+        ("Type: AWS::DynamoDB::Table\n    Properties: {TableName: t}", r"Extra.Properties.TableName is not"),
+        (
+            "Type: AWS::DynamoDB::Table\n    Properties: {StreamSpecification: {}}",
+            r"Extra.Properties.StreamSpecification is not supported .*resources.py",
+        ),
+        ("Type: AWS::KMS::Key\n    Properties: {Tags: []}", r"Extra.Properties.Tags is not supported"),
+        (
+            "Type: AWS::SecretsManager::Secret\n    Properties: {SecretString: x}",
+            r"Extra.Properties.SecretString is not supported",
+        ),
+        (
+            "Type: AWS::SecretsManager::Secret\n    Properties: {GenerateSecretString: {IncludeSpace: true}}",
+            r"Extra.Properties.GenerateSecretString.IncludeSpace is not supported",
+        ),
+        (
+            "Type: AWS::IAM::ManagedPolicy\n    Properties: {ManagedPolicyName: p, PolicyDocument: {}}",
+            r"Extra.Properties.ManagedPolicyName is not supported",
+        ),
+    ],
+)
+def test_resource_attribute_or_property_the_host_does_not_apply_is_refused_by_name(
+    tmp_path: Path, resource: str, refused: str
+) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(f"Resources:\n  Extra:\n    {resource}\n")
+    with pytest.raises(TemplateError, match=refused):
+        check(path)
+
+
+def test_an_output_with_a_condition_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources: {}\nOutputs:\n  Url: {Condition: C, Value: x}\n")
+    with pytest.raises(TemplateError, match=r"Outputs.Url.Condition is not supported"):
+        check(path)
+
+
+def test_each_created_type_has_the_properties_its_creator_applies() -> None:
+    stack = Stack(Template({"Resources": {}}, ROOT, PSEUDO), None, {})  # type: ignore[arg-type]
+    assert stack.created_types == set(CREATED_PROPERTIES)

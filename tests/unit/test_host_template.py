@@ -24,7 +24,6 @@ PSEUDO = Pseudo(region="eu-west-1", account_id="123456789012", stack_name="demo"
 TEMPLATE = """
 Parameters:
   Stage: {Type: String, Default: dev, AllowedValues: [dev, prod]}
-  Names: {Type: CommaDelimitedList, Default: "a,b,c"}
   Count: {Type: Number, Default: 3}
 Conditions:
   IsProd: !Equals [!Ref Stage, prod]
@@ -83,7 +82,6 @@ def resolver(template: Template) -> Resolver:
     ("written", "expected"),
     [
         ("!Ref Stage", "dev"),
-        ("!Ref Names", ["a", "b", "c"]),
         ("!Ref Count", "3"),
         ("!Ref Queue", "https://queue.url/demo-Queue"),
         ("!Ref AWS::Region", "eu-west-1"),
@@ -152,6 +150,14 @@ def test_bad_parameter_override_is_refused_by_name(
     path.write_text(TEMPLATE)
     with pytest.raises(TemplateError, match=message):
         Template(load_template(path), tmp_path, PSEUDO, overrides)
+
+
+@pytest.mark.parametrize("kind", ["CommaDelimitedList", "List<String>", "AWS::EC2::VPC::Id"])
+def test_parameter_type_template_yaml_does_not_use_is_refused_by_name(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(f"Parameters:\n  Names: {{Type: '{kind}', Default: a}}\nResources: {{}}\n")
+    with pytest.raises(TemplateError, match=r"Parameters.Names: type .* is not supported"):
+        Template(load_template(path), tmp_path, PSEUDO)
 
 
 def test_parameter_without_default_needs_an_override(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from sipreg.api.service import EventsService
 from sipreg.core import CoreCall, CoreOutcome, Transient
 from tests.support.events_api import FakeEventLog, FakeQueue, FakeRegistrations, FakeRequestIds
 from tests.support.events_api import upsert as api_upsert
-from tests.support.worker_fakes import T0, default_answer, message, upsert, world
+from tests.support.worker_events import T0, message, upsert
+from tests.support.worker_fakes import default_answer, world
 
 
 @pytest.fixture

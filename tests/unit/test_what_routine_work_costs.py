@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from sipreg.store.event_log import EventLogEntry, Outcome, update_action
-from tests.support.worker_fakes import T0, message, refresh, upsert, world
+from tests.support.worker_events import T0, message, refresh, upsert
+from tests.support.worker_fakes import world
 
 
 def test_a_routine_refresh_logs_at_debug_and_a_crm_event_at_info(caplog: pytest.LogCaptureFixture) -> None:

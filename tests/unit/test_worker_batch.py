@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from sipreg.core import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
-from tests.support.worker_fakes import T0, Script, default_answer, delete, message, upsert, world
+from tests.support.worker_events import T0, delete, message, upsert
+from tests.support.worker_fakes import Script, default_answer, world
 
 OTHER = "+4799990001"
 

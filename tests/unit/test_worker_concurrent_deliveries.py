@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from sipreg.core import Applied, CoreCall, CoreOutcome, Deleted, Operation
 from sipreg.store.registrations import RegistrationStatus
-from tests.support.worker_fakes import MSISDN, SIP_URI, T0, World, delete, message, upsert, world
+from tests.support.worker_events import MSISDN, SIP_URI, T0, delete, message, upsert
+from tests.support.worker_fakes import World, world
 
 
 class LandingCore:

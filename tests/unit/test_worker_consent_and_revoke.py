@@ -8,18 +8,8 @@ from sipreg.config import AuthMode
 from sipreg.core import CoreCall, CoreOutcome, Operation, Transient, Unauthenticated
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import ConsentMissing, ConsentRevoked, IdentityServerUnavailableError
-from tests.support.worker_fakes import (
-    MSISDN,
-    T0,
-    answers,
-    consented,
-    default_answer,
-    delete,
-    message,
-    revoke,
-    upsert,
-    world,
-)
+from tests.support.worker_events import MSISDN, T0, consented, delete, message, revoke, upsert
+from tests.support.worker_fakes import answers, default_answer, world
 
 VOICEMAIL = "sips:voicemail.example.com"
 

@@ -8,19 +8,8 @@ from datetime import timedelta
 from sipreg.core import Applied, Rejected, Transient
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
-from tests.support.worker_fakes import (
-    SIP_URI,
-    T0,
-    World,
-    answers,
-    consented,
-    control,
-    message,
-    refresh,
-    revoke,
-    upsert,
-    world,
-)
+from tests.support.worker_events import SIP_URI, T0, consented, control, message, refresh, revoke, upsert
+from tests.support.worker_fakes import World, answers, world
 
 Status = RegistrationStatus
 

@@ -12,17 +12,8 @@ from sipreg.core import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import IdentityServerUnavailableError
 from sipreg.worker import QueuedMessage
-from tests.support.worker_fakes import (
-    SIP_URI,
-    T0,
-    World,
-    default_answer,
-    message,
-    refresh,
-    revoke,
-    upsert,
-    world,
-)
+from tests.support.worker_events import SIP_URI, T0, message, refresh, revoke, upsert
+from tests.support.worker_fakes import World, default_answer, world
 
 OTHER = "sips:other.example.com"
 

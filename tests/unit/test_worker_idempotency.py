@@ -7,7 +7,8 @@ from datetime import timedelta
 from sipreg.core import Transient
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
-from tests.support.worker_fakes import T0, answers, delete, message, refresh, upsert, world
+from tests.support.worker_events import T0, delete, message, refresh, upsert
+from tests.support.worker_fakes import answers, world
 
 
 def test_a_resent_duplicate_makes_no_second_core_call_and_no_write() -> None:

@@ -8,7 +8,8 @@ from sipreg.core import Applied, PermissionDenied, Rejected, Transient, Unauthen
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import ConsentMissing, ConsentRevoked, GrantRejectedError, IdentityServerUnavailableError
-from tests.support.worker_fakes import T0, answers, delete, message, upsert, world
+from tests.support.worker_events import T0, delete, message, upsert
+from tests.support.worker_fakes import answers, world
 
 
 def test_applied_upsert_is_active_with_expiry_from_the_core_ttl() -> None:

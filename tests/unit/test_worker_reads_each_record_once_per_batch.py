@@ -9,18 +9,8 @@ from datetime import timedelta
 from sipreg.core import CoreCall, CoreOutcome
 from sipreg.events import AnyEvent
 from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStatus
-from tests.support.worker_fakes import (
-    MSISDN,
-    SIP_URI,
-    T0,
-    World,
-    default_answer,
-    delete,
-    message,
-    revoke,
-    upsert,
-    world,
-)
+from tests.support.worker_events import MSISDN, SIP_URI, T0, delete, message, revoke, upsert
+from tests.support.worker_fakes import World, default_answer, world
 
 NUMBERS = [f"+47999900{n:02d}" for n in range(10)]
 

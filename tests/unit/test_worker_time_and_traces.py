@@ -8,7 +8,8 @@ import pytest
 
 from sipreg.core import CoreCall, CoreOutcome, Rejected
 from sipreg.store.registrations import RegistrationStatus
-from tests.support.worker_fakes import SIP_URI, T0, default_answer, delete, message, upsert, world
+from tests.support.worker_events import SIP_URI, T0, delete, message, upsert
+from tests.support.worker_fakes import default_answer, world
 
 
 def test_an_event_from_beyond_the_clock_skew_is_rejected_and_freezes_nothing() -> None:
