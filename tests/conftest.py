@@ -18,6 +18,13 @@ from devstack.aws_engine import ROOT, LocalAws
 from devstack.host.aws import Clients
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The X-Ray SDK opens its UDP emitter's socket when first imported (powertools' Tracer imports
+    # it lazily): imported here, before unit tests lose the network, so that a unit test that is
+    # the first to load a handler passes on its own as in the full run.
+    import aws_xray_sdk.core  # type: ignore[import-untyped]  # noqa: F401, PLC0415
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = str(item.path)
