@@ -202,8 +202,28 @@ def _parameter_values(declared: Mapping[str, Any], overrides: Mapping[str, str])
         pattern = spec.get("AllowedPattern")
         if pattern is not None and not re.fullmatch(pattern, value):
             raise TemplateError(f"Parameters.{name}: {value!r} does not match {pattern}")
+        _check_bounds(name, spec, value)
         values[name] = value
     return values
+
+
+def _check_bounds(name: str, spec: Mapping[str, Any], value: str) -> None:
+    """CloudFormation's MinValue/MaxValue (Number) and MinLength/MaxLength (String): a deploy
+    with a value out of bounds fails, so a local stack with one must not start."""
+    if spec["Type"] == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise TemplateError(f"Parameters.{name}: {value!r} is not a number") from None
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if (low is not None and number < float(low)) or (high is not None and number > float(high)):
+            raise TemplateError(f"Parameters.{name}: {value} is outside [{low}, {high}]")
+    else:
+        shortest, longest = spec.get("MinLength"), spec.get("MaxLength")
+        if (shortest is not None and len(value) < int(shortest)) or (
+            longest is not None and len(value) > int(longest)
+        ):
+            raise TemplateError(f"Parameters.{name}: {len(value)} characters, not in [{shortest}, {longest}]")
 
 
 def _is_intrinsic(value: Any) -> bool:

@@ -24,7 +24,8 @@ PSEUDO = Pseudo(region="eu-west-1", account_id="123456789012", stack_name="demo"
 TEMPLATE = """
 Parameters:
   Stage: {Type: String, Default: dev, AllowedValues: [dev, prod]}
-  Count: {Type: Number, Default: 3}
+  Count: {Type: Number, Default: 3, MinValue: 1, MaxValue: 10}
+  Name: {Type: String, Default: abc, MinLength: 2, MaxLength: 5}
 Conditions:
   IsProd: !Equals [!Ref Stage, prod]
   IsDev: !Not [!Condition IsProd]
@@ -141,6 +142,11 @@ def test_parameter_override_changes_conditions(tmp_path: Path) -> None:
     [
         ({"Stage": "qa"}, "Parameters.Stage: 'qa' is not one of"),
         ({"Nope": "x"}, "lack"),
+        ({"Count": "0"}, r"Parameters.Count: 0 is outside \[1, 10\]"),
+        ({"Count": "11"}, r"Parameters.Count: 11 is outside \[1, 10\]"),
+        ({"Count": "three"}, "Parameters.Count: 'three' is not a number"),
+        ({"Name": "a"}, r"Parameters.Name: 1 characters, not in \[2, 5\]"),
+        ({"Name": "abcdef"}, r"Parameters.Name: 6 characters"),
     ],
 )
 def test_bad_parameter_override_is_refused_by_name(
@@ -150,6 +156,13 @@ def test_bad_parameter_override_is_refused_by_name(
     path.write_text(TEMPLATE)
     with pytest.raises(TemplateError, match=message):
         Template(load_template(path), tmp_path, PSEUDO, overrides)
+
+
+def test_parameters_within_their_bounds_are_taken(tmp_path: Path) -> None:
+    path = tmp_path / "template.yaml"
+    path.write_text(TEMPLATE)
+    template = Template(load_template(path), tmp_path, PSEUDO, {"Count": "10", "Name": "ab"})
+    assert (template.parameters["Count"], template.parameters["Name"]) == ("10", "ab")
 
 
 @pytest.mark.parametrize("kind", ["CommaDelimitedList", "List<String>", "AWS::EC2::VPC::Id"])
