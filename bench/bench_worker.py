@@ -9,6 +9,9 @@ batch of ten upserts for ten MSISDNs goes through `Worker.process`, once with th
 once (the deployed setting) and once one after another (a pool of one thread: the baseline), in
 the same run. AWS requests are counted with botocore `before-call` hooks on every client the worker uses.
 
+The core alone is measured too (one call, and ten at once from one thread, no worker): the
+floor of a batch, the emulator's own cost of ten calls at once included.
+
 Prints: AWS requests per applied event by service and operation (warm path: one BatchGetItem per
 batch for every record it names, then one TransactWriteItems per event), and the median batch
 time of both, in milliseconds and in core round trips.
@@ -45,9 +48,9 @@ from devstack.host.aws import Clients  # noqa: E402
 from devstack.host.template import load_template  # noqa: E402
 from devstack.wg2sim.process import Wg2simProcess  # noqa: E402
 from sipreg.config import AuthMode, CoreSettings  # noqa: E402
-from sipreg.core import GrpcCoreClient  # noqa: E402
+from sipreg.core import CoreCall, GrpcCoreClient, Operation  # noqa: E402
 from sipreg.events import EventType, RegistrationSpec, UpsertEvent, to_json  # noqa: E402
-from sipreg.models import ApiVersion, RouteType  # noqa: E402
+from sipreg.models import ApiVersion, Registration, RouteType  # noqa: E402
 from sipreg.notify import EventBridgePublisher  # noqa: E402
 from sipreg.refresher import refresh_event  # noqa: E402
 from sipreg.store.registrations import RegistrationStore  # noqa: E402
@@ -166,6 +169,10 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
         no_latency.append(time.perf_counter() - started)
     sim.set_faults(latency_ms=args.latency_ms)
     counter.calls.clear()
+    # The core's own share, without the worker: one call alone, and ten at once from one thread.
+    # The second is the floor of a batch: what the core (here the emulator) takes for ten at once.
+    tokens_by_number = {msisdn: tokens.access_token_for(msisdn) for msisdn in numbers}
+    core_alone, core_ten = core_round_trips(core, numbers, tokens_by_number, args.rounds)
     fast, slow, in_memory_times = [], [], []
     applied = 0
     for round_number in range(1, args.rounds + 1):
@@ -211,6 +218,10 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
     )
     print(f"  groups at once less that : {(fast_ms - bare_ms) / 1000 / latency:8.2f} core round trips")
     memory_ms = statistics.median(in_memory_times) * 1000
+    print(
+        f"  the core alone, no worker: one call {core_alone * 1000:.1f} ms = {core_alone / latency:.2f}, "
+        f"ten at once {core_ten * 1000:.1f} ms = {core_ten / latency:.2f} core round trips"
+    )
     print(
         goal_line(
             "batch of 10, DynamoDB removed (records in memory)",
@@ -280,6 +291,8 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
                 "one_by_one": slow_ms,
                 "no_core_latency": bare_ms,
                 "without_dynamodb": memory_ms,
+                "core_one_call": core_alone * 1000,
+                "core_ten_at_once": core_ten * 1000,
             },
             "batch_ms_by_size": {n: t * 1000 for n, t in sizes.items()},
             "throughput_per_concurrency": throughput,
@@ -290,6 +303,34 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
     chart_batch_sizes(sizes, latency)
     core.close()
     return 0
+
+
+def core_round_trips(
+    core: GrpcCoreClient, numbers: list[str], tokens: dict[str, str], rounds: int
+) -> tuple[float, float]:
+    """Median seconds of one upsert alone, and of ten (one per number) started at once."""
+
+    def calls(round_number: int) -> list[CoreCall]:
+        route = RouteType.FORK if round_number % 2 else RouteType.LOOP
+        return [
+            CoreCall(
+                Operation.UPSERT,
+                Registration(msisdn=msisdn, route_type=route, sip_uri="sips:pbx.bench.example"),
+                tokens[msisdn],
+            )
+            for msisdn in numbers
+        ]
+
+    alone, together = [], []
+    for round_number in range(rounds):
+        first = calls(round_number)[0]
+        started = time.perf_counter()
+        core.upsert(first.registration, first.token)
+        alone.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        core.apply_many(calls(round_number + 1))
+        together.append(time.perf_counter() - started)
+    return statistics.median(alone), statistics.median(together)
 
 
 def batch_sizes(worker: Worker, numbers: list[str], rounds: int, forever: Any) -> dict[int, float]:
