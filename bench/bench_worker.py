@@ -45,7 +45,7 @@ from devstack.host.aws import Clients  # noqa: E402
 from devstack.host.template import load_template  # noqa: E402
 from devstack.wg2sim.process import Wg2simProcess  # noqa: E402
 from sipreg.config import AuthMode, CoreSettings  # noqa: E402
-from sipreg.core import GrpcCoreClient  # noqa: E402
+from sipreg.core.client import GrpcCoreClient  # noqa: E402
 from sipreg.events import EventType, RegistrationSpec, UpsertEvent, to_json  # noqa: E402
 from sipreg.models import ApiVersion, RouteType  # noqa: E402
 from sipreg.notify import EventBridgePublisher  # noqa: E402

@@ -27,7 +27,7 @@ from devstack.host.resources import Stack
 from devstack.host.template import Pseudo, Template, load_template
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import AuthMode, CoreSettings
-from sipreg.core import GrpcCoreClient
+from sipreg.core.client import GrpcCoreClient
 from sipreg.events import AnyEvent, to_json
 from sipreg.models import ApiVersion
 from sipreg.notify import EventBridgePublisher

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sipreg.config import AuthMode
-from sipreg.core import Applied, CoreCall, CoreOutcome, Deleted, Operation
+from sipreg.core.port import Applied, CoreCall, CoreOutcome, Deleted, Operation
 from sipreg.events import (
     AnyControlEvent,
     AnyEvent,

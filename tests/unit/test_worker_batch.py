@@ -6,7 +6,7 @@ import json
 import time
 from datetime import timedelta
 
-from sipreg.core import CoreCall, CoreOutcome, Transient
+from sipreg.core.port import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker_fakes import T0, Script, default_answer, delete, message, upsert, world
 

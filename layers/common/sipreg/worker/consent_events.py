@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sipreg.core import Deleted, Operation
+from sipreg.core.port import Deleted, Operation
 from sipreg.events import ConsentedEvent, RevokeEvent
 from sipreg.store.event_log import Outcome
 from sipreg.store.registrations import RegistrationStatus as Status

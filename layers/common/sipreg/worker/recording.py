@@ -19,7 +19,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sipreg.core import Applied, Deleted, Operation, PermissionDenied, Rejected, Transient, Unauthenticated
+from sipreg.core.port import (
+    Applied,
+    Deleted,
+    Operation,
+    PermissionDenied,
+    Rejected,
+    Transient,
+    Unauthenticated,
+)
 from sipreg.events import AnyEvent, ConsentedEvent, RefreshEvent, RevokeEvent
 from sipreg.models import RouteSpec
 from sipreg.notify import StatusChange
