@@ -54,7 +54,7 @@ from sipreg.store.registrations import RegistrationStore  # noqa: E402
 from sipreg.store.subscribers import SubscriberStore  # noqa: E402
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService  # noqa: E402
 from sipreg.worker import DynamoJournal, EventApplier, QueuedMessage, Worker  # noqa: E402
-from sipreg.worker.batch import SqsDeadLetters, SqsVisibility  # noqa: E402
+from sipreg.worker.sqs import SqsDeadLetters, SqsVisibility  # noqa: E402
 from tests.support.worker_fakes import FakeJournal  # noqa: E402
 
 BATCH = 10

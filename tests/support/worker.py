@@ -43,7 +43,7 @@ from sipreg.tokens import (
     default_user_scopes,
 )
 from sipreg.worker import DynamoJournal, EventApplier, Worker
-from sipreg.worker.batch import SqsDeadLetters, SqsVisibility
+from sipreg.worker.sqs import SqsDeadLetters, SqsVisibility
 from tests.support.consent import query_of, walk_consent
 from tests.support.lambda_context import LambdaContext, load_function
 
