@@ -121,7 +121,6 @@ class Recorder:
         run: Run,
         *,
         moves_last_event: bool = False,
-        summary: Outcome | None = None,
     ) -> EventResult:
         now = self._clock()
         retrying = any(each.verdict.retry for each in touched)
