@@ -23,7 +23,8 @@ sys.path[:0] = [
 
 from devstack.wg2sim.process import Wg2simProcess  # noqa: E402
 from sipreg.config import CoreSettings  # noqa: E402
-from sipreg.core import Applied, CoreCall, GrpcCoreClient, Operation  # noqa: E402
+from sipreg.core.client import GrpcCoreClient  # noqa: E402
+from sipreg.core.port import Applied, CoreCall, Operation  # noqa: E402
 from sipreg.models import Registration, RouteType  # noqa: E402
 
 

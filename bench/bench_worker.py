@@ -48,7 +48,8 @@ from devstack.host.aws import Clients  # noqa: E402
 from devstack.host.template import load_template  # noqa: E402
 from devstack.wg2sim.process import Wg2simProcess  # noqa: E402
 from sipreg.config import AuthMode, CoreSettings  # noqa: E402
-from sipreg.core import CoreCall, GrpcCoreClient, Operation  # noqa: E402
+from sipreg.core.client import GrpcCoreClient  # noqa: E402
+from sipreg.core.port import CoreCall, Operation  # noqa: E402
 from sipreg.events import EventType, RegistrationSpec, UpsertEvent, to_json  # noqa: E402
 from sipreg.models import ApiVersion, Registration, RouteType  # noqa: E402
 from sipreg.notify import EventBridgePublisher  # noqa: E402
@@ -57,7 +58,7 @@ from sipreg.store.registrations import RegistrationStore  # noqa: E402
 from sipreg.store.subscribers import SubscriberStore  # noqa: E402
 from sipreg.tokens import SERVICE_SCOPES, KmsCipher, OAuthClient, TokenResponse, TokenService  # noqa: E402
 from sipreg.worker import DynamoJournal, EventApplier, QueuedMessage, Worker  # noqa: E402
-from sipreg.worker.batch import SqsDeadLetters, SqsVisibility  # noqa: E402
+from sipreg.worker.sqs import SqsDeadLetters, SqsVisibility  # noqa: E402
 from tests.support.worker_fakes import FakeJournal  # noqa: E402
 
 BATCH = 10

@@ -17,13 +17,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
-from sipreg.consent import (
-    CallbackOutcome,
-    Consented,
-    ConsentFlow,
-    Declined,
-    browser_from_cookies,
-)
+from sipreg.consent.browser_binding import browser_from_cookies
+from sipreg.consent.flow import CallbackOutcome, Consented, ConsentFlow, Declined
 from sipreg.models import mask_msisdn
 from sipreg.observability import entry_point, logger, metrics
 from sipreg.wiring import consent as wiring

@@ -14,13 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sipreg import pages
-from sipreg.consent import (
-    BadRequestError,
-    ConsentFlow,
-    RefusalReason,
-    browser_cookie,
-    browser_from_cookies,
-)
+from sipreg.consent.browser_binding import browser_cookie, browser_from_cookies
+from sipreg.consent.flow import BadRequestError, ConsentFlow, RefusalReason
 from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
 from sipreg.observability import entry_point, logger, metrics
 from sipreg.wiring import consent as wiring

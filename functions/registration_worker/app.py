@@ -1,6 +1,6 @@
 """The registration worker (SQS FIFO event source, ReportBatchItemFailures).
 
-Thin on purpose: the batch's records are read (`sipreg.worker.batch.queued_messages`), applied by
+Thin on purpose: the batch's records are read (`sipreg.worker.messages.queued_messages`), applied by
 `sipreg.worker` (groups of MSISDNs at once, order kept in each group; see `sipreg.worker.batch`
 for why not powertools' sequential `SqsFifoPartialProcessor`), and answered with the records
 that must come back.
@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sipreg.observability import entry_point, metrics
 from sipreg.wiring import registration_worker as wiring
 from sipreg.worker import Worker
-from sipreg.worker.batch import queued_messages
+from sipreg.worker.messages import queued_messages
 
 
 @entry_point

@@ -10,7 +10,8 @@ import pytest
 from devstack.wg2sim.process import Wg2simProcess
 from devstack.wg2sim.tokens import SCOPE_V0, SCOPE_V1
 from sipreg.config import AuthMode, CoreSettings
-from sipreg.core import GrpcCoreClient, PermissionDenied, Rejected, Transient, Unauthenticated
+from sipreg.core.client import GrpcCoreClient
+from sipreg.core.port import PermissionDenied, Rejected, Transient, Unauthenticated
 from sipreg.models import ApiVersion, Registration, RouteType
 
 ClientFactory = Callable[..., GrpcCoreClient]

@@ -13,7 +13,8 @@ import pytest
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import CoreSettings
-from sipreg.core import Applied, GrpcCoreClient, Unauthenticated
+from sipreg.core.client import GrpcCoreClient
+from sipreg.core.port import Applied, Unauthenticated
 from sipreg.models import Registration, RouteType
 
 LONG_LIVED = 10**9  # core seconds: a token that outlives the test at any time scale

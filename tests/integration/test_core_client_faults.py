@@ -14,7 +14,9 @@ import pytest
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import CoreSettings
-from sipreg.core import SERVICE_CONFIG, Applied, CoreCall, GrpcCoreClient, Operation, Transient, outcome_name
+from sipreg.core.channel import SERVICE_CONFIG
+from sipreg.core.client import GrpcCoreClient
+from sipreg.core.port import Applied, CoreCall, Operation, Transient, outcome_name
 from sipreg.models import ApiVersion, Registration, RouteType
 
 UPSERT_PATH = "/wgtwo.sipbreakout.v1.SipBreakoutService/UpsertRegistration"

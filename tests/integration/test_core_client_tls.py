@@ -11,7 +11,8 @@ import pytest
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import CoreSettings
-from sipreg.core import Applied, Deleted, GrpcCoreClient, Transient
+from sipreg.core.client import GrpcCoreClient
+from sipreg.core.port import Applied, Deleted, Transient
 from sipreg.models import Registration, RouteType
 
 

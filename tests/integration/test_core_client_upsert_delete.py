@@ -12,7 +12,8 @@ import pytest
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import AuthMode, CoreSettings
-from sipreg.core import Applied, CoreCall, Deleted, GrpcCoreClient, Operation, Rejected
+from sipreg.core.client import GrpcCoreClient
+from sipreg.core.port import Applied, CoreCall, Deleted, Operation, Rejected
 from sipreg.models import ApiVersion, Registration, RouteType
 
 ClientFactory = Callable[..., GrpcCoreClient]

@@ -28,7 +28,7 @@ from devstack.host.resources import provision_template
 from devstack.wg2sim.oidc.config import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import AuthMode, CoreSettings
-from sipreg.core import GrpcCoreClient
+from sipreg.core.client import GrpcCoreClient
 from sipreg.events import AnyEvent, to_json
 from sipreg.models import ApiVersion
 from sipreg.notify import EventBridgePublisher
@@ -44,7 +44,7 @@ from sipreg.tokens import (
     default_user_scopes,
 )
 from sipreg.worker import DynamoJournal, EventApplier, Worker
-from sipreg.worker.batch import SqsDeadLetters, SqsVisibility
+from sipreg.worker.sqs import SqsDeadLetters, SqsVisibility
 from tests.support.consent import query_of
 from tests.support.lambda_context import LambdaContext, load_function
 

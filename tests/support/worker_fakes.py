@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sipreg.config import AuthMode
-from sipreg.core import Applied, CoreCall, CoreOutcome, Deleted, Operation
+from sipreg.core.port import Applied, CoreCall, CoreOutcome, Deleted, Operation
 from sipreg.models import ApiVersion, Registration
 from sipreg.notify import Change, StatusChange
 from sipreg.store import ConcurrentUpdateError

@@ -13,15 +13,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from sipreg.consent import (
-    BadRequestError,
-    Consented,
-    ConsentFlow,
-    Declined,
-    IdTokenVerifier,
-    RefusalReason,
-    Refused,
-)
+from sipreg.consent.flow import BadRequestError, Consented, ConsentFlow, Declined, RefusalReason, Refused
+from sipreg.consent.id_tokens import IdTokenVerifier
 from sipreg.store.subscribers import ConsentStatus
 from sipreg.tokens import IdentityServerRejectedError, TokenResponse, TokenService
 from tests.support.consent_fakes import (

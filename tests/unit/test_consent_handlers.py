@@ -10,15 +10,8 @@ from typing import Any
 
 import pytest
 
-from sipreg.consent import (
-    BROWSER_COOKIE,
-    BadRequestError,
-    Consented,
-    Declined,
-    RefusalReason,
-    Refused,
-    Started,
-)
+from sipreg.consent.browser_binding import BROWSER_COOKIE
+from sipreg.consent.flow import BadRequestError, Consented, Declined, RefusalReason, Refused, Started
 from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
 from tests.support.lambda_context import LambdaContext, load_function
 

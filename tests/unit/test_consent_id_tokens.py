@@ -9,7 +9,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, OctKey, RSAKey
 
-from sipreg.consent import IdTokenError, IdTokenVerifier
+from sipreg.consent.id_tokens import IdTokenError, IdTokenVerifier
 
 ISSUER = "https://id.example"
 CLIENT = "sipreg"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sipreg.config import ConfigError, CoreSettings
-from sipreg.core import build_channel, endpoint_host, is_loopback
+from sipreg.core.channel import build_channel, endpoint_host, is_loopback
 
 
 def settings(**values: str) -> CoreSettings:

@@ -15,16 +15,8 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from sipreg.config import AuthMode, CoreSettings
-from sipreg.core import (
-    Applied,
-    CoreCall,
-    Deleted,
-    GrpcCoreClient,
-    Operation,
-    Rejected,
-    Transient,
-    Unauthenticated,
-)
+from sipreg.core.client import GrpcCoreClient
+from sipreg.core.port import Applied, CoreCall, Deleted, Operation, Rejected, Transient, Unauthenticated
 from sipreg.models import ApiVersion, Registration, RouteType
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as v1
@@ -177,7 +169,7 @@ def test_apply_many_starts_every_call_before_waiting_and_keeps_the_order() -> No
 def test_the_token_never_reaches_an_outcome_or_a_log_line(caplog) -> None:
     echoing = FakeRpcError(grpc.StatusCode.UNAUTHENTICATED, f"unknown token {TOKEN}")
     core, _ = client(echoing)
-    caplog.set_level(logging.DEBUG, logger="sipreg.core")
+    caplog.set_level(logging.DEBUG, logger="sipreg.core.client")
 
     outcome = core.upsert(FORK, TOKEN)
 
@@ -195,7 +187,7 @@ def test_each_call_logs_one_line_with_method_masked_number_outcome_and_time(capl
             status_code="STATUS_CODE_NOT_ACCEPTABLE", error_message="+4799990000 is barred"
         )
     )
-    caplog.set_level(logging.INFO, logger="sipreg.core")
+    caplog.set_level(logging.INFO, logger="sipreg.core.client")
 
     core.upsert(FORK, TOKEN)
 
@@ -221,7 +213,7 @@ def test_the_cached_factory_builds_one_client_per_settings_and_reuses_it() -> No
 
 
 def test_a_transient_outcome_logs_a_warning_a_refusal_info_and_a_success_debug(caplog) -> None:
-    caplog.set_level(logging.DEBUG, logger="sipreg.core")
+    caplog.set_level(logging.DEBUG, logger="sipreg.core.client")
     failing, _ = client(FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down"))
     refused, _ = client(
         v1.UpsertRegistrationResponse(status_code="STATUS_CODE_NOT_ACCEPTABLE", error_message="no")

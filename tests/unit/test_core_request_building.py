@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sipreg.config import AuthMode
-from sipreg.core import build_delete_request, build_upsert_request
+from sipreg.core.requests import build_delete_request, build_upsert_request
 from sipreg.models import ApiVersion, Registration, RouteType
 
 FORK = Registration(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sipreg.core import CHANNEL_OPTIONS
+from sipreg.core.channel import CHANNEL_OPTIONS
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as v1
 

@@ -6,7 +6,8 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from sipreg.core import (
+from sipreg.core.answers import outcome_from_rpc_error, outcome_from_status
+from sipreg.core.port import (
     Applied,
     Deleted,
     Operation,
@@ -14,8 +15,6 @@ from sipreg.core import (
     Rejected,
     Transient,
     Unauthenticated,
-    outcome_from_rpc_error,
-    outcome_from_status,
     outcome_name,
 )
 

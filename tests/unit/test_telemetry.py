@@ -12,7 +12,7 @@ from sipreg import telemetry
 from sipreg.api.models import EventBatch
 from sipreg.api.problems import NotAuthenticatedError, problem_for
 from sipreg.api.service import EventsService
-from sipreg.core import CoreCall, CoreOutcome, Transient
+from sipreg.core.port import CoreCall, CoreOutcome, Transient
 from tests.support.events_api import FakeEventLog, FakeQueue, FakeRegistrations, FakeRequestIds
 from tests.support.events_api import upsert as api_upsert
 from tests.support.worker_events import T0, message, upsert

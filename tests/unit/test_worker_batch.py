@@ -6,7 +6,7 @@ import json
 import time
 from datetime import timedelta
 
-from sipreg.core import CoreCall, CoreOutcome, Transient
+from sipreg.core.port import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker_events import T0, delete, message, upsert
 from tests.support.worker_fakes import Script, default_answer, world

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from sipreg.core import Applied, CoreCall, CoreOutcome, Deleted, Operation
+from sipreg.core.port import Applied, CoreCall, CoreOutcome, Deleted, Operation
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker_events import MSISDN, SIP_URI, T0, delete, message, upsert
 from tests.support.worker_fakes import World, world

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sipreg.config import AuthMode
-from sipreg.core import CoreCall, CoreOutcome, Operation, Transient, Unauthenticated
+from sipreg.core.port import CoreCall, CoreOutcome, Operation, Transient, Unauthenticated
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import ConsentMissing, ConsentRevoked, IdentityServerUnavailableError
 from tests.support.worker_events import MSISDN, T0, consented, delete, message, revoke, upsert

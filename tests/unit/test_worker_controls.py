@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sipreg.core import Applied, Rejected, Transient
+from sipreg.core.port import Applied, Rejected, Transient
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker_events import SIP_URI, T0, consented, control, message, refresh, revoke, upsert

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from sipreg.core import CoreCall, CoreOutcome, Transient
+from sipreg.core.port import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import IdentityServerUnavailableError
 from sipreg.worker import QueuedMessage

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sipreg.core import CoreCall, CoreOutcome, Transient
+from sipreg.core.port import CoreCall, CoreOutcome, Transient
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.lambda_context import LambdaContext, load_function
 from tests.support.worker_fakes import default_answer, world

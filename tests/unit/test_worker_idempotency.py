@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sipreg.core import Transient
+from sipreg.core.port import Transient
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker_events import T0, delete, message, refresh, upsert

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sipreg.core import Applied, PermissionDenied, Rejected, Transient, Unauthenticated
+from sipreg.core.port import Applied, PermissionDenied, Rejected, Transient, Unauthenticated
 from sipreg.models import RouteSpec
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import ConsentMissing, ConsentRevoked, GrantRejectedError, IdentityServerUnavailableError

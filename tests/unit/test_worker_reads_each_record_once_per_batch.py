@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sipreg.core import CoreCall, CoreOutcome
+from sipreg.core.port import CoreCall, CoreOutcome
 from sipreg.events import AnyEvent
 from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStatus
 from tests.support.worker_events import MSISDN, SIP_URI, T0, delete, message, revoke, upsert

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from sipreg.core import CoreCall, CoreOutcome, Rejected
+from sipreg.core.port import CoreCall, CoreOutcome, Rejected
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker_events import SIP_URI, T0, delete, message, upsert
 from tests.support.worker_fakes import default_answer, world

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from sipreg.consent import RefusalReason
+from sipreg.consent.flow import RefusalReason
 
 SECURITY_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",

@@ -7,7 +7,9 @@ from __future__ import annotations
 from functools import cache
 
 from sipreg.config import ConfigError, ConsentSettings
-from sipreg.consent import ConsentEvents, ConsentFlow, IdTokenVerifier, NoAnnouncements, QueueConsentEvents
+from sipreg.consent.announcements import ConsentEvents, NoAnnouncements, QueueConsentEvents
+from sipreg.consent.flow import ConsentFlow
+from sipreg.consent.id_tokens import IdTokenVerifier
 from sipreg.oauth_client import IdentityServer
 from sipreg.store.oauth_states import OAuthStateStore
 from sipreg.tokens import default_user_scopes

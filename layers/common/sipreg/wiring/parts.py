@@ -6,7 +6,7 @@ from functools import cache
 
 from sipreg.cipher import KmsCipher
 from sipreg.config import CoreSettings, TokenSettings
-from sipreg.core import GrpcCoreClient
+from sipreg.core.client import GrpcCoreClient
 from sipreg.oauth_client import IdentityServer, OAuthClient, secrets_manager_secret
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, TokenService

@@ -10,8 +10,9 @@ from sipreg.config import CoreSettings, TokenSettings, WorkerSettings
 from sipreg.notify import EventBridgePublisher, LogOnlyPublisher, StatusPublisher
 from sipreg.wiring import parts
 from sipreg.worker.apply import EventApplier
-from sipreg.worker.batch import SqsDeadLetters, SqsVisibility, Worker
+from sipreg.worker.batch import Worker
 from sipreg.worker.journal import DynamoJournal
+from sipreg.worker.sqs import SqsDeadLetters, SqsVisibility
 
 
 def build(settings: WorkerSettings, core: CoreSettings, tokens: TokenSettings) -> Worker:

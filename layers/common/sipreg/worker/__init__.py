@@ -6,8 +6,10 @@
 
 `apply` holds the rules for one event (with `registration_steps`, `claims`, `core_call`,
 `recording`, `control_events` and `consent_events`; its docstring says which holds what), `batch`
-the grouping, concurrency, retry delays and notification of one batch, `prefetch` what one group
-knows of its records within a batch, `journal` what the worker reads and commits.
+the grouping, concurrency, retry delays and notification of one batch, `messages` the records of
+Lambda's SQS event, `sqs` the SQS adapters (a retry's delay, the move to the dead-letter queue),
+`prefetch` what one group knows of its records within a batch, `journal` what the worker reads and
+commits.
 Duplicates are absorbed by the registration record itself (it keeps its recent event ids).
 
 DynamoDB requests on the warm path: before the groups run, ONE BatchGetItem (consistent; per 100
@@ -23,8 +25,9 @@ from __future__ import annotations
 
 from sipreg.worker.apply import EventApplier
 from sipreg.worker.attempt import EventResult
-from sipreg.worker.batch import BatchReport, QueuedMessage, Worker
+from sipreg.worker.batch import BatchReport, Worker
 from sipreg.worker.journal import DynamoJournal, Journal
+from sipreg.worker.messages import QueuedMessage
 
 __all__ = [
     "BatchReport",

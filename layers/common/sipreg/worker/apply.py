@@ -38,7 +38,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sipreg.config import AuthMode
-from sipreg.core import CoreClient, Operation
+from sipreg.core.port import CoreClient, Operation
 from sipreg.events import (
     AnyEvent,
     ConsentedEvent,

@@ -27,9 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import NamedTuple, Protocol
 
 from sipreg.events import AnyEvent, InvalidEventsError, from_json
 from sipreg.models import is_msisdn, mask_msisdn
@@ -39,46 +37,14 @@ from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.telemetry import correlated, span
 from sipreg.worker.attempt import Delivery, EventResult, tries_key
 from sipreg.worker.journal import Journal
+from sipreg.worker.messages import QueuedMessage
 from sipreg.worker.prefetch import PrefetchedJournal, record_key
+from sipreg.worker.sqs import DeadLetters, Visibility
 
 logger = logging.getLogger(__name__)
 
 RAW_BODY_LIMIT = 4000  # characters of an unparseable body kept in the event log
-CHANGE_VISIBILITY_LIMIT = 10  # entries per ChangeMessageVisibilityBatch
 _TYPE_FIELD = re.compile(r'"type"\s*:\s*"([A-Za-z0-9._-]{1,64})"')
-
-
-@dataclass(frozen=True)
-class QueuedMessage:
-    """What the worker needs of one SQS record."""
-
-    message_id: str
-    receipt_handle: str
-    body: str
-    group: str  # MessageGroupId: the MSISDN
-    receive_count: int
-
-
-def queued_messages(event: Mapping[str, Any]) -> list[QueuedMessage]:
-    """The records of Lambda's SQS event, as the worker needs them.
-
-    Read by hand rather than with powertools' SqsModel: a dozen fields of a fixed shape Lambda
-    writes itself, and the parser's models cost the worker's cold start about a third of its
-    import time. A record without the fields Lambda always sends is a bug upstream: KeyError.
-    """
-    messages = []
-    for record in event["Records"]:
-        attributes = record.get("attributes") or {}
-        messages.append(
-            QueuedMessage(
-                message_id=record["messageId"],
-                receipt_handle=record["receiptHandle"],
-                body=str(record["body"]),
-                group=attributes.get("MessageGroupId") or record["messageId"],
-                receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
-            )
-        )
-    return messages
 
 
 def _level_of(result: EventResult) -> int:
@@ -95,76 +61,6 @@ class Applier(Protocol):
     def apply(
         self, event: AnyEvent, journal: Journal | None = None, delivery: Delivery = ...
     ) -> EventResult: ...
-
-
-class DeadLetters(Protocol):
-    def send(self, message: QueuedMessage) -> bool:
-        """Puts the message on the dead-letter queue as it is; False when that failed."""
-        ...
-
-
-class Visibility(Protocol):
-    def delay(self, receipts: Sequence[tuple[str, int]]) -> None:
-        """Makes each message (receipt handle) visible again after the given seconds."""
-        ...
-
-
-class SqsVisibility:
-    """ChangeMessageVisibilityBatch on the consumed queue; one request per 10 messages."""
-
-    def __init__(self, queue_url: str, *, client: Any = None) -> None:
-        if client is None:
-            from sipreg.aws import client as aws_client  # noqa: PLC0415  # boto3 only when used
-
-            client = aws_client("sqs")
-        self._queue_url = queue_url
-        self._client = client
-
-    def delay(self, receipts: Sequence[tuple[str, int]]) -> None:
-        for start in range(0, len(receipts), CHANGE_VISIBILITY_LIMIT):
-            chunk = receipts[start : start + CHANGE_VISIBILITY_LIMIT]
-            entries = [
-                {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
-                for index, (handle, seconds) in enumerate(chunk)
-            ]
-            try:
-                answer = self._client.change_message_visibility_batch(
-                    QueueUrl=self._queue_url, Entries=entries
-                )
-            except (BotoCoreError, ClientError) as error:
-                # The messages still come back, after the queue's own visibility timeout.
-                logger.warning("could not set the retry delay of %d messages: %s", len(chunk), error)
-                continue
-            if answer.get("Failed"):
-                logger.warning("could not set the retry delay of %d messages", len(answer["Failed"]))
-
-
-class SqsDeadLetters:
-    """The events queue's dead-letter queue: the message as it came, in its group, deduplicated on
-    its message id (a second move of the same message within 5 minutes is dropped)."""
-
-    def __init__(self, queue_url: str, *, client: Any = None) -> None:
-        if client is None:
-            from sipreg.aws import client as aws_client  # noqa: PLC0415  # boto3 only when used
-
-            client = aws_client("sqs")
-        self._queue_url = queue_url
-        self._client = client
-
-    def send(self, message: QueuedMessage) -> bool:
-        try:
-            self._client.send_message(
-                QueueUrl=self._queue_url,
-                MessageBody=message.body,
-                MessageGroupId=message.group,
-                MessageDeduplicationId=f"dead-{message.message_id}",
-            )
-        except (BotoCoreError, ClientError) as error:
-            logger.warning(
-                "could not move message %s to the DLQ: %s", message.message_id, type(error).__name__
-            )
-            return False
-        return True
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sipreg.core import Operation
+from sipreg.core.port import Operation
 from sipreg.events import AnyEvent, ConsentedEvent, RevokeEvent
 from sipreg.models import RouteSpec
 from sipreg.store.event_log import Outcome

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sipreg.core import Deleted, Operation
+from sipreg.core.port import Deleted, Operation
 from sipreg.events import ConsentedEvent, RevokeEvent
 from sipreg.store.event_log import Outcome
 from sipreg.store.registrations import RegistrationStatus as Status
@@ -64,7 +64,7 @@ class ConsentEvents:
             Touched(c.sip_uri, c, c.desired, self._recorder.verdict(Operation.UPSERT, outcome), r.status)
             for r, c, outcome in zip(waiting, claimed, outcomes, strict=True)
         ]
-        return self._recorder.record(journal, event, touched, run, summary=Outcome.CONSENT_APPLIED)
+        return self._recorder.record(journal, event, touched, run)
 
     def revoke(self, journal: Journal, event: RevokeEvent, run: Run) -> EventResult:
         records = [r for r in journal.list_for(event.msisdn) if not r.seen(event.id)]

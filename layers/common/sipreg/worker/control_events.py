@@ -12,7 +12,7 @@ the desired state.
 
 from __future__ import annotations
 
-from sipreg.core import Operation
+from sipreg.core.port import Operation
 from sipreg.events import (
     AnyControlEvent,
     AnyEvent,

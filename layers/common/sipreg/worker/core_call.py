@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sipreg.config import AuthMode
-from sipreg.core import CoreCall, CoreClient, CoreOutcome, Operation, Unauthenticated
+from sipreg.core.port import CoreCall, CoreClient, CoreOutcome, Operation, Unauthenticated
 from sipreg.models import Registration, RouteSpec, mask_msisdn
 from sipreg.store.registrations import RegistrationRecord
 from sipreg.store.registrations import RegistrationStatus as Status

@@ -19,7 +19,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sipreg.core import Applied, Deleted, Operation, PermissionDenied, Rejected, Transient, Unauthenticated
+from sipreg.core.port import (
+    Applied,
+    Deleted,
+    Operation,
+    PermissionDenied,
+    Rejected,
+    Transient,
+    Unauthenticated,
+)
 from sipreg.events import AnyEvent, ConsentedEvent, RefreshEvent, RevokeEvent
 from sipreg.models import RouteSpec
 from sipreg.notify import StatusChange
@@ -113,7 +121,6 @@ class Recorder:
         run: Run,
         *,
         moves_last_event: bool = False,
-        summary: Outcome | None = None,
     ) -> EventResult:
         now = self._clock()
         retrying = any(each.verdict.retry for each in touched)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from sipreg.core import Applied, Deleted, Operation, Rejected
+from sipreg.core.port import Applied, Deleted, Operation, Rejected
 from sipreg.events import AnyEvent, ControlEvent
 from sipreg.models import RouteSpec
 from sipreg.store.event_log import Outcome

@@ -21,22 +21,20 @@ get applied. A consent without a refresh token is stored and says so (`Consented
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
-import re
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-from sipreg.config import ConfigError
+from sipreg.consent.announcements import ConsentEvents
+from sipreg.consent.browser_binding import BINDING, binding_digest
+from sipreg.consent.id_tokens import IdTokenError, IdTokenVerifier
 from sipreg.models import check_msisdn, mask_msisdn
 from sipreg.oauth_client import (
     GrantRejectedError,
@@ -54,17 +52,7 @@ from sipreg.store.oauth_states import (
 )
 from sipreg.tokens import ConsentTokens
 
-if TYPE_CHECKING:
-    from aws_lambda_powertools.shared.cookies import Cookie
-
 logger = logging.getLogger(__name__)
-
-ID_TOKEN_ALGORITHMS = ("RS256",)
-CLOCK_LEEWAY_SECONDS = 30
-# The browser binding: a random value in this cookie, its SHA-256 in the flow's state record.
-BROWSER_COOKIE = "sipreg_consent"
-BROWSER_COOKIE_PATH = "/oauth"  # sent to /oauth/start (to reuse it) and /oauth/callback
-_BINDING = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 
 # --- outcomes -----------------------------------------------------------------------------------
@@ -126,99 +114,6 @@ class Refused:
 CallbackOutcome = Consented | Declined | Refused
 
 
-class ConsentEvents(Protocol):
-    """Announces a new consent (the queue in production; a list in unit tests)."""
-
-    def consented(self, msisdn: str, *, event_id: str) -> None: ...
-
-
-class QueueConsentEvents:
-    """`subscriber.consented` on the events queue (FIFO group = the MSISDN)."""
-
-    def __init__(self, queue_url: str, *, source: str = "oauth_callback") -> None:
-        from sipreg.queue import EventQueue  # noqa: PLC0415  # boto3 only when used
-
-        self._queue = EventQueue(queue_url)
-        self._source = source
-
-    def consented(self, msisdn: str, *, event_id: str) -> None:
-        from sipreg.events import ConsentedEvent, EventType  # noqa: PLC0415
-
-        event = ConsentedEvent(
-            id=event_id,
-            type=EventType.SUBSCRIBER_CONSENTED,
-            msisdn=msisdn,
-            occurred_at=datetime.now(UTC),
-            source=self._source,
-        )
-        result = self._queue.send([event])
-        if not result.complete:
-            raise IdentityServerUnavailableError("the consent was stored but could not be announced")
-
-
-# --- ID tokens ----------------------------------------------------------------------------------
-
-
-class IdTokenError(ValueError):
-    """The ID token is not one we can trust (the message says which check failed)."""
-
-
-class IdTokenVerifier:
-    """Checks ID tokens against the identity server's JWKS, fetched once and cached per process.
-
-    Keys rotate without notice: a token signed with a `kid` we do not know triggers one refetch.
-    """
-
-    def __init__(
-        self,
-        fetch_jwks: Callable[[], dict[str, Any]],
-        *,
-        issuer: str,
-        audience: str,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._fetch = fetch_jwks
-        self._issuer = issuer
-        self._audience = audience
-        self._clock = clock
-        self._keys: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def issuer(self) -> str:
-        return self._issuer
-
-    def _key_set(self, *, refetch: bool) -> Any:
-        from joserfc.jwk import KeySet  # noqa: PLC0415
-
-        with self._lock:
-            if self._keys is None or refetch:
-                self._keys = KeySet.import_key_set(self._fetch())  # type: ignore[arg-type]
-            return self._keys
-
-    def verify(self, id_token: str, *, nonce: str) -> dict[str, Any]:
-        from joserfc import jwt  # noqa: PLC0415
-        from joserfc.errors import InvalidKeyIdError, JoseError  # noqa: PLC0415
-
-        try:
-            try:
-                token = jwt.decode(id_token, self._key_set(refetch=False), algorithms=ID_TOKEN_ALGORITHMS)
-            except InvalidKeyIdError:
-                token = jwt.decode(id_token, self._key_set(refetch=True), algorithms=ID_TOKEN_ALGORITHMS)
-            claims: dict[str, Any] = dict(token.claims)
-            jwt.JWTClaimsRegistry(
-                now=int(self._clock()),
-                leeway=CLOCK_LEEWAY_SECONDS,
-                iss={"essential": True, "value": self._issuer},
-                aud={"essential": True, "value": self._audience},
-                exp={"essential": True},
-                nonce={"essential": True, "value": nonce},
-            ).validate(claims)
-        except (JoseError, ValueError) as error:
-            raise IdTokenError(f"ID token rejected: {type(error).__name__}") from None
-        return claims
-
-
 # --- the flow -----------------------------------------------------------------------------------
 
 
@@ -261,7 +156,7 @@ class ConsentFlow:
                 raise BadRequestError("msisdn", str(error)) from None
         if return_to is not None and not self._return_allowed(return_to):
             raise BadRequestError("return_to", "is not on this service's list of allowed return addresses")
-        binding = browser if browser and _BINDING.fullmatch(browser) else secrets.token_urlsafe(32)
+        binding = browser if browser and BINDING.fullmatch(browser) else secrets.token_urlsafe(32)
         now = self._clock()
         record = OAuthState(
             state=secrets.token_urlsafe(32),  # 256 random bits
@@ -271,7 +166,7 @@ class ConsentFlow:
             expires_at=now + LIFETIME_SECONDS,
             return_to=return_to,
             login_hint=msisdn,
-            browser_hash=_digest(binding),
+            browser_hash=binding_digest(binding),
         )
         url = self._identity.authorization_url(
             state=record.state,
@@ -323,7 +218,7 @@ class ConsentFlow:
     def _foreign(self, pending: OAuthState, iss: str | None, browser: str | None) -> Refused | None:
         """Why this answer is not our flow's, coming back from our identity server; else None."""
         if pending.browser_hash is None or not hmac.compare_digest(
-            _digest(browser or ""), pending.browser_hash
+            binding_digest(browser or ""), pending.browser_hash
         ):
             # Login CSRF (RFC 9700 §4.7): someone else's flow, finished in this browser.
             logger.warning("callback from a browser that did not start the flow refused")
@@ -403,35 +298,6 @@ def _refusal_for(error: Exception) -> Refused:
             return Refused(RefusalReason.ID_TOKEN_INVALID)
 
 
-def _digest(binding: str) -> str:
-    return hashlib.sha256(binding.encode()).hexdigest()
-
-
-def browser_cookie(binding: str, *, secure: bool) -> Cookie:
-    """The binding cookie: HttpOnly, SameSite=Lax (it must come along on the identity server's
-    top-level redirect back), only under /oauth, gone when the flow's state is."""
-    from aws_lambda_powertools.shared.cookies import Cookie, SameSite  # noqa: PLC0415
-
-    return Cookie(
-        BROWSER_COOKIE,
-        binding,
-        path=BROWSER_COOKIE_PATH,
-        secure=secure,
-        http_only=True,
-        max_age=LIFETIME_SECONDS,
-        same_site=SameSite.LAX_MODE,
-    )
-
-
-def browser_from_cookies(cookies: Iterable[str] | None) -> str | None:
-    """The binding from a request's cookies (`name=value` strings, as API Gateway passes them)."""
-    for cookie in cookies or ():
-        name, _, value = cookie.strip().partition("=")
-        if name == BROWSER_COOKIE and _BINDING.fullmatch(value):
-            return value
-    return None
-
-
 def _url_parts(url: str) -> tuple[str, str, str] | None:
     """(scheme, host[:port], path) of an absolute http(s) URL without user info; else None."""
     try:
@@ -443,13 +309,3 @@ def _url_parts(url: str) -> tuple[str, str, str] | None:
     if any(c in url for c in "\\\r\n\t "):
         return None
     return parts.scheme, parts.netloc.lower(), parts.path or "/"
-
-
-# --- wiring -------------------------------------------------------------------------------------
-
-
-class NoAnnouncements:
-    """For the start function, which never announces anything (and so needs no queue)."""
-
-    def consented(self, msisdn: str, *, event_id: str) -> None:
-        raise ConfigError("bad configuration: EVENTS_QUEUE_URL: required to announce consents")

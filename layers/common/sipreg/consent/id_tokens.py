@@ -1,0 +1,73 @@
+"""The check of the identity server's ID tokens: signature by its JWKS, `iss`, `aud`, `exp`, `nonce`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+ID_TOKEN_ALGORITHMS = ("RS256",)
+CLOCK_LEEWAY_SECONDS = 30
+
+# --- ID tokens ----------------------------------------------------------------------------------
+
+
+class IdTokenError(ValueError):
+    """The ID token is not one we can trust (the message says which check failed)."""
+
+
+class IdTokenVerifier:
+    """Checks ID tokens against the identity server's JWKS, fetched once and cached per process.
+
+    Keys rotate without notice: a token signed with a `kid` we do not know triggers one refetch.
+    """
+
+    def __init__(
+        self,
+        fetch_jwks: Callable[[], dict[str, Any]],
+        *,
+        issuer: str,
+        audience: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._fetch = fetch_jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._clock = clock
+        self._keys: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    def _key_set(self, *, refetch: bool) -> Any:
+        from joserfc.jwk import KeySet  # noqa: PLC0415
+
+        with self._lock:
+            if self._keys is None or refetch:
+                self._keys = KeySet.import_key_set(self._fetch())  # type: ignore[arg-type]
+            return self._keys
+
+    def verify(self, id_token: str, *, nonce: str) -> dict[str, Any]:
+        from joserfc import jwt  # noqa: PLC0415
+        from joserfc.errors import InvalidKeyIdError, JoseError  # noqa: PLC0415
+
+        try:
+            try:
+                token = jwt.decode(id_token, self._key_set(refetch=False), algorithms=ID_TOKEN_ALGORITHMS)
+            except InvalidKeyIdError:
+                token = jwt.decode(id_token, self._key_set(refetch=True), algorithms=ID_TOKEN_ALGORITHMS)
+            claims: dict[str, Any] = dict(token.claims)
+            jwt.JWTClaimsRegistry(
+                now=int(self._clock()),
+                leeway=CLOCK_LEEWAY_SECONDS,
+                iss={"essential": True, "value": self._issuer},
+                aud={"essential": True, "value": self._audience},
+                exp={"essential": True},
+                nonce={"essential": True, "value": nonce},
+            ).validate(claims)
+        except (JoseError, ValueError) as error:
+            raise IdTokenError(f"ID token rejected: {type(error).__name__}") from None
+        return claims

@@ -1,0 +1,62 @@
+"""What each answer of the core means: a gRPC status, or OK with a `StatusCode` in the body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.duration_pb2 import Duration
+
+from sipreg.core.port import (
+    Applied,
+    CoreOutcome,
+    Deleted,
+    Operation,
+    PermissionDenied,
+    Rejected,
+    Transient,
+    Unauthenticated,
+)
+from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as sipbreakout_v1
+
+# --- answers to outcomes ------------------------------------------------------------------------
+
+# The core refuses a registration with NOT_ACCEPTABLE in the answer; INVALID_ARGUMENT says the same
+# of the request, so it is a rejection too. Every status not handled in `outcome_from_rpc_error`
+# is Transient: retried, and if it persists it ends in the DLQ for an operator instead of being
+# recorded as the subscriber's fault.
+_PERMANENT_REJECTIONS = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
+
+
+def outcome_from_status(
+    operation: Operation, status_code: int, error_message: str, ttl: Duration | None
+) -> CoreOutcome:
+    """The outcome of a call the core answered with gRPC OK and a `StatusCode` in the body."""
+    # The StatusCode enum has the same numbers in v0 and v1.
+    if status_code == sipbreakout_v1.STATUS_CODE_OK:
+        if operation is Operation.DELETE:
+            return Deleted()
+        return Applied(ttl_seconds=ttl.ToTimedelta().total_seconds() if ttl is not None else None)
+    if status_code == sipbreakout_v1.STATUS_CODE_NOT_ACCEPTABLE:
+        return Rejected(message=error_message or "not acceptable (the core gave no reason)")
+    name = sipbreakout_v1.StatusCode.Name(status_code) if status_code == 0 else f"STATUS_CODE_{status_code}"
+    return Transient(code=name, detail=error_message or "the core answered without a usable status code")
+
+
+def outcome_from_rpc_error(code: grpc.StatusCode, details: str) -> CoreOutcome:
+    """The outcome of a call that ended with a gRPC status other than OK."""
+    details = details or code.name
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return Unauthenticated(detail=details)
+    if code is grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(detail=details)
+    if code in _PERMANENT_REJECTIONS:
+        return Rejected(message=f"{code.name}: {details}")
+    return Transient(code=code.name, detail=details)
+
+
+def outcome_from_response(operation: Operation, response: Any) -> CoreOutcome:
+    # Only the upsert response has a TTL field.
+    has_ttl = "time_to_live" in response.DESCRIPTOR.fields_by_name and response.HasField("time_to_live")
+    ttl = response.time_to_live if has_ttl else None
+    return outcome_from_status(operation, response.status_code, response.error_message, ttl)

@@ -1,0 +1,202 @@
+"""`GrpcCoreClient`: the `CoreClient` over one gRPC channel; calls on the wire, one log line each."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import grpc
+
+from sipreg.config import AuthMode, CoreSettings
+from sipreg.core.answers import outcome_from_response, outcome_from_rpc_error
+from sipreg.core.channel import build_channel
+from sipreg.core.port import (
+    Applied,
+    CoreCall,
+    CoreOutcome,
+    Deleted,
+    Operation,
+    PendingOutcome,
+    PermissionDenied,
+    Rejected,
+    Transient,
+    Unauthenticated,
+    outcome_name,
+)
+from sipreg.core.requests import APIS, build_delete_request, build_upsert_request, unsupported_route_type
+from sipreg.models import ApiVersion, Registration, mask_msisdn
+
+logger = logging.getLogger(__name__)
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+def _sendable_token(token: str) -> bool:
+    # Header values must be visible ASCII; anything else would fail inside gRPC, maybe echoing it.
+    return bool(token) and token.isascii() and token.isprintable() and " " not in token
+
+
+@dataclass(frozen=True)
+class _KnownOutcome:
+    """An outcome known without a call (refused locally)."""
+
+    outcome: CoreOutcome
+
+    def result(self) -> CoreOutcome:
+        return self.outcome
+
+
+class _InFlight:
+    """A call on the wire; `result()` waits for it, maps the answer, logs one line, once."""
+
+    def __init__(self, future: grpc.Future[Any], call: CoreCall, api: ApiVersion, started: float) -> None:
+        self._future = future
+        self._call = call
+        self._api = api
+        self._started = started
+        self._finished: float | None = None
+        self._outcome: CoreOutcome | None = None
+        future.add_done_callback(self._mark_finished)
+
+    def _mark_finished(self, _: grpc.Future[Any]) -> None:
+        self._finished = time.perf_counter()
+
+    def result(self) -> CoreOutcome:
+        if self._outcome is None:
+            outcome = self._resolve()
+            finished = self._finished or time.perf_counter()
+            _log_call(self._api, self._call, outcome, finished - self._started)
+            self._outcome = outcome
+        return self._outcome
+
+    def _resolve(self) -> CoreOutcome:
+        try:
+            response = self._future.result()
+        except grpc.FutureCancelledError:
+            return Transient(code=grpc.StatusCode.CANCELLED.name, detail="the call was cancelled")
+        except grpc.RpcError as error:
+            ended: grpc.Call = error  # type: ignore[assignment]  # a failed future's error is its Call
+            outcome = outcome_from_rpc_error(ended.code(), ended.details() or "")
+            return _without_token(outcome, self._call.token)
+        return _without_token(outcome_from_response(self._call.operation, response), self._call.token)
+
+
+def _without_token(outcome: CoreOutcome, token: str) -> CoreOutcome:
+    """Never let a server that echoes the token put it into an outcome (and from there, a log)."""
+    match outcome:
+        case Rejected(message=text) if token in text:
+            return Rejected(message=text.replace(token, "[token]"), by_core=outcome.by_core)
+        case Unauthenticated(detail=text) | PermissionDenied(detail=text) if token in text:
+            return type(outcome)(detail=text.replace(token, "[token]"))
+        case Transient(code=code, detail=text) if token in text:
+            return Transient(code=code, detail=text.replace(token, "[token]"))
+    return outcome
+
+
+def _log_call(api: ApiVersion, call: CoreCall, outcome: CoreOutcome, seconds: float) -> None:
+    # Kind and code only: free-text answers may quote the full number; the caller stores them.
+    name = outcome_name(outcome)
+    masked = mask_msisdn(call.registration.msisdn)
+    ms = round(seconds * 1000, 1)
+    # Transient answers are worth a look when they pile up; a refusal is news; a success is the
+    # normal course (its latency is the CoreLatency metric, its outcome the worker's own line),
+    # and at a keep-alive per registration every 40 minutes an INFO line each would be most of
+    # the stack's CloudWatch bill (docs/cost.md).
+    if isinstance(outcome, Transient):
+        level = logging.WARNING
+    elif isinstance(outcome, Applied | Deleted):
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    logger.log(
+        level,
+        "core %s %s %s -> %s in %.1f ms",
+        api,
+        call.operation,
+        masked,
+        name,
+        ms,
+        extra={
+            "core_api": str(api),
+            "method": str(call.operation),
+            "msisdn": masked,
+            "outcome": name,
+            "ms": ms,
+        },
+    )
+
+
+class GrpcCoreClient:
+    """`CoreClient` over one gRPC channel. Thread-safe; build it once per process."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        api_version: ApiVersion,
+        auth_mode: AuthMode,
+        deadline_seconds: float = 5.0,
+    ) -> None:
+        self._channel = channel
+        self._api_version = api_version
+        self._auth_mode = auth_mode
+        self._deadline = deadline_seconds
+        self._stub = APIS[api_version].stub(channel)
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings) -> Self:
+        return cls(
+            build_channel(settings), settings.api_version, settings.auth_mode, settings.deadline_seconds
+        )
+
+    @property
+    def api_version(self) -> ApiVersion:
+        return self._api_version
+
+    def upsert(self, registration: Registration, token: str) -> CoreOutcome:
+        return self.upsert_future(registration, token).result()
+
+    def delete(self, registration: Registration, token: str) -> CoreOutcome:
+        return self.delete_future(registration, token).result()
+
+    def upsert_future(self, registration: Registration, token: str) -> PendingOutcome:
+        """Starts the call and returns at once; `.result()` waits for its outcome."""
+        return self._start(CoreCall(Operation.UPSERT, registration, token))
+
+    def delete_future(self, registration: Registration, token: str) -> PendingOutcome:
+        return self._start(CoreCall(Operation.DELETE, registration, token))
+
+    def apply_many(self, calls: Sequence[CoreCall]) -> list[CoreOutcome]:
+        pending = [self._start(call) for call in calls]
+        return [each.result() for each in pending]
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _start(self, call: CoreCall) -> PendingOutcome:
+        refused: CoreOutcome | None = unsupported_route_type(self._api_version, call.registration)
+        if refused is None and not _sendable_token(call.token):
+            refused = Unauthenticated(detail="the token is empty or holds characters a header cannot carry")
+        if refused is not None:
+            _log_call(self._api_version, call, refused, 0.0)
+            return _KnownOutcome(refused)
+        if call.operation is Operation.UPSERT:
+            request = build_upsert_request(self._api_version, self._auth_mode, call.registration)
+            method = self._stub.UpsertRegistration
+        else:
+            request = build_delete_request(self._api_version, self._auth_mode, call.registration)
+            method = self._stub.DeleteRegistration
+        # Per-call metadata on TLS and plaintext alike (call credentials are refused on insecure
+        # channels); the channel carries no credentials of its own, so exactly one header goes out.
+        metadata = (("authorization", f"Bearer {call.token}"),)
+        started = time.perf_counter()
+        future = method.future(request, timeout=self._deadline, metadata=metadata)
+        return _InFlight(future, call, self._api_version, started)
