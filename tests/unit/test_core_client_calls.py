@@ -1,7 +1,7 @@
 """Given a client over a fake channel (the gRPC port's boundary), calls go out and come back as expected.
 
-The fake records what the stub sends and answers like grpc's futures do; the real wire is in
-tests/integration/test_core_client_*.py.
+The fake records what the stub sends and answers like grpc's futures (and blocking calls) do;
+the real wire is in tests/integration/test_core_client_*.py.
 """
 
 from __future__ import annotations
@@ -70,6 +70,13 @@ class FakeChannel:
                 channel.sent.append((method, request, timeout, metadata))
                 channel.log.append("start")
                 return FakeFuture(channel.log, channel.answer)
+
+            def __call__(self, request: Any, timeout: float, metadata: tuple[tuple[str, str], ...]) -> Any:
+                channel.sent.append((method, request, timeout, metadata))
+                channel.log.append("call")  # the blocking path: sent and waited for at once
+                if isinstance(channel.answer, BaseException):
+                    raise channel.answer
+                return channel.answer
 
         return Method()
 
@@ -164,6 +171,18 @@ def test_apply_many_starts_every_call_before_waiting_and_keeps_the_order() -> No
 
     assert channel.log == ["start"] * 5 + ["result"] * 5
     assert [type(outcome) for outcome in outcomes] == [Applied, Applied, Rejected, Applied, Applied, Applied]
+
+
+def test_a_single_call_takes_grpcs_blocking_path_and_several_go_out_as_futures() -> None:
+    core, channel = client(v1.UpsertRegistrationResponse(status_code="STATUS_CODE_OK"))
+
+    core.apply_many([CoreCall(Operation.UPSERT, FORK, TOKEN)])
+    core.upsert(FORK, TOKEN)
+    assert channel.log == ["call", "call"]
+
+    channel.log.clear()
+    core.apply_many([CoreCall(Operation.UPSERT, FORK, TOKEN)] * 2)
+    assert channel.log == ["start", "start", "result", "result"]
 
 
 def test_the_token_never_reaches_an_outcome_or_a_log_line(caplog) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -73,15 +73,19 @@ class _InFlight:
         return self._outcome
 
     def _resolve(self) -> CoreOutcome:
-        try:
-            response = self._future.result()
-        except grpc.FutureCancelledError:
-            return Transient(code=grpc.StatusCode.CANCELLED.name, detail="the call was cancelled")
-        except grpc.RpcError as error:
-            ended: grpc.Call = error  # type: ignore[assignment]  # a failed future's error is its Call
-            outcome = outcome_from_rpc_error(ended.code(), ended.details() or "")
-            return _without_token(outcome, self._call.token)
-        return _without_token(outcome_from_response(self._call.operation, response), self._call.token)
+        return _answer(self._call, self._future.result)
+
+
+def _answer(call: CoreCall, wait: Callable[[], Any]) -> CoreOutcome:
+    """What the core's answer to `call` means; `wait` returns the response or raises its failure."""
+    try:
+        response = wait()
+    except grpc.FutureCancelledError:
+        return Transient(code=grpc.StatusCode.CANCELLED.name, detail="the call was cancelled")
+    except grpc.RpcError as error:
+        ended: grpc.Call = error  # type: ignore[assignment]  # a failed call's error is its Call
+        return _without_token(outcome_from_rpc_error(ended.code(), ended.details() or ""), call.token)
+    return _without_token(outcome_from_response(call.operation, response), call.token)
 
 
 def _without_token(outcome: CoreOutcome, token: str) -> CoreOutcome:
@@ -156,10 +160,10 @@ class GrpcCoreClient:
         return self._api_version
 
     def upsert(self, registration: Registration, token: str) -> CoreOutcome:
-        return self.upsert_future(registration, token).result()
+        return self._call_now(CoreCall(Operation.UPSERT, registration, token))
 
     def delete(self, registration: Registration, token: str) -> CoreOutcome:
-        return self.delete_future(registration, token).result()
+        return self._call_now(CoreCall(Operation.DELETE, registration, token))
 
     def upsert_future(self, registration: Registration, token: str) -> PendingOutcome:
         """Starts the call and returns at once; `.result()` waits for its outcome."""
@@ -169,6 +173,8 @@ class GrpcCoreClient:
         return self._start(CoreCall(Operation.DELETE, registration, token))
 
     def apply_many(self, calls: Sequence[CoreCall]) -> list[CoreOutcome]:
+        if len(calls) == 1:  # the worker's usual case: one registration per subscriber
+            return [self._call_now(calls[0])]
         pending = [self._start(call) for call in calls]
         return [each.result() for each in pending]
 
@@ -182,6 +188,29 @@ class GrpcCoreClient:
         self.close()
 
     def _start(self, call: CoreCall) -> PendingOutcome:
+        prepared = self._prepare(call)
+        if isinstance(prepared, _KnownOutcome):
+            return prepared
+        method, request, metadata = prepared
+        started = time.perf_counter()
+        future = method.future(request, timeout=self._deadline, metadata=metadata)
+        return _InFlight(future, call, self._api_version, started)
+
+    def _call_now(self, call: CoreCall) -> CoreOutcome:
+        """One call, waited for. gRPC's blocking path gives it a completion queue of its own; a
+        future shares the channel's queue and its polling thread with every other call, which
+        the worker's ten group threads calling at once contend for (bench/bench_worker.py)."""
+        prepared = self._prepare(call)
+        if isinstance(prepared, _KnownOutcome):
+            return prepared.outcome
+        method, request, metadata = prepared
+        started = time.perf_counter()
+        outcome = _answer(call, lambda: method(request, timeout=self._deadline, metadata=metadata))
+        _log_call(self._api_version, call, outcome, time.perf_counter() - started)
+        return outcome
+
+    def _prepare(self, call: CoreCall) -> _KnownOutcome | tuple[Any, Any, tuple[tuple[str, str], ...]]:
+        """The stub method, request and metadata of `call`, or its outcome if it cannot be sent."""
         refused: CoreOutcome | None = unsupported_route_type(self._api_version, call.registration)
         if refused is None and not _sendable_token(call.token):
             refused = Unauthenticated(detail="the token is empty or holds characters a header cannot carry")
@@ -196,7 +225,4 @@ class GrpcCoreClient:
             method = self._stub.DeleteRegistration
         # Per-call metadata on TLS and plaintext alike (call credentials are refused on insecure
         # channels); the channel carries no credentials of its own, so exactly one header goes out.
-        metadata = (("authorization", f"Bearer {call.token}"),)
-        started = time.perf_counter()
-        future = method.future(request, timeout=self._deadline, metadata=metadata)
-        return _InFlight(future, call, self._api_version, started)
+        return method, request, (("authorization", f"Bearer {call.token}"),)
