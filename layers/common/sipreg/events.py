@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -136,9 +137,16 @@ Reason = Annotated[
 
 # --- registration parts -------------------------------------------------------------------------
 
+# The event models build their own validators and serializers on first use (pydantic's
+# `defer_build`): events are read through `_ANY` below, which has its own, and the registration
+# worker (cold start, issue 13) never validates or dumps an event model by itself.
+_EVENT_MODEL = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
 
 class RegistrationSpec(RouteSpec):
     """What an upsert asks for: the registration of the event's MSISDN at `sip_uri`."""
+
+    model_config = _EVENT_MODEL
 
     sip_uri: SipUriField
     mobile_originating_prefix: PrefixField = None  # as RouteSpec's, documented for producers
@@ -152,7 +160,7 @@ class RegistrationRef(BaseModel):
     send the same registration object it upserted, but they change nothing.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _EVENT_MODEL
 
     sip_uri: SipUriField
     route_type: RouteType | None = None
@@ -164,7 +172,7 @@ class RegistrationRef(BaseModel):
 
 
 class _Envelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _EVENT_MODEL
 
     id: EventId = Field(description="Producer-chosen and unique per event; resending it is safe.")
     msisdn: MsisdnField
@@ -251,8 +259,14 @@ Event = Annotated[AnyEvent, Field(discriminator="type")]
 # Events about one registration (MSISDN, `registration.sip_uri`), for isinstance.
 ONE_REGISTRATION = (UpsertEvent, DeleteEvent, RefreshEvent, ControlEvent)
 
-_EXTERNAL: TypeAdapter[UpsertEvent | DeleteEvent] = TypeAdapter(ExternalEvent)
+# Every function that reads events reads them through `_ANY`; producers' events only the CLI and
+# the local stack parse (the events API validates its body model), so that adapter waits for them.
 _ANY: TypeAdapter[AnyEvent] = TypeAdapter(Event)
+
+
+@cache
+def _external() -> TypeAdapter[UpsertEvent | DeleteEvent]:
+    return TypeAdapter(ExternalEvent)
 
 
 # --- parsing and errors -------------------------------------------------------------------------
@@ -331,7 +345,7 @@ def parse_events(
 
     Paths are `<prefix>.<index>.<field>` (just `<field>` when prefix is None: one event).
     """
-    adapter = _ANY if allow_internal else _EXTERNAL
+    adapter = _ANY if allow_internal else _external()
     slots: list[AnyEvent | None] = []
     errors: list[FieldError] = []
     for index, item in enumerate(items):
