@@ -166,3 +166,39 @@ def test_a_garbled_document_is_transient() -> None:
     )
     with pytest.raises(IdentityServerUnavailableError):
         oauth.metadata()
+
+
+@pytest.mark.parametrize("expires_in", ["soon", "inf", "NaN", -5, True, [60], {"s": 60}])
+def test_a_token_answer_whose_lifetime_is_not_a_number_of_seconds_is_refused(expires_in: Any) -> None:
+    provider = Provider()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "at-1", "expires_in": expires_in})
+        return provider(request)
+
+    oauth = OAuthClient(
+        BASE, client_id="sipreg", client_secret=lambda force: "s3cret", transport=httpx.MockTransport(answer)
+    )
+    with pytest.raises(IdentityServerUnavailableError, match="expires_in"):
+        oauth.client_credentials(["x"])
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [(60, 60.0), ("120", 120.0), (None, 3600.0)])
+def test_a_token_lives_as_long_as_its_answer_says_or_an_hour(expires_in: Any, lifetime: float) -> None:
+    provider = Provider()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/token"):
+            body = {"access_token": "at-1"} | ({} if expires_in is None else {"expires_in": expires_in})
+            return httpx.Response(200, json=body)
+        return provider(request)
+
+    oauth = OAuthClient(
+        BASE,
+        client_id="sipreg",
+        client_secret=lambda force: "s3cret",
+        transport=httpx.MockTransport(answer),
+        clock=lambda: 1000.0,
+    )
+    assert oauth.client_credentials(["x"]).expires_at == 1000.0 + lifetime

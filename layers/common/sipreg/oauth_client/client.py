@@ -10,6 +10,7 @@ anyio, about a fifth of the worker's cold start, for calls that need none of the
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,20 @@ TOKEN_HEADERS: Mapping[str, str] = {
     "Accept": "application/json",
     "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
 }
+
+
+def _lifetime(expires_in: Any) -> float:
+    """RFC 6749 §5.1: the token's lifetime in seconds; without one, an hour is assumed. Anything
+    else than a finite, non-negative number is a broken answer, never a token kept forever."""
+    if expires_in is None or expires_in == "":
+        return 3600.0
+    try:
+        seconds = float(expires_in) if not isinstance(expires_in, bool) else math.nan
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise IdentityServerUnavailableError("token: expires_in is not a number of seconds")
+    return seconds
 
 
 class OAuthClient:
@@ -248,10 +263,7 @@ class OAuthClient:
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise IdentityServerUnavailableError("token: the answer has no access_token")
-        expires_in = token.get("expires_in")
-        lifetime = (
-            float(expires_in) if isinstance(expires_in, int | float | str) and expires_in != "" else 3600.0
-        )
+        lifetime = _lifetime(token.get("expires_in"))
         scope = token.get("scope")
         return TokenResponse(
             access_token=access_token,
