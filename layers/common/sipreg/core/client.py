@@ -165,13 +165,6 @@ class GrpcCoreClient:
     def delete(self, registration: Registration, token: str) -> CoreOutcome:
         return self._call_now(CoreCall(Operation.DELETE, registration, token))
 
-    def upsert_future(self, registration: Registration, token: str) -> PendingOutcome:
-        """Starts the call and returns at once; `.result()` waits for its outcome."""
-        return self._start(CoreCall(Operation.UPSERT, registration, token))
-
-    def delete_future(self, registration: Registration, token: str) -> PendingOutcome:
-        return self._start(CoreCall(Operation.DELETE, registration, token))
-
     def apply_many(self, calls: Sequence[CoreCall]) -> list[CoreOutcome]:
         if len(calls) == 1:  # the worker's usual case: one registration per subscriber
             return [self._call_now(calls[0])]
@@ -188,6 +181,7 @@ class GrpcCoreClient:
         self.close()
 
     def _start(self, call: CoreCall) -> PendingOutcome:
+        """Starts the call and returns at once; `.result()` waits for its outcome."""
         prepared = self._prepare(call)
         if isinstance(prepared, _KnownOutcome):
             return prepared
