@@ -124,7 +124,6 @@ class SipListener:
             log.info("TLS handshake on the core's SIP port failed: %s", error)
             raw.close()
             return
-        sock.settimeout(None)
         connection = Connection(sock, self._on_message, "wg2sim-sip-conn")
         with self._lock:
             self._connections = [c for c in self._connections if not c.closed.is_set()] + [connection]
