@@ -54,6 +54,14 @@ FIRST_USE = {
     "oauth_start": f"{_HTTP}, authlib.oauth2.rfc6749.parameters, authlib.oauth2.rfc7636",
     "oauth_callback": f"{_TOKEN}, joserfc.jwt, joserfc.jwk, sipreg.queue",
 }
+# What the worker cannot do without, and none of sipreg's code: boto3, powertools' Logger, Metrics
+# and Tracer (tracing on: the X-Ray SDK, botocore patched), grpc and the generated WG2 stubs.
+FLOOR = (
+    "import boto3, grpc; from aws_lambda_powertools import Logger, Metrics, Tracer; "
+    "Tracer(patch_modules=('botocore',)); "
+    "import sipreg.proto.wgtwo.sipbreakout.v0.sipbreakout_pb2_grpc, "
+    "sipreg.proto.wgtwo.sipbreakout.v1.sipbreakout_pb2_grpc"
+)
 WORKER_GOAL = 1.5
 LAYER_GOAL_MB = 50.0
 
@@ -99,15 +107,21 @@ def layer_parts() -> dict[str, float]:
 def measure(rounds: int) -> dict[str, float]:
     path = f"import sys; sys.path[:0] = [{str(LAYER)!r}, '.']; "
     baseline: list[float] = []
+    floor: list[float] = []
     timings: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
     for _ in range(rounds):
         baseline.append(import_seconds(path + "import boto3", ROOT))
+        floor.append(import_seconds(path + FLOOR, BUILD / "functions" / "registration_worker"))
         for name in FUNCTIONS:
             code = path + "import app" + (f"; import {FIRST_USE[name]}" if name in FIRST_USE else "")
             timings[name].append(import_seconds(code, BUILD / "functions" / name))
     nothing = statistics.median(import_seconds("pass", ROOT) for _ in range(rounds))
     boto3 = statistics.median(baseline) - nothing
-    return {"boto3": boto3, **{name: statistics.median(t) - nothing for name, t in timings.items()}}
+    return {
+        "boto3": boto3,
+        "floor": statistics.median(floor) - nothing,
+        **{name: statistics.median(t) - nothing for name, t in timings.items()},
+    }
 
 
 def main() -> int:
@@ -122,6 +136,15 @@ def main() -> int:
     figures = measure(args.rounds)
     print(f"cold start: import time in a fresh interpreter, median of {args.rounds} (start-up removed)")
     print(goal_line("import boto3 alone", f"{figures['boto3'] * 1000:.0f} ms", "baseline", None))
+    floor = figures["floor"] / figures["boto3"]
+    print(
+        goal_line(
+            "the worker's libraries, no sipreg code",
+            f"{figures['floor'] * 1000:.0f} ms = {floor:4.2f}x",
+            "powertools with tracing, grpc, WG2 stubs",
+            None,
+        )
+    )
     for name in FUNCTIONS:
         ratio = figures[name] / figures["boto3"]
         label = f"{name}" + (" + first use" if name in FIRST_USE else "")
