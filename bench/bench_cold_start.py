@@ -8,7 +8,7 @@ layer (`.build/CommonLayer/python`, Lambda's /opt/python) and the function's own
 path, the two kinds interleaved round by round so the machine's noise hits both alike. The
 environment is Lambda's as far as an import sees it (tracing on, so powertools' Tracer loads the
 X-Ray SDK and patches botocore), and a function's import includes the modules its first
-invocation imports lazily (FIRST_USE: the OAuth client's httpx and authlib pieces, the secret fetch),
+invocation imports lazily (FIRST_USE: the OAuth client's authlib pieces, the secret fetch),
 so none of its cold cost hides in the first request. Prints the median of each and the ratio
 (goal for the worker: at most 1.5x `import boto3`), and the layer's unzipped size (goal: under
 50 MB), with what the layer's biggest parts weigh.
@@ -40,9 +40,9 @@ FUNCTIONS = (
     "endpoint_health",
 )
 # What a function's first invocation imports lazily (the `noqa: PLC0415` imports on its path).
-# A token request: discovery and the request over httpx (its first Client imports httpcore), built
-# by authlib's OAuth 2.0 pieces, with the client secret from Secrets Manager (sipreg.oauth_client).
-_HTTP = "httpx, httpcore"
+# A token request: discovery and the request over urllib3 (botocore's, loaded already), built by
+# authlib's OAuth 2.0 pieces, with the client secret from Secrets Manager (sipreg.oauth_client).
+_HTTP = "sipreg.oauth_client.http"
 _TOKEN = (
     f"{_HTTP}, authlib.oauth2.rfc6749.parameters, authlib.oauth2.auth, "
     "aws_lambda_powertools.utilities.parameters"

@@ -85,7 +85,7 @@ ALLOWED_IMPORTS = {
     ("pydantic/_internal/_generate_schema.py", "pydantic.v1"),
     # Only when the program has imported authlib.jose itself (`if "authlib.jose" in sys.modules`).
     ("authlib/_joserfc_helpers.py", "authlib.jose"),
-    # Only in a requests-based assertion flow (sipreg's requests go over httpx; requests is not in the layer).
+    # Only in a requests-based assertion flow (sipreg sends over urllib3; requests is not in the layer).
     ("authlib/oauth2/rfc7523/auth.py", "authlib.integrations"),
     # Only in a docstring's example (`metadata.validate`).
     ("authlib/oauth2/rfc8414/models.py", "authlib.oidc"),

@@ -1,4 +1,4 @@
-"""Given a provider's discovery document (a fake at the HTTP boundary: httpx MockTransport), the
+"""Given a provider's discovery document (a fake at the HTTP boundary: `sipreg.oauth_client.http`), the
 OAuth client reads its endpoints, checks its issuer, picks a client authentication it supports,
 asks for a refresh token the way OIDC Core §11 requires, and falls back to WG2's paths only for
 a provider that publishes no document."""
@@ -6,10 +6,12 @@ a provider that publishes no document."""
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from sipreg.oauth_client import (
@@ -17,6 +19,7 @@ from sipreg.oauth_client import (
     IdentityServerUnavailableError,
     OAuthClient,
 )
+from sipreg.oauth_client.http import Answer
 
 BASE = "https://login.example.net/tenant"
 DOC = {
@@ -31,26 +34,57 @@ DOC = {
 }
 
 
-class Provider:
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    body: str
+    headers: Mapping[str, str]
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+
+def answer(status: int, body: Any) -> Answer:
+    return Answer(status, body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+class FakeHttp:
+    """`sipreg.oauth_client.http.Http` answered by `handle`, recording every request."""
+
+    def __init__(self, handle: Callable[[Request], Answer]) -> None:
+        self.handle = handle
+        self.requests: list[Request] = []
+
+    def get(self, url: str, headers: Mapping[str, str]) -> Answer:
+        return self._send(Request("GET", url, "", dict(headers)))
+
+    def post(self, url: str, body: str, headers: Mapping[str, str]) -> Answer:
+        return self._send(Request("POST", url, body, dict(headers)))
+
+    def _send(self, request: Request) -> Answer:
+        self.requests.append(request)
+        return self.handle(request)
+
+
+class Provider(FakeHttp):
     """Answers discovery with `doc` (or `status`), and records every request."""
 
     def __init__(self, doc: dict[str, Any] | None = None, status: int = 200) -> None:
+        super().__init__(self.answer)
         self.doc = DOC if doc is None else doc
         self.status = status
-        self.requests: list[httpx.Request] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        if request.url.path.endswith("/.well-known/openid-configuration"):
-            return httpx.Response(self.status, json=self.doc)
-        if request.url.path.endswith("/token"):
-            return httpx.Response(
-                200, json={"access_token": "at-1", "expires_in": 60, "token_type": "bearer"}
-            )
-        return httpx.Response(200, json={"keys": []})
+    def answer(self, request: Request) -> Answer:
+        if request.path.endswith("/.well-known/openid-configuration"):
+            return answer(self.status, self.doc)
+        if request.path.endswith("/token"):
+            return answer(200, {"access_token": "at-1", "expires_in": 60, "token_type": "bearer"})
+        return answer(200, {"keys": []})
 
     def paths(self) -> list[str]:
-        return [f"{r.url.host}{r.url.path}" for r in self.requests]
+        return [f"{urlsplit(r.url).hostname}{r.path}" for r in self.requests]
 
 
 def client(provider: Provider, *, issuer: str | None = None) -> OAuthClient:
@@ -60,7 +94,7 @@ def client(provider: Provider, *, issuer: str | None = None) -> OAuthClient:
         client_id="sipreg",
         client_secret=lambda force: "s3cret",
         redirect_uri="https://api.example/oauth/callback",
-        transport=httpx.MockTransport(provider),
+        http=provider,
     )
 
 
@@ -100,17 +134,17 @@ def test_client_authentication_is_one_the_provider_supports() -> None:
     provider = Provider()
     client(provider).client_credentials(["call.routing:write"])
     token_request = provider.requests[-1]
-    body = parse_qs(token_request.content.decode())
+    body = parse_qs(token_request.body)
     assert body["client_secret"] == ["s3cret"]  # client_secret_post: HTTP Basic is not offered
-    assert "authorization" not in token_request.headers
+    assert "authorization" not in {name.lower() for name in token_request.headers}
 
 
 def test_http_basic_when_the_provider_names_no_methods() -> None:
     provider = Provider({k: v for k, v in DOC.items() if k != "token_endpoint_auth_methods_supported"})
     client(provider).client_credentials(["call.routing:write"])
     token_request = provider.requests[-1]
-    assert token_request.headers["authorization"] == "Basic " + base64.b64encode(b"sipreg:s3cret").decode()
-    assert "client_secret" not in token_request.content.decode()
+    assert token_request.headers["Authorization"] == "Basic " + base64.b64encode(b"sipreg:s3cret").decode()
+    assert "client_secret" not in token_request.body
 
 
 def test_a_document_naming_another_issuer_is_refused() -> None:
@@ -158,12 +192,10 @@ def test_an_unreachable_provider_is_transient_and_not_remembered() -> None:
 
 
 def test_a_garbled_document_is_transient() -> None:
-    def garbled(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b"<html>maintenance</html>")
+    def garbled(request: Request) -> Answer:
+        return answer(200, b"<html>maintenance</html>")
 
-    oauth = OAuthClient(
-        BASE, client_id="c", client_secret=lambda f: "s", transport=httpx.MockTransport(garbled)
-    )
+    oauth = OAuthClient(BASE, client_id="c", client_secret=lambda f: "s", http=FakeHttp(garbled))
     with pytest.raises(IdentityServerUnavailableError):
         oauth.metadata()
 
@@ -172,14 +204,12 @@ def test_a_garbled_document_is_transient() -> None:
 def test_a_token_answer_whose_lifetime_is_not_a_number_of_seconds_is_refused(expires_in: Any) -> None:
     provider = Provider()
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/token"):
-            return httpx.Response(200, json={"access_token": "at-1", "expires_in": expires_in})
-        return provider(request)
+    def token(request: Request) -> Answer:
+        if request.path.endswith("/token"):
+            return answer(200, {"access_token": "at-1", "expires_in": expires_in})
+        return provider.answer(request)
 
-    oauth = OAuthClient(
-        BASE, client_id="sipreg", client_secret=lambda force: "s3cret", transport=httpx.MockTransport(answer)
-    )
+    oauth = OAuthClient(BASE, client_id="sipreg", client_secret=lambda force: "s3cret", http=FakeHttp(token))
     with pytest.raises(IdentityServerUnavailableError, match="expires_in"):
         oauth.client_credentials(["x"])
 
@@ -188,17 +218,32 @@ def test_a_token_answer_whose_lifetime_is_not_a_number_of_seconds_is_refused(exp
 def test_a_token_lives_as_long_as_its_answer_says_or_an_hour(expires_in: Any, lifetime: float) -> None:
     provider = Provider()
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/token"):
+    def token(request: Request) -> Answer:
+        if request.path.endswith("/token"):
             body = {"access_token": "at-1"} | ({} if expires_in is None else {"expires_in": expires_in})
-            return httpx.Response(200, json=body)
-        return provider(request)
+            return answer(200, body)
+        return provider.answer(request)
 
     oauth = OAuthClient(
         BASE,
         client_id="sipreg",
         client_secret=lambda force: "s3cret",
-        transport=httpx.MockTransport(answer),
+        http=FakeHttp(token),
         clock=lambda: 1000.0,
     )
     assert oauth.client_credentials(["x"]).expires_at == 1000.0 + lifetime
+
+
+@pytest.mark.parametrize("body", [[{"error": "invalid_token"}], "invalid_token", 7, b"<html>no</html>"])
+def test_a_refusal_whose_body_is_not_a_json_object_is_named_by_its_status(body: Any) -> None:
+    provider = Provider()
+
+    def refuse(request: Request) -> Answer:
+        if request.path.endswith("/me"):
+            return answer(400, body)
+        return provider.answer(request)
+
+    oauth = OAuthClient(BASE, client_id="sipreg", client_secret=lambda force: "s3cret", http=FakeHttp(refuse))
+    with pytest.raises(IdentityServerRejectedError) as caught:
+        oauth.userinfo("at-1")
+    assert caught.value.error == "http_400"

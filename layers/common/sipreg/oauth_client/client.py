@@ -2,9 +2,10 @@
 
 Each request is built by authlib's OAuth 2.0 pieces (RFC 6749's authorization and token requests
 and client authentication, RFC 7009's revocation request, RFC 7636's S256 challenge) and sent
-with httpx; each answer and failure is mapped onto sipreg's errors here. Not authlib's httpx
-integration: importing it brings authlib's OpenID client and with it joserfc, cryptography and
-anyio, about a fifth of the worker's cold start, for calls that need none of them.
+with urllib3 (`sipreg.oauth_client.http`); each answer and failure is mapped onto sipreg's errors
+here. Not authlib's httpx integration: importing it brings authlib's OpenID client and with it
+joserfc, cryptography, httpx and anyio, about a fifth of the worker's cold start, for calls that
+need none of them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sipreg.oauth_client.http import Answer, Http, HttpError, Urllib3Http
 from sipreg.oauth_client.metadata import ProviderMetadata, discover
 from sipreg.oauth_client.port import (
     GrantRejectedError,
@@ -24,9 +26,6 @@ from sipreg.oauth_client.port import (
     TokenResponse,
 )
 from sipreg.oauth_client.secret import SecretSource
-
-if TYPE_CHECKING:
-    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class OAuthClient:
     """`IdentityServer` over HTTP, one per process.
 
     The provider's metadata is read on first use and kept for the life of the process (a
-    failure to read it is not kept: the next call tries again). One httpx client (it can be
+    failure to read it is not kept: the next call tries again). One connection pool (it can be
     shared between threads) carries every request; nothing else is kept between calls.
     """
 
@@ -69,27 +68,25 @@ class OAuthClient:
         redirect_uri: str | None = None,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
-        transport: httpx.BaseTransport | None = None,
+        http: Http | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._issuer = (issuer or self._base_url).rstrip("/")
         self._client_id = client_id
         self._secret = client_secret
         self._redirect_uri = redirect_uri
-        self._timeout = timeout_seconds
         self._clock = clock
-        self._transport = transport  # unit tests only: a fake at the HTTP boundary
+        # A fake at the HTTP boundary in unit tests.
+        self._http = http or Urllib3Http(timeout_seconds)
         self._metadata_lock = threading.Lock()
         self._metadata: ProviderMetadata | None = None
-        self._client_lock = threading.Lock()
-        self._client: httpx.Client | None = None
 
     # -- metadata -----------------------------------------------------------------------------------
 
     def metadata(self) -> ProviderMetadata:
         with self._metadata_lock:
             if self._metadata is None:
-                self._metadata = discover(self._http(), self._base_url, issuer=self._issuer)
+                self._metadata = discover(self._http, self._base_url, issuer=self._issuer)
             return self._metadata
 
     def issuer_in_authorization_response(self) -> bool:
@@ -158,7 +155,7 @@ class OAuthClient:
                 auth_method=metadata.revocation_auth_method,
                 force_secret=attempt > 0,
             )
-            if response.status_code != 401 or attempt > 0:
+            if response.status != 401 or attempt > 0:
                 break  # a plain 401 from an endpoint with client auth: the secret, read once more
         self._raise_for_status(response)
 
@@ -174,14 +171,6 @@ class OAuthClient:
         return self._json_object(self._get("jwks", self.metadata().jwks_uri, {}))
 
     # -- plumbing -----------------------------------------------------------------------------------
-
-    def _http(self) -> httpx.Client:
-        import httpx  # noqa: PLC0415  # cold-start cost
-
-        with self._client_lock:
-            if self._client is None:
-                self._client = httpx.Client(timeout=self._timeout, transport=self._transport)
-            return self._client
 
     def _token(self, grant_type: str, **parameters: str | None) -> dict[str, Any]:
         """One token request (RFC 6749 §4-6): the answer's JSON object. Sent once more with a
@@ -210,10 +199,10 @@ class OAuthClient:
             raise IdentityServerRejectedError(str(error), token.get("error_description"))
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    def _token_object(self, response: httpx.Response) -> dict[str, Any]:
+    def _token_object(self, response: Answer) -> dict[str, Any]:
         """A token endpoint's answer as authlib's clients read it: a JSON object (an OAuth error
         too, whatever its status), else the HTTP status is the failure."""
-        if response.status_code < 500:
+        if response.status < 500:
             try:
                 token = response.json()
             except ValueError:
@@ -222,7 +211,7 @@ class OAuthClient:
                 return token
             if response.is_success:
                 raise IdentityServerUnavailableError("token: the answer was not a JSON object")
-        raise self._status_error("token", response.status_code)
+        raise self._status_error("token", response.status)
 
     def _post(
         self,
@@ -233,25 +222,22 @@ class OAuthClient:
         *,
         auth_method: str,
         force_secret: bool,
-    ) -> httpx.Response:
+    ) -> Answer:
         """POSTs a form with the client's authentication (`client_secret_basic` or `_post`)."""
-        import httpx  # noqa: PLC0415
         from authlib.oauth2.auth import ClientAuth  # noqa: PLC0415
 
         client_auth = ClientAuth(self._client_id, self._secret(force_secret), auth_method)
         url, signed_headers, signed_body = client_auth.prepare("POST", url, dict(headers), body)
         try:
-            return self._http().post(url, content=signed_body, headers=signed_headers)
-        except httpx.TransportError as error:
-            raise IdentityServerUnavailableError(f"{what}: {type(error).__name__}") from None
+            return self._http.post(url, signed_body, signed_headers)
+        except HttpError as failure:
+            raise IdentityServerUnavailableError(f"{what}: {failure}") from None
 
-    def _get(self, what: str, url: str, headers: Mapping[str, str]) -> httpx.Response:
-        import httpx  # noqa: PLC0415
-
+    def _get(self, what: str, url: str, headers: Mapping[str, str]) -> Answer:
         try:
-            return self._http().get(url, headers=headers)
-        except httpx.TransportError as error:
-            raise IdentityServerUnavailableError(f"{what}: {type(error).__name__}") from None
+            return self._http.get(url, headers)
+        except HttpError as failure:
+            raise IdentityServerUnavailableError(f"{what}: {failure}") from None
 
     @staticmethod
     def _status_error(what: str, status: int) -> IdentityServerRejectedError | IdentityServerUnavailableError:
@@ -273,20 +259,20 @@ class OAuthClient:
             id_token=token.get("id_token") or None,
         )
 
-    def _raise_for_status(self, response: httpx.Response) -> None:
-        if response.status_code < 400:
+    def _raise_for_status(self, response: Answer) -> None:
+        if response.status < 400:
             return
-        if response.status_code >= 500 or response.status_code == 429:
-            raise IdentityServerUnavailableError(f"HTTP {response.status_code}")
+        if response.status >= 500 or response.status == 429:
+            raise IdentityServerUnavailableError(f"HTTP {response.status}")
         try:
             body = response.json()
-            error = str(body.get("error", f"http_{response.status_code}"))
+            error = str(body.get("error", f"http_{response.status}"))
             description = body.get("error_description")
-        except ValueError:
-            error, description = f"http_{response.status_code}", None
+        except (ValueError, AttributeError):
+            error, description = f"http_{response.status}", None
         raise IdentityServerRejectedError(error, description)
 
-    def _json_object(self, response: httpx.Response) -> dict[str, Any]:
+    def _json_object(self, response: Answer) -> dict[str, Any]:
         self._raise_for_status(response)
         try:
             body = response.json()

@@ -9,12 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sipreg.oauth_client.http import Http, HttpError
 from sipreg.oauth_client.port import IdentityServerRejectedError, IdentityServerUnavailableError
-
-if TYPE_CHECKING:
-    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -113,22 +111,20 @@ def _auth_method(document: Mapping[str, Any], name: str) -> str:
     )
 
 
-def discover(http: httpx.Client, base_url: str, *, issuer: str) -> ProviderMetadata:
+def discover(http: Http, base_url: str, *, issuer: str) -> ProviderMetadata:
     """Reads and checks the provider's discovery document (WG2's paths on a 404)."""
-    import httpx  # noqa: PLC0415  # cold-start cost
-
     try:
-        response = http.get(base_url + DISCOVERY_PATH, headers={"Accept": "application/json"})
-    except httpx.TransportError as error:
-        raise IdentityServerUnavailableError(f"discovery: {type(error).__name__}") from None
-    if response.status_code == 404:
+        response = http.get(base_url + DISCOVERY_PATH, {"Accept": "application/json"})
+    except HttpError as failure:
+        raise IdentityServerUnavailableError(f"discovery: {failure}") from None
+    if response.status == 404:
         logger.warning("the identity server publishes no discovery document: using WG2's paths")
         return ProviderMetadata.wg2_fallback(base_url, issuer=issuer)
-    if response.status_code >= 500 or response.status_code == 429:
-        raise IdentityServerUnavailableError(f"discovery: HTTP {response.status_code}")
-    if response.status_code != 200:
+    if response.status >= 500 or response.status == 429:
+        raise IdentityServerUnavailableError(f"discovery: HTTP {response.status}")
+    if response.status != 200:
         raise IdentityServerRejectedError(
-            f"http_{response.status_code}", f"discovery answered HTTP {response.status_code}"
+            f"http_{response.status}", f"discovery answered HTTP {response.status}"
         )
     try:
         document = response.json()

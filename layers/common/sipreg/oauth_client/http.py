@@ -1,0 +1,77 @@
+"""The OAuth client's HTTP: a GET or a form POST, and the whole answer.
+
+Sent with urllib3, which botocore has loaded already in every function: httpx and httpcore cost
+the worker's cold start about 30 ms more, for the few requests a token needs. No redirects are
+followed (an OAuth endpoint that redirects is misconfigured, and a token request must not be
+re-sent elsewhere) and nothing is retried here: the callers decide what a failure means.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import urllib3
+
+# An identity server's answers are small (a token, a discovery document, a key set): a bigger one
+# is refused rather than read into memory.
+MAX_ANSWER_BYTES = 1_000_000
+
+
+class HttpError(Exception):
+    """No answer: the connection, TLS, a timeout, or an answer too big to be one."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body's JSON; ValueError when it is not JSON (or not UTF-8)."""
+        return json.loads(self.body)
+
+
+class Http(Protocol):
+    def get(self, url: str, headers: Mapping[str, str]) -> Answer: ...
+
+    def post(self, url: str, body: str, headers: Mapping[str, str]) -> Answer: ...
+
+
+class Urllib3Http:
+    """`Http` over one urllib3 pool manager (safe to share between threads; it keeps connections)."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self._pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds), retries=False
+        )
+
+    def get(self, url: str, headers: Mapping[str, str]) -> Answer:
+        return self._request("GET", url, None, headers)
+
+    def post(self, url: str, body: str, headers: Mapping[str, str]) -> Answer:
+        return self._request("POST", url, body.encode(), headers)
+
+    def _request(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
+        try:
+            response = self._pool.request(
+                method, url, body=body, headers=dict(headers), redirect=False, preload_content=False
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise HttpError(type(error).__name__) from None
+        try:
+            data = response.read(MAX_ANSWER_BYTES + 1)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            response.close()
+            raise HttpError(type(error).__name__) from None
+        if len(data) > MAX_ANSWER_BYTES:
+            response.close()  # not back to the pool with the rest of it unread
+            raise HttpError(f"an answer of more than {MAX_ANSWER_BYTES} bytes")
+        response.release_conn()
+        return Answer(response.status, data)
