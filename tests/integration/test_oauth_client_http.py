@@ -4,13 +4,16 @@ loopback: what it sends, and what it refuses to follow or read."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
+from devstack.wg2sim.tls import write_self_signed
 from sipreg.oauth_client.http import MAX_ANSWER_BYTES, HttpError, Urllib3Http
 
 
@@ -50,15 +53,32 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serve(httpd: ThreadingHTTPServer, scheme: str) -> Iterator[str]:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        yield f"{scheme}://127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    yield from serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "http")
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """HTTPS with a self-signed certificate for 127.0.0.1: the root no public bundle holds."""
+    directory = tmp_path_factory.mktemp("tls")
+    tls = write_self_signed(directory, file_name="idp.pem", common_name="not a public root")
+    (directory / "idp-key.pem").write_bytes(tls.key_pem)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert_file, directory / "idp-key.pem")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    for url in serve(httpd, "https"):
+        yield url, tls.cert_file
 
 
 def test_a_get_and_a_form_post_arrive_whole_and_every_status_is_an_answer(server: str) -> None:
@@ -102,3 +122,30 @@ def test_nobody_listening_is_a_failure_naming_the_error_and_not_the_url() -> Non
     with pytest.raises(HttpError) as caught:
         Urllib3Http(timeout_seconds=2).get(f"http://127.0.0.1:{port}/token?code=secret", {})
     assert str(caught.value) == "NewConnectionError"
+
+
+def test_a_token_with_a_line_break_is_not_sent_and_not_repeated(server: str) -> None:
+    Handler.seen.clear()
+    with pytest.raises(HttpError) as caught:
+        Urllib3Http(timeout_seconds=5).get(f"{server}/me", {"Authorization": "Bearer at-1\r\nX-Injected: 1"})
+    assert "at-1" not in str(caught.value)
+    assert Handler.seen == []
+
+
+def test_a_certificate_no_trusted_root_signed_is_refused(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    url, _ = tls_server
+    Handler.seen.clear()
+    with pytest.raises(HttpError, match="SSLError"):
+        Urllib3Http(timeout_seconds=5).get(f"{url}/keys", {})
+    assert Handler.seen == []
+
+
+def test_the_roots_ssl_cert_file_names_are_trusted_instead(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, root = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(root))
+    assert Urllib3Http(timeout_seconds=5).get(f"{url}/keys", {}).json() == {"keys": []}

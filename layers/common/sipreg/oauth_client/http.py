@@ -9,10 +9,12 @@ re-sent elsewhere) and nothing is retried here: the callers decide what a failur
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import certifi
 import urllib3
 
 # An identity server's answers are small (a token, a discovery document, a key set): a bigger one
@@ -44,12 +46,20 @@ class Http(Protocol):
     def post(self, url: str, body: str, headers: Mapping[str, str]) -> Answer: ...
 
 
+def trusted_roots() -> str:
+    """The roots a server's certificate must chain to, as httpx (the client before) took them: the
+    file SSL_CERT_FILE names, else certifi's bundle (botocore's too), not whatever the host has."""
+    return os.environ.get("SSL_CERT_FILE") or certifi.where()
+
+
 class Urllib3Http:
     """`Http` over one urllib3 pool manager (safe to share between threads; it keeps connections)."""
 
     def __init__(self, timeout_seconds: float) -> None:
         self._pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds), retries=False
+            timeout=urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds),
+            retries=False,
+            ca_certs=trusted_roots(),
         )
 
     def get(self, url: str, headers: Mapping[str, str]) -> Answer:
@@ -65,6 +75,10 @@ class Urllib3Http:
             )
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise HttpError(type(error).__name__) from None
+        except ValueError:
+            # http.client refuses a header with a line break (a token from a broken or hostile
+            # server); its message quotes the value, so only this says what happened.
+            raise HttpError("a header that cannot be sent") from None
         try:
             data = response.read(MAX_ANSWER_BYTES + 1)
         except (urllib3.exceptions.HTTPError, OSError) as error:
