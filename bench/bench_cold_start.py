@@ -42,7 +42,7 @@ FUNCTIONS = (
 # What a function's first invocation imports lazily (the `noqa: PLC0415` imports on its path).
 # A token request: discovery and the request over urllib3 (botocore's, loaded already), built by
 # authlib's OAuth 2.0 pieces, with the client secret from Secrets Manager (sipreg.oauth_client).
-_HTTP = "sipreg.oauth_client.http"
+_HTTP = "sipreg.http"
 _TOKEN = (
     f"{_HTTP}, authlib.oauth2.rfc6749.parameters, authlib.oauth2.auth, "
     "aws_lambda_powertools.utilities.parameters"

@@ -66,7 +66,7 @@ def test_the_consent_is_stored_marked_counted_and_shown_by_the_status_api(
     assert '"ConsentsWithoutRefreshToken":[1.0]' in stack.function_logs().replace(" ", "")
     # And the status API shows it
     answer = stack.status(msisdn)
-    assert answer.status_code == 200, answer.text
+    assert answer.status == 200, answer.body
     consent = answer.json()["consent"]
     assert (consent["status"], consent["refresh_token"]) == ("consented", False)
     assert consent["access_expires_at"]

@@ -28,6 +28,7 @@ from devstack.wg2sim.process import Wg2simProcess
 from sipreg.cipher import KmsCipher
 from sipreg.client import OperatorApi
 from sipreg.config import TokenSettings
+from sipreg.http import Answer
 from sipreg.store.subscribers import SubscriberStore
 from sipreg.tokens import SERVICE_SCOPES, TokenService
 from sipreg.wiring import parts
@@ -109,7 +110,7 @@ class BaseConsentStack:
     def function_logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.log_dir.glob("*")))
 
-    def status(self, msisdn: str) -> httpx.Response:
+    def status(self, msisdn: str) -> Answer:
         """The status API's answer for the number (`GET /v1/registrations/{msisdn}`), asked as an
         operator (SigV4 with the local account's root credentials)."""
         operator = Credentials(ROOT.access_key_id, ROOT.secret_access_key)

@@ -7,7 +7,8 @@ import them, but for the few imports that run only when a program asks for the p
 from __future__ import annotations
 
 import re
-from importlib.metadata import distribution
+import sys
+from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_no_powertools_utility_the_layer_prunes_is_imported() -> None:
 
 # The distributions whose parts the layer prunes, and the one import of a pruned part in each that is
 # allowed: each runs only when a program asks for the pruned part itself.
-PRUNED_FROM = ("pydantic", "authlib", "anyio", "grpcio", "cffi")
+PRUNED_FROM = ("pydantic", "authlib", "grpcio", "cffi")
 ALLOWED_IMPORTS = {
     # Only for a type with pydantic 1's `__get_validators__`, to tell a v1 model from a v2 one.
     ("pydantic/_internal/_generate_schema.py", "pydantic.v1"),
@@ -89,10 +90,6 @@ ALLOWED_IMPORTS = {
     ("authlib/oauth2/rfc7523/auth.py", "authlib.integrations"),
     # Only in a docstring's example (`metadata.validate`).
     ("authlib/oauth2/rfc8414/models.py", "authlib.oidc"),
-    # `try: import anyio / except ImportError`: its async primitives, for async pools only.
-    ("httpcore/_synchronization.py", "anyio"),
-    # httpcore's anyio backend, which httpcore/__init__.py imports only if anyio is there.
-    ("httpcore/_backends/anyio.py", "anyio"),
 }
 _IMPORT = re.compile(
     r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+([\w, \t]+)|import[ \t]+([\w.]+))", re.MULTILINE
@@ -169,3 +166,30 @@ def test_no_package_in_the_layer_imports_what_it_prunes_but_on_request() -> None
         if (part := pruned_part(name))
     }
     assert found <= ALLOWED_IMPORTS, sorted(found - ALLOWED_IMPORTS)
+
+
+def layer_distributions() -> set[str]:
+    constraints = (ROOT / "layers" / "common" / "constraints.txt").read_text()
+    return {name.lower().replace("_", "-") for name in re.findall(r"^([A-Za-z0-9_.-]+)==", constraints, re.M)}
+
+
+def test_every_library_the_code_imports_is_in_the_layer() -> None:
+    """A library that the dev venv has (for the tests, devstack) but the layer does not would fail
+    only on Lambda, at the first import."""
+    owners = packages_distributions()
+    in_layer = layer_distributions()
+    missing: dict[str, str] = {}
+    for path in sources():
+        inside = path.is_relative_to(PACKAGE)
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts) if inside else "app"
+        for name in imported_modules(path, module):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names or top in {"sipreg", "app", "__future__"} or not top:
+                continue
+            dists = {d.lower().replace("_", "-") for d in owners.get(top, [top])}
+            if not dists & in_layer:
+                missing[top] = str(path.relative_to(ROOT))
+    assert {"boto3", "urllib3", "certifi", "grpc", "pydantic"} <= {
+        n.split(".")[0] for p in sources() for n in imported_modules(p, "x")
+    }  # the scan sees the code's libraries
+    assert not missing, f"imported but not in the layer: {missing}"

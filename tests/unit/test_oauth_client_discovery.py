@@ -1,4 +1,4 @@
-"""Given a provider's discovery document (a fake at the HTTP boundary: `sipreg.oauth_client.http`), the
+"""Given a provider's discovery document (a fake at the HTTP boundary: `sipreg.http`), the
 OAuth client reads its endpoints, checks its issuer, picks a client authentication it supports,
 asks for a refresh token the way OIDC Core §11 requires, and falls back to WG2's paths only for
 a provider that publishes no document."""
@@ -14,12 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from sipreg.http import Answer
 from sipreg.oauth_client import (
     IdentityServerRejectedError,
     IdentityServerUnavailableError,
     OAuthClient,
 )
-from sipreg.oauth_client.http import Answer
 
 BASE = "https://login.example.net/tenant"
 DOC = {
@@ -51,7 +51,7 @@ def answer(status: int, body: Any) -> Answer:
 
 
 class FakeHttp:
-    """`sipreg.oauth_client.http.Http` answered by `handle`, recording every request."""
+    """`sipreg.http.Http` answered by `handle`, recording every request."""
 
     def __init__(self, handle: Callable[[Request], Answer]) -> None:
         self.handle = handle
@@ -60,8 +60,10 @@ class FakeHttp:
     def get(self, url: str, headers: Mapping[str, str]) -> Answer:
         return self._send(Request("GET", url, "", dict(headers)))
 
-    def post(self, url: str, body: str, headers: Mapping[str, str]) -> Answer:
-        return self._send(Request("POST", url, body, dict(headers)))
+    def post(self, url: str, body: str | bytes, headers: Mapping[str, str]) -> Answer:
+        return self._send(
+            Request("POST", url, body if isinstance(body, str) else body.decode(), dict(headers))
+        )
 
     def _send(self, request: Request) -> Answer:
         self.requests.append(request)

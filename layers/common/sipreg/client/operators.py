@@ -20,13 +20,13 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import botocore.session
-import httpx
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from sipreg.client.errors import ApiError
 from sipreg.client.producers import json_object
+from sipreg.http import Answer, HttpError, Urllib3Http
 from sipreg.signing import REQUEST_ID_HEADER, new_request_id
 
 SERVICE = "execute-api"
@@ -62,7 +62,7 @@ class OperatorApi:
         self._region = region or region_of(api) or session.get_config_variable("region")
         if not self._region:
             raise OperatorCredentialsError("no AWS region: pass --region or set AWS_REGION")
-        self._http = httpx.Client(timeout=timeout)
+        self._http = Urllib3Http(timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -81,9 +81,10 @@ class OperatorApi:
         query: dict[str, str] | None = None,
         change: bool = False,
         json_body: dict[str, Any] | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         """Signs and sends one request; `path` is sent as given (percent-encode an MSISDN's `+`).
-        A `json_body` is sent as application/json, its hash signed with the rest."""
+        A `json_body` is sent as application/json, its hash signed with the rest. Raises HttpError
+        when there is no answer."""
         url = self._base + path + (f"?{urlencode(query)}" if query else "")
         headers: dict[str, str] = {}
         if change:
@@ -93,7 +94,7 @@ class OperatorApi:
             headers["Content-Type"] = "application/json"
         signed = AWSRequest(method=method, url=url, data=body, headers=headers)
         SigV4Auth(self._credentials, SERVICE, self._region).add_auth(signed)
-        return self._http.request(method, url, headers=dict(signed.headers.items()), content=body)
+        return self._http.request(method, url, body or None, dict(signed.headers.items()))
 
     def call(
         self,
@@ -108,16 +109,16 @@ class OperatorApi:
         when API Gateway refuses the credentials (403): no route answers anything useful then."""
         try:
             answer = self.request(method, path, query=query, change=change, json_body=json_body)
-        except httpx.HTTPError as error:
-            raise ApiError(f"no answer from the API ({type(error).__name__})") from None
+        except HttpError as error:
+            raise ApiError(f"no answer from the API ({error})") from None
         body = json_object(answer)
-        if answer.status_code == 403:
+        if answer.status == 403:
             message = body.get("message") or body.get("detail") or "Forbidden"
             raise ApiError(
                 f"the API refused these AWS credentials ({message}): operators need "
                 "execute-api:Invoke on the route (the stack's OperatorPolicy)"
             )
-        return answer.status_code, body
+        return answer.status, body
 
     def status(self, msisdn: str, *, query: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         """`GET /v1/registrations/{msisdn}` (`query`: type, outcome, limit, cursor); 404: unknown."""

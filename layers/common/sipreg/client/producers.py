@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 from sipreg.client.errors import ApiError
+from sipreg.http import Answer, HttpError, Urllib3Http
 from sipreg.signing import signed_headers
 
 MAX_BATCH = 100
@@ -40,10 +40,10 @@ class EventsApi:
         base = api.rstrip("/")
         self._url = base + self.PATH
         # The path as the request line carries it (a stage prefix included), which is what is signed.
-        self._path = (httpx.URL(base).raw_path.decode() or "/").rstrip("/") + self.PATH
+        self._path = urlsplit(base).path.rstrip("/") + self.PATH
         self._secret = secret
         self._retries = retries
-        self._http = httpx.Client(timeout=timeout)
+        self._http = Urllib3Http(timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -82,29 +82,29 @@ class EventsApi:
             **signed_headers(self._secret, "POST", self._path, body),
         }
         try:
-            answer = self._http.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as error:
-            return Outcome(failed=dict.fromkeys(ids, f"no answer from the API ({type(error).__name__})"))
-        if answer.status_code == 401:
+            answer = self._http.post(self._url, body, headers)
+        except HttpError as error:
+            return Outcome(failed=dict.fromkeys(ids, f"no answer from the API ({error})"))
+        if answer.status == 401:
             raise ApiError("the API refused the signature: check the secret, and this machine's clock")
-        if answer.status_code == 403:
+        if answer.status == 403:
             raise ApiError("the API refused the request (403): is --api the events API's base URL?")
         problem = json_object(answer)
-        if answer.status_code == 202:
+        if answer.status == 202:
             return Outcome(accepted=list(problem.get("accepted", ids)))
-        if answer.status_code == 503 and "not_accepted" in problem:
+        if answer.status == 503 and "not_accepted" in problem:
             missing = set(problem["not_accepted"])
             return Outcome(
                 accepted=[i for i in ids if i not in missing],
                 failed=dict.fromkeys(problem["not_accepted"], "not accepted by the queue"),
             )
-        if answer.status_code == 400:
+        if answer.status == 400:
             return Outcome(rejected=_reasons(ids, problem.get("errors", [])))
-        reason = f"HTTP {answer.status_code} {problem.get('title', '')}".strip()
+        reason = f"HTTP {answer.status} {problem.get('title', '')}".strip()
         return Outcome(failed=dict.fromkeys(ids, reason))
 
 
-def json_object(answer: httpx.Response) -> dict[str, Any]:
+def json_object(answer: Answer) -> dict[str, Any]:
     """The answer's JSON object, or {} when it holds none (an empty body, HTML, a list)."""
     try:
         data = answer.json()

@@ -7,9 +7,8 @@
 
 One module per concern: `port` (the `IdentityServer` protocol, `TokenResponse`, the errors, whose
 messages never carry a token or secret), `metadata` (the provider's endpoints from its discovery
-document, read once per process), `secret` (the client secret from Secrets Manager), `http` (a GET
-or a form POST over urllib3) and `client` (`OAuthClient`: the requests, built by authlib's OAuth
-2.0 pieces).
+document, read once per process), `secret` (the client secret from Secrets Manager) and `client`
+(`OAuthClient`: the requests, built by authlib's OAuth 2.0 pieces and sent over `sipreg.http`).
 """
 
 from sipreg.oauth_client.client import OAuthClient

@@ -2,7 +2,7 @@
 
 Each request is built by authlib's OAuth 2.0 pieces (RFC 6749's authorization and token requests
 and client authentication, RFC 7009's revocation request, RFC 7636's S256 challenge) and sent
-with urllib3 (`sipreg.oauth_client.http`); each answer and failure is mapped onto sipreg's errors
+with urllib3 (`sipreg.http`); each answer and failure is mapped onto sipreg's errors
 here. Not authlib's httpx integration: importing it brings authlib's OpenID client and with it
 joserfc, cryptography, httpx and anyio, about a fifth of the worker's cold start, for calls that
 need none of them.
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sipreg.oauth_client.http import Answer, Http, HttpError, Urllib3Http
+from sipreg.http import Answer, Http, HttpError, Urllib3Http
 from sipreg.oauth_client.metadata import ProviderMetadata, discover
 from sipreg.oauth_client.port import (
     GrantRejectedError,

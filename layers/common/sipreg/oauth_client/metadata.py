@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sipreg.oauth_client.http import Http, HttpError
+from sipreg.http import Http, HttpError
 from sipreg.oauth_client.port import IdentityServerRejectedError, IdentityServerUnavailableError
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The OAuth client's HTTP (`sipreg.oauth_client.http.Urllib3Http`) against a real HTTP server on
+"""sipreg's HTTP (`sipreg.http.Urllib3Http`) against a real HTTP server on
 loopback: what it sends, and what it refuses to follow or read."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import ClassVar
 import pytest
 
 from devstack.wg2sim.tls import write_self_signed
-from sipreg.oauth_client.http import MAX_ANSWER_BYTES, HttpError, Urllib3Http
+from sipreg.http import MAX_ANSWER_BYTES, HttpError, Urllib3Http
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -1,9 +1,11 @@
-"""The OAuth client's HTTP: a GET or a form POST, and the whole answer.
+"""sipreg's HTTP requests: one request, and its whole answer. The OAuth client's calls to the
+identity server, and the CLI's clients of the events API (sipreg.client).
 
 Sent with urllib3, which botocore has loaded already in every function: httpx and httpcore cost
-the worker's cold start about 30 ms more, for the few requests a token needs. No redirects are
-followed (an OAuth endpoint that redirects is misconfigured, and a token request must not be
-re-sent elsewhere) and nothing is retried here: the callers decide what a failure means.
+the worker's cold start about 30 ms more, for the few requests a token needs, and the layer a
+megabyte. No redirects are followed (an OAuth endpoint that redirects is misconfigured, a token
+request must not be re-sent elsewhere, and a signed request is signed for its own URL) and nothing
+is retried here: the callers decide what a failure means.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from typing import Any, Protocol
 import certifi
 import urllib3
 
-# An identity server's answers are small (a token, a discovery document, a key set): a bigger one
+# Answers here are small (a token, a discovery document, a key set, a page of status): a bigger one
 # is refused rather than read into memory.
 MAX_ANSWER_BYTES = 1_000_000
+POOL_SIZE = 10
 
 
 class HttpError(Exception):
-    """No answer: the connection, TLS, a timeout, or an answer too big to be one."""
+    """No answer: the connection, TLS, a timeout, a request that cannot be sent, or an answer too
+    big to be one. The message names the failure, never a URL, header or body."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Answer:
 class Http(Protocol):
     def get(self, url: str, headers: Mapping[str, str]) -> Answer: ...
 
-    def post(self, url: str, body: str, headers: Mapping[str, str]) -> Answer: ...
+    def post(self, url: str, body: str | bytes, headers: Mapping[str, str]) -> Answer: ...
 
 
 def trusted_roots() -> str:
@@ -60,15 +64,21 @@ class Urllib3Http:
             timeout=urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds),
             retries=False,
             ca_certs=trusted_roots(),
+            # Connections kept per host: the worker's group threads renew tokens at once, and a
+            # producer may send from threads (urllib3 keeps one by default, opening and dropping more).
+            maxsize=POOL_SIZE,
         )
 
+    def close(self) -> None:
+        self._pool.clear()
+
     def get(self, url: str, headers: Mapping[str, str]) -> Answer:
-        return self._request("GET", url, None, headers)
+        return self.request("GET", url, None, headers)
 
-    def post(self, url: str, body: str, headers: Mapping[str, str]) -> Answer:
-        return self._request("POST", url, body.encode(), headers)
+    def post(self, url: str, body: str | bytes, headers: Mapping[str, str]) -> Answer:
+        return self.request("POST", url, body.encode() if isinstance(body, str) else body, headers)
 
-    def _request(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
+    def request(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]) -> Answer:
         try:
             response = self._pool.request(
                 method, url, body=body, headers=dict(headers), redirect=False, preload_content=False
