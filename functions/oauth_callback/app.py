@@ -2,7 +2,9 @@
 
 Thin: hand the query and the browser-binding cookie to `sipreg.consent`, then answer with a small
 page (success names the MSISDN masked, a failure says what to do) or a 302 to the flow's
-`return_to`. Metrics: `ConsentsGranted`, `ConsentsDeclined`, `ConsentCallbacksRefused`, and
+`return_to`. Metrics: `ConsentsGranted`, `ConsentsDeclined` (the subscriber said no),
+`ConsentCallbacksRefused` (every other end, the reason in the log line and on the page; a consent
+stored but not announced too: the page asks to run the flow again, which counts it granted), and
 `ConsentsWithoutRefreshToken` (1 for a consent the identity server granted no refresh token:
 it ends with its access token).
 """

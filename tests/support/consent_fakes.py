@@ -187,8 +187,11 @@ class FakeEvents:
     def __init__(self) -> None:
         self.consented_msisdns: list[str] = []
         self.event_ids: list[str] = []
+        self.fail_with: Exception | None = None  # the queue did not take the announcement
 
     def consented(self, msisdn: str, *, event_id: str) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
         self.consented_msisdns.append(msisdn)
         self.event_ids.append(event_id)
 

@@ -13,10 +13,18 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from sipreg.consent.announcements import AnnouncementError
 from sipreg.consent.flow import BadRequestError, Consented, ConsentFlow, Declined, RefusalReason, Refused
 from sipreg.consent.id_tokens import IdTokenVerifier
 from sipreg.store.subscribers import ConsentStatus
-from sipreg.tokens import IdentityServerRejectedError, TokenResponse, TokenService
+from sipreg.tokens import (
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    IdentityServerRejectedError,
+    IdentityServerUnavailableError,
+    TokenResponse,
+    TokenService,
+)
 from tests.support.consent_fakes import (
     UNAVAILABLE,
     Clock,
@@ -64,6 +72,7 @@ class Parts:
         phone_number: str | None = MSISDN,
         nonce: str | None = None,
         refresh_token: bool = True,
+        extra: dict[str, Any] | None = None,
     ) -> str:
         claims: dict[str, Any] = {
             "iss": ISSUER,
@@ -75,6 +84,7 @@ class Parts:
         }
         if phone_number:
             claims["phone_number"] = phone_number
+        claims.update(extra or {})
         tokens = self.identity.issue(MSISDN, refresh_token=refresh_token)
         answer = TokenResponse(
             access_token=tokens.access_token,
@@ -203,6 +213,61 @@ def test_declined_consent_stores_nothing_and_uses_up_the_state(parts: Parts) -> 
     assert parts.states.items == {}
 
 
+def test_consent_required_is_a_decline_too(parts: Parts) -> None:
+    _, record = parts.started(return_to="https://crm.example/done")
+    outcome = parts.callback({"error": "consent_required", "state": record.state})
+    assert outcome == Declined(error="consent_required", return_to="https://crm.example/done")
+
+
+@pytest.mark.parametrize("error", ["server_error", "temporarily_unavailable"])
+def test_a_provider_error_that_passes_is_the_identity_server_down_not_a_decline(
+    parts: Parts, error: str
+) -> None:
+    # RFC 6749 §4.1.2.1: only access_denied is the subscriber saying no
+    _, record = parts.started(return_to="https://crm.example/done")
+    outcome = parts.callback({"error": error, "state": record.state})
+    assert outcome == Refused(RefusalReason.IDENTITY_SERVER_DOWN, transient=True)
+    assert parts.store.records == {}
+    assert parts.states.items == {}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "invalid_request",
+        "unauthorized_client",
+        "unsupported_response_type",
+        "invalid_scope",
+        "login_required",
+        "interaction_required",
+        "some_future_code",
+    ],
+)
+def test_any_other_provider_error_is_our_configuration_refused_and_logged_with_its_code(
+    parts: Parts, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, record = parts.started(return_to="https://crm.example/done")
+    outcome = parts.callback(
+        {"error": error, "error_description": "echoed input <b>x</b>", "state": record.state}
+    )
+    assert outcome == Refused(RefusalReason.CLIENT_REFUSED)
+    assert parts.store.records == {}
+    (line,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert error in line.getMessage()
+    assert "echoed input" not in caplog.text
+
+
+@pytest.mark.parametrize("error", ["<script>alert(1)</script>", "x" * 65, "Server_Error", "a b"])
+def test_a_provider_error_off_the_vocabulary_is_logged_as_unrecognised(
+    parts: Parts, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, record = parts.started()
+    outcome = parts.callback({"error": error, "state": record.state})
+    assert outcome == Refused(RefusalReason.CLIENT_REFUSED)
+    assert "unrecognised" in caplog.text
+    assert error not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("tamper", "reason"),
     [
@@ -225,8 +290,28 @@ def test_bad_code_or_id_token_is_refused_and_stores_nothing(
 def test_phone_number_comes_from_userinfo_when_the_id_token_lacks_it(parts: Parts) -> None:
     _, record = parts.started()
     code = parts.issue_code(record, phone_number=None)
-    parts.identity.userinfo_answer = {"phone_number": MSISDN}
+    parts.identity.userinfo_answer = {"sub": "pairwise-1", "phone_number": MSISDN}
     assert parts.callback({"code": code, "state": record.state}) == Consented(MSISDN, None)
+
+
+@pytest.mark.parametrize(
+    "userinfo",
+    [
+        {"sub": "someone-else", "phone_number": "+4799990077"},
+        {"sub": "pairwise-1 ", "phone_number": MSISDN},
+        {"phone_number": MSISDN},
+    ],
+    ids=["other-sub", "sub-not-exactly-equal", "no-sub"],
+)
+def test_userinfo_about_another_subject_is_not_used(parts: Parts, userinfo: dict[str, Any]) -> None:
+    # OIDC Core §5.3.2: userinfo's sub MUST match the ID token's exactly, else its values MUST NOT be used
+    _, record = parts.started()
+    code = parts.issue_code(record, phone_number=None)
+    parts.identity.userinfo_answer = userinfo
+    outcome = parts.callback({"code": code, "state": record.state})
+    assert outcome == Refused(RefusalReason.ID_TOKEN_INVALID)
+    assert parts.store.records == {}
+    assert parts.events.consented_msisdns == []
 
 
 def test_no_phone_number_anywhere_is_refused(parts: Parts) -> None:
@@ -344,3 +429,137 @@ def test_a_consent_without_a_refresh_token_is_stored_and_says_so(parts: Parts) -
     assert stored.refresh_token_missing is True
     assert stored.refresh_token_ciphertext is None
     assert parts.events.consented_msisdns == [MSISDN]
+
+
+# --- a consent stored but not announced ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [AnnouncementError("the events queue did not take subscriber.consented"), RuntimeError("SQS: boom")],
+    ids=["queue-incomplete", "anything-else"],
+)
+def test_a_consent_stored_but_not_announced_says_so_and_a_second_run_finishes_it(
+    parts: Parts, failure: Exception
+) -> None:
+    # Given a queue that does not take the announcement (QueueConsentEvents raises when incomplete)
+    parts.events.fail_with = failure
+    _, record = parts.started(return_to="https://crm.example/done")
+    outcome = parts.callback({"code": parts.issue_code(record), "state": record.state})
+    # Then the outcome says the consent was saved but not announced (try again), not "nothing stored"
+    assert outcome == Refused(RefusalReason.NOT_ANNOUNCED, transient=True)
+    first = parts.store.records[MSISDN]
+    assert first.status is ConsentStatus.CONSENTED
+    assert parts.identity.revoked == []  # the stored tokens are kept
+    # When the subscriber runs the flow again and the queue takes it
+    parts.events.fail_with = None
+    _, again = parts.started(return_to="https://crm.example/done")
+    outcome = parts.callback({"code": parts.issue_code(again), "state": again.state})
+    # Then it is stored (the newer tokens replace the first) and announced, once
+    assert outcome == Consented(MSISDN, "https://crm.example/done")
+    second = parts.store.records[MSISDN]
+    assert second.status is ConsentStatus.CONSENTED
+    assert second.access_token_ciphertext != first.access_token_ciphertext
+    assert parts.events.consented_msisdns == [MSISDN]
+
+
+# --- a flow started for one number, and the tokens of a refused callback ------------------------
+
+
+def test_a_flow_started_for_one_number_is_refused_when_the_sign_in_is_for_another(parts: Parts) -> None:
+    # login_hint is only a hint: the subscriber may sign in as someone else
+    _, record = parts.started(msisdn="+4799990001", return_to="https://crm.example/done")
+    outcome = parts.callback({"code": parts.issue_code(record), "state": record.state})
+    assert outcome == Refused(RefusalReason.OTHER_NUMBER)
+    assert parts.store.records == {}
+    assert parts.events.consented_msisdns == []
+
+
+def test_a_flow_started_for_a_number_ends_consented_when_signed_in_as_it(parts: Parts) -> None:
+    _, record = parts.started(msisdn=MSISDN, return_to="https://crm.example/done")
+    outcome = parts.callback({"code": parts.issue_code(record), "state": record.state})
+    assert outcome == Consented(MSISDN, "https://crm.example/done")
+
+
+def test_a_flow_started_without_a_number_accepts_the_one_signed_in(parts: Parts) -> None:
+    _, record = parts.started()
+    outcome = parts.callback(
+        {"code": parts.issue_code(record, phone_number="+4799990002"), "state": record.state}
+    )
+    assert outcome == Consented("+4799990002", None)
+
+
+def _refused_after_the_exchange(parts: Parts, case: str) -> tuple[Any, TokenResponse]:
+    """Runs a flow that the code exchange succeeds for and a later check refuses."""
+    _, record = parts.started(msisdn="+4799990001" if case == "other-number" else None)
+    match case:
+        case "other-number":
+            code = parts.issue_code(record)
+        case "no-phone-number":
+            code = parts.issue_code(record, phone_number=None)
+        case "bad-id-token":
+            code = parts.issue_code(record, nonce="someone-elses-nonce")
+        case "userinfo-of-another-subject":
+            code = parts.issue_code(record, phone_number=None)
+            parts.identity.userinfo_answer = {"sub": "someone-else", "phone_number": MSISDN}
+    answer = parts.identity.codes[code][1]
+    return parts.callback({"code": code, "state": record.state}), answer
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("other-number", RefusalReason.OTHER_NUMBER),
+        ("no-phone-number", RefusalReason.NO_PHONE_NUMBER),
+        ("bad-id-token", RefusalReason.ID_TOKEN_INVALID),
+        ("userinfo-of-another-subject", RefusalReason.ID_TOKEN_INVALID),
+    ],
+)
+def test_a_refusal_after_the_code_exchange_revokes_the_issued_tokens(
+    parts: Parts, case: str, reason: RefusalReason
+) -> None:
+    outcome, answer = _refused_after_the_exchange(parts, case)
+    assert outcome == Refused(reason)
+    assert parts.store.records == {}
+    assert parts.identity.revoked == [
+        (REFRESH_TOKEN, answer.refresh_token),
+        (ACCESS_TOKEN, answer.access_token),
+    ]
+    assert parts.identity.live_refresh == {}
+
+
+def test_a_failed_revocation_is_logged_without_the_token_and_changes_no_outcome(
+    parts: Parts, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unavailable(token: str, *, token_type_hint: str) -> None:
+        raise IdentityServerUnavailableError("revoke: ConnectError")
+
+    monkeypatch.setattr(parts.identity, "revoke", unavailable)
+    outcome, answer = _refused_after_the_exchange(parts, "other-number")
+    assert outcome == Refused(RefusalReason.OTHER_NUMBER)
+    assert "not revoked" in caplog.text
+    assert answer.access_token not in caplog.text
+    assert str(answer.refresh_token) not in caplog.text
+
+
+def test_a_refusal_for_a_number_with_a_stored_consent_leaves_its_grant_alone(parts: Parts) -> None:
+    # Given MSISDN consented before (a provider may issue its next code under the same grant,
+    # and revoking a refresh token may revoke the whole grant: RFC 7009 §2.1)
+    _, record = parts.started()
+    assert isinstance(parts.callback({"code": parts.issue_code(record), "state": record.state}), Consented)
+    stored = parts.store.records[MSISDN]
+    # When a flow started for another number is signed in as MSISDN
+    outcome, _ = _refused_after_the_exchange(parts, "other-number")
+    # Then it is refused, and neither the stored consent nor the grant it may share is touched
+    assert outcome == Refused(RefusalReason.OTHER_NUMBER)
+    assert parts.store.records[MSISDN] == stored
+    assert parts.identity.revoked == []
+
+
+@pytest.mark.parametrize("keys", [{}, {"keys": None}, {"keys": "x"}])
+def test_a_broken_key_set_is_a_refusal_not_an_exception(parts: Parts, keys: dict[str, Any]) -> None:
+    parts.identity.keys = keys
+    _, record = parts.started()
+    outcome = parts.callback({"code": parts.issue_code(record), "state": record.state})
+    assert outcome == Refused(RefusalReason.ID_TOKEN_INVALID)
+    assert parts.store.records == {}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sipreg import pages
 from sipreg.consent.browser_binding import BROWSER_COOKIE
 from sipreg.consent.flow import BadRequestError, Consented, Declined, RefusalReason, Refused, Started
 from sipreg.oauth_client import IdentityServerRejectedError, IdentityServerUnavailableError
@@ -118,6 +119,8 @@ def test_callback_declined_shows_the_declined_page() -> None:
         (RefusalReason.STATE_EXPIRED, 400, "expired"),
         (RefusalReason.IDENTITY_SERVER_DOWN, 503, "try again"),
         (RefusalReason.CLIENT_REFUSED, 502, "administrator"),
+        (RefusalReason.NOT_ANNOUNCED, 503, "try again in a minute"),
+        (RefusalReason.OTHER_NUMBER, 400, "different number"),
     ],
 )
 def test_callback_refusals_say_what_to_do(reason: RefusalReason, status: int, words: str) -> None:
@@ -195,3 +198,26 @@ def test_start_when_the_identity_server_is_down_or_unusable_gets_a_page_saying_s
     assert answer["statusCode"] == status
     assert words in answer["body"]
     assert "names issuer" not in answer["body"]
+
+
+def test_every_refusal_has_a_page_and_only_a_stored_consent_says_it_was_saved() -> None:
+    for reason in RefusalReason:
+        page = pages.refused(reason)
+        assert reason.value in page.html
+        if reason is RefusalReason.NOT_ANNOUNCED:
+            assert "saved" in page.html
+            assert "Nothing was stored" not in page.html
+        else:
+            assert "saved" not in page.html
+
+
+def test_a_consent_stored_but_not_announced_is_counted_as_a_refused_callback_not_granted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flow = FakeFlow(Refused(RefusalReason.NOT_ANNOUNCED, transient=True))
+    answer = CALLBACK.lambda_handler(event("callback_code"), LambdaContext(), flow=flow)
+    assert answer["statusCode"] == 503
+    assert "consent=granted" not in str(answer["headers"])
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf["ConsentCallbacksRefused"] == [1.0]
+    assert "ConsentsGranted" not in emf

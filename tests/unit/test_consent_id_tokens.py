@@ -63,12 +63,64 @@ def test_a_good_token_gives_its_claims_and_the_keys_are_fetched_once() -> None:
         {"iss": "https://evil.example"},
         {"exp": NOW - 60},
         {"exp": None},
+        {"aud": [CLIENT, "other-client"], "azp": "other-client"},
+        {"aud": [CLIENT, "other-client"]},
+        {"azp": "other-client"},
+        {"azp": ""},
+        {"sub": None},
+        {"sub": 5},
+        {"sub": ""},
+        {"iat": None},
+        {"iat": str(NOW)},
+        {"iat": True},
     ],
-    ids=["wrong-nonce", "no-nonce", "wrong-aud", "wrong-iss", "expired", "no-exp"],
+    ids=[
+        "wrong-nonce",
+        "no-nonce",
+        "wrong-aud",
+        "wrong-iss",
+        "expired",
+        "no-exp",
+        "multi-aud-azp-other",
+        "multi-aud-no-azp",
+        "azp-other",
+        "azp-empty",
+        "no-sub",
+        "sub-not-a-string",
+        "sub-empty",
+        "no-iat",
+        "iat-a-string",
+        "iat-a-bool",
+    ],
 )
 def test_a_token_failing_a_claim_check_is_refused(claims: dict[str, Any]) -> None:
     with pytest.raises(IdTokenError):
         verifier(Jwks(KEY_1)).verify(id_token(**claims), nonce="n1")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"aud": [CLIENT, "other-client"], "azp": CLIENT}, {"azp": CLIENT}, {"aud": [CLIENT]}],
+    ids=["multi-aud-azp-us", "azp-us", "one-aud-in-a-list"],
+)
+def test_a_token_authorized_for_us_is_accepted(claims: dict[str, Any]) -> None:
+    # OIDC Core §3.1.3.7: several audiences need azp, and an azp must be our client_id
+    assert verifier(Jwks(KEY_1)).verify(id_token(**claims), nonce="n1")["sub"] == "s1"
+
+
+@pytest.mark.parametrize("answer", [{}, {"keys": None}, {"keys": "x"}, {"keys": [5]}])
+def test_a_key_set_without_usable_keys_is_refused_and_fetched_again_next_time(answer: Any) -> None:
+    fetches: list[int] = []
+
+    def broken() -> dict[str, Any]:
+        fetches.append(1)
+        return dict(answer)
+
+    check = IdTokenVerifier(broken, issuer=ISSUER, audience=CLIENT, clock=lambda: NOW)
+    for _ in range(2):
+        with pytest.raises(IdTokenError):
+            check.verify(id_token(), nonce="n1")
+    assert len(fetches) == 2  # a broken answer is not kept: the next token asks again
 
 
 def test_a_token_signed_by_another_key_with_a_known_kid_is_refused() -> None:

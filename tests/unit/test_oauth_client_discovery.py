@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from sipreg.config import TokenSettings
 from sipreg.http import Answer
 from sipreg.oauth_client import (
     IdentityServerRejectedError,
@@ -158,6 +159,34 @@ def test_a_document_naming_another_issuer_is_refused() -> None:
 def test_the_configured_issuer_is_what_the_document_must_name() -> None:
     oauth = client(Provider({**DOC, "issuer": "https://issuer.example"}), issuer="https://issuer.example")
     assert oauth.metadata().issuer == "https://issuer.example"
+
+
+def test_a_configured_issuer_is_compared_exactly_as_given_trailing_slash_and_all() -> None:
+    # OIDC Discovery §4.3, RFC 8414 §3.3: the issuer the document names is compared exactly
+    issuer = "https://tenant.idp.example/"
+    assert client(Provider({**DOC, "issuer": issuer}), issuer=issuer).metadata().issuer == issuer
+    with pytest.raises(IdentityServerRejectedError) as caught:
+        client(Provider({**DOC, "issuer": issuer.rstrip("/")}), issuer=issuer).metadata()
+    assert caught.value.error == "issuer_mismatch"
+    assert client(Provider(status=404), issuer=issuer).metadata().issuer == issuer
+
+
+def test_without_a_configured_issuer_it_is_the_base_url() -> None:
+    oauth = OAuthClient(BASE + "/", client_id="c", client_secret=lambda f: "s", http=Provider())
+    assert oauth.metadata().issuer == BASE
+
+
+def test_the_settings_give_every_issuer_check_the_configured_issuer_as_given() -> None:
+    env = {
+        "IDENTITY_SERVER_URL": "https://tenant.idp.example/",
+        "CLIENT_ID": "sipreg",
+        "CLIENT_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:s",
+        "SUBSCRIBERS_TABLE": "subscribers",
+        "DATA_KEY_ID": "alias/k",
+    }
+    assert TokenSettings.from_env(env).oidc_issuer == "https://tenant.idp.example"
+    given = TokenSettings.from_env({**env, "OIDC_ISSUER": "https://tenant.idp.example/"})
+    assert given.oidc_issuer == "https://tenant.idp.example/"
 
 
 @pytest.mark.parametrize("missing", ["authorization_endpoint", "token_endpoint", "jwks_uri"])

@@ -147,6 +147,18 @@ _REFUSALS: dict[RefusalReason, tuple[int, str, str]] = {
         "This service is not set up correctly",
         "Nothing was stored. Please contact your company's administrator.",
     ),
+    RefusalReason.OTHER_NUMBER: (
+        400,
+        "You signed in with a different number",
+        "The sign-in was for a different number than the link you were given, so nothing was "
+        "stored. Please open the link again and sign in with the number it is for.",
+    ),
+    RefusalReason.NOT_ANNOUNCED: (
+        503,
+        "Setup could not be finished",
+        "Your consent was saved, but setting up your number could not be finished. Please try "
+        "again in a minute from the link you were given.",
+    ),
 }
 
 

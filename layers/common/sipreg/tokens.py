@@ -143,6 +143,10 @@ class ConsentTokens(Tokens, Protocol):
         """Stores a new or renewed consent (KMS-encrypted), replacing what was on record."""
         ...
 
+    def holds_consent(self, msisdn: str) -> bool:
+        """True when a consent with tokens is on record for the subscriber."""
+        ...
+
 
 @dataclass(frozen=True)
 class _Cached:
@@ -354,6 +358,10 @@ class TokenService:
             self._remember(saved, plaintext=answer.access_token)
             return saved
         raise IdentityServerUnavailableError("the subscriber record kept changing; try again")
+
+    def holds_consent(self, msisdn: str) -> bool:
+        record = self._store.get(msisdn)
+        return record is not None and record.status is ConsentStatus.CONSENTED and record.has_tokens
 
     def revoke(self, msisdn: str) -> None:
         record = self._store.get(msisdn)

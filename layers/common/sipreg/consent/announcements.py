@@ -7,11 +7,15 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from sipreg.config import ConfigError
-from sipreg.oauth_client import IdentityServerUnavailableError
+
+
+class AnnouncementError(RuntimeError):
+    """The announcement was not sent (the consent it announces is stored, though)."""
 
 
 class ConsentEvents(Protocol):
-    """Announces a new consent (the queue in production; a list in unit tests)."""
+    """Announces a new consent (the queue in production; a list in unit tests); raises
+    AnnouncementError when it could not."""
 
     def consented(self, msisdn: str, *, event_id: str) -> None: ...
 
@@ -37,7 +41,7 @@ class QueueConsentEvents:
         )
         result = self._queue.send([event])
         if not result.complete:
-            raise IdentityServerUnavailableError("the consent was stored but could not be announced")
+            raise AnnouncementError("the events queue did not take subscriber.consented")
 
 
 class NoAnnouncements:

@@ -14,15 +14,24 @@ for `offline_access` with `prompt=consent` (OIDC Core §11; see `sipreg.oauth_cl
 The callback consumes that state exactly once, refuses a callback from another browser and one
 whose `iss` is not our issuer (RFC 9207; required when the provider announces it), exchanges the
 code (with the verifier), checks the ID token (signature by the identity server's JWKS, `iss`,
-`aud`, `exp`, `nonce`), takes the MSISDN from its `phone_number` (or `/userinfo`), stores the
-KMS-encrypted tokens and announces `subscriber.consented` so registrations waiting for consent
-get applied. A consent without a refresh token is stored and says so (`Consented.refresh_token`).
+`aud`, `azp`, `exp`, `iat`, `sub`, `nonce`), takes the MSISDN from its `phone_number` (or from
+`/userinfo`, whose `sub` must be the ID token's: OIDC Core §5.3.2), refuses a number other than
+the one the flow was started for (`login_hint` is only a hint), stores the KMS-encrypted tokens
+and announces `subscriber.consented` so registrations waiting for consent get applied. A consent
+without a refresh token is stored and says so (`Consented.refresh_token`).
+
+An error answer is a decline only for `access_denied` (RFC 6749 §4.1.2.1) or OIDC's
+`consent_required`; `server_error` and `temporarily_unavailable` are the identity server down, any
+other code is our client's configuration. A refusal after the code was exchanged revokes the
+tokens just issued (best effort). A consent stored but not announced is `NOT_ANNOUNCED`: running
+the flow again stores it again and announces it (both are idempotent).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -50,9 +59,14 @@ from sipreg.store.oauth_states import (
     StateProblem,
     StateRefusedError,
 )
-from sipreg.tokens import ConsentTokens
+from sipreg.tokens import ACCESS_TOKEN, REFRESH_TOKEN, ConsentTokens
 
 logger = logging.getLogger(__name__)
+
+# The authorization response's `error` (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6): what each means.
+DECLINED_ERRORS = frozenset({"access_denied", "consent_required"})  # the subscriber said no
+TRANSIENT_ERRORS = frozenset({"server_error", "temporarily_unavailable"})  # the identity server's trouble
+ERROR_CODE = re.compile(r"[a-z_]{1,64}")  # what may be logged of an error code (it is the sender's input)
 
 
 # --- outcomes -----------------------------------------------------------------------------------
@@ -79,6 +93,8 @@ class RefusalReason(StrEnum):
     ISSUER_MISMATCH = "issuer_mismatch"  # RFC 9207: `iss` missing or not our identity server
     IDENTITY_SERVER_DOWN = "identity_server_down"  # transient: try again later
     CLIENT_REFUSED = "client_refused"  # our client configuration: the operator must fix it
+    OTHER_NUMBER = "other_number"  # the sign-in was for another number than the flow was started for
+    NOT_ANNOUNCED = "not_announced"  # transient: the consent IS stored, but its announcement failed
 
 
 @dataclass(frozen=True)
@@ -97,7 +113,7 @@ class Consented:
 
 @dataclass(frozen=True)
 class Declined:
-    """The subscriber (or the identity server) said no; nothing was stored."""
+    """The subscriber said no (`access_denied`, or OIDC's `consent_required`); nothing was stored."""
 
     error: str
     return_to: str | None
@@ -105,7 +121,8 @@ class Declined:
 
 @dataclass(frozen=True)
 class Refused:
-    """The callback could not complete; nothing was stored."""
+    """The callback could not complete; nothing was stored, except for NOT_ANNOUNCED (the consent
+    is stored, but registrations waiting for it do not know yet: running the flow again does it)."""
 
     reason: RefusalReason
     transient: bool = False
@@ -204,9 +221,7 @@ class ConsentFlow:
         if refused is not None:
             return refused
         if params.get("error"):
-            error = params["error"][:64]
-            logger.info("consent declined at the identity server: %s", error)
-            return Declined(error=error, return_to=pending.return_to)
+            return _error_answer(params["error"], pending)
         code = params.get("code")
         if not code:
             return Refused(RefusalReason.CODE_MISSING)
@@ -255,30 +270,93 @@ class ConsentFlow:
 
     def _finish(self, code: str, pending: OAuthState) -> CallbackOutcome:
         answer = self._identity.exchange_code(code, code_verifier=pending.code_verifier)
-        if answer.id_token is None:
-            raise IdTokenError("ID token missing from the token response (was `openid` granted?)")
-        claims = self._id_tokens.verify(answer.id_token, nonce=pending.nonce)
-        msisdn = self._phone_number(claims, answer)
+        # From here on the identity server has issued tokens: a refusal revokes them.
+        try:
+            msisdn, subject = self._subscriber(answer, pending)
+        except (IdentityServerRejectedError, IdentityServerUnavailableError, IdTokenError) as error:
+            self._revoke_issued(answer)
+            return _refusal_for(error)
         if msisdn is None:
             logger.error("no usable phone_number in the ID token or /userinfo")
+            self._revoke_issued(answer)
             return Refused(RefusalReason.NO_PHONE_NUMBER)
-        subject = claims.get("sub")
-        self._tokens.record_consent(msisdn, answer, subject=subject if isinstance(subject, str) else None)
-        event_id = f"consented-{uuid.uuid4().hex}"
-        self._events.consented(msisdn, event_id=event_id)
+        if pending.login_hint is not None and msisdn != pending.login_hint:
+            logger.warning(
+                "callback refused: the flow was started for %s, the sign-in was for %s",
+                mask_msisdn(pending.login_hint),
+                mask_msisdn(msisdn),
+            )
+            if self._tokens.holds_consent(msisdn):
+                # A provider may issue a code under the grant of the consent we hold for that
+                # number, and revoking its refresh token may end the whole grant (RFC 7009 §2.1).
+                logger.info(
+                    "tokens of the refused callback not revoked: that number's consent may share them"
+                )
+            else:
+                self._revoke_issued(answer)
+            return Refused(RefusalReason.OTHER_NUMBER)
+        self._tokens.record_consent(msisdn, answer, subject=subject)
+        try:
+            self._events.consented(msisdn, event_id=f"consented-{uuid.uuid4().hex}")
+        except Exception as error:  # the consent is stored: whatever failed, the page must say so
+            logger.error(
+                "consent stored for %s but not announced (%s): the subscriber is asked to run the flow again",
+                mask_msisdn(msisdn),
+                type(error).__name__,
+            )
+            return Refused(RefusalReason.NOT_ANNOUNCED, transient=True)
         logger.info("consent stored for %s", mask_msisdn(msisdn))
         return Consented(msisdn=msisdn, return_to=pending.return_to, refresh_token=bool(answer.refresh_token))
 
-    def _phone_number(self, claims: Mapping[str, Any], answer: TokenResponse) -> str | None:
+    def _subscriber(self, answer: TokenResponse, pending: OAuthState) -> tuple[str | None, str]:
+        """(the MSISDN, or None when none is usable; the subject) from a verified ID token."""
+        if answer.id_token is None:
+            raise IdTokenError("ID token missing from the token response (was `openid` granted?)")
+        claims = self._id_tokens.verify(answer.id_token, nonce=pending.nonce)
+        subject: str = claims["sub"]  # the verifier requires a non-empty string
+        return self._phone_number(claims, subject, answer), subject
+
+    def _phone_number(self, claims: Mapping[str, Any], subject: str, answer: TokenResponse) -> str | None:
         number = claims.get("phone_number")
         if not isinstance(number, str):
-            number = self._identity.userinfo(answer.access_token).get("phone_number")
+            userinfo = self._identity.userinfo(answer.access_token)
+            if userinfo and userinfo.get("sub") != subject:
+                # OIDC Core §5.3.2: it MUST match exactly, else its values MUST NOT be used.
+                raise IdTokenError("the /userinfo answer is not about the ID token's subject")
+            number = userinfo.get("phone_number")
         if not isinstance(number, str):
             return None
         try:
             return check_msisdn(number)
         except ValueError:
             return None
+
+    def _revoke_issued(self, answer: TokenResponse) -> None:
+        """Best effort: no grant is left behind for a callback that stores nothing (refresh token
+        first: revoking it may end the access token too). A failure is only logged."""
+        for token, hint in ((answer.refresh_token, REFRESH_TOKEN), (answer.access_token, ACCESS_TOKEN)):
+            if not token:
+                continue
+            try:
+                self._identity.revoke(token, token_type_hint=hint)
+            except Exception as error:  # best effort: the refusal stands either way
+                logger.warning(
+                    "the %s of the refused callback was not revoked: %s", hint, type(error).__name__
+                )
+
+
+def _error_answer(error: str, pending: OAuthState) -> Declined | Refused:
+    """What the authorization response's `error` means (its description is never logged: it
+    may carry the request's input)."""
+    if error in DECLINED_ERRORS:
+        logger.info("consent declined at the identity server: %s", error)
+        return Declined(error=error, return_to=pending.return_to)
+    if error in TRANSIENT_ERRORS:
+        logger.warning("the identity server could not answer the authorization request: %s", error)
+        return Refused(RefusalReason.IDENTITY_SERVER_DOWN, transient=True)
+    code = error if ERROR_CODE.fullmatch(error) else "unrecognised"
+    logger.error("the identity server refused the authorization request: %s", code)
+    return Refused(RefusalReason.CLIENT_REFUSED)
 
 
 def _refusal_for(error: Exception) -> Refused:

@@ -1,4 +1,5 @@
-"""The check of the identity server's ID tokens: signature by its JWKS, `iss`, `aud`, `exp`, `nonce`."""
+"""The check of the identity server's ID tokens (OIDC Core §3.1.3.7): signature by its JWKS, `iss`,
+`aud` (and `azp`), `exp`, `iat`, `nonce`, and a `sub` (OIDC Core §2: `sub` and `iat` are required)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,15 @@ class IdTokenVerifier:
 
         with self._lock:
             if self._keys is None or refetch:
-                self._keys = KeySet.import_key_set(self._fetch())  # type: ignore[arg-type]
+                answer = self._fetch()
+                keys = answer.get("keys") if isinstance(answer, dict) else None
+                if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+                    # e.g. `{}`: not kept, so the next token asks again
+                    raise IdTokenError("ID token rejected: the identity server's JWKS has no list of keys")
+                try:
+                    self._keys = KeySet.import_key_set({"keys": keys})
+                except (KeyError, TypeError) as error:  # joserfc's own errors are JoseErrors
+                    raise IdTokenError(f"ID token rejected: a broken JWKS ({type(error).__name__})") from None
             return self._keys
 
     def verify(self, id_token: str, *, nonce: str) -> dict[str, Any]:
@@ -66,8 +75,21 @@ class IdTokenVerifier:
                 iss={"essential": True, "value": self._issuer},
                 aud={"essential": True, "value": self._audience},
                 exp={"essential": True},
+                iat={"essential": True},
+                sub={"essential": True},
                 nonce={"essential": True, "value": nonce},
             ).validate(claims)
+        except IdTokenError:
+            raise
         except (JoseError, ValueError) as error:
             raise IdTokenError(f"ID token rejected: {type(error).__name__}") from None
+        self._check_authorized_party(claims)
         return claims
+
+    def _check_authorized_party(self, claims: dict[str, Any]) -> None:
+        """OIDC Core §3.1.3.7: a token for several audiences must name us as its `azp`, and an
+        `azp`, when there is one, must be our client_id."""
+        audience = claims["aud"]
+        several = isinstance(audience, list) and len(audience) > 1
+        if ("azp" in claims or several) and claims.get("azp") != self._audience:
+            raise IdTokenError("ID token rejected: its azp is not this client")

@@ -71,7 +71,9 @@ class OAuthClient:
         http: Http | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._issuer = (issuer or self._base_url).rstrip("/")
+        # Compared exactly, as configured (OIDC Discovery §4.3, RFC 8414 §3.3): a trailing slash is
+        # part of an issuer; only the default, the base URL, is derived.
+        self._issuer = issuer or self._base_url
         self._client_id = client_id
         self._secret = client_secret
         self._redirect_uri = redirect_uri
