@@ -78,21 +78,31 @@ _PRODUCER: dict[int, OpenAPIResponse] = {
     **_COMMON,
     401: _problem_response(
         "Missing, stale, future or wrong `Sipreg-Signature` (it covers method, path, query, time, "
-        "request id and body), or a `Sipreg-Request-Id` used already."
+        "request id and body), or a `Sipreg-Request-Id` used already (`WWW-Authenticate: "
+        "Sipreg-Signature`)."
     ),
 }
-_OPERATOR: dict[int, OpenAPIResponse] = {
+# Operators read without a request id (a GET spends none); their changes spend one each.
+_OPERATOR_READ: dict[int, OpenAPIResponse] = {
     **_COMMON,
-    401: _problem_response("The `Sipreg-Request-Id` of this change was used already."),
     403: _problem_response(
         "Not signed with AWS credentials allowed `execute-api:Invoke` on this route (API Gateway "
         "answers this itself), or signed with the webhook secret: producers cannot read or revoke."
     ),
 }
+_OPERATOR: dict[int, OpenAPIResponse] = {
+    **_OPERATOR_READ,
+    401: _problem_response(
+        "The `Sipreg-Request-Id` of this change was used already (`WWW-Authenticate: "
+        "AWS4-HMAC-SHA256`): sign it anew with a new one."
+    ),
+}
 
 
 def _answer(answer: Answer) -> Response[str]:
-    return Response(status_code=answer.status, content_type=PROBLEM_JSON, body=answer.body())
+    return Response(
+        status_code=answer.status, content_type=PROBLEM_JSON, body=answer.body(), headers=dict(answer.headers)
+    )
 
 
 @app.exception_handler([ApiError, InvalidEventsError])  # type: ignore[untyped-decorator]  # powertools leaves it untyped
@@ -131,7 +141,11 @@ def _service() -> EventsService:
         },
         **_PRODUCER,
         415: _problem_response("Content type is not application/json."),
-        503: _problem_response("Some events did not reach the queue: `not_accepted` lists them."),
+        503: _problem_response(
+            "Some events did not reach the queue: `not_accepted` lists them "
+            "(`urn:sipreg:problem:not-accepted`); or the signing secret could not be read "
+            "(`about:blank`, nothing was done): send again later."
+        ),
     },
     security=PRODUCERS,
     tags=["events"],
@@ -148,7 +162,7 @@ def post_events(request: Annotated[EventsRequest, Body()]) -> Response[str]:
             "description": "What sipreg knows.",
             "content": {"application/json": {"model": SubscriberStatus}},
         },
-        **_OPERATOR,
+        **_OPERATOR_READ,
         404: _problem_response("Unknown MSISDN."),
     },
     security=OPERATORS,
@@ -246,8 +260,9 @@ def openapi_document() -> str:
         description=(
             "Provisioning events in, registration status out. Producers (CRM, billing) post events "
             "only, signed with the webhook secret: a new `Sipreg-Request-Id` per request and "
-            "`Sipreg-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(secret, string to sign)>`, the "
-            'string to sign being "sipreg-v2", t, the request id, METHOD, raw path, raw query and '
+            "`Sipreg-Signature: t=<unix seconds>,v2=<lower-case hex HMAC-SHA256(secret, string "
+            'to sign)>`, the string to sign being "sipreg-v2", t, the request id, METHOD, raw '
+            "path, raw query and "
             "hex SHA-256 of the body, joined by newlines, within 5 minutes of our clock. Operators "
             "read status, revoke, and disable / enable / refresh a registration with AWS "
             "credentials: SigV4 (service execute-api), IAM "
@@ -286,7 +301,7 @@ def lambda_handler(
         answer = problem_for(refused)
         return {
             "statusCode": answer.status,
-            "headers": {"Content-Type": PROBLEM_JSON},
+            "headers": {"Content-Type": PROBLEM_JSON, **answer.headers},
             "body": answer.body(),
             "isBase64Encoded": False,
         }

@@ -217,10 +217,12 @@ def emitted_metrics() -> set[str]:
     from sipreg.store.event_log import Outcome  # noqa: PLC0415
 
     names: set[str] = {f"Events_{outcome.value}" for outcome in Outcome}
-    names |= {
-        f"Refused_{cls.__name__.removesuffix('Error')}"
-        for cls in (*problems.ApiError.__subclasses__(), InvalidEventsError)
-    }
+    refusals: list[type[Exception]] = [problems.ApiError]
+    kinds: list[type[Exception]] = [InvalidEventsError]
+    while refusals:  # every subclass, however deep (NotAuthenticatedError is an UnauthenticatedError)
+        kinds += (below := refusals.pop().__subclasses__())
+        refusals += below
+    names |= {f"Refused_{cls.__name__.removesuffix('Error')}" for cls in kinds}
     for path in [*(ROOT / "functions").rglob("*.py"), *(ROOT / "layers/common/sipreg").rglob("*.py")]:
         text = path.read_text()
         names |= set(re.findall(r"""add_metric\(\s*name=["']([A-Za-z_]+)["']""", text))

@@ -200,6 +200,17 @@ INVALID = [
     pytest.param(
         upsert(occurred_at="2025-06-01T12:00:00+0200"), "occurred_at", "RFC 3339", id="offset no colon"
     ),
+    pytest.param(upsert(occurred_at="2016-12-31T23:59:60Z"), "occurred_at", "date", id="leap second"),
+    pytest.param(upsert(occurred_at="1969-12-31T23:59:59Z"), "occurred_at", "1970", id="before 1970"),
+    pytest.param(
+        upsert(occurred_at="1970-01-01T00:59:59+01:00"), "occurred_at", "1970", id="before 1970 in UTC"
+    ),
+    pytest.param(
+        upsert(occurred_at="0001-01-01T00:00:00+23:59"), "occurred_at", "1970", id="before year 1 in UTC"
+    ),
+    pytest.param(
+        upsert(occurred_at="9999-12-31T23:59:59-23:59"), "occurred_at", "future", id="after 9999 in UTC"
+    ),
     # source
     pytest.param(upsert(source=""), "source", "1 to 64", id="source empty"),
     pytest.param(upsert(source="x" * 65), "source", "1 to 64", id="source too long"),
@@ -311,6 +322,23 @@ def test_internal_events_travel_the_queue_but_are_refused_from_outside(event: An
         parse_event(json.loads(wire))
     assert caught.value.errors[0].field == "type"
     assert "internal" in caught.value.errors[0].message
+
+
+@pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59"])
+def test_a_queued_event_whose_instant_has_no_utc_form_is_refused_naming_occurred_at(occurred_at: str) -> None:
+    # Given a message a producer put straight on the queue, dated where UTC has no date
+    body = to_json(parse_event(upsert())).replace("2025-06-01T12:00:00Z", occurred_at)
+    assert occurred_at in body
+    # Then the worker's reading refuses it as an event, naming the field (never an OverflowError)
+    with pytest.raises(InvalidEventsError) as caught:
+        from_json(body)
+    assert [error.field for error in caught.value.errors] == ["occurred_at"]
+
+
+def test_an_occurred_at_from_1970_in_utc_on_is_accepted() -> None:
+    event = parse_event(upsert(occurred_at="1970-01-01T01:00:00+01:00"))
+
+    assert event.occurred_at == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_an_internal_event_built_in_code_must_carry_an_offset() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +102,30 @@ def test_an_event_dated_beyond_the_clock_skew_is_400_naming_occurred_at_and_noth
     assert status == 400
     assert [e["field"] for e in body["errors"]] == ["events.1.occurred_at"]
     assert queue.sent == []
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        pytest.param("0001-01-01T00:00:00+23:59", id="before year 1 in UTC"),
+        pytest.param("9999-12-31T23:59:59-23:59", id="after year 9999 in UTC"),
+        pytest.param("1969-12-31T23:59:59Z", id="before 1970"),
+        pytest.param("1970-01-01T00:59:59+01:00", id="before 1970 in UTC"),
+    ],
+)
+def test_an_occurred_at_outside_1970_to_our_clock_is_400_naming_it_and_nothing_is_queued(
+    service: EventsService, queue: FakeQueue, occurred_at: str
+) -> None:
+    status, body, _ = post_events(service, upsert("evt-odd", occurred_at=occurred_at))
+
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["occurred_at"]
+    assert occurred_at not in json.dumps(body)
+    assert queue.sent == []
+
+
+def test_an_occurred_at_at_1970_in_utc_is_accepted(service: EventsService) -> None:
+    assert post_events(service, upsert(occurred_at="1970-01-01T01:00:00+01:00"))[0] == 202
 
 
 def test_one_event_is_queued_and_answered_202_with_its_id(service: EventsService, queue: FakeQueue) -> None:
@@ -238,6 +263,8 @@ def test_a_delete_event_is_queued_as_a_delete(service: EventsService, queue: Fak
         pytest.param({"skew": -600}, id="stale"),
         pytest.param({"skew": 600}, id="future"),
         pytest.param({"headers": {"sipreg-signature": "t=1,v2=00"}}, id="garbage"),
+        pytest.param({"headers": {"sipreg-signature": f"t={'9' * 400},v2=00"}}, id="t beyond a float"),
+        pytest.param({"headers": {"sipreg-signature": f"t={'9' * 5000},v2=00"}}, id="t of 5000 digits"),
     ],
 )
 def test_unsigned_or_badly_signed_requests_get_401_without_detail(
@@ -251,6 +278,37 @@ def test_unsigned_or_badly_signed_requests_get_401_without_detail(
     assert body == {"type": "about:blank", "title": "Unauthorized", "status": 401}
     assert headers["content-type"] == "application/problem+json"
     assert queue.sent == []
+
+
+def test_every_401_names_the_scheme_to_authenticate_with_in_www_authenticate(
+    service: EventsService,
+) -> None:
+    # Given the 401s of the producer route: no signature, a wrong one, a used request id
+    replayed = http_event("POST", "/v1/events", upsert("once-1"))
+    assert call(service, replayed)[0] == 202
+    producer = [
+        http_event("POST", "/v1/events", upsert(), secret=None),
+        http_event("POST", "/v1/events", upsert(), secret="wrong-secret"),
+        replayed,
+    ]
+    # Then each names the producers' scheme (RFC 9110 section 11.6.1: a 401 must)
+    for event in producer:
+        status, _, headers = call(service, event)
+        assert (status, headers.get("www-authenticate")) == (401, "Sipreg-Signature")
+    # And an operator's change replayed with its used request id names SigV4's
+    revoke = operator_event("POST", f"/v1/subscribers/{MSISDN}/revoke")
+    assert call(service, revoke)[0] == 202
+    status, _, headers = call(service, revoke)
+    assert (status, headers.get("www-authenticate")) == (401, "AWS4-HMAC-SHA256")
+
+
+def test_only_a_401_carries_www_authenticate(service: EventsService) -> None:
+    for status, _, headers in [
+        post_events(service, upsert(msisdn="bad")),
+        call(service, http_event("GET", f"/v1/registrations/{MSISDN}", secret=SECRET)),
+        post_events(service, upsert()),
+    ]:
+        assert status != 401 and "www-authenticate" not in headers, status
 
 
 def test_a_body_changed_after_signing_gets_401(service: EventsService, queue: FakeQueue) -> None:
@@ -349,6 +407,27 @@ def test_a_loop_mo_on_a_v0_stack_is_400_naming_route_type_and_nothing_is_queued(
     assert [e["field"] for e in body["errors"]] == ["events.1.registration.route_type"]
     assert "v1" in body["errors"][0]["message"]
     assert queue.sent == []
+
+
+def test_a_delete_naming_a_route_type_a_v0_stack_lacks_is_400_naming_it(
+    service: EventsService, queue: FakeQueue
+) -> None:
+    # Given a stack calling SipBreakoutService v0, and a delete that names its route type
+    delete = {
+        **upsert("del-mo"),
+        "type": "registration.delete",
+        "registration": {"route_type": "loop_mo", "sip_uri": "sips:a.example"},
+    }
+    # When it names one v0 lacks, Then it is refused as an upsert of it is (no such registration
+    # can have been made here: the producer has the stack wrong)
+    status, body, _ = post_events(service, delete)
+    assert status == 400
+    assert [e["field"] for e in body["errors"]] == ["registration.route_type"]
+    assert queue.sent == []
+    # And a delete naming only its sip_uri, or a v0 route type, is queued
+    assert post_events(service, {**delete, "registration": {"sip_uri": "sips:a.example"}})[0] == 202
+    fork = {**delete, "id": "del-fork", "registration": {"route_type": "FORK", "sip_uri": "sips:a.example"}}
+    assert post_events(service, fork)[0] == 202
 
 
 def test_a_loop_mo_on_a_v1_stack_is_accepted(service: EventsService, queue: FakeQueue) -> None:
@@ -818,6 +897,148 @@ def test_the_openapi_document_describes_the_problem_answers_and_the_signature() 
         "/v1/subscribers/{msisdn}/revoke",
         *(path for path, _ in controls),
     }
+
+
+def test_the_openapi_document_lists_a_401_only_on_the_routes_that_can_answer_one() -> None:
+    # Given that a GET spends no request id (only changes do) and carries no producer signature
+    paths = json.loads(app.openapi_document())["paths"]
+    # Then the status route promises no 401, and every route that checks a request id does
+    assert "401" not in paths["/v1/registrations/{msisdn}"]["get"]["responses"]
+    changes = [
+        ("/v1/events", "post"),
+        ("/v1/subscribers/{msisdn}/revoke", "post"),
+        *((f"/v1/registrations/{{msisdn}}/{action}", "post") for action in ("disable", "enable", "refresh")),
+    ]
+    for path, method in changes:
+        assert "401" in paths[path][method]["responses"], path
+
+
+def test_the_openapi_document_names_the_503_of_an_unreadable_signing_secret(service: EventsService) -> None:
+    # Given signing secrets that cannot be read
+    def unavailable() -> tuple[str, ...]:
+        raise SecretsUnavailableError()
+
+    service._secrets = unavailable
+    # When a producer posts, Then the answer is a plain 503 (no secret named in it) ...
+    status, body, _ = post_events(service, upsert())
+    assert (status, body["type"]) == (503, "about:blank")
+    # ... and both the OpenAPI document and docs/events-api.md say so
+    post = json.loads(app.openapi_document())["paths"]["/v1/events"]["post"]
+    assert "signing secret" in post["responses"]["503"]["description"]
+    assert "503 `about:blank`" in DOC and "signing secret cannot be read" in DOC
+
+
+def _event_schema(document: dict[str, Any]) -> Any:
+    import jsonschema  # type: ignore[import-untyped]  # noqa: PLC0415  # no stubs; only these tests need it
+
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**body, "components": document["components"]})
+
+
+@pytest.mark.parametrize(
+    ("registration", "accepted"),
+    [
+        pytest.param({"route_type": "FORK"}, True, id="route type upper-case"),
+        pytest.param({"route_type": "Loop_Mo"}, True, id="route type mixed case"),
+        pytest.param({"route_type": "forward"}, False, id="route type unknown"),
+        pytest.param({"route_type": "fork", "mobile_originating_prefix": ""}, True, id="empty prefix: none"),
+        pytest.param({"route_type": "fork", "mobile_originating_prefix": None}, True, id="null prefix"),
+        pytest.param({"route_type": "fork", "mobile_terminating_prefix": "12345678"}, True, id="prefix of 8"),
+        pytest.param(
+            {"route_type": "fork", "mobile_terminating_prefix": "123456789"}, False, id="prefix of 9"
+        ),
+        pytest.param(
+            {"route_type": "fork", "mobile_terminating_prefix": "0a"}, False, id="prefix not digits"
+        ),
+    ],
+)
+def test_the_published_schema_admits_what_the_api_accepts_and_refuses_what_it_refuses(
+    service: EventsService, registration: dict[str, Any], accepted: bool
+) -> None:
+    # Given a v1 stack (every route type) and the published document
+    service._api_version = ApiVersion.V1
+    event = upsert(registration={"sip_uri": "sips:a.example", **registration})
+    schema = _event_schema(json.loads((ROOT / "docs" / "openapi.json").read_text()))
+    # Then the API and the schema agree on the event
+    assert post_events(service, event)[0] == (202 if accepted else 400)
+    assert [e.message for e in schema.iter_errors(event)] == [] if accepted else not schema.is_valid(event)
+
+
+# --- what docs/events-api.md says ------------------------------------------------------------------
+
+DOC = (ROOT / "docs" / "events-api.md").read_text()
+
+
+def _documented_routes() -> set[tuple[str, str]]:
+    table = DOC.split("## Routes and who may call them", 1)[1].split("\n\n", 2)[1]
+    found: set[tuple[str, str]] = set()
+    for row in table.splitlines()[2:]:
+        for method, path in re.findall(r"`(GET|POST) (/v1/[^` ]+)`", row.split("|")[1]):
+            stem, _, actions = path.rpartition("/")
+            found |= (
+                {(method, f"{stem}/{action}") for action in actions.split("|")}
+                if "|" in path
+                else {(method, path)}
+            )
+    return found
+
+
+def _served_routes() -> set[tuple[str, str]]:
+    function = template_resource("EventsApiFunction")["Properties"]
+    return {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in function["Events"].values()}
+
+
+def test_the_route_table_of_the_docs_lists_every_route_the_function_serves() -> None:
+    assert _documented_routes() == _served_routes()
+
+
+CONTROLS = "/v1/registrations/{msisdn}/disable|enable|refresh"
+
+
+def test_the_docs_name_every_route_that_answers_415(service: EventsService) -> None:
+    # Given the docs' 415 line, and every POST route sent a JSON body labelled text/plain
+    line = next(line for line in DOC.splitlines() if "415:" in line)
+    for method, path in sorted(route for route in _served_routes() if route[0] == "POST"):
+        concrete = path.replace("{msisdn}", MSISDN)
+        if path == "/v1/events":
+            event = http_event(method, concrete, upsert(), content_type="text/plain")
+        else:
+            event = operator_event(
+                method, concrete, body={"sip_uri": "sips:a.example"}, content_type="text/plain"
+            )
+        # Then the line names exactly those that answer 415 (the controls as one)
+        is_control = path.rpartition("/")[0] + "/disable|enable|refresh" == CONTROLS
+        named = f"`{method} {CONTROLS if is_control else path}`" in line
+        assert (call(service, event)[0] == 415) == named, path
+
+
+@pytest.mark.parametrize("internal", [t for t in EventType if not t.external], ids=str)
+def test_the_docs_name_every_internal_event_type_the_api_refuses(
+    service: EventsService, queue: FakeQueue, internal: EventType
+) -> None:
+    status, body, _ = post_events(service, upsert(type=internal.value))
+
+    assert status == 400 and "internal" in body["errors"][0]["message"]
+    assert f"`{internal.value}`" in DOC.split("## Events", 1)[1].split("## Routes", 1)[0]
+    assert queue.sent == []
+
+
+def test_an_upper_case_hex_signature_is_refused_as_the_docs_say(service: EventsService) -> None:
+    # Given a request signed right, its v2 value written in upper-case hex
+    event = http_event("POST", "/v1/events", upsert())
+    stamp, _, digest = event["headers"]["sipreg-signature"].partition(",v2=")
+    event["headers"]["sipreg-signature"] = f"{stamp},v2={digest.upper()}"
+    # Then it is refused, and the docs say v2 is lower-case hex
+    assert call(service, event)[0] == 401
+    assert "v2=<lower-case hex HMAC-SHA256" in DOC
+
+
+def test_a_leap_second_is_refused_as_the_docs_say(service: EventsService, queue: FakeQueue) -> None:
+    status, body, _ = post_events(service, upsert(occurred_at="2016-12-31T23:59:60Z"))
+
+    assert (status, [e["field"] for e in body["errors"]]) == (400, ["occurred_at"])
+    assert "leap second" in DOC and "23:59:60" in DOC
+    assert queue.sent == []
 
 
 def test_a_missing_setting_fails_at_cold_start_naming_the_variable() -> None:

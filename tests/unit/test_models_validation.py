@@ -96,12 +96,36 @@ def test_valid_sip_uri_is_accepted_and_normalised(value: str, normalised: str) -
         ("sips:[2001:db8::zz]", "IPv6"),
         ("sips:[::1]5061", "':'"),
         ("sips:pbx example.com", "no user part"),
+        ("sips:[fe80::1%eth0]:5061", "zone"),
+        ("sips:[fe80::1%25eth0]", "zone"),
+        ("sips:\u212aelvin.example", "ASCII"),  # the Kelvin sign: lower() would make it 'k'
+        ("sips:b\u00fccher.example", "ASCII"),
+        ("sips:pbx.example.com:\u0665\u0660\u0666\u0661", "ASCII"),
     ],
 )
 def test_invalid_sip_uri_is_rejected_with_reason(value: str, why: str) -> None:
     with pytest.raises(ValidationError) as caught:
         SIP_URI.validate_python(value)
     assert why in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sips:my_secret_token.example",
+        "sips:1.2.3.999",
+        "sips:[my:secret::zz]",
+        "sips:pbx.example.com:99999",
+        "sips:pbx.example.com:secret",
+        "sips:secret-\u212a.example",
+    ],
+)
+def test_a_sip_uri_refusal_says_what_is_wrong_without_repeating_the_host_or_port(value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SIP_URI.validate_python(value)
+
+    [message] = [e.message for e in field_errors(caught.value)]
+    assert "secret" not in message and "999" not in message and "zz" not in message, message
 
 
 @pytest.mark.parametrize("value", ["0", "00", "12345678"])

@@ -120,6 +120,25 @@ def test_bad_signatures_are_refused(
     assert verify(header, signed, secrets, now=now) is None
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        pytest.param("9" * 400, id="beyond a float"),
+        pytest.param("9" * 5000, id="beyond int()'s 4300 digits"),
+        pytest.param("1" + "0" * 12, id="13 digits"),
+        pytest.param("\u0661\u0667\u0665\u0660", id="digits not ASCII"),
+        pytest.param("+1750000000", id="signed"),
+    ],
+)
+def test_a_timestamp_that_is_not_1_to_12_ascii_digits_is_a_plain_refusal(stamp: str) -> None:
+    # Given a header whose t= no clock could have written (a real signature beside it)
+    header = f"t={stamp},v2={signing.signature(SECRET, NOW, REQUEST)}"
+    # When our clock reads as time.time() does (a float)
+    verdict = verify(header, REQUEST, [SECRET], now=NOW + 0.25)
+    # Then it is refused as any wrong signature is, never raised
+    assert verdict is None
+
+
 @pytest.mark.parametrize("skew", [-300, -1, 0, 1, 300])
 def test_the_tolerance_is_five_minutes_either_way(skew: int) -> None:
     assert verify(sign(REQUEST, SECRET, timestamp=NOW + skew), REQUEST, [SECRET], now=NOW) == NOW + skew

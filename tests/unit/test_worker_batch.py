@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 from sipreg.core.port import CoreCall, CoreOutcome, Transient
+from sipreg.events import to_json
 from sipreg.store.registrations import RegistrationStatus
 from tests.support.worker_events import T0, delete, message, upsert
 from tests.support.worker_fakes import Script, default_answer, world
@@ -43,6 +44,22 @@ def test_failure_holds_back_later_events_of_its_msisdn_only() -> None:
     assert [op for op, m, _ in w.core.operations() if m == "+4799990000"] == ["upsert"]
     assert w.visibility.delays == [(first.receipt_handle, 30), (later.receipt_handle, 30)]
     assert report.outcomes["not_started"] == 1
+
+
+def test_an_event_dated_where_utc_has_no_date_is_recorded_invalid_and_fails_no_other_number() -> None:
+    # Given a batch: another number's upsert, and one sent straight to the queue dated
+    # 0001-01-01T00:00:00+23:59 (in UTC the day before year 1)
+    w = world()
+    other = message(upsert(msisdn=OTHER, at=T0))
+    body = json.loads(to_json(upsert(at=T0)))
+    poison = message(json.dumps({**body, "occurred_at": "0001-01-01T00:00:00+23:59"}))
+    # When the batch runs
+    report = w.run(other, poison)
+    # Then no record fails: the other number applies, the odd one is recorded invalid, naming the field
+    assert report.failed == []
+    assert w.journal.record(OTHER).status is RegistrationStatus.ACTIVE
+    [invalid] = [e for e in w.journal.entries if e.outcome == "invalid"]
+    assert "occurred_at" in (invalid.reason or "")
 
 
 def test_retry_delay_grows_with_the_receive_count_up_to_the_cap() -> None:

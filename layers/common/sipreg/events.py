@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -28,10 +28,12 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from sipreg.models import (
     E164_PATTERN,
+    ApiVersion,
     FieldError,
     Msisdn,
     OptionalPrefix,
@@ -95,7 +97,25 @@ def _rfc3339_text(value: Any) -> Any:
     return value
 
 
-OccurredAt = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+# The earliest occurred_at: every instant from here on has a UTC date (the event log keys on it),
+# and no producer's change happened before it. The latest is the receiver's clock plus its skew
+# (`MAX_CLOCK_SKEW_SECONDS`, 5 minutes): the events API and the worker check that against their
+# own clocks; here only that the instant has a UTC date at all (year 9999 at most).
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _check_instant(value: datetime) -> datetime:
+    # Aware datetimes compare by instant without converting either: this never overflows.
+    if value < EARLIEST_OCCURRED_AT:
+        raise ValueError("must be 1970-01-01T00:00:00Z or later (in UTC)")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59, after year 9999 in UTC
+        raise ValueError("is too far in the future: send the time the change happened") from None
+    return value
+
+
+OccurredAt = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_check_instant)]
 
 
 def _check_source(value: str) -> str:
@@ -119,7 +139,36 @@ SipUriField = Annotated[
         json_schema_extra={"pattern": "^[sS][iI][pP][sS]:", "examples": ["sips:pbx.example.com:5061"]},
     ),
 ]
-PrefixField = Annotated[OptionalPrefix, Field(json_schema_extra={"pattern": "^[0-9]{0,8}$"})]
+PrefixField = Annotated[
+    OptionalPrefix,
+    Field(
+        description="1 to 8 digits; empty, null or left out: no prefix",
+        json_schema_extra={"pattern": "^[0-9]{0,8}$"},
+    ),
+]
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+_V1_ONLY = [route.value for route in RouteType if not route.available_in(ApiVersion.V0)]
+# A producer's route type is a name in any case ("FORK" is fork); JSON Schema has no
+# case-insensitive enum, so the published schema spells that as a pattern.
+RouteTypeField = Annotated[
+    RouteType,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^(?:" + "|".join(_any_case(route.value) for route in RouteType) + ")$",
+            "description": (
+                f"One of {', '.join(RouteType)}, in any case; {', '.join(_V1_ONLY)} need "
+                "SipBreakoutService v1 (the stack's ApiVersion)"
+            ),
+            "examples": ["fork"],
+        }
+    ),
+]
 
 MAX_REASON_LENGTH = 200
 
@@ -148,8 +197,9 @@ class RegistrationSpec(RouteSpec):
 
     model_config = _EVENT_MODEL
 
+    route_type: RouteTypeField  # as RouteSpec's, documented for producers
     sip_uri: SipUriField
-    mobile_originating_prefix: PrefixField = None  # as RouteSpec's, documented for producers
+    mobile_originating_prefix: PrefixField = None
     mobile_terminating_prefix: PrefixField = None
 
 
@@ -163,7 +213,7 @@ class RegistrationRef(BaseModel):
     model_config = _EVENT_MODEL
 
     sip_uri: SipUriField
-    route_type: RouteType | None = None
+    route_type: RouteTypeField | None = None
     mobile_originating_prefix: PrefixField = None
     mobile_terminating_prefix: PrefixField = None
 
@@ -176,7 +226,12 @@ class _Envelope(BaseModel):
 
     id: EventId = Field(description="Producer-chosen and unique per event; resending it is safe.")
     msisdn: MsisdnField
-    occurred_at: OccurredAt = Field(description="When the change happened at the producer (RFC 3339).")
+    occurred_at: OccurredAt = Field(
+        description=(
+            "When the change happened at the producer: RFC 3339 with an offset, no leap second "
+            "(:60); in UTC from 1970-01-01T00:00:00Z to 5 minutes ahead of our clock."
+        )
+    )
     source: Source | None = Field(default=None, description="Who sent it, e.g. `crm`; for the event log.")
 
 

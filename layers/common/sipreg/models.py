@@ -1,6 +1,7 @@
 """The domain's value types and their validation rules.
 
-Every rule here rejects with a message that says why; pydantic adds which field. Callers turn a
+Every rule here rejects with a message that says why, never quoting the value (a caller's typo
+may be a secret pasted into the wrong field); pydantic adds which field. Callers turn a
 `ValidationError` into field-named errors with `field_errors`.
 """
 
@@ -51,30 +52,38 @@ def _check_host(host: str) -> str:
     if host.startswith("["):
         if not host.endswith("]"):
             raise ValueError("IPv6 literal must be closed with ']'")
+        if "%" in host:  # Python takes a scope id; RFC 3261's IPv6reference has none
+            raise ValueError("IPv6 literal must not carry a zone id ('%'): it means nothing off this host")
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
-            raise ValueError(f"'{host}' is not a valid IPv6 literal") from None
+            raise ValueError("host is not a valid IPv6 literal") from None
         return host
     labels = host.split(".")
     if labels[-1].isdigit():  # all-numeric last label: only an IPv4 literal may look like this
         try:
             ipaddress.IPv4Address(host)
         except ValueError:
-            raise ValueError(f"'{host}' is neither a DNS name nor an IPv4 address") from None
+            raise ValueError("host is neither a DNS name nor an IPv4 address") from None
         return host
     if len(host) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
-        raise ValueError(f"'{host}' is not a valid DNS name")
+        raise ValueError(
+            "host is not a valid DNS name: labels of a-z, 0-9 and inner '-', 63 characters at most"
+        )
     return host
 
 
 def check_sip_uri(value: str) -> str:
-    """`sips:` host [":" port] and nothing else; scheme and host are case-insensitive (lowered)."""
+    """`sips:` host [":" port] and nothing else, in ASCII; scheme and host are case-insensitive
+    (lowered)."""
     if value[:5].lower() != "sips:":
         raise ValueError("must start with 'sips:' (the core talks SIP over TLS only)")
     rest = value[5:]
     if not rest:
         raise ValueError("must name a host after 'sips:'")
+    # Before lowering: str.lower() turns some non-ASCII letters into ASCII ones (U+212A into 'k').
+    if not rest.isascii():
+        raise ValueError("must be ASCII: write an internationalised host name in its xn-- form")
     if any(c in rest for c in "@;?&= \t"):
         raise ValueError("must be 'sips:' host [':' port] only: no user part, parameters or headers")
     host, port = rest, None
@@ -89,7 +98,7 @@ def check_sip_uri(value: str) -> str:
     host = _check_host(host.lower())
     if port is not None:
         if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
-            raise ValueError(f"port '{port}' must be a number from 1 to 65535")
+            raise ValueError("port must be a number from 1 to 65535")
         return f"sips:{host}:{int(port)}"
     return f"sips:{host}"
 

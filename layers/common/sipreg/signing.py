@@ -4,12 +4,13 @@ A signature fits exactly one request: it covers the method, the path (with any M
 query string, the time, a request id and the body.
 
     Sipreg-Request-Id: <16 to 128 of A-Z a-z 0-9 . _ : ->          a new one for every request
-    Sipreg-Signature: t=<unix seconds>,v2=<hex HMAC-SHA256(secret, string to sign)>
+    Sipreg-Signature: t=<unix seconds>,v2=<lower-case hex HMAC-SHA256(secret, string to sign)>
 
     string to sign = "sipreg-v2" LF t LF request id LF METHOD LF path LF query LF hex SHA-256(body)
 
 `path` and `query` are exactly as sent on the request line (percent-encoding kept, no `?`; an
-empty query is an empty line); the body is the exact bytes sent. The time must be within
+empty query is an empty line); the body is the exact bytes sent; `v2` is lower-case hex. `t` is 1
+to 12 ASCII digits (any other `t` refuses the header unread). The time must be within
 `tolerance` (5 minutes) of our clock either way, and the API remembers each request id for that
 window, so a request cannot be replayed at all: not on another route, number or method (the
 signature no longer fits) and not as it was (its id is used up).
@@ -37,6 +38,9 @@ TOLERANCE_SECONDS = 300
 SCHEME = "v2"
 _PREFIX = "sipreg-v2"
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{16,128}")
+# Unix seconds until the year 33658: a `t` of more digits (or of any other characters) is refused
+# unread, so neither int() (4300 digits at most) nor the float clock (1e308) ever meets it.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,11 @@ def verify(
     candidates: list[str] = []
     for part in header.split(","):
         key, _, value = part.strip().partition("=")
-        if key == "t" and value.isascii() and value.isdigit() and timestamp is None:
-            timestamp = int(value)
+        if key == "t":
+            if _TIMESTAMP.fullmatch(value) is None:
+                return None
+            if timestamp is None:
+                timestamp = int(value)
         elif key == SCHEME and value:
             candidates.append(value)
     if timestamp is None or not candidates:

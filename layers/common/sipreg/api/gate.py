@@ -28,6 +28,7 @@ from typing import Any
 
 from sipreg import signing
 from sipreg.api.problems import (
+    OPERATOR_CHALLENGE,
     BodyTooLargeError,
     InvalidRequestError,
     NotAuthenticatedError,
@@ -162,7 +163,7 @@ def _operator(
             )
         key = f"iam:{iam.get('accessKey') if isinstance(iam, dict) else ''}:{request_id}"
         if not request_ids.first_use(key, now=now, until=now + SIGV4_WINDOW_SECONDS):
-            raise ReplayedRequestError()
+            raise ReplayedRequestError(OPERATOR_CHALLENGE)
     return Caller("operator", principal)
 
 

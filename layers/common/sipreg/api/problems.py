@@ -1,14 +1,17 @@
 """Domain errors and their HTTP answers (RFC 9457 problem documents), in this one module.
 
 Routes and the gate raise the errors below (or let validation raise); `problem_for` turns any of
-them into a status and a document. Nothing here repeats caller input back, and 401 says nothing.
+them into a status, a document and its headers. Nothing here repeats caller input back, and 401
+says nothing but, in `WWW-Authenticate` (RFC 9110 section 11.6.1: every 401 carries one), the
+scheme to authenticate with: `Sipreg-Signature` on the producers' route, `AWS4-HMAC-SHA256`
+(SigV4) on the operators' routes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -19,17 +22,28 @@ from sipreg.telemetry import count
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE = "urn:sipreg:problem:"
+# The challenges of a 401 (`WWW-Authenticate`): the auth scheme each kind of caller signs with.
+PRODUCER_CHALLENGE = "Sipreg-Signature"
+OPERATOR_CHALLENGE = "AWS4-HMAC-SHA256"
 
 
 class ApiError(Exception):
     """A request the API answers with a problem document instead of doing it."""
 
 
-class NotAuthenticatedError(ApiError):
+class UnauthenticatedError(ApiError):
+    """A 401: `challenge` names the scheme the caller must sign the request with."""
+
+    def __init__(self, challenge: str = PRODUCER_CHALLENGE) -> None:
+        super().__init__("unauthenticated")
+        self.challenge = challenge
+
+
+class NotAuthenticatedError(UnauthenticatedError):
     pass
 
 
-class ReplayedRequestError(ApiError):
+class ReplayedRequestError(UnauthenticatedError):
     """A well-signed request whose request id was used already (a replay, or a resend without a new id)."""
 
 
@@ -80,6 +94,7 @@ class SecretsUnavailableError(ApiError):
 class Answer:
     status: int
     problem: Problem
+    headers: Mapping[str, str] = field(default_factory=dict)  # besides its Content-Type
 
     def body(self) -> str:
         # json.dumps escapes what UTF-8 cannot carry (a lone surrogate in an unknown field name).
@@ -157,7 +172,10 @@ def problem_for(error: Exception) -> Answer:
             )
         case ApiError() if type(error) in _FIXED:
             status, detail = _FIXED[type(error)]
-            return _problem(status, detail=detail)
+            answer = _problem(status, detail=detail)
+            if isinstance(error, UnauthenticatedError):
+                return Answer(answer.status, answer.problem, {"WWW-Authenticate": error.challenge})
+            return answer
     raise error
 
 

@@ -166,16 +166,20 @@ class EventsService:
         ]
 
     def _unavailable_routes(self, events: Sequence[AnyEvent], *, prefix: str) -> list[FieldError]:
-        """A route type the stack's SipBreakoutService version lacks would only be rejected later."""
+        """A route type the stack's SipBreakoutService version lacks would only be rejected later
+        (an upsert), or names a registration this stack cannot have made (a delete that gives one:
+        the producer has the stack wrong; a delete needs only `sip_uri`)."""
         version = self._api_version
         return [
             FieldError(
                 f"{prefix}{index}.registration.route_type" if prefix else "registration.route_type",
-                f"{event.registration.route_type.value} needs SipBreakoutService v1; this stack calls "
+                f"{route_type.value} needs SipBreakoutService v1; this stack calls "
                 f"{version.value} (loop, fork or fallback only)",
             )
             for index, event in enumerate(events)
-            if isinstance(event, UpsertEvent) and not event.registration.route_type.available_in(version)
+            if isinstance(event, UpsertEvent | DeleteEvent)
+            and (route_type := event.registration.route_type) is not None
+            and not route_type.available_in(version)
         ]
 
     def revoke(self, msisdn: str, *, by: str = "") -> Accepted:
