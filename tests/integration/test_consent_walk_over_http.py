@@ -142,6 +142,17 @@ def test_unknown_or_missing_state_is_refused(stack: ConsentStack, http: httpx.Cl
     assert (unknown.status_code, missing.status_code) == (400, 400)
 
 
+@pytest.mark.parametrize("state", ["s" * 2049, "s" * 129, "not base64url!"])
+def test_a_state_we_could_not_have_issued_is_unknown_not_a_server_error(
+    stack: ConsentStack, http: httpx.Client, state: str
+) -> None:
+    # A state longer than DynamoDB's 2048-byte key is refused by the table itself (the local engine
+    # enforces it as DynamoDB does): the callback must not ask it.
+    answer = http.get(f"{stack.api_url}/oauth/callback", params={"code": "abc", "state": state})
+    unknown = http.get(f"{stack.api_url}/oauth/callback", params={"code": "abc", "state": "never-issued"})
+    assert (answer.status_code, answer.text) == (400, unknown.text)
+
+
 def test_access_denied_shows_declined_and_stores_nothing(
     stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
 ) -> None:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from botocore.exceptions import ClientError
+
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.oauth_states import OAuthState, StateProblem, StateRefusedError
 from sipreg.store.subscribers import SubscriberRecord
@@ -174,6 +176,16 @@ class FakeStates:
         self.items[record.state] = record
 
     def consume(self, state: str, *, now: float) -> OAuthState:
+        if len(state.encode()) > 2048:  # as DynamoDB refuses a partition key over 2048 bytes
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationException",
+                        "Message": "Size of hashkey has exceeded 2048 bytes",
+                    }
+                },
+                "DeleteItem",
+            )
         record = self.items.get(state)
         if record is None:
             raise StateRefusedError(StateProblem.UNKNOWN)

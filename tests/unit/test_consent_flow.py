@@ -199,6 +199,12 @@ def test_expired_state_is_refused_and_nothing_is_stored(parts: Parts) -> None:
     assert parts.store.records == {}
 
 
+@pytest.mark.parametrize("state", ["s" * 2049, "s" * 129, "not base64url!", "é" * 43])
+def test_a_state_sipreg_never_issues_is_unknown_without_asking_the_table(parts: Parts, state: str) -> None:
+    # The table itself refuses a key over 2048 bytes (an error, not "unknown")
+    assert parts.callback({"code": "c", "state": state}) == Refused(RefusalReason.STATE_UNKNOWN)
+
+
 @pytest.mark.parametrize("params", [{"code": "c"}, {"code": "c", "state": ""}, {}])
 def test_missing_state_is_refused(parts: Parts, params: dict[str, str]) -> None:
     assert parts.callback(params) == Refused(RefusalReason.STATE_MISSING)

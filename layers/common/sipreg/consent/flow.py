@@ -67,6 +67,9 @@ logger = logging.getLogger(__name__)
 DECLINED_ERRORS = frozenset({"access_denied", "consent_required"})  # the subscriber said no
 TRANSIENT_ERRORS = frozenset({"server_error", "temporarily_unavailable"})  # the identity server's trouble
 ERROR_CODE = re.compile(r"[a-z_]{1,64}")  # what may be logged of an error code (it is the sender's input)
+# What a state we issue can look like (token_urlsafe(32): 43 base64url characters), with room: any
+# other is unknown without asking the table, which refuses a key over 2048 bytes with an error.
+STATE_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 # --- outcomes -----------------------------------------------------------------------------------
@@ -260,6 +263,9 @@ class ConsentFlow:
         """The flow's saved state, taken out of the table (so it works once), or why not."""
         if not state:
             return Refused(RefusalReason.STATE_MISSING)
+        if not STATE_SHAPE.fullmatch(state):
+            logger.warning("callback with a state sipreg never issues refused")
+            return Refused(RefusalReason.STATE_UNKNOWN)
         try:
             return self._states.consume(state, now=self._clock())
         except StateRefusedError as refused:
