@@ -15,7 +15,8 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv aws-engine sam proto browser sip idp test unit integration e2e lint sam-rehearsal demo bench bench-engines \
+.PHONY: help venv aws-engine sam proto browser sip system-packages lint-tools test-tools idp test unit integration e2e lint \
+	sam-rehearsal demo bench bench-engines \
 	chaos permission-mutants build layer-constraints clean
 
 help:
@@ -101,11 +102,24 @@ $(IDP_STAMP): $(IDP_DIR)/package.json $(IDP_DIR)/package-lock.json
 
 idp: $(IDP_STAMP)
 
+# Each tool of lint and test has an environment of its own, made side by side: pip's, npm's and
+# apt's downloads and installs overlap instead of following each other (on a fresh clone they are
+# a third of CI's time). apt's two installs take dpkg's lock in turn, so they share one job.
+LINT_TOOLS := $(PROTO_STAMP) $(CHECKOV_VENV)/.installed $(SAM_STAMP)
+TEST_TOOLS := $(PROTO_STAMP) $(AWS_STAMP) $(IDP_STAMP) system-packages
+lint-tools:
+	@$(MAKE) --no-print-directory -j3 --output-sync=target $(LINT_TOOLS)
+test-tools:
+	@$(MAKE) --no-print-directory -j4 --output-sync=target $(TEST_TOOLS)
+system-packages:
+	@$(MAKE) --no-print-directory browser
+	@$(MAKE) --no-print-directory sip
+
 # Two parts, both always run: what tolerates a busy machine on both cores (whole files per worker,
 # so module fixtures stay shared), then alone the tests with real-time margins of a few seconds:
 # the e2e stack (its clock 360 times faster) and the `serial` ones.
 PARALLEL_TESTS := not e2e and not serial
-test: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
+test: test-tools
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "$(PARALLEL_TESTS)"; parallel=$$?; \
 	$(PY) -m pytest -q -p no:xdist -m "not ($(PARALLEL_TESTS))"; alone=$$?; \
 	exit $$(( parallel || alone ))
@@ -119,7 +133,7 @@ integration: $(PROTO_STAMP) sip $(AWS_STAMP) $(IDP_STAMP)
 e2e: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q tests/e2e
 
-lint: $(PROTO_STAMP) $(CHECKOV_VENV)/.installed sam-rehearsal
+lint: lint-tools sam-rehearsal
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
