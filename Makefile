@@ -15,7 +15,7 @@ PROTO_OUT := layers/common/sipreg/proto
 PROTOS := $(shell find protos -name '*.proto')
 PROTO_STAMP := $(PROTO_OUT)/wgtwo/.generated
 
-.PHONY: help venv aws-engine sam proto browser sip system-packages lint-tools test-tools idp test unit integration e2e lint \
+.PHONY: help venv aws-engine sam proto browser sip system-packages lint-tools lint-python lint-template test-tools idp test unit integration e2e lint \
 	sam-rehearsal demo bench bench-engines \
 	chaos permission-mutants build layer-constraints clean
 
@@ -133,10 +133,14 @@ integration: $(PROTO_STAMP) sip $(AWS_STAMP) $(IDP_STAMP)
 e2e: $(PROTO_STAMP) browser sip $(AWS_STAMP) $(IDP_STAMP)
 	$(PY) -m pytest -q tests/e2e
 
-lint: lint-tools sam-rehearsal
+# Three independent checks, side by side (each one's output kept together).
+lint: lint-tools
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint-python lint-template sam-rehearsal
+lint-python: $(PROTO_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+lint-template: $(STAMP) $(CHECKOV_VENV)/.installed
 	# I3011 (informational, off by default): every stateful resource says what a delete does to it.
 	$(VENV)/bin/cfn-lint template.yaml --include-checks I3011
 	# BC_SKIP_MAPPING: no attempt to fetch guideline links from the network (there is none here).
