@@ -37,6 +37,9 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
+DYNAMODB_ITEM_BYTES = 400 * 1024  # DynamoDB refuses a bigger item (ValidationException)
+
+
 class FakeJournal:
     """Records and event-log items as the tables keep them: one item per event and registration,
     overwritten as the event moves on (`history` keeps every write, in order)."""
@@ -102,6 +105,8 @@ class FakeJournal:
             return {key: self.items[key].tries for key in keys if key in self.items}
 
     def _put(self, entry: EventLogEntry, *, count_try: bool) -> None:
+        if len(entry.model_dump_json()) > DYNAMODB_ITEM_BYTES:  # about the item's size, as DynamoDB counts it
+            raise RuntimeError("ValidationException: Item size has exceeded the maximum allowed size")
         key = (entry.msisdn, entry.key["sk"])
         old = self.items.get(key)
         counted = entry.model_copy(

@@ -17,6 +17,7 @@ def test_a_routine_refresh_logs_at_debug_and_a_crm_event_at_info(caplog: pytest.
     caplog.set_level(logging.DEBUG, logger="sipreg")
     w = world()
     w.run(message(upsert("crm-1", at=T0)))
+    w.clock.advance(40 * 60)
     w.run(message(refresh("refresh-1", at=T0 + timedelta(minutes=40))))
     levels = {r.getMessage().split()[1]: r.levelno for r in caplog.records if r.name == "sipreg.worker.batch"}
     assert levels == {"crm-1": logging.INFO, "refresh-1": logging.DEBUG}

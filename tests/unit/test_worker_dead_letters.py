@@ -104,6 +104,7 @@ def test_a_refresh_dead_lettered_leaves_the_registration_active_for_the_refreshe
     w = world(max_tries=2)
     w.run(message(upsert(at=T0)))
     w.core.script = lambda call: Transient(code="UNAVAILABLE", detail="down")
+    w.clock.advance(40 * 60)
     deliver_until_done(w, [message(refresh("refresh-1", at=T0 + timedelta(minutes=40)))], rounds=3)
     assert len(w.dead_letters.sent) == 1
     assert w.journal.record().status is RegistrationStatus.ACTIVE

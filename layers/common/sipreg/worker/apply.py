@@ -114,6 +114,11 @@ class EventApplier:
         """Applies one event, reading and writing through `journal` (default: the applier's own);
         the worker passes each group a `PrefetchedJournal` holding the records this batch knows."""
         journal = journal or self._journal
+        if not isinstance(event, UpsertEvent | DeleteEvent) and self._from_ahead(event):
+            # (Upserts and deletes check it past their duplicate check.) A revoke moves its number's
+            # clock too: one dated ahead would supersede every later change of the number.
+            registration = getattr(event, "registration", None)
+            return self._from_the_future(journal, event, registration.sip_uri if registration else None)
         unconfirmed: set[str] = set()
         for _ in range(SAVE_ATTEMPTS):
             run = Run(delivery, frozenset(unconfirmed))
@@ -172,7 +177,7 @@ class EventApplier:
         record = journal.get(event.msisdn, sip_uri)
         if record is not None and record.seen(event.id):
             return self._steps.duplicate(journal, event, sip_uri, record, run)
-        if event.occurred_at > self._clock() + self._max_future_skew:
+        if self._from_ahead(event):
             return self._from_the_future(journal, event, sip_uri)
         if (
             record is not None
@@ -221,7 +226,10 @@ class EventApplier:
         touched = Touched(sip_uri, record, record.desired, verdict, record.status)
         return self._recorder.record(journal, event, [touched], run)
 
-    def _from_the_future(self, journal: Journal, event: AnyEvent, sip_uri: str) -> EventResult:
+    def _from_ahead(self, event: AnyEvent) -> bool:
+        return event.occurred_at > self._clock() + self._max_future_skew
+
+    def _from_the_future(self, journal: Journal, event: AnyEvent, sip_uri: str | None) -> EventResult:
         reason = (
             f"occurred_at {event.occurred_at.isoformat()} is more than "
             f"{int(self._max_future_skew.total_seconds())} s in the future"

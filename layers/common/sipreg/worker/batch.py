@@ -32,7 +32,7 @@ from typing import NamedTuple, Protocol
 from sipreg.events import AnyEvent, InvalidEventsError, from_json
 from sipreg.models import is_msisdn, mask_msisdn
 from sipreg.notify import StatusChange, StatusPublisher
-from sipreg.store.event_log import EventLogEntry, Outcome
+from sipreg.store.event_log import EventKind, EventLogEntry, Outcome, kind_of
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.telemetry import correlated, span
 from sipreg.worker.attempt import Delivery, EventResult, tries_key
@@ -44,7 +44,15 @@ from sipreg.worker.sqs import DeadLetters, Visibility
 logger = logging.getLogger(__name__)
 
 RAW_BODY_LIMIT = 4000  # characters of an unparseable body kept in the event log
+# Characters of why a body is not an event: one error per unknown field of a padded body would
+# outgrow DynamoDB's 400 KB item, and the item could never be written.
+REASON_LIMIT = 1000
 _TYPE_FIELD = re.compile(r'"type"\s*:\s*"([A-Za-z0-9._-]{1,64})"')
+_MSISDN_FIELD = re.compile(r'"msisdn"\s*:\s*"(\+[0-9]{8,15})"')
+WRONG_GROUP = (
+    "its MessageGroupId is not its msisdn: a number's events keep their order only in the "
+    "number's own message group"
+)
 
 
 def _level_of(result: EventResult) -> int:
@@ -80,11 +88,14 @@ class _Parsed(NamedTuple):
     event: AnyEvent | str  # the event, or why the body is not one
 
 
-def _parse(body: str) -> AnyEvent | str:
+def _parse(message: QueuedMessage) -> AnyEvent | str:
     try:
-        return from_json(body)
+        event = from_json(message.body)
     except InvalidEventsError as error:
         return str(error)
+    # A producer sending straight to the queue may group by something else (a job id): its events
+    # for one number would then run side by side, here and in two Lambda invocations at once.
+    return event if event.msisdn == message.group else WRONG_GROUP
 
 
 def _key(parsed: _Parsed) -> RecordKey | None:
@@ -138,7 +149,7 @@ class Worker:
     ) -> BatchReport:
         groups: dict[str, list[_Parsed]] = {}
         for message in messages:
-            groups.setdefault(message.group, []).append(_Parsed(message, _parse(message.body)))
+            groups.setdefault(message.group, []).append(_Parsed(message, _parse(message)))
         known = self._prefetch(groups.values())
         tries = self._tries(groups.values())
         runs = [(group, self._group_journal(group, known, tries)) for group in groups.values()]
@@ -281,12 +292,17 @@ class Worker:
         return result
 
     def _invalid(self, message: QueuedMessage, reason: str) -> EventResult:
-        kind = _TYPE_FIELD.search(message.body)
+        if len(reason) > REASON_LIMIT:
+            reason = reason[: REASON_LIMIT - 1] + "…"
+        named = _TYPE_FIELD.search(message.body)
+        # Filed with the number's changes whatever type it names (not with the keep-alives).
+        event_type = named.group(1) if named and kind_of(named.group(1)) is EventKind.CHANGES else "unknown"
+        number = _MSISDN_FIELD.search(message.body)
         now = self._clock()
         entry = EventLogEntry(
-            msisdn=message.group if is_msisdn(message.group) else "unknown",
+            msisdn=number.group(1) if number else message.group if is_msisdn(message.group) else "unknown",
             event_id=f"sqs:{message.message_id}",
-            event_type=kind.group(1) if kind else "unknown",
+            event_type=event_type,
             outcome=Outcome.INVALID,
             reason=reason,
             occurred_at=now,  # not known: the body is not an event
