@@ -297,10 +297,11 @@ class Worker:
         named = _TYPE_FIELD.search(message.body)
         # Filed with the number's changes whatever type it names (not with the keep-alives).
         event_type = named.group(1) if named and kind_of(named.group(1)) is EventKind.CHANGES else "unknown"
-        number = _MSISDN_FIELD.search(message.body)
+        named_number = _MSISDN_FIELD.search(message.body)
+        number = named_number.group(1) if named_number and is_msisdn(named_number.group(1)) else None
         now = self._clock()
         entry = EventLogEntry(
-            msisdn=number.group(1) if number else message.group if is_msisdn(message.group) else "unknown",
+            msisdn=number or (message.group if is_msisdn(message.group) else "unknown"),
             event_id=f"sqs:{message.message_id}",
             event_type=event_type,
             outcome=Outcome.INVALID,
