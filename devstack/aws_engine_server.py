@@ -5,7 +5,7 @@ only the standard library, ministack and hypercorn. It binds the port itself (no
 one), prints one JSON line `{"port": N}` on stdout once ministack answers, sends everything
 ministack prints to stderr, and stops on SIGTERM or SIGINT.
 
-What it adds to ministack's IAM checks, so local enforcement is as strict as AWS for sipreg:
+What it adds to ministack, so the local engine is as strict as AWS for sipreg:
 
 - SQS's batch calls are authorized as their single actions (`sqs:SendMessage` for
   SendMessageBatch, ...), as AWS does: ministack asks for actions IAM does not have.
@@ -18,6 +18,10 @@ What it adds to ministack's IAM checks, so local enforcement is as strict as AWS
   kms:Decrypt; DynamoDB item and query calls: kms:Decrypt), with the condition keys the service
   sets: `kms:ViaService`, `kms:CallerAccount` and its encryption context (`aws:sqs:arn`,
   `SecretARN`, `aws:dynamodb:tableName` + `aws:dynamodb:subscriberId`).
+- SQS's SendMessage and SendMessageBatch (JSON and Query protocols) record as each message's
+  `SenderId` who sent it, as SQS does: a role's session `<RoleId>:<session name>` (STS
+  GetCallerIdentity's UserId), an IAM user its user id, the root the account id (ministack
+  writes the account id for everyone). A message the redrive policy moves to a DLQ keeps it.
 - `POST /_sipreg/execute-api/authorize`: what API Gateway does for a route with `AWS_IAM`
   authorization. The local function host sends the request it received (method, raw path, raw
   query, headers, body) and the route's ARN; the answer says whether the SigV4 signature is good
@@ -246,6 +250,42 @@ def _install_iam_additions() -> None:
     iam_actions.access_denied_response = access_denied_response
 
 
+# The access key of the SQS request being served: the sender its messages record.
+_sqs_caller_key: contextvars.ContextVar[str] = contextvars.ContextVar("sqs_caller_key", default="")
+
+
+def _install_sqs_sender_id() -> None:
+    from ministack.core import iam_evaluator  # noqa: PLC0415
+    from ministack.core.router import extract_access_key_id  # noqa: PLC0415
+    from ministack.services import sqs  # noqa: PLC0415
+
+    plain_handle = sqs.handle_request
+
+    async def handle_request(
+        method: str, path: str, headers: dict[str, str], body: bytes, query_params: dict[str, Any]
+    ) -> Any:
+        # SigV4's `Credential=<key>/...` (Authorization header or a presigned X-Amz-Credential)
+        caller = _sqs_caller_key.set(extract_access_key_id(headers, query_params))
+        try:
+            return await plain_handle(method, path, headers, body, query_params)
+        finally:
+            _sqs_caller_key.reset(caller)
+
+    # app.py looks `handle_request` up on the module at each request; SendMessageBatch sends each
+    # entry through `_act_send_message`, which calls the module's `_build_send_sys_attrs`.
+    sqs.handle_request = handle_request
+    plain_sys_attrs = sqs._build_send_sys_attrs
+
+    def build_send_sys_attrs(now: float, sys_attrs_input: dict[str, Any]) -> dict[str, Any]:
+        attributes: dict[str, Any] = plain_sys_attrs(now, sys_attrs_input)  # SenderId: the account id
+        identity = iam_evaluator.resolve_caller_identity(_sqs_caller_key.get())
+        if identity and identity.get("userId"):
+            attributes["SenderId"] = identity["userId"]
+        return attributes
+
+    sqs._build_send_sys_attrs = build_send_sys_attrs
+
+
 # --- API Gateway's AWS_IAM route authorization, for the local function host ----------------------
 
 AUTHORIZE_PATH = "/_sipreg/execute-api/authorize"
@@ -390,6 +430,7 @@ def main() -> int:
     from ministack.app import app  # noqa: PLC0415
 
     _install_iam_additions()
+    _install_sqs_sender_id()
     config = Config()
     config.bind = [f"fd://{listener.fileno()}"]
     config.keep_alive_timeout = 75
