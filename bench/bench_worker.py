@@ -62,6 +62,7 @@ from sipreg.worker.sqs import SqsDeadLetters, SqsVisibility  # noqa: E402
 from tests.support.worker_fakes import FakeJournal  # noqa: E402
 
 BATCH = 10
+BENCH_ROLE = "AROABENCHREFRESHER01"  # the refreshes' sender stands for the refresher's role
 BATCH_GOAL_ROUND_TRIPS = 1.2  # issue 13: the batch of ten, DynamoDB removed
 
 
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace, endpoint: str, sim: Wg2simProcess) -> int:  # 
             SqsVisibility(ref("EventsQueue"), client=sqs),
             EventBridgePublisher(ref("StatusBus"), client=events),
             SqsDeadLetters(ref("EventsDeadLetterQueue"), client=sqs),
+            sipreg_roles={BENCH_ROLE},
             concurrency=concurrency,
         )
 
@@ -360,7 +362,12 @@ def refresh_costs(
     def refreshes() -> list[QueuedMessage]:
         now = datetime.now(UTC)
         events = [refresh_event(r, now) for m in numbers for r in store.list_for(m) if r.expires_at]
-        return [QueuedMessage(f"m-{e.id}", f"rh-{e.id}", to_json(e), e.msisdn, 1) for e in events]
+        return [
+            QueuedMessage(
+                f"m-{e.id}", f"rh-{e.id}", to_json(e), e.msisdn, 1, sender=f"{BENCH_ROLE}:refresher"
+            )
+            for e in events
+        ]
 
     messages = refreshes()
     counter.clear()

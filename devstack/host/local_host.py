@@ -23,7 +23,7 @@ from devstack.host.resources import HTTP_API, ProvisioningError, Stack
 from devstack.host.schedules import Schedule, Scheduler, make_schedule
 from devstack.host.sqs_source import SqsEventSource
 from devstack.host.supported import check_supported
-from devstack.host.template import Pseudo, Template, TemplateError, load_template
+from devstack.host.template import FUNCTION, Pseudo, Template, TemplateError, load_template
 from devstack.host.xray import XRayCollector
 
 log = logging.getLogger("devstack.host")
@@ -177,14 +177,16 @@ class LocalHost:
         check_supported(stack)
         self._bind_apis(stack)
         stack.provision()
+        if self.function_roles:
+            # Before the functions' environments: they may name a role (`!GetAtt <Function>Role.RoleId`).
+            self._create_roles(stack)
         self.functions = build_functions(stack, self.env_overrides, self.function_env_overrides)
         if any(spec.traced for spec in self.functions.values()):
             self.xray = XRayCollector(self.log_dir / "xray.jsonl" if self.log_dir else None).start()
             for spec in self.functions.values():
                 if spec.traced:
                     spec.env["AWS_XRAY_DAEMON_ADDRESS"] = self.xray.address
-        if self.function_roles:
-            self._give_roles(stack)
+        self._give_roles()
         for logical_id, spec in self.functions.items():
             self.runtimes[logical_id] = FunctionRuntime(spec, self._output_for(logical_id), self.init_timeout)
         self._wire_events(stack, clients)
@@ -206,11 +208,14 @@ class LocalHost:
             len(self.schedules),
         )
 
-    def _give_roles(self, stack: Stack) -> None:
+    def _create_roles(self, stack: Stack) -> None:
+        names = {fn.logical_id: str(stack.ref(fn.logical_id)) for fn in stack.template.of_type(FUNCTION)}
         try:
-            self.roles = function_roles(stack, {i: spec.name for i, spec in self.functions.items()})
+            self.roles = function_roles(stack, names)
         except (ClientError, BotoCoreError) as exc:
             raise ProvisioningError(f"execution roles: {exc}") from exc
+
+    def _give_roles(self) -> None:
         for logical_id, sessions in self.roles.items():
 
             def credentials(sessions: RoleSessions = sessions) -> tuple[dict[str, str], float]:

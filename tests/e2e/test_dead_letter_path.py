@@ -28,6 +28,34 @@ def dead_lettered(scenario: Scenario, msisdn: str) -> list[dict[str, Any]]:
     return [m for m in scenario.dead_letters() if json.loads(m["Body"]).get("msisdn") == msisdn]
 
 
+def redrive_as_operator(devstack: dict[str, Any], msisdn: str) -> subprocess.CompletedProcess[str]:
+    """`sipreg redrive --msisdn` as the local operator: an IAM user holding only OperatorPolicy."""
+    return subprocess.run(
+        [
+            str(SIPREG),
+            "redrive",
+            "--queue-url",
+            devstack["queues"]["EventsQueue"],
+            "--endpoint-url",
+            devstack["aws_endpoint"],
+            "--msisdn",
+            msisdn,
+            "--event-log-table",
+            devstack["resources"]["EventLogTable"],
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={
+            **os.environ,
+            "AWS_REGION": devstack["region"],
+            "AWS_ACCESS_KEY_ID": devstack["operator"]["access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": devstack["operator"]["secret_access_key"],
+        },
+    )
+
+
 def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it(
     pbx: str, core_faults: Scenario, new_msisdn: Callable[[], str], devstack: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -69,31 +97,7 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
 
     # When the core recovers and the operator redrives that number's dead letters
     scenario.clear_core_faults()
-    redrive = subprocess.run(
-        [
-            str(SIPREG),
-            "redrive",
-            "--queue-url",
-            devstack["queues"]["EventsQueue"],
-            "--endpoint-url",
-            devstack["aws_endpoint"],
-            "--msisdn",
-            msisdn,
-            "--event-log-table",
-            devstack["resources"]["EventLogTable"],
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        # As the local operator: an IAM user holding only the stack's OperatorPolicy
-        env={
-            **os.environ,
-            "AWS_REGION": devstack["region"],
-            "AWS_ACCESS_KEY_ID": devstack["operator"]["access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": devstack["operator"]["secret_access_key"],
-        },
-    )
+    redrive = redrive_as_operator(devstack, msisdn)
     assert redrive.returncode == 0, redrive.stderr
     assert f"moved 1 message(s) of {msisdn}" in redrive.stdout
     assert "1 of them now pending" in redrive.stdout
@@ -111,3 +115,33 @@ def test_an_event_the_core_keeps_failing_lands_in_the_dlq_and_redrive_applies_it
     # hidden until the redrive's look at it times out)
     [kept] = dead_lettered(scenario, other)
     root.delete_message(QueueUrl=dlq, ReceiptHandle=kept["ReceiptHandle"])
+
+
+def test_an_operators_control_that_was_dead_lettered_applies_when_the_operator_redrives_it(
+    pbx: str, core_faults: Scenario, new_msisdn: Callable[[], str], devstack: dict[str, Any]
+) -> None:
+    scenario = core_faults
+    # Given an active registration, and a core that then answers that number UNAVAILABLE
+    msisdn = new_msisdn()
+    assert scenario.consent(msisdn).granted
+    assert scenario.send([upsert("dlq-ctl-1", msisdn, "fork", pbx, source="crm")]).accepted == ["dlq-ctl-1"]
+    scenario.wait_for(
+        "the registration on the core", lambda: (msisdn, "FORK", pbx) in scenario.core_keys(), 15
+    )
+    scenario.set_core_faults(unavailable_rate=1.0, msisdns=[msisdn])
+    # When an operator disables it (an internal event, sent by the events API's role), and the
+    # worker dead-letters it after its tries
+    code, _ = scenario.control("disable", msisdn, pbx, reason="fraud check")
+    assert code == 202
+    found = scenario.wait_for("the disable on the DLQ", lambda: dead_lettered(scenario, msisdn), 40)
+    assert json.loads(found[0]["Body"])["type"] == "registration.disable"
+    # And the operator redrives it once the core is back: SQS now names the operator as its sender
+    scenario.clear_core_faults()
+    redrive = redrive_as_operator(devstack, msisdn)
+    assert redrive.returncode == 0, redrive.stderr
+    # Then the worker applies it as sipreg's own event: the registration leaves the core, disabled
+    scenario.wait_for(
+        "the registration off the core", lambda: (msisdn, "FORK", pbx) not in scenario.core_keys(), 15
+    )
+    assert (scenario.registration(msisdn, pbx) or {}).get("status") == "disabled"
+    assert not [e for e in (scenario.status(msisdn) or {})["events"] if e["outcome"] == "rejected"]

@@ -4,12 +4,15 @@ credentials (the local operator, holding the stack's OperatorPolicy)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import boto3
 import httpx
 
 from devstack.scenario import Scenario, upsert
@@ -76,3 +79,49 @@ def test_a_v0_stack_refuses_a_v1_route_type_at_the_api_naming_it(
     # Then the API refuses it at once, naming the field, and sipreg knows nothing of the number
     assert "registration.route_type" in outcome.rejected["v0-loop-mo"]
     assert scenario.status(msisdn) is None
+
+
+def test_a_producer_cannot_revoke_a_subscriber_by_sending_sipregs_own_event_to_the_queue(
+    pbx: str, devstack: dict[str, Any], scenario: Scenario, new_msisdn: Callable[[], str]
+) -> None:
+    # Given a consenting subscriber whose registration is on the core
+    msisdn = new_msisdn()
+    assert scenario.consent(msisdn).granted
+    assert scenario.send([upsert("forge-1", msisdn, "fork", pbx, source="crm")]).accepted == ["forge-1"]
+    scenario.wait_for(
+        "the registration active",
+        lambda: (scenario.registration(msisdn, pbx) or {}).get("status") == "active",
+    )
+    # When a producer's role (ProducerPolicy: it may send to the queue) sends a revoke straight there
+    producer = {
+        "endpoint_url": devstack["aws_endpoint"],
+        "region_name": devstack["region"],
+        "aws_access_key_id": devstack["producer"]["access_key_id"],
+        "aws_secret_access_key": devstack["producer"]["secret_access_key"],
+    }
+    sqs = boto3.client("sqs", **producer)
+    forged = {"id": "forge-revoke", "type": "subscriber.revoke", "msisdn": msisdn, "occurred_at": _now()}
+    sqs.send_message(
+        QueueUrl=devstack["queues"]["EventsQueue"],
+        MessageBody=json.dumps(forged),
+        MessageGroupId=msisdn,
+        MessageDeduplicationId="forge-revoke",
+    )
+    # Then the worker records it rejected, naming the producer as its sender (SQS's SenderId)
+    rejected = scenario.wait_for(
+        "the forged revoke recorded",
+        lambda: next(
+            (e for e in (scenario.status(msisdn) or {})["events"] if e["event_type"] == "subscriber.revoke"),
+            None,
+        ),
+    )
+    assert rejected is not None and rejected["outcome"] == "rejected", rejected
+    assert "sipreg's own event type" in rejected["reason"]
+    assert boto3.client("sts", **producer).get_caller_identity()["UserId"] in rejected["reason"]
+    # And the registration stays on the core
+    assert (scenario.registration(msisdn, pbx) or {}).get("status") == "active"
+    assert any(number == msisdn for number, _, _ in scenario.core_keys()), "it left the core"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -64,8 +64,11 @@ def test_the_template_has_functions() -> None:
 
 def test_every_reference_names_a_resource_parameter_or_pseudo_parameter() -> None:
     known = set(RAW["Resources"]) | set(RAW.get("Parameters", {})) | set(TEMPLATE.pseudo.as_refs())
-    # SAM's generated resources (the HTTP API's default stage).
+    # SAM's generated resources (the HTTP API's default stage, a function's execution role).
     known |= {"ApiApiGatewayDefaultStage"}
+    known |= {
+        f"{logical_id}Role" for logical_id in FUNCTIONS if "Role" not in FUNCTIONS[logical_id].properties
+    }
     missing = {
         f"{logical_id}: {name}"
         for logical_id, body in RAW["Resources"].items()
@@ -347,3 +350,24 @@ def test_the_defaults_keep_a_million_registrations_alive() -> None:
     [source] = FUNCTIONS["RegistrationWorkerFunction"].properties["Events"].values()
     concurrency = int(value_of(source["Properties"]["ScalingConfig"]["MaximumConcurrency"]))
     assert concurrency * 25 >= 2 * per_second
+
+
+def test_the_worker_takes_internal_events_from_exactly_the_functions_that_send_to_its_queue() -> None:
+    # Every function that may send to the events queue sends sipreg's internal event types (the
+    # refresher, the consent callback, the operator routes, the health check); a new one would
+    # have its events refused until its role is named here, a dropped one would stay trusted.
+    def sends_to_the_events_queue(properties: dict[str, Any]) -> bool:
+        return any(
+            isinstance(policy, dict)
+            and policy.get("SQSSendMessagePolicy", {}).get("QueueName")
+            == {"Fn::GetAtt": ["EventsQueue", "QueueName"]}
+            for policy in properties.get("Policies", [])
+        )
+
+    senders = {
+        f"{logical_id}Role" for logical_id, r in FUNCTIONS.items() if sends_to_the_events_queue(r.properties)
+    }
+    variables = FUNCTIONS["RegistrationWorkerFunction"].properties["Environment"]["Variables"]
+    trusted = set(references(variables["SIPREG_ROLE_IDS"]))
+    assert senders == trusted
+    assert len(senders) == 4

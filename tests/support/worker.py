@@ -296,6 +296,8 @@ def build_rig(
         SqsVisibility(ref("EventsQueue"), client=rig_clients.client("sqs")),
         EventBridgePublisher(ref("StatusBus"), client=rig_clients.client("events")),
         SqsDeadLetters(ref("EventsDeadLetterQueue"), client=rig_clients.client("sqs")),
+        # Here every part of sipreg runs as the account's root: SQS names it by the account's id.
+        sipreg_roles={rig_clients.client("sts").get_caller_identity()["UserId"]},
         retry_base_seconds=retry_base_seconds,
         retry_max_seconds=retry_base_seconds * 8,
         time_reserve_seconds=3.0,

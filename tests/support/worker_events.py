@@ -109,8 +109,22 @@ def control(
     return event  # type: ignore[no-any-return]
 
 
-def message(event: AnyEvent | str, *, group: str | None = None, receive_count: int = 1) -> QueuedMessage:
-    """A queued SQS message carrying `event` (or a raw body)."""
+# SenderIds as SQS records them: a session of one of sipreg's own function roles (the worker's
+# `sipreg_roles` in `world()`), an AWS-native producer's role session, an operator (an IAM user).
+SIPREG_ROLE = "AROASIPREGFUNCTION001"
+SIPREG_SENDER = f"{SIPREG_ROLE}:sipreg-RefresherFunction-abc123"
+PRODUCER_SENDER = "AROABILLINGPRODUCER01:billing-step-function"
+OPERATOR_SENDER = "AIDAOPERATORUSER00001"
+
+
+def message(
+    event: AnyEvent | str,
+    *,
+    group: str | None = None,
+    receive_count: int = 1,
+    sender: str = SIPREG_SENDER,
+) -> QueuedMessage:
+    """A queued SQS message carrying `event` (or a raw body), sent by `sender`."""
     number = next(_ids)
     body = event if isinstance(event, str) else to_json(event)
     return QueuedMessage(
@@ -119,4 +133,5 @@ def message(event: AnyEvent | str, *, group: str | None = None, receive_count: i
         body=body,
         group=group or (MSISDN if isinstance(event, str) else event.msisdn),
         receive_count=receive_count,
+        sender=sender,
     )

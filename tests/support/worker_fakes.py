@@ -19,11 +19,11 @@ from sipreg.core.port import Applied, CoreCall, CoreOutcome, Deleted, Operation
 from sipreg.models import ApiVersion, Registration
 from sipreg.notify import Change, StatusChange
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLogEntry
+from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.tokens import TokenError
 from sipreg.worker import EventApplier, QueuedMessage, Worker
-from tests.support.worker_events import MSISDN, SIP_URI, T0
+from tests.support.worker_events import MSISDN, SIP_URI, SIPREG_ROLE, T0
 
 
 class Clock:
@@ -103,6 +103,12 @@ class FakeJournal:
         with self._lock:
             self.batch_gets += 1
             return {key: self.items[key].tries for key in keys if key in self.items}
+
+    def outcome_of(self, key: tuple[str, str]) -> Outcome | None:
+        with self._lock:
+            self.batch_gets += 1
+            item = self.items.get(key)
+            return item.outcome if item else None
 
     def _put(self, entry: EventLogEntry, *, count_try: bool) -> None:
         if len(entry.model_dump_json()) > DYNAMODB_ITEM_BYTES:  # about the item's size, as DynamoDB counts it
@@ -287,6 +293,7 @@ def world(
         visibility,
         publisher,
         dead_letters,
+        sipreg_roles={SIPREG_ROLE},
         concurrency=concurrency,
         retry_base_seconds=30,
         retry_max_seconds=300,

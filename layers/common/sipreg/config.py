@@ -11,7 +11,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from sipreg.models import ApiVersion
 
@@ -147,6 +147,12 @@ class WorkerSettings(_FromEnv):
     # Retry delay of a failed record: base * 2^(receives - 1), at most max (SQS allows 12 h).
     retry_base_seconds: int = Field(30, alias="RETRY_BASE_SECONDS", ge=0, le=43_200)
     retry_max_seconds: int = Field(900, alias="RETRY_MAX_SECONDS", ge=0, le=43_200)
+    # Comma-separated RoleIds (AROA...) of the function roles that send sipreg's internal event
+    # types (the template's `!GetAtt <Function>Role.RoleId`): SQS's SenderId names the sender.
+    sipreg_role_ids: Annotated[
+        tuple[Annotated[str, StringConstraints(pattern=r"^AROA[A-Z0-9]{1,124}$")], ...],
+        BeforeValidator(_split(",")),
+    ] = Field(alias="SIPREG_ROLE_IDS", min_length=1)
     # MSISDN groups of one batch applied at once (threads; one core round trip for all of them).
     group_concurrency: int = Field(10, alias="WORKER_GROUP_CONCURRENCY", ge=1, le=64)
     # No record is started with less than this left of the invocation (core deadline + writes).

@@ -13,6 +13,11 @@ minutes old; a message moved twice (a run interrupted between send and delete) r
 worker twice and its record absorbs the second one. SQS's own message-move task cannot pick
 messages by number, hence this.
 
+SQS records the operator running this as a moved message's sender. The worker still applies a
+moved internal event (a refresh, a revoke, a control): it is one whose event-log item waits
+(`dead_lettered`, `pending`), which is how the worker knows sipreg queued it
+(`sipreg.worker.batch`).
+
 Messages of other numbers, received while looking, are made visible again when the run ends.
 """
 

@@ -35,6 +35,7 @@ def build(settings: WorkerSettings, core: CoreSettings, tokens: TokenSettings) -
         SqsVisibility(settings.events_queue_url),
         publisher,
         SqsDeadLetters(settings.dead_letter_queue_url),
+        sipreg_roles=settings.sipreg_role_ids,
         concurrency=settings.group_concurrency,
         retry_base_seconds=settings.retry_base_seconds,
         retry_max_seconds=settings.retry_max_seconds,

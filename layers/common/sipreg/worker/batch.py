@@ -16,6 +16,14 @@ after its last try the worker itself moves the message to the dead-letter queue,
 backstop for a message that kills the worker before it can count. A record that cannot be parsed
 is recorded in the event log (raw body kept, reason given) and counted as done: retrying would
 not change it, and it must not block its group.
+
+Only upserts and deletes may come from anyone the queue lets send (producers' roles may send
+straight to it). The internal types (refresh, consent, revoke, the controls, suspend and resume)
+are applied only when SQS's SenderId is a session of one of sipreg's own function roles, or when
+sipreg's event log holds that very event still waiting (retrying, dead-lettered, or back from the
+dead-letter queue): an operator's redrive sends as the operator. Anything else is recorded
+`rejected` under the message's id (it never overwrites the item of an event it imitates) and
+changes nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +61,9 @@ WRONG_GROUP = (
     "its MessageGroupId is not its msisdn: a number's events keep their order only in the "
     "number's own message group"
 )
+# Where the log item of an event sipreg queued itself stands while the event may still come round
+# again: a redriven or replayed copy of it is that event.
+_STILL_WAITING = frozenset({Outcome.APPLYING, Outcome.RETRYING, Outcome.PENDING, Outcome.DEAD_LETTERED})
 
 
 def _level_of(result: EventResult) -> int:
@@ -127,6 +138,7 @@ class Worker:
         publisher: StatusPublisher,
         dead_letters: DeadLetters,
         *,
+        sipreg_roles: Collection[str],
         concurrency: int = 10,
         retry_base_seconds: int = 30,
         retry_max_seconds: int = 900,
@@ -138,6 +150,7 @@ class Worker:
         self._visibility = visibility
         self._publisher = publisher
         self._dead_letters = dead_letters
+        self._sipreg_roles = frozenset(sipreg_roles)  # RoleIds of the functions that send internal events
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="msisdn-group")
         self._retry_base = retry_base_seconds
         self._retry_max = retry_max_seconds
@@ -232,6 +245,8 @@ class Worker:
             if isinstance(event, str):
                 result = self._invalid(message, event)
                 tries = 0
+            elif (refused := self._not_from_sipreg(message, event, journal)) is not None:
+                result, tries = refused, 0
             else:
                 tries = journal.tries_before(event)
                 result = self._one(message, event, journal, Delivery(tries, message.receive_count > 1))
@@ -291,22 +306,46 @@ class Worker:
         )
         return result
 
+    def _not_from_sipreg(
+        self, message: QueuedMessage, event: AnyEvent, journal: Journal
+    ) -> EventResult | None:
+        """None when the event may be applied; else what became of it (refused, or read again later)."""
+        if event.type.external or message.sender.partition(":")[0] in self._sipreg_roles:
+            return None
+        try:
+            standing = journal.outcome_of(tries_key(event))
+        except Exception:  # unknown for now: the message comes back
+            logger.exception("reading the log item of %s %s failed", event.type, event.id)
+            return EventResult(Outcome.RETRYING, "could not read the event's log item", retry=True)
+        if standing in _STILL_WAITING:
+            return None  # a redrive (or a replay) of an event sipreg queued and has not finished
+        sender = message.sender or "a sender SQS did not name"
+        reason = f"{event.type} is sipreg's own event type; this one was sent by {sender}"
+        return self._record_dropped(message, Outcome.REJECTED, reason, event_type=event.type.value)
+
     def _invalid(self, message: QueuedMessage, reason: str) -> EventResult:
         if len(reason) > REASON_LIMIT:
             reason = reason[: REASON_LIMIT - 1] + "…"
         named = _TYPE_FIELD.search(message.body)
-        # Filed with the number's changes whatever type it names (not with the keep-alives).
-        event_type = named.group(1) if named and kind_of(named.group(1)) is EventKind.CHANGES else "unknown"
+        return self._record_dropped(
+            message, Outcome.INVALID, reason, event_type=named.group(1) if named else "unknown"
+        )
+
+    def _record_dropped(
+        self, message: QueuedMessage, outcome: Outcome, reason: str, *, event_type: str
+    ) -> EventResult:
+        """Records a message that is not applied, under its own message id, and drops it."""
         named_number = _MSISDN_FIELD.search(message.body)
         number = named_number.group(1) if named_number and is_msisdn(named_number.group(1)) else None
         now = self._clock()
         entry = EventLogEntry(
             msisdn=number or (message.group if is_msisdn(message.group) else "unknown"),
             event_id=f"sqs:{message.message_id}",
-            event_type=event_type,
-            outcome=Outcome.INVALID,
+            # Filed with the number's changes whatever type it names (not with the keep-alives).
+            event_type=event_type if kind_of(event_type) is EventKind.CHANGES else "unknown",
+            outcome=outcome,
             reason=reason,
-            occurred_at=now,  # not known: the body is not an event
+            occurred_at=now,  # when it came: its own date is not to be trusted
             recorded_at=now,
             raw_body=message.body[:RAW_BODY_LIMIT],
         )
@@ -314,12 +353,12 @@ class Worker:
             with correlated(entry.event_id):
                 self._journal.write(entry)
         except Exception:  # not recorded yet: keep the message and record it next time
-            logger.exception("recording the unparseable message %s failed", message.message_id)
-            return EventResult(Outcome.RETRYING, "could not record the invalid event", retry=True)
+            logger.exception("recording the dropped message %s failed", message.message_id)
+            return EventResult(Outcome.RETRYING, f"could not record the {outcome} event", retry=True)
         logger.warning(
-            "message %s is not a valid event, recorded and dropped: %s",
+            "message %s is not applied, recorded and dropped: %s",
             message.message_id,
             reason,
-            extra={"message_id": message.message_id, "outcome": "invalid"},
+            extra={"message_id": message.message_id, "outcome": outcome.value, "sender": message.sender},
         )
-        return EventResult(Outcome.INVALID, reason)
+        return EventResult(outcome, reason)

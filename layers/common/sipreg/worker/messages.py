@@ -16,6 +16,9 @@ class QueuedMessage:
     body: str
     group: str  # MessageGroupId: the MSISDN
     receive_count: int
+    # SenderId, as SQS records it: `<RoleId>:<session>` for a role (a Lambda function's session is
+    # the function's name), a user's id, or the account's id for its root. Empty when absent.
+    sender: str = ""
 
 
 def queued_messages(event: Mapping[str, Any]) -> list[QueuedMessage]:
@@ -35,6 +38,7 @@ def queued_messages(event: Mapping[str, Any]) -> list[QueuedMessage]:
                 body=str(record["body"]),
                 group=attributes.get("MessageGroupId") or record["messageId"],
                 receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
+                sender=str(attributes.get("SenderId") or ""),
             )
         )
     return messages
