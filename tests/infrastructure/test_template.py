@@ -210,6 +210,7 @@ def test_the_worker_and_the_refresher_have_alarms() -> None:
     assert ("Invocations", "RefresherFunction") in alarmed  # silence is a failure too
     assert ("Errors", "RefresherFunction") in alarmed
     assert ("OverdueRegistrations", None) in alarmed
+    assert ("Events_from_outside", None) in alarmed  # a producer sending what only sipreg may
 
 
 def emitted_metrics() -> set[str]:
@@ -218,8 +219,9 @@ def emitted_metrics() -> set[str]:
     from sipreg.api import problems  # noqa: PLC0415  # the refusals' error classes
     from sipreg.events import InvalidEventsError  # noqa: PLC0415
     from sipreg.store.event_log import Outcome  # noqa: PLC0415
+    from sipreg.worker.batch import FROM_OUTSIDE, NOT_STARTED  # noqa: PLC0415
 
-    names: set[str] = {f"Events_{outcome.value}" for outcome in Outcome}
+    names: set[str] = {f"Events_{outcome}" for outcome in [*Outcome, NOT_STARTED, FROM_OUTSIDE]}
     refusals: list[type[Exception]] = [problems.ApiError]
     kinds: list[type[Exception]] = [InvalidEventsError]
     while refusals:  # every subclass, however deep (NotAuthenticatedError is an UnauthenticatedError)

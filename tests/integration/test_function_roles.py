@@ -192,6 +192,10 @@ def test_every_read_and_write_of_the_workers_journal_is_one_its_role_may_make(
         assert journal.list_for(msisdn) == [saved]  # Query: a subscriber's registrations
         item_key = (msisdn, entry.key["sk"])
         assert journal.tries_of([item_key]) == {item_key: 1}  # a redelivered event's tries
+        # a redriven internal event's item (whose sender SQS names as the operator)
+        item = journal.log_item(item_key)
+        assert item is not None and (item.event_type, item.outcome) == ("registration.upsert", Outcome.ACTIVE)
+        assert journal.log_item((msisdn, "e#nothing-here")) is None
     finally:
         dynamodb_table.cache_clear()  # no other test gets the role's session
 

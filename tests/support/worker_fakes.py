@@ -19,7 +19,7 @@ from sipreg.core.port import Applied, CoreCall, CoreOutcome, Deleted, Operation
 from sipreg.models import ApiVersion, Registration
 from sipreg.notify import Change, StatusChange
 from sipreg.store import ConcurrentUpdateError
-from sipreg.store.event_log import EventLogEntry, Outcome
+from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.tokens import TokenError
 from sipreg.worker import EventApplier, QueuedMessage, Worker
@@ -104,11 +104,10 @@ class FakeJournal:
             self.batch_gets += 1
             return {key: self.items[key].tries for key in keys if key in self.items}
 
-    def outcome_of(self, key: tuple[str, str]) -> Outcome | None:
+    def log_item(self, key: tuple[str, str]) -> EventLogEntry | None:
         with self._lock:
             self.batch_gets += 1
-            item = self.items.get(key)
-            return item.outcome if item else None
+            return self.items.get(key)
 
     def _put(self, entry: EventLogEntry, *, count_try: bool) -> None:
         if len(entry.model_dump_json()) > DYNAMODB_ITEM_BYTES:  # about the item's size, as DynamoDB counts it

@@ -5,6 +5,7 @@ finished. Anything else is recorded `rejected` under its message id and changes 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -64,8 +65,10 @@ def test_an_internal_event_from_a_producer_is_rejected_and_changes_nothing(event
     forged = message(event, sender=PRODUCER_SENDER)
     # When the worker gets it
     report = w.run(forged)
-    # Then it is done with (not retried), nothing reached the core, no token was touched
+    # Then it is done with (not retried) and counted apart, nothing reached the core, no token
+    # was touched
     assert report.failed == []
+    assert report.outcomes == {"from_outside": 1}
     assert w.core.operations() == []
     assert w.tokens.revoked == []
     assert w.journal.record() == record_before
@@ -158,6 +161,23 @@ def test_an_operators_redrive_of_a_dead_lettered_internal_event_is_applied() -> 
     assert [operation for operation, _, _ in w.core.operations()][-1] == "upsert"
 
 
+def test_a_producers_own_waiting_upsert_does_not_let_its_copy_as_an_internal_type_through() -> None:
+    # Given a producer's upsert the worker dead-lettered (the core was down): its log item waits
+    w = world(max_tries=1)
+    w.core.script = lambda call: Transient(code="UNAVAILABLE", detail="down")
+    dead = upsert("crm-77", at=T0)
+    w.run(message(dead, sender=PRODUCER_SENDER))
+    assert w.journal.entries[-1].outcome == "dead_lettered"
+    # When the producer sends a suspend with that upsert's id, time and registration: the same
+    # log item key (it names the kind of event, not its type)
+    w.core.script = default_answer
+    suspend = control("suspend", "crm-77", at=T0)
+    report = w.run(message(suspend, sender=PRODUCER_SENDER))
+    # Then it is refused: the waiting item is of another type
+    assert report.outcomes == {"from_outside": 1}
+    assert w.journal.entries[-1].outcome == "rejected"
+
+
 def test_a_replay_of_a_finished_internal_event_by_an_operator_is_rejected() -> None:
     w = active_world()
     genuine = refresh(at=LATER)
@@ -175,7 +195,7 @@ def test_a_log_read_that_fails_brings_the_message_back() -> None:
     def broken(key: tuple[str, str]) -> None:
         raise RuntimeError("ProvisionedThroughputExceededException")
 
-    w.journal.outcome_of = broken  # type: ignore[method-assign]
+    w.journal.log_item = broken  # type: ignore[method-assign]
     report = w.run(message(revoke(at=LATER), sender=OPERATOR_SENDER))
     assert len(report.failed) == 1
     assert w.tokens.revoked == []
@@ -195,7 +215,9 @@ def test_the_sender_is_read_from_the_records_attributes() -> None:
     assert queued.sender == PRODUCER_SENDER
 
 
-def test_a_forged_revoke_through_the_handler_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_forged_revoke_through_the_handler_is_rejected_and_counted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "sipreg")
     app = load_function("registration_worker")
     w = active_world()
@@ -206,8 +228,12 @@ def test_a_forged_revoke_through_the_handler_is_rejected(monkeypatch: pytest.Mon
         "body": forged.body,
         "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": MSISDN, "SenderId": PRODUCER_SENDER},
     }
+    capsys.readouterr()
     answer = app.lambda_handler({"Records": [record]}, LambdaContext(), worker=w.worker)
     assert answer == {"batchItemFailures": []}
+    # The metric the ForgedInternalEventsAlarm watches
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf["Events_from_outside"] == [1.0]
     assert w.tokens.revoked == []
     assert w.journal.record(MSISDN, SIP_URI).status is RegistrationStatus.ACTIVE
 

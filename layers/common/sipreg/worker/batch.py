@@ -114,6 +114,9 @@ def _key(parsed: _Parsed) -> RecordKey | None:
 
 
 NOT_STARTED = "not_started"  # a record held back behind its group's failure, or out of time
+# An internal event type from a sender outside sipreg: `rejected` in the log, its own count in the
+# metrics (Events_from_outside, alarmed on: a producer is sending what only sipreg may).
+FROM_OUTSIDE = "from_outside"
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ class _Handled:
     """What the batch answers for one record."""
 
     message: QueuedMessage
-    outcome: str  # an Outcome, or NOT_STARTED
+    outcome: str  # an Outcome, NOT_STARTED or FROM_OUTSIDE
     failed: bool
     delay: int | None = None  # seconds until a failed record comes back; None: leave as is
     changes: tuple[StatusChange, ...] = ()
@@ -246,6 +249,9 @@ class Worker:
                 result = self._invalid(message, event)
                 tries = 0
             elif (refused := self._not_from_sipreg(message, event, journal)) is not None:
+                if not refused.retry:
+                    done.append(_Handled(message, FROM_OUTSIDE, failed=False))
+                    continue
                 result, tries = refused, 0
             else:
                 tries = journal.tries_before(event)
@@ -313,11 +319,13 @@ class Worker:
         if event.type.external or message.sender.partition(":")[0] in self._sipreg_roles:
             return None
         try:
-            standing = journal.outcome_of(tries_key(event))
+            item = journal.log_item(tries_key(event))
         except Exception:  # unknown for now: the message comes back
             logger.exception("reading the log item of %s %s failed", event.type, event.id)
             return EventResult(Outcome.RETRYING, "could not read the event's log item", retry=True)
-        if standing in _STILL_WAITING:
+        # The key names the event's kind, not its type: a producer's own upsert of the same id,
+        # time and registration has an item there too.
+        if item is not None and item.event_type == event.type.value and item.outcome in _STILL_WAITING:
             return None  # a redrive (or a replay) of an event sipreg queued and has not finished
         sender = message.sender or "a sender SQS did not name"
         reason = f"{event.type} is sipreg's own event type; this one was sent by {sender}"

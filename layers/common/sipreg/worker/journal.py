@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from sipreg.store.event_log import EventLog, EventLogEntry, Outcome
+from sipreg.store.event_log import EventLog, EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord, RegistrationStore
 from sipreg.telemetry import span
 
@@ -44,8 +44,8 @@ class Journal(Protocol):
         """Attempts started so far per log item key (msisdn, sk); unknown keys left out."""
         ...
 
-    def outcome_of(self, key: tuple[str, str]) -> Outcome | None:
-        """Where the log item of this key (msisdn, sk) stands; None without one."""
+    def log_item(self, key: tuple[str, str]) -> EventLogEntry | None:
+        """The log item of this key (msisdn, sk); None without one."""
         ...
 
 
@@ -83,6 +83,5 @@ class DynamoJournal:
     def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
         return self._log.tries_of(keys)
 
-    def outcome_of(self, key: tuple[str, str]) -> Outcome | None:
-        entry = self._log.get_many([key]).get(key)  # BatchGetItem: the role's one read of the log
-        return entry.outcome if entry else None
+    def log_item(self, key: tuple[str, str]) -> EventLogEntry | None:
+        return self._log.get_many([key]).get(key)  # BatchGetItem: the role's one read of the log

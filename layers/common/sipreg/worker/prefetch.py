@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from sipreg.events import ONE_REGISTRATION, AnyEvent
-from sipreg.store.event_log import EventLogEntry, Outcome
+from sipreg.store.event_log import EventLogEntry
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.worker.attempt import tries_key
 from sipreg.worker.journal import Journal
@@ -78,5 +78,5 @@ class PrefetchedJournal:
     def tries_of(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
         return self._journal.tries_of(keys)
 
-    def outcome_of(self, key: tuple[str, str]) -> Outcome | None:
-        return self._journal.outcome_of(key)
+    def log_item(self, key: tuple[str, str]) -> EventLogEntry | None:
+        return self._journal.log_item(key)
