@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 
 from sipreg.events import from_json, parse_event
-from sipreg.queue import EventQueue
+from sipreg.queue import EventQueue, deduplication_id
 from tests.support.events_api import aws_client, drain, events_host, events_queue_like, upsert
 
 
@@ -52,6 +52,32 @@ def test_a_resent_event_is_delivered_once(aws: str) -> None:
     assert queue.send([event]).complete  # the client retried: SQS says yes, and drops it
 
     assert [json.loads(m["Body"])["id"] for m in drain(aws, queue_url)] == ["resent-1"]
+
+
+def test_a_producer_cannot_take_the_dedup_slot_of_sipregs_own_event(aws: str) -> None:
+    # Given a producer that may send to the queue and has worked out a coming resume's id
+    queue_url = events_queue_like(aws)
+    sqs = aws_client(aws, "sqs")
+    resume = parse_event(
+        {
+            "id": "sipreg:resume:0123456789abcdef0123456789abcdef01234567",
+            "type": "registration.resume",
+            "msisdn": "+4799990000",
+            "occurred_at": "2026-01-01T00:05:00Z",
+            "registration": {"sip_uri": "sips:pbx.example.com:5061"},
+        },
+        allow_internal=True,
+    )
+    sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody="{}",
+        MessageGroupId="+4799990000",
+        MessageDeduplicationId=deduplication_id(resume.id),  # as a producer's event with that id gets
+    )
+    # When the health check sends the resume within SQS's 5-minute window
+    assert EventQueue(queue_url, client=sqs).send([resume]).complete
+    # Then SQS delivers it
+    assert [from_json(m["Body"]) for m in drain(aws, queue_url) if m["Body"] != "{}"] == [resume]
 
 
 def test_the_template_queue_is_fifo_encrypted_with_a_fifo_dlq_as_a_backstop(aws: str) -> None:

@@ -181,6 +181,7 @@ def test_callback_stores_the_consent_and_announces_it(parts: Parts) -> None:
     assert stored.subject == "pairwise-1"
     assert stored.access_token_ciphertext is not None
     assert parts.events.consented_msisdns == [MSISDN]
+    assert parts.events.event_ids[0].startswith("sipreg:consented:")  # no producer may take it first
 
 
 def test_state_is_consumed_so_a_replay_is_refused(parts: Parts) -> None:

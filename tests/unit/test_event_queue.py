@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from sipreg.events import AnyEvent, parse_event
+from sipreg.health import control_event_id
 from sipreg.queue import EventQueue, deduplication_id
 from tests.support.events_api import upsert
 
@@ -85,6 +87,31 @@ def test_a_failed_entry_is_retried_alone_and_then_accepted() -> None:
     assert json.loads(sqs.calls[1][0]["MessageBody"])["id"] == "evt-4"
     assert result.complete
     assert sorted(result.accepted) == sorted(f"evt-{n}" for n in range(10))
+
+
+def test_sipregs_own_events_get_a_dedup_id_no_one_can_work_out_kept_through_retries() -> None:
+    resume = parse_event(
+        {
+            "id": control_event_id(
+                "resume", "sips:pbx.example.com:5061", datetime(2026, 1, 1, tzinfo=UTC), "+4799990000"
+            ),
+            "type": "registration.resume",
+            "msisdn": "+4799990000",
+            "occurred_at": "2026-01-01T00:05:00Z",
+            "registration": {"sip_uri": "sips:pbx.example.com:5061"},
+        },
+        allow_internal=True,
+    )
+    sqs = ScriptedSqs(failing(resume.id))
+
+    queue_with(sqs).send([resume])
+    queue_with(sqs).send([resume])
+
+    first, retried, again = (call[0]["MessageDeduplicationId"] for call in sqs.calls)
+    assert first == retried  # a retry of one send is the same message to SQS
+    assert first != deduplication_id(resume.id)  # not the slot a producer could take first
+    assert again != first  # a second send is absorbed by the worker's record, not by SQS
+    assert len(first) == 64 and first.isalnum()
 
 
 def test_entries_failing_every_attempt_are_named_not_accepted() -> None:

@@ -199,6 +199,12 @@ def test_a_single_bad_event_is_refused_naming_its_fields(service: EventsService,
             {"events": [upsert("a"), upsert("a")]}, "events.1.id", "repeats the id of events.0", id="dup"
         ),
         pytest.param({"events": [upsert(), 5]}, "events.1", "must be an object", id="not an object"),
+        pytest.param(
+            {"events": [upsert("sipreg:refresh:1")]},
+            "events.0.id",
+            "must not begin with 'sipreg:': those ids are sipreg's own",
+            id="an id of sipreg's own",
+        ),
         pytest.param({"events": "all"}, "events", "must be a list", id="events not a list"),
         pytest.param(
             {"events": [upsert()], "more": 1}, "more", "is not a known field", id="unknown beside events"
@@ -771,6 +777,7 @@ def test_a_revoke_queues_an_internal_revoke_event(service: EventsService, queue:
     [event] = queue.sent
     assert isinstance(event, RevokeEvent)
     assert event.type is EventType.SUBSCRIBER_REVOKE
+    assert event.id.startswith("sipreg:revoke:")  # not an id a producer may take first
     assert event.msisdn == MSISDN
     assert body == {"accepted": [event.id]}
 

@@ -77,6 +77,7 @@ def test_each_control_queues_its_internal_event_for_the_registration(
     assert isinstance(event, ControlEvent)
     assert (event.type, event.msisdn, event.registration.sip_uri) == (event_type, MSISDN, PBX)
     assert event.reason == "ticket 4711" and event.source == "events-api"
+    assert event.id.startswith(f"sipreg:{event_type.value.removeprefix('registration.')}:")
     assert body == {"accepted": [event.id]}
 
 

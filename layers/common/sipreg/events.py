@@ -33,6 +33,7 @@ from pydantic import (
 
 from sipreg.models import (
     E164_PATTERN,
+    SIPREG_ID_PREFIX,
     ApiVersion,
     FieldError,
     Msisdn,
@@ -83,6 +84,30 @@ EventId = Annotated[
     str,
     AfterValidator(check_event_id),
     Field(json_schema_extra={"pattern": "^[A-Za-z0-9._:-]{1,128}$", "minLength": 1, "maxLength": 128}),
+]
+
+
+def _check_producer_event_id(value: str) -> str:
+    if value.startswith(SIPREG_ID_PREFIX):
+        raise ValueError(f"must not begin with '{SIPREG_ID_PREFIX}': those ids are sipreg's own")
+    return value
+
+
+ProducerEventId = Annotated[
+    str,
+    AfterValidator(check_event_id),
+    AfterValidator(_check_producer_event_id),
+    Field(
+        description=(
+            "Producer-chosen and unique per event; resending it is safe. Ids beginning `sipreg:` "
+            "are sipreg's own."
+        ),
+        json_schema_extra={
+            "pattern": f"^(?!{SIPREG_ID_PREFIX})[A-Za-z0-9._:-]{{1,128}}$",
+            "minLength": 1,
+            "maxLength": 128,
+        },
+    ),
 ]
 
 # RFC 3339 date-time: 'T' between date and time, and an offset (Z or +hh:mm) always.
@@ -238,6 +263,7 @@ class _Envelope(BaseModel):
 class UpsertEvent(_Envelope):
     """Add or replace the MSISDN's registration at `registration.sip_uri`."""
 
+    id: ProducerEventId
     type: Literal[EventType.REGISTRATION_UPSERT]
     registration: RegistrationSpec
 
@@ -245,6 +271,7 @@ class UpsertEvent(_Envelope):
 class DeleteEvent(_Envelope):
     """Remove the MSISDN's registration at `registration.sip_uri`."""
 
+    id: ProducerEventId
     type: Literal[EventType.REGISTRATION_DELETE]
     registration: RegistrationRef
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from sipreg.config import DownAction
 from sipreg.events import MAX_REASON_LENGTH, AnyEvent, parse_event
+from sipreg.models import sipreg_event_id
 from sipreg.notify import EndpointChange, StatusPublisher
 from sipreg.queue import SendResult
 from sipreg.sip import ProbeResult
@@ -82,7 +83,7 @@ class HealthReport:
 
 def control_event_id(kind: str, sip_uri: str, down_since: datetime, msisdn: str) -> str:
     key = f"{sip_uri}|{down_since.astimezone(UTC).isoformat()}|{msisdn}"
-    return f"{kind}-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return sipreg_event_id(kind, hashlib.sha256(key.encode()).hexdigest()[:40])
 
 
 def _printable(reason: str) -> str:

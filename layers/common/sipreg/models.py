@@ -15,6 +15,17 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+# The ids of sipreg's own events begin with this, and a producer's may not: the worker takes a
+# seen id for a duplicate, so a producer that could give its upsert the id of a coming resume or
+# refresh (some are computed from what the status bus publishes) could have it dropped.
+SIPREG_ID_PREFIX = "sipreg:"
+
+
+def sipreg_event_id(kind: str, unique: str) -> str:
+    """The id of an event sipreg makes itself, e.g. `sipreg:resume:<hash>`."""
+    return f"{SIPREG_ID_PREFIX}{kind}:{unique}"
+
+
 # --- MSISDN -------------------------------------------------------------------------------------
 
 # The one MSISDN rule: E.164, '+' then 8 to 15 digits, the first one 1-9.

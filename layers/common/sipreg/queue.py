@@ -8,14 +8,20 @@ For every producer: the events API, the refresher, the consent callback, and AWS
     if result.not_accepted: ...                            # safe to send those again
 
 Each message: body = the event's JSON, `MessageGroupId` = MSISDN (order is kept per number),
-`MessageDeduplicationId` = SHA-256 hex of the event id (64 chars: fits SQS's 128-char limit and
-charset whatever the id), so a resent event is absorbed by SQS within its 5-minute window.
+`MessageDeduplicationId` = SHA-256 hex of a producer's event id (64 chars: fits SQS's 128-char
+limit and charset whatever the id), so a resent event is absorbed by SQS within its 5-minute
+window. sipreg's own events get a random one instead (the same through one `send`'s retries):
+SQS drops any message whose deduplication id it saw in the last 5 minutes, whoever sent it, so a
+producer allowed to send to the queue could otherwise take the slot of a resume or a refresh
+whose id it can work out. A second copy of those is absorbed by the worker (the record remembers
+the id), not by SQS.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +38,10 @@ BATCH_SIZE = 10  # SendMessageBatch's limit
 
 def deduplication_id(event_id: str) -> str:
     return hashlib.sha256(event_id.encode()).hexdigest()
+
+
+def _deduplication_id_of(event: AnyEvent) -> str:
+    return deduplication_id(event.id) if event.type.external else secrets.token_hex(32)
 
 
 @dataclass(frozen=True)
@@ -86,24 +96,27 @@ class EventQueue:
         """The ids still failing after every attempt."""
         # Batch entry ids must be unique per request and [A-Za-z0-9_-]: use the position.
         pending = {str(index): event for index, event in enumerate(batch)}
+        dedup = {entry_id: _deduplication_id_of(event) for entry_id, event in pending.items()}
         given_up: set[str] = set()
         for attempt in range(self._attempts):
             if attempt:
                 self._sleep(self._backoff * 2 ** (attempt - 1))
-            pending, refused = self._attempt(pending)
+            pending, refused = self._attempt(pending, dedup)
             given_up.update(event.id for event in refused)
             if not pending:
                 break
         return given_up | {event.id for event in pending.values()}
 
-    def _attempt(self, pending: dict[str, AnyEvent]) -> tuple[dict[str, AnyEvent], list[AnyEvent]]:
+    def _attempt(
+        self, pending: dict[str, AnyEvent], dedup: dict[str, str]
+    ) -> tuple[dict[str, AnyEvent], list[AnyEvent]]:
         """(entries worth another try, entries SQS refused as our fault: no retry helps)."""
         entries = [
             {
                 "Id": entry_id,
                 "MessageBody": to_json(event),
                 "MessageGroupId": event.msisdn,
-                "MessageDeduplicationId": deduplication_id(event.id),
+                "MessageDeduplicationId": dedup[entry_id],
             }
             for entry_id, event in pending.items()
         ]

@@ -7,10 +7,10 @@ Each run queries the sparse `RefreshDue` index (only active registrations are in
 expires within the margin, soonest first, and enqueues a `registration.refresh` for each. The
 worker re-upserts it with its stored parameters, if it is still the desired state.
 
-- No doubles: the refresh event id (and so the SQS deduplication id) comes from the MSISDN, the
-  sip_uri and the expiry being refreshed. Overlapping runs, or a run that sees the same
-  registration again before the worker moved its expiry, enqueue the same id: SQS drops it within
-  its 5-minute window and the worker's record absorbs it after that.
+- No doubles: the refresh event id comes from the MSISDN, the sip_uri and the expiry being
+  refreshed. Overlapping runs, or a run that sees the same registration again before the worker
+  moved its expiry, enqueue the same id, and the worker's record absorbs the second (its SQS
+  deduplication id is random, see `sipreg.queue`: a producer must not be able to take it first).
 - Bounded work: at most `max_items` per run, and no new round when the invocation's remaining
   time falls below the reserve. The continuation is the index itself: what was not enqueued is
   still due and comes first in its shard next run (soonest expiry first). A run goes in rounds:
@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sipreg.events import AnyEvent, EventType, RefreshEvent, RegistrationRef
+from sipreg.models import sipreg_event_id
 from sipreg.queue import SendResult
 from sipreg.store.registrations import RegistrationRecord
 
@@ -75,7 +76,7 @@ class RefreshReport:
 def refresh_event_id(msisdn: str, sip_uri: str, expires_at: datetime) -> str:
     """The same (registration, expiry) always gives the same id; a new expiry a new one."""
     key = f"{msisdn}|{sip_uri}|{expires_at.astimezone(UTC).isoformat()}"
-    return "refresh-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return sipreg_event_id("refresh", hashlib.sha256(key.encode()).hexdigest()[:40])
 
 
 def refresh_event(record: RegistrationRecord, now: datetime) -> RefreshEvent:

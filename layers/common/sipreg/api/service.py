@@ -40,7 +40,7 @@ from sipreg.events import (
     parse_event,
     repeated_ids,
 )
-from sipreg.models import ApiVersion, FieldError, mask_msisdn
+from sipreg.models import ApiVersion, FieldError, mask_msisdn, sipreg_event_id
 from sipreg.queue import SendResult
 from sipreg.signing import SecretFormatError, parse_secret
 from sipreg.store.event_log import EventKind, EventLogEntry, InvalidCursorError, Outcome, kind_of
@@ -184,7 +184,7 @@ class EventsService:
 
     def revoke(self, msisdn: str, *, by: str = "") -> Accepted:
         event = RevokeEvent(
-            id=f"revoke:{uuid.uuid4().hex}",
+            id=sipreg_event_id("revoke", uuid.uuid4().hex),
             type=EventType.SUBSCRIBER_REVOKE,
             msisdn=msisdn,
             occurred_at=self._clock(),
@@ -200,9 +200,10 @@ class EventsService:
         order, behind what is queued already); 404 when there is no such registration."""
         if not any(r.sip_uri == request.sip_uri for r in self._registrations.list_for(msisdn)):
             raise UnknownRegistrationError()
+        kind = action.event_type.value.removeprefix("registration.")
         event = parse_event(
             {
-                "id": f"{action.value}:{uuid.uuid4().hex}",
+                "id": sipreg_event_id(kind, uuid.uuid4().hex),
                 "type": action.event_type.value,
                 "msisdn": msisdn,
                 "occurred_at": self._clock().isoformat(),

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 from sipreg.consent.announcements import ConsentEvents
 from sipreg.consent.browser_binding import BINDING, binding_digest
 from sipreg.consent.id_tokens import IdTokenError, IdTokenVerifier
-from sipreg.models import check_msisdn, mask_msisdn
+from sipreg.models import check_msisdn, mask_msisdn, sipreg_event_id
 from sipreg.oauth_client import (
     GrantRejectedError,
     IdentityServer,
@@ -303,7 +303,7 @@ class ConsentFlow:
             return Refused(RefusalReason.OTHER_NUMBER)
         self._tokens.record_consent(msisdn, answer, subject=subject)
         try:
-            self._events.consented(msisdn, event_id=f"consented-{uuid.uuid4().hex}")
+            self._events.consented(msisdn, event_id=sipreg_event_id("consented", uuid.uuid4().hex))
         except Exception as error:  # the consent is stored: whatever failed, the page must say so
             logger.error(
                 "consent stored for %s but not announced (%s): the subscriber is asked to run the flow again",
