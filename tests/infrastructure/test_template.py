@@ -373,3 +373,22 @@ def test_the_worker_takes_internal_events_from_exactly_the_functions_that_send_t
     trusted = set(references(variables["SIPREG_ROLE_IDS"]))
     assert senders == trusted
     assert len(senders) == 4
+
+
+def test_redrive_is_given_the_roles_of_every_function_that_puts_events_on_the_queue_or_its_dlq() -> None:
+    # `sipreg redrive --sipreg-role-ids` vouches for an internal event without a log item by the
+    # sender the DLQ names: the queue's senders, or the worker (its own dead-letter moves).
+    variables = FUNCTIONS["RegistrationWorkerFunction"].properties["Environment"]["Variables"]
+    queue_senders = set(references(variables["SIPREG_ROLE_IDS"]))
+    dlq_senders = {
+        f"{logical_id}Role"
+        for logical_id, r in FUNCTIONS.items()
+        if any(
+            isinstance(policy, dict)
+            and policy.get("SQSSendMessagePolicy", {}).get("QueueName")
+            == {"Fn::GetAtt": ["EventsDeadLetterQueue", "QueueName"]}
+            for policy in r.properties.get("Policies", [])
+        )
+    }
+    assert dlq_senders == {"RegistrationWorkerFunctionRole"}
+    assert set(references(RAW["Outputs"]["SipregRoleIds"]["Value"])) == queue_senders | dlq_senders

@@ -157,3 +157,35 @@ def test_the_log_pages_newest_first_by_kind_with_filters_and_a_cursor(tables: tu
     assert [e.event_id for e in log.page(msisdn, outcome=Outcome.REJECTED)[0]] == ["crm-3"]
     deletes = log.page(msisdn, event_type="registration.delete", limit=2)
     assert [e.event_id for e in deletes[0]] == ["crm-6", "crm-4"] and deletes[1] is not None
+
+
+def test_a_redrive_marks_only_a_waiting_item_of_the_events_own_type_pending(tables: tuple[str, str]) -> None:
+    log = EventLog(tables[1])
+    waiting = line("dl-1", "sips:a.example", Outcome.DEAD_LETTERED, tries=8)
+    done = line("done-1", "sips:a.example", Outcome.ACTIVE)
+    log.write(waiting)
+    log.write(done)
+    at = NOW + timedelta(seconds=1)
+
+    assert not log.mark_pending(waiting.key, "registration.suspend", "redriven", at)  # another type's
+    assert not log.mark_pending(done.key, "registration.upsert", "redriven", at)  # final already
+    assert not log.mark_pending(line("none-1", None).key, "registration.upsert", "redriven", at)
+    assert log.mark_pending(waiting.key, "registration.upsert", "redriven", at)
+
+    items = {e.event_id: e for e in log.page(MSISDN, limit=10)[0]}
+    assert (items["dl-1"].outcome, items["dl-1"].tries, items["dl-1"].reason) == ("pending", 0, "redriven")
+    assert items["done-1"].outcome == "active"
+    assert "none-1" not in items
+
+
+def test_a_redrive_adds_a_pending_item_only_where_there_is_none(tables: tuple[str, str]) -> None:
+    log = EventLog(tables[1])
+    done = line("done-2", "sips:a.example", Outcome.ACTIVE)
+    log.write(done)
+
+    assert log.add_pending(line("new-2", "sips:a.example", Outcome.PENDING, reason="redriven"))
+    assert not log.add_pending(done.model_copy(update={"outcome": Outcome.PENDING}))
+
+    items = {e.event_id: e for e in log.page(MSISDN, limit=10)[0]}
+    assert (items["new-2"].outcome, items["new-2"].reason) == ("pending", "redriven")
+    assert items["done-2"].outcome == "active"

@@ -13,10 +13,15 @@ minutes old; a message moved twice (a run interrupted between send and delete) r
 worker twice and its record absorbs the second one. SQS's own message-move task cannot pick
 messages by number, hence this.
 
-SQS records the operator running this as a moved message's sender. The worker still applies a
-moved internal event (a refresh, a revoke, a control): it is one whose event-log item waits
-(`dead_lettered`, `pending`), which is how the worker knows sipreg queued it
-(`sipreg.worker.batch`).
+SQS records the operator running this as a moved message's sender, so the worker applies a moved
+internal event (a refresh, a revoke, a control) only when its event-log item waits (`pending`,
+`dead_lettered`, ...): that is how it knows sipreg queued it (`sipreg.worker.batch`). So an
+internal event's item is marked `pending` before it is sent. One with no item (SQS's own redrive
+policy moved it: an event held back behind a failing one, or in a batch the worker died in; or
+its item is past retention) gets one made, if the DLQ names one of `sipreg_roles` as its sender
+(SQS keeps the sender through its move; the worker's own moves name the worker). Any other
+internal event is held: it stays in the DLQ with its number's later messages behind it (order is
+kept), and the report says why, so nothing sipreg sent is lost and nothing forged gets through.
 
 Messages of other numbers, received while looking, are made visible again when the run ends.
 """
@@ -27,11 +32,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sipreg.events import InvalidEventsError, from_json
+from sipreg.events import ONE_REGISTRATION, AnyEvent, InvalidEventsError, from_json
+from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.worker.attempt import tries_key
 
 logger = logging.getLogger(__name__)
@@ -49,27 +56,41 @@ class RedriveReport:
     moved: int
     left: int  # other numbers' messages seen in the DLQ and left there
     marked: int = 0  # moved events whose event-log item now says `pending`
+    held: tuple[str, ...] = ()  # `<event id>: <why>` of internal events left in the DLQ
 
 
 class PendingMarks(Protocol):
-    def mark_pending(self, entry_key: dict[str, str], reason: str, now: datetime) -> bool: ...
+    def mark_pending(
+        self, entry_key: dict[str, str], event_type: str, reason: str, now: datetime
+    ) -> bool: ...
+
+    def add_pending(self, entry: EventLogEntry) -> bool: ...
 
 
 class Redriver:
     def __init__(
-        self, sqs: Any, queue_url: str, *, event_log: PendingMarks | None = None, wait_seconds: int = 1
+        self,
+        sqs: Any,
+        queue_url: str,
+        *,
+        event_log: PendingMarks | None = None,
+        sipreg_roles: Collection[str] = (),
+        wait_seconds: int = 1,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._event_log = event_log
+        self._sipreg_roles = frozenset(sipreg_roles)  # RoleIds of the functions that queue events
         self._wait = wait_seconds
         self._marked = 0
+        self._held: dict[str, str] = {}  # message id -> `<event id>: <why>`
         self.dlq_url = self._dead_letter_queue_url()
 
     def redrive(self, msisdn: str | None = None) -> RedriveReport:
         """Moves every message in the DLQ (only `msisdn`'s, if given) back to the events queue."""
         moved = 0
         kept: list[str] = []  # other numbers' receipt handles, released at the end
+        held: list[str] = []  # held internal events and what is behind them, released too
         try:
             while True:
                 messages = self._sqs.receive_message(
@@ -83,13 +104,68 @@ class Redriver:
                 if not messages:
                     break
                 chosen = [m for m in messages if msisdn is None or _msisdn_of(m) == msisdn]
-                kept += [
-                    m["ReceiptHandle"] for m in messages if msisdn is not None and _msisdn_of(m) != msisdn
-                ]
-                moved += self._move(chosen)
+                others = [m for m in messages if msisdn is not None and _msisdn_of(m) != msisdn]
+                kept += [m["ReceiptHandle"] for m in others]
+                movable, behind = self._not_held(chosen)
+                held += [m["ReceiptHandle"] for m in behind]
+                moved += self._move(movable)
         finally:
-            self._release(kept)
-        return RedriveReport(moved=moved, left=len(kept), marked=self._marked)
+            self._release(kept + held)
+        return RedriveReport(
+            moved=moved, left=len(kept), marked=self._marked, held=tuple(self._held.values())
+        )
+
+    def _not_held(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(messages to move, messages left in the DLQ): an internal event that cannot be marked
+        waiting, and every later message of its group (its number's order holds)."""
+        movable: list[dict[str, Any]] = []
+        behind: list[dict[str, Any]] = []
+        stopped: set[str] = set()
+        for message in messages:
+            group = _group_of(message)
+            if group in stopped:
+                behind.append(message)
+                continue
+            why = self._why_held(message)
+            if why is None:
+                movable.append(message)
+            else:
+                self._held[message["MessageId"]] = why
+                logger.warning("left in the dead-letter queue: %s", why)
+                stopped.add(group)
+                behind.append(message)
+        return movable, behind
+
+    def _why_held(self, message: dict[str, Any]) -> str | None:
+        """None when the message may go back: anything but an internal event, or an internal event
+        whose log item now waits for it; else why it stays."""
+        try:
+            event = from_json(message["Body"])
+        except InvalidEventsError:
+            return None  # not an event: the worker records it invalid, as it did the first time
+        if event.type.external:
+            return None  # marked after the move (a producer's event needs no mark to apply)
+        return self._why_internal_held(message, event)
+
+    def _why_internal_held(self, message: dict[str, Any], event: AnyEvent) -> str | None:
+        if self._event_log is None:
+            return f"{event.id}: {event.type} needs its event-log item marked: pass the event-log table"
+        msisdn, sk = tries_key(event)
+        now = datetime.now(UTC)
+        if self._event_log.mark_pending({"msisdn": msisdn, "sk": sk}, event.type.value, _redriven(now), now):
+            self._marked += 1
+            return None
+        sender = message.get("Attributes", {}).get("SenderId", "")
+        if sender.partition(":")[0] not in self._sipreg_roles:
+            return (
+                f"{event.id}: {event.type} without a waiting event-log item, sent by "
+                f"{sender or 'a sender SQS did not name'}, not one of sipreg's roles (given: "
+                f"{len(self._sipreg_roles)})"
+            )
+        if self._event_log.add_pending(_pending_entry(event, now)):
+            self._marked += 1
+            return None
+        return f"{event.id}: {event.type} whose event-log item has its final outcome already"
 
     def _move(self, messages: list[dict[str, Any]]) -> int:
         if not messages:
@@ -97,11 +173,10 @@ class Redriver:
         stamp = time.time_ns()
         entries = []
         for index, message in enumerate(messages):
-            attributes = message.get("Attributes", {})
             entry: dict[str, Any] = {
                 "Id": str(index),
                 "MessageBody": message["Body"],
-                "MessageGroupId": attributes.get("MessageGroupId") or _msisdn_of(message) or "unknown",
+                "MessageGroupId": _group_of(message),
                 "MessageDeduplicationId": hashlib.sha256(
                     f"redrive:{message['MessageId']}:{stamp}".encode()
                 ).hexdigest(),
@@ -115,7 +190,7 @@ class Redriver:
         if done:
             self._sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=done)
         for index in sorted(sent):
-            self._mark_pending(messages[index]["Body"])
+            self._mark_pending(messages[index]["Body"])  # internal events: marked before the move
         if len(sent) < len(messages):
             failed = [f"{item.get('Code')}" for item in answer.get("Failed", [])]
             raise RedriveError(
@@ -130,12 +205,14 @@ class Redriver:
             event = from_json(body)
         except InvalidEventsError:
             return  # not an event: nothing in the log to mark
+        if not event.type.external:
+            return
         msisdn, sk = tries_key(event)
         now = datetime.now(UTC)
-        if self._event_log.mark_pending({"msisdn": msisdn, "sk": sk}, f"redriven at {now.isoformat()}", now):
+        if self._event_log.mark_pending({"msisdn": msisdn, "sk": sk}, event.type.value, _redriven(now), now):
             self._marked += 1
         else:
-            logger.info("no event-log item for %s (past retention?)", event.id)
+            logger.info("no waiting event-log item for %s (past retention, or applied already)", event.id)
 
     def _release(self, handles: list[str]) -> None:
         for start in range(0, len(handles), RECEIVE_LIMIT):
@@ -157,6 +234,29 @@ class Redriver:
         arn = json.loads(policy)["deadLetterTargetArn"]
         _, _, _, _, account, name = arn.split(":", 5)
         return str(self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
+
+
+def _redriven(now: datetime) -> str:
+    return f"redriven at {now.isoformat()}"
+
+
+def _pending_entry(event: AnyEvent, now: datetime) -> EventLogEntry:
+    msisdn, _ = tries_key(event)
+    return EventLogEntry(
+        msisdn=msisdn,
+        event_id=event.id,
+        event_type=event.type.value,
+        outcome=Outcome.PENDING,
+        reason=_redriven(now),
+        sip_uri=event.registration.sip_uri if isinstance(event, ONE_REGISTRATION) else None,
+        occurred_at=event.occurred_at,
+        recorded_at=now,
+        source=event.source,
+    )
+
+
+def _group_of(message: dict[str, Any]) -> str:
+    return message.get("Attributes", {}).get("MessageGroupId") or _msisdn_of(message) or "unknown"
 
 
 def _msisdn_of(message: dict[str, Any]) -> str | None:

@@ -68,6 +68,8 @@ class Outcome(StrEnum):
 
 
 _NOT_FINAL = frozenset({Outcome.APPLYING, Outcome.RETRYING, Outcome.PENDING})
+# What an event's item says while the event may still come (back) through the queue.
+WAITING = frozenset({*_NOT_FINAL, Outcome.DEAD_LETTERED})
 
 
 class EventKind(StrEnum):
@@ -236,29 +238,48 @@ class EventLog:
                 return entries, None
             query["ExclusiveStartKey"] = last
 
-    def mark_pending(self, entry_key: dict[str, str], reason: str, now: datetime) -> bool:
+    def mark_pending(self, entry_key: dict[str, str], event_type: str, reason: str, now: datetime) -> bool:
         """An event back from the dead-letter queue: `pending`, its tries counted from zero again.
-        False when the log has no item for it (e.g. past retention)."""
+        False when the log has no item of that type for it that still waits: none (e.g. past
+        retention), a final outcome (the worker was quicker than this write, or a copy was moved
+        twice), or another type's (the key names only the kind: a forged copy may share it)."""
+        waiting = {f":w{n}": outcome.value for n, outcome in enumerate(sorted(WAITING))}
         try:
             self._table.update_item(
                 Key=entry_key,
                 UpdateExpression=(
                     "SET #outcome = :pending, #reason = :reason, #recorded_at = :now, #tries = :zero"
                 ),
-                ConditionExpression="attribute_exists(sk)",
+                ConditionExpression=(
+                    f"attribute_exists(sk) AND #type = :type AND #outcome IN ({', '.join(waiting)})"
+                ),
                 ExpressionAttributeNames={
+                    "#type": "event_type",
                     "#outcome": "outcome",
                     "#reason": "reason",
                     "#recorded_at": "recorded_at",
                     "#tries": "tries",
                 },
                 ExpressionAttributeValues={
+                    ":type": event_type,
                     ":pending": Outcome.PENDING.value,
                     ":reason": reason,
                     ":now": now.isoformat(),
                     ":zero": 0,
+                    **waiting,
                 },
             )
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def add_pending(self, entry: EventLogEntry) -> bool:
+        """A `pending` item for an event back from the dead-letter queue that has none (never
+        written: SQS's own redrive policy moved it; or past retention). False when it has one."""
+        action = update_action(self.table_name, entry)
+        del action["TableName"]
+        try:
+            self._table.update_item(**action, ConditionExpression="attribute_not_exists(sk)")
         except self._table.meta.client.exceptions.ConditionalCheckFailedException:
             return False
         return True

@@ -40,7 +40,7 @@ from typing import NamedTuple, Protocol
 from sipreg.events import AnyEvent, InvalidEventsError, from_json
 from sipreg.models import is_msisdn, mask_msisdn
 from sipreg.notify import StatusChange, StatusPublisher
-from sipreg.store.event_log import EventKind, EventLogEntry, Outcome, kind_of
+from sipreg.store.event_log import WAITING, EventKind, EventLogEntry, Outcome, kind_of
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.telemetry import correlated, span
 from sipreg.worker.attempt import Delivery, EventResult, tries_key
@@ -61,9 +61,6 @@ WRONG_GROUP = (
     "its MessageGroupId is not its msisdn: a number's events keep their order only in the "
     "number's own message group"
 )
-# Where the log item of an event sipreg queued itself stands while the event may still come round
-# again: a redriven or replayed copy of it is that event.
-_STILL_WAITING = frozenset({Outcome.APPLYING, Outcome.RETRYING, Outcome.PENDING, Outcome.DEAD_LETTERED})
 
 
 def _level_of(result: EventResult) -> int:
@@ -325,7 +322,7 @@ class Worker:
             return EventResult(Outcome.RETRYING, "could not read the event's log item", retry=True)
         # The key names the event's kind, not its type: a producer's own upsert of the same id,
         # time and registration has an item there too.
-        if item is not None and item.event_type == event.type.value and item.outcome in _STILL_WAITING:
+        if item is not None and item.event_type == event.type.value and item.outcome in WAITING:
             return None  # a redrive (or a replay) of an event sipreg queued and has not finished
         sender = message.sender or "a sender SQS did not name"
         reason = f"{event.type} is sipreg's own event type; this one was sent by {sender}"
