@@ -90,6 +90,23 @@ def test_refresh_reupserts_an_active_registration_without_moving_its_event_time(
     assert w.journal.record().applied == RouteSpec(route_type="fork")  # type: ignore[arg-type]
 
 
+def test_a_second_copy_of_a_refresh_from_an_overlapping_run_makes_no_core_call() -> None:
+    # SQS does not absorb it (sipreg's own events get a random deduplication id): the record does.
+    w = world()
+    w.run(message(upsert("u", at=T0)))
+    w.clock.advance(2400)
+    first, again = (
+        message(refresh("refresh-x", at=w.clock.now)),
+        message(refresh("refresh-x", at=w.clock.now)),
+    )
+    w.run(first)
+    commits = w.journal.commits
+    report = w.run(again)
+    assert report.outcomes["duplicate"] == 1 and report.failed == []
+    assert [op for op, _, _ in w.core.operations()] == ["upsert", "upsert"]
+    assert w.journal.commits == commits
+
+
 def test_refresh_of_a_registration_no_longer_active_is_superseded() -> None:
     w = world()
     w.run(message(upsert(at=T0)))

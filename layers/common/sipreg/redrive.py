@@ -165,7 +165,7 @@ class Redriver:
         if self._event_log.add_pending(_pending_entry(event, now)):
             self._marked += 1
             return None
-        return f"{event.id}: {event.type} whose event-log item has its final outcome already"
+        return f"{event.id}: {event.type} whose log key holds an item already (final, or another type's)"
 
     def _move(self, messages: list[dict[str, Any]]) -> int:
         if not messages:
