@@ -27,7 +27,7 @@ from typing import Any
 
 QUEUE_ENV = "SIPREG_EVENTS_QUEUE_URL"
 EVENT_LOG_ENV = "SIPREG_EVENT_LOG_TABLE"
-ROLES_ENV = "SIPREG_ROLE_IDS"
+ROLES_ENV = "SIPREG_REDRIVE_ROLE_IDS"
 _ROLE_ID = re.compile(r"[A-Z0-9]{12,128}")  # AROA... (or, on a local stack, the account's id)
 
 

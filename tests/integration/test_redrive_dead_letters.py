@@ -211,3 +211,21 @@ def test_a_forged_internal_event_sqs_dead_lettered_stays_held_with_its_numbers_l
     subscriber = rig.subscriber(msisdn)
     assert subscriber is not None and subscriber.status is ConsentStatus.CONSENTED
     assert rig.log(msisdn) == []
+
+
+@pytest.mark.parametrize("roles", ["AROA1234567890ABC,SHORT", "aroa1234567890abc", "AROA12345678901;rm"])
+def test_redrive_refuses_role_ids_that_are_not_role_ids_before_touching_a_queue(
+    roles: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nowhere = "http://127.0.0.1:9"  # nothing listens: a queue call would fail differently
+    args = [
+        "redrive",
+        "--queue-url",
+        f"{nowhere}/q.fifo",
+        "--endpoint-url",
+        nowhere,
+        "--sipreg-role-ids",
+        roles,
+    ]
+    assert main(args) == 2
+    assert "--sipreg-role-ids must be RoleIds" in capsys.readouterr().err
