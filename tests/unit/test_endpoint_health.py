@@ -15,8 +15,8 @@ from sipreg.health import HealthCheck
 from sipreg.notify import Change, EndpointChange
 from sipreg.queue import SendResult
 from sipreg.sip import ProbeResult
-from sipreg.store.endpoints import EndpointHealth
 from sipreg.wiring import endpoint_health
+from tests.support.health_fakes import Records
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PBX = "sips:pbx.example.com:5061"
@@ -32,17 +32,6 @@ class Directory:
 
     def registrations_at(self, sip_uri: str) -> Iterable[tuple[str, bool]]:
         return list(self.registrations.get(sip_uri, []))
-
-
-class Records:
-    def __init__(self) -> None:
-        self.saved: dict[str, EndpointHealth] = {}
-
-    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth]:
-        return {uri: self.saved[uri] for uri in sip_uris if uri in self.saved}
-
-    def save(self, health: EndpointHealth) -> None:
-        self.saved[health.sip_uri] = health
 
 
 class Prober:

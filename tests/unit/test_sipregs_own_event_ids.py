@@ -25,9 +25,9 @@ from sipreg.notify import Change, EndpointChange
 from sipreg.queue import SendResult
 from sipreg.refresher import refresh_event, refresh_event_id
 from sipreg.sip import ProbeResult
-from sipreg.store.endpoints import EndpointHealth
 from sipreg.store.event_log import Outcome
 from sipreg.store.registrations import RegistrationStatus
+from tests.support.health_fakes import Records
 from tests.support.worker_events import (
     MSISDN,
     PRODUCER_SENDER,
@@ -62,17 +62,6 @@ class _Directory:
 
     def registrations_at(self, sip_uri: str) -> Iterable[tuple[str, bool]]:
         return [(r.msisdn, r.suspended) for r in self._w.journal.records.values() if r.sip_uri == sip_uri]
-
-
-class _Records:
-    def __init__(self) -> None:
-        self.saved: dict[str, EndpointHealth] = {}
-
-    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth]:
-        return {u: self.saved[u] for u in sip_uris if u in self.saved}
-
-    def save(self, health: EndpointHealth) -> None:
-        self.saved[health.sip_uri] = health
 
 
 class _Prober:
@@ -116,7 +105,7 @@ def test_a_producer_cannot_keep_a_registration_suspended_once_its_endpoint_answe
     w.run(message(upsert("crm-1", at=T0), sender=PRODUCER_SENDER))
     prober, queue, bus = _Prober(), _QueueToWorker(w), _Bus()
     health = HealthCheck(
-        _Directory(w), _Records(), prober, queue, bus, action=DownAction.SUSPEND, clock=w.clock
+        _Directory(w), Records(), prober, queue, bus, action=DownAction.SUSPEND, clock=w.clock
     )
     w.clock.advance(60)
     health.run()  # the PBX stops answering: suspended
@@ -164,7 +153,7 @@ def test_every_id_sipreg_makes_is_in_its_namespace() -> None:
         refresh_event_id(MSISDN, SIP_URI, T0),
     ]
     assert all(made_id.startswith(SIPREG_ID_PREFIX) for made_id in made)
-    assert all(parse_event({**_event_of(made_id)}, allow_internal=True).id == made_id for made_id in made)
+    assert all(parse_event(_event_of(made_id), allow_internal=True).id == made_id for made_id in made)
 
 
 def _event_of(event_id: str) -> dict[str, Any]:

@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sipreg.events import ONE_REGISTRATION, AnyEvent, InvalidEventsError, from_json
+from sipreg.events import AnyEvent, InvalidEventsError, from_json
 from sipreg.store.event_log import EventLogEntry, Outcome
-from sipreg.worker.attempt import tries_key
+from sipreg.worker.attempt import log_entry, sip_uri_of, tries_key
 
 logger = logging.getLogger(__name__)
 
 RECEIVE_LIMIT = 10
+Moved = tuple[dict[str, Any], AnyEvent | None]  # a DLQ message, and its event if it is one
 LOOK_SECONDS = 60  # how long a received DLQ message stays hidden while this run handles it
 
 
@@ -90,7 +91,7 @@ class Redriver:
         """Moves every message in the DLQ (only `msisdn`'s, if given) back to the events queue."""
         moved = 0
         kept: list[str] = []  # other numbers' receipt handles, released at the end
-        held: list[str] = []  # held internal events and what is behind them, released too
+        held_back: list[str] = []  # held internal events and what is behind them, released too
         try:
             while True:
                 messages = self._sqs.receive_message(
@@ -106,54 +107,44 @@ class Redriver:
                 chosen = [m for m in messages if msisdn is None or _msisdn_of(m) == msisdn]
                 others = [m for m in messages if msisdn is not None and _msisdn_of(m) != msisdn]
                 kept += [m["ReceiptHandle"] for m in others]
-                movable, behind = self._not_held(chosen)
-                held += [m["ReceiptHandle"] for m in behind]
+                movable, behind = self._not_held([(m, _event_of(m)) for m in chosen])
+                held_back += [m["ReceiptHandle"] for m in behind]
                 moved += self._move(movable)
         finally:
-            self._release(kept + held)
+            self._release(kept + held_back)
         return RedriveReport(
             moved=moved, left=len(kept), marked=self._marked, held=tuple(self._held.values())
         )
 
-    def _not_held(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _not_held(self, messages: list[Moved]) -> tuple[list[Moved], list[dict[str, Any]]]:
         """(messages to move, messages left in the DLQ): an internal event that cannot be marked
         waiting, and every later message of its group (its number's order holds)."""
-        movable: list[dict[str, Any]] = []
+        movable: list[Moved] = []
         behind: list[dict[str, Any]] = []
         stopped: set[str] = set()
-        for message in messages:
+        for message, event in messages:
             group = _group_of(message)
-            if group in stopped:
-                behind.append(message)
-                continue
-            why = self._why_held(message)
-            if why is None:
-                movable.append(message)
-            else:
+            if group not in stopped:
+                why = self._why_held(message, event)
+                if why is None:
+                    movable.append((message, event))
+                    continue
                 self._held[message["MessageId"]] = why
                 logger.warning("left in the dead-letter queue: %s", why)
                 stopped.add(group)
-                behind.append(message)
+            behind.append(message)
         return movable, behind
 
-    def _why_held(self, message: dict[str, Any]) -> str | None:
-        """None when the message may go back: anything but an internal event, or an internal event
-        whose log item now waits for it; else why it stays."""
-        try:
-            event = from_json(message["Body"])
-        except InvalidEventsError:
-            return None  # not an event: the worker records it invalid, as it did the first time
-        if event.type.external:
-            return None  # marked after the move (a producer's event needs no mark to apply)
-        return self._why_internal_held(message, event)
-
-    def _why_internal_held(self, message: dict[str, Any], event: AnyEvent) -> str | None:
+    def _why_held(self, message: dict[str, Any], event: AnyEvent | None) -> str | None:
+        """None when the message may go back: not an event (the worker records it invalid, as it
+        did the first time), a producer's event (marked after the move: it needs no mark to
+        apply), or an internal event whose log item now waits for it; else why it stays."""
+        if event is None or event.type.external:
+            return None
         if self._event_log is None:
             return f"{event.id}: {event.type} needs its event-log item marked: pass the event-log table"
-        msisdn, sk = tries_key(event)
         now = datetime.now(UTC)
-        if self._event_log.mark_pending({"msisdn": msisdn, "sk": sk}, event.type.value, _redriven(now), now):
-            self._marked += 1
+        if self._mark_pending(event, now):
             return None
         sender = message.get("Attributes", {}).get("SenderId", "")
         if sender.partition(":")[0] not in self._sipreg_roles:
@@ -162,17 +153,19 @@ class Redriver:
                 f"{sender or 'a sender SQS did not name'}, not one of sipreg's roles (given: "
                 f"{len(self._sipreg_roles)})"
             )
-        if self._event_log.add_pending(_pending_entry(event, now)):
+        if self._event_log.add_pending(
+            log_entry(event, sip_uri_of(event), Outcome.PENDING, _redriven(now), now)
+        ):
             self._marked += 1
             return None
         return f"{event.id}: {event.type} whose log key holds an item already (final, or another type's)"
 
-    def _move(self, messages: list[dict[str, Any]]) -> int:
+    def _move(self, messages: list[Moved]) -> int:
         if not messages:
             return 0
         stamp = time.time_ns()
         entries = []
-        for index, message in enumerate(messages):
+        for index, (message, _) in enumerate(messages):
             entry: dict[str, Any] = {
                 "Id": str(index),
                 "MessageBody": message["Body"],
@@ -186,11 +179,16 @@ class Redriver:
             entries.append(entry)
         answer = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
         sent = {int(item["Id"]) for item in answer.get("Successful", [])}
-        done = [{"Id": str(i), "ReceiptHandle": messages[i]["ReceiptHandle"]} for i in sorted(sent)]
+        done = [{"Id": str(i), "ReceiptHandle": messages[i][0]["ReceiptHandle"]} for i in sorted(sent)]
         if done:
             self._sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=done)
         for index in sorted(sent):
-            self._mark_pending(messages[index]["Body"])  # internal events: marked before the move
+            # Internal events were marked before the move (the worker checks the mark).
+            event = messages[index][1]
+            if event is None or not event.type.external or self._event_log is None:
+                continue
+            if not self._mark_pending(event, datetime.now(UTC)):
+                logger.info("no waiting event-log item for %s (past retention, or applied already)", event.id)
         if len(sent) < len(messages):
             failed = [f"{item.get('Code')}" for item in answer.get("Failed", [])]
             raise RedriveError(
@@ -198,21 +196,14 @@ class Redriver:
             )
         return len(sent)
 
-    def _mark_pending(self, body: str) -> None:
-        if self._event_log is None:
-            return
-        try:
-            event = from_json(body)
-        except InvalidEventsError:
-            return  # not an event: nothing in the log to mark
-        if not event.type.external:
-            return
+    def _mark_pending(self, event: AnyEvent, now: datetime) -> bool:
+        assert self._event_log is not None
         msisdn, sk = tries_key(event)
-        now = datetime.now(UTC)
-        if self._event_log.mark_pending({"msisdn": msisdn, "sk": sk}, event.type.value, _redriven(now), now):
-            self._marked += 1
-        else:
-            logger.info("no waiting event-log item for %s (past retention, or applied already)", event.id)
+        marked = self._event_log.mark_pending(
+            {"msisdn": msisdn, "sk": sk}, event.type.value, _redriven(now), now
+        )
+        self._marked += marked
+        return marked
 
     def _release(self, handles: list[str]) -> None:
         for start in range(0, len(handles), RECEIVE_LIMIT):
@@ -240,19 +231,11 @@ def _redriven(now: datetime) -> str:
     return f"redriven at {now.isoformat()}"
 
 
-def _pending_entry(event: AnyEvent, now: datetime) -> EventLogEntry:
-    msisdn, _ = tries_key(event)
-    return EventLogEntry(
-        msisdn=msisdn,
-        event_id=event.id,
-        event_type=event.type.value,
-        outcome=Outcome.PENDING,
-        reason=_redriven(now),
-        sip_uri=event.registration.sip_uri if isinstance(event, ONE_REGISTRATION) else None,
-        occurred_at=event.occurred_at,
-        recorded_at=now,
-        source=event.source,
-    )
+def _event_of(message: dict[str, Any]) -> AnyEvent | None:
+    try:
+        return from_json(message["Body"])
+    except InvalidEventsError:
+        return None
 
 
 def _group_of(message: dict[str, Any]) -> str:

@@ -4,10 +4,11 @@ became of the event."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sipreg.events import ONE_REGISTRATION, AnyEvent
 from sipreg.notify import StatusChange
-from sipreg.store.event_log import Outcome, sort_key
+from sipreg.store.event_log import EventLogEntry, Outcome, sort_key
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,31 @@ class EventResult:
     changes: tuple[StatusChange, ...] = ()
 
 
+def sip_uri_of(event: AnyEvent) -> str | None:
+    """The registration an event is about; None for one about the whole subscriber."""
+    return event.registration.sip_uri if isinstance(event, ONE_REGISTRATION) else None
+
+
 def tries_key(event: AnyEvent) -> tuple[str, str]:
     """The log item whose `tries` counts the event's attempts: its registration's, or its own."""
-    sip_uri = event.registration.sip_uri if isinstance(event, ONE_REGISTRATION) else None
-    return (event.msisdn, sort_key(event.type.value, event.occurred_at, event.id, sip_uri))
+    return (event.msisdn, sort_key(event.type.value, event.occurred_at, event.id, sip_uri_of(event)))
+
+
+def log_entry(
+    event: AnyEvent, sip_uri: str | None, outcome: Outcome, reason: str | None, recorded_at: datetime
+) -> EventLogEntry:
+    """The event's log item for `sip_uri` (None: the event's own), saying `outcome`."""
+    return EventLogEntry(
+        msisdn=event.msisdn,
+        event_id=event.id,
+        event_type=event.type.value,
+        outcome=outcome,
+        reason=reason,
+        sip_uri=sip_uri,
+        occurred_at=event.occurred_at,
+        recorded_at=recorded_at,
+        source=event.source,
+    )
 
 
 @dataclass

@@ -34,7 +34,7 @@ from sipreg.notify import StatusChange
 from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RECENT_EVENT_IDS, RegistrationRecord
 from sipreg.store.registrations import RegistrationStatus as Status
-from sipreg.worker.attempt import EventResult, Run
+from sipreg.worker.attempt import EventResult, Run, log_entry
 from sipreg.worker.core_call import CallOutcome, Retry, TokenRefused
 from sipreg.worker.journal import Journal
 
@@ -216,17 +216,7 @@ class Recorder:
     def entry(
         self, event: AnyEvent, sip_uri: str | None, outcome: Outcome, reason: str | None
     ) -> EventLogEntry:
-        return EventLogEntry(
-            msisdn=event.msisdn,
-            event_id=event.id,
-            event_type=event.type.value,
-            outcome=outcome,
-            reason=reason,
-            sip_uri=sip_uri,
-            occurred_at=event.occurred_at,
-            recorded_at=self._clock(),
-            source=event.source,
-        )
+        return log_entry(event, sip_uri, outcome, reason, self._clock())
 
 
 _LEFT_TO_EXPIRE = "not deleted at the core, which drops it when its TTL ends"

@@ -1,0 +1,20 @@
+"""In-memory fakes at the endpoint health check's ports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sipreg.store.endpoints import EndpointHealth
+
+
+class Records:
+    """The Endpoints table: each endpoint's last health."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, EndpointHealth] = {}
+
+    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth]:
+        return {uri: self.saved[uri] for uri in sip_uris if uri in self.saved}
+
+    def save(self, health: EndpointHealth) -> None:
+        self.saved[health.sip_uri] = health
