@@ -5,13 +5,15 @@ layer's size. Both from `make build`'s output (.build/), as Lambda would load th
 
 Each import runs in a fresh interpreter without site-packages (`python -S`), with only the built
 layer (`.build/CommonLayer/python`, Lambda's /opt/python) and the function's own folder on the
-path, the two kinds interleaved round by round so the machine's noise hits both alike. The
-environment is Lambda's as far as an import sees it (tracing on, so powertools' Tracer loads the
+path, the two kinds interleaved round by round so the machine's noise hits both alike, and timed
+in the interpreter around the import alone (start-up and shut-down are no part of Lambda's init).
+The environment is Lambda's as far as an import sees it (tracing on, so powertools' Tracer loads the
 X-Ray SDK and patches botocore), and a function's import includes the modules its first
 invocation imports lazily (FIRST_USE: the OAuth client's authlib pieces, the secret fetch),
 so none of its cold cost hides in the first request. Prints the median of each and the ratio
-(goal for the worker: at most 1.5x `import boto3`), and the layer's unzipped size (goal: under
-50 MB), with what the layer's biggest parts weigh.
+(goal for the worker: at most 1.5x `import boto3`), what a full garbage collection costs a warm
+worker with its load frozen and without, and the layer's unzipped size (goal: under 50 MB), with
+what the layer's biggest parts weigh.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +65,19 @@ FLOOR = (
 )
 WORKER_GOAL = 1.5
 LAYER_GOAL_MB = 50.0
+# A full collection in a warm worker, the load's objects frozen (sipreg.cold_start), then not:
+# the pause a request meets whenever the collector decides on one. The load's own garbage is
+# collected first each time, so each timed collection walks what lives.
+FULL_COLLECTIONS = (
+    "import app, gc; gc.collect(); started = time.perf_counter(); gc.collect(); "
+    "print(time.perf_counter() - started); gc.unfreeze(); gc.collect(); "
+    "started = time.perf_counter(); gc.collect(); print(time.perf_counter() - started)"
+)
 
 
-def import_seconds(code: str, cwd: Path) -> float:
+def run_figures(code: str, cwd: Path) -> list[float]:
+    """The numbers `code` prints, run in a fresh interpreter as Lambda's init would run
+    (`time` imported, the layer and the function's folder on the path)."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "AWS_DEFAULT_REGION": "eu-west-1",
@@ -74,20 +85,29 @@ def import_seconds(code: str, cwd: Path) -> float:
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
         "LAMBDA_TASK_ROOT": str(cwd),
     }
-    started = time.perf_counter()
-    # stderr kept for a failure only.
+    prelude = f"import sys, time; sys.path[:0] = [{str(LAYER)!r}, '.']; "
     run = subprocess.run(
-        [sys.executable, "-S", "-B", "-c", code],
+        [sys.executable, "-S", "-B", "-c", prelude + code],
         cwd=cwd,
         env=env,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         check=False,
     )
-    elapsed = time.perf_counter() - started
     if run.returncode:
         raise SystemExit(f"{cwd.name}: {code!r} failed:\n{run.stderr}")
-    return elapsed
+    return [float(line) for line in run.stdout.split()]
+
+
+def import_seconds(code: str, cwd: Path) -> float:
+    timed = f"started = time.perf_counter(); {code}; print(time.perf_counter() - started)"
+    return run_figures(timed, cwd)[-1]
+
+
+def full_collection_seconds(rounds: int) -> tuple[float, float]:
+    """(frozen, not frozen), medians."""
+    runs = [run_figures(FULL_COLLECTIONS, BUILD / "functions" / "registration_worker") for _ in range(rounds)]
+    return statistics.median(run[0] for run in runs), statistics.median(run[1] for run in runs)
 
 
 def layer_megabytes() -> float:
@@ -105,22 +125,19 @@ def layer_parts() -> dict[str, float]:
 
 
 def measure(rounds: int) -> dict[str, float]:
-    path = f"import sys; sys.path[:0] = [{str(LAYER)!r}, '.']; "
     baseline: list[float] = []
     floor: list[float] = []
     timings: dict[str, list[float]] = {name: [] for name in FUNCTIONS}
     for _ in range(rounds):
-        baseline.append(import_seconds(path + "import boto3", ROOT))
-        floor.append(import_seconds(path + FLOOR, BUILD / "functions" / "registration_worker"))
+        baseline.append(import_seconds("import boto3", ROOT))
+        floor.append(import_seconds(FLOOR, BUILD / "functions" / "registration_worker"))
         for name in FUNCTIONS:
-            code = path + "import app" + (f"; import {FIRST_USE[name]}" if name in FIRST_USE else "")
+            code = "import app" + (f"; import {FIRST_USE[name]}" if name in FIRST_USE else "")
             timings[name].append(import_seconds(code, BUILD / "functions" / name))
-    nothing = statistics.median(import_seconds("pass", ROOT) for _ in range(rounds))
-    boto3 = statistics.median(baseline) - nothing
     return {
-        "boto3": boto3,
-        "floor": statistics.median(floor) - nothing,
-        **{name: statistics.median(t) - nothing for name, t in timings.items()},
+        "boto3": statistics.median(baseline),
+        "floor": statistics.median(floor),
+        **{name: statistics.median(t) for name, t in timings.items()},
     }
 
 
@@ -134,7 +151,7 @@ def main() -> int:
         print("no .build/: run `make build` first", file=sys.stderr)
         return 2
     figures = measure(args.rounds)
-    print(f"cold start: import time in a fresh interpreter, median of {args.rounds} (start-up removed)")
+    print(f"cold start: import time in a fresh interpreter, median of {args.rounds}")
     print(goal_line("import boto3 alone", f"{figures['boto3'] * 1000:.0f} ms", "baseline", None))
     floor = figures["floor"] / figures["boto3"]
     print(
@@ -153,6 +170,15 @@ def main() -> int:
             print(goal_line(label, value, f"goal: at most {WORKER_GOAL}x boto3", ratio <= WORKER_GOAL))
         else:
             print(goal_line(label, value, "x boto3", None))
+    frozen, walked = full_collection_seconds(args.rounds)
+    print(
+        goal_line(
+            "a full collection in a warm worker",
+            f"{frozen * 1000:.2f} ms",
+            f"the load frozen; {walked * 1000:.1f} ms when it is not",
+            None,
+        )
+    )
     size = layer_megabytes()
     print(
         goal_line(
@@ -161,7 +187,15 @@ def main() -> int:
     )
     parts = layer_parts()
     print("    " + ", ".join(f"{kind} {mb:.1f} MB" for kind, mb in parts.items()))
-    write_json("cold_start", {"seconds": figures, "layer_mb": size, "layer_parts_mb": parts})
+    write_json(
+        "cold_start",
+        {
+            "seconds": figures,
+            "full_collection_seconds": {"frozen": frozen, "not_frozen": walked},
+            "layer_mb": size,
+            "layer_parts_mb": parts,
+        },
+    )
     return 0
 
 

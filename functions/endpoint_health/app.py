@@ -6,6 +6,9 @@ Thin on purpose: one call into `sipreg.health`, then its figures as metrics. `En
 
 from __future__ import annotations
 
+from sipreg import cold_start  # first: nothing is collected while the function loads
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,3 +30,6 @@ def lambda_handler(
     metrics.add_metric(name="RegistrationsSuspended", unit=MetricUnit.Count, value=report.suspends)
     metrics.add_metric(name="RegistrationsResumed", unit=MetricUnit.Count, value=report.resumes)
     return report.as_dict()
+
+
+cold_start.loaded()  # last: what the load made is frozen, collection is back on

@@ -7,6 +7,9 @@ into `sipreg.api.service`. Regenerate the published OpenAPI document with
 
 from __future__ import annotations
 
+from sipreg import cold_start  # first: nothing is collected while the function loads
+
+# isort: split
 import json
 import sys
 from functools import cache
@@ -308,6 +311,9 @@ def lambda_handler(
     app.context["service"] = service  # read by the routes; powertools clears it after resolve
     app.context["caller"] = caller
     return app.resolve(event, context)
+
+
+cold_start.loaded()  # last: what the load made is frozen, collection is back on
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ it ends with its access token).
 
 from __future__ import annotations
 
+from sipreg import cold_start  # first: nothing is collected while the function loads
+
+# isort: split
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -85,3 +88,6 @@ def lambda_handler(
 ) -> dict[str, Any]:
     app.context["flow"] = flow or wiring.from_env()  # read by the route; powertools clears it after resolve
     return app.resolve(event, context)
+
+
+cold_start.loaded()  # last: what the load made is frozen, collection is back on

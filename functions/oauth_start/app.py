@@ -7,6 +7,9 @@ parameter). The logic lives in `sipreg.consent`.
 
 from __future__ import annotations
 
+from sipreg import cold_start  # first: nothing is collected while the function loads
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -81,3 +84,6 @@ def lambda_handler(
         value=1,
     )
     return answer
+
+
+cold_start.loaded()  # last: what the load made is frozen, collection is back on

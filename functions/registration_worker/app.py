@@ -8,6 +8,9 @@ that must come back.
 
 from __future__ import annotations
 
+from sipreg import cold_start  # first: nothing is collected while the function loads
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -31,3 +34,6 @@ def lambda_handler(
         metrics.add_metric(name=f"Events_{outcome}", unit=MetricUnit.Count, value=count)
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(report.failed))
     return report.response()
+
+
+cold_start.loaded()  # last: what the load made is frozen, collection is back on
