@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -88,12 +89,18 @@ def _build_one(stack: Stack, resource: Resource, api_urls: Mapping[str, str]) ->
         EventSpec(event_name, event_type, _resolve_event(stack, logical_id, event_name, event_props))
         for event_name, event_type, event_props in iter_events(resource.properties)
     )
-    variables = (props.get("Environment") or {}).get("Variables") or {}
+    variables = {
+        str(key): text_value(value)
+        for key, value in ((props.get("Environment") or {}).get("Variables") or {}).items()
+    }
+    check_lambda_variables(
+        logical_id, variables, region=stack.pseudo.region, local_endpoint=stack.clients.endpoint
+    )
     env = {
         **_runtime_env(
             name=name, handler=handler, memory=memory, runtime=runtime, code_dir=code_dir, stack=stack
         ),
-        **{key: rewrite_api_urls(text_value(value), api_urls) for key, value in variables.items()},
+        **{key: rewrite_api_urls(value, api_urls) for key, value in variables.items()},
         "AWS_ENDPOINT_URL": stack.clients.endpoint,
     }
     traced = props.get("Tracing") == "Active"
@@ -113,6 +120,61 @@ def _build_one(stack: Stack, resource: Resource, api_urls: Mapping[str, str]) ->
         events=events,
         traced=traced,
     )
+
+
+# What Lambda's CreateFunction refuses in `Environment.Variables` (InvalidParameterValueException),
+# so that a template the service would not deploy does not run here either.
+VARIABLES_LIMIT_BYTES = 4096  # the compact JSON of the whole map, as its error says it measured
+_VARIABLE_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9_]+")
+RESERVED_VARIABLES = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_REGION",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "LAMBDA_RUNTIME_DIR",
+        "LAMBDA_TASK_ROOT",
+    }
+)
+
+
+def check_lambda_variables(
+    logical_id: str, variables: Mapping[str, str], *, region: str, local_endpoint: str
+) -> None:
+    """Lambda's rules for a function's variables: names, reserved keys and the 4 KB limit. The
+    size counts the local engine's URLs (the queues') at the length of AWS's endpoint, which is
+    longer, so what fits here fits there."""
+    where = f"Resources.{logical_id}.Properties.Environment.Variables"
+    reserved = sorted(RESERVED_VARIABLES & set(variables))
+    if reserved:
+        raise TemplateError(f"{where}: Lambda reserves {reserved}; they cannot be set")
+    bad = sorted(name for name in variables if not _VARIABLE_NAME.fullmatch(name))
+    if bad:
+        raise TemplateError(f"{where}: names must match [a-zA-Z]([a-zA-Z0-9_])+: {bad}")
+    aws_endpoint = f"https://sqs.{region}.amazonaws.com"
+    measured = json.dumps(
+        {name: value.replace(local_endpoint, aws_endpoint) for name, value in variables.items()},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    if len(measured) > VARIABLES_LIMIT_BYTES:
+        largest = sorted(variables, key=lambda name: -len(variables[name]))[:3]
+        raise TemplateError(
+            f"{where}: {len(measured)} bytes as Lambda measures them, over its limit of "
+            f"{VARIABLES_LIMIT_BYTES} (the largest: {largest})"
+        )
 
 
 def _resolve_event(stack: Stack, logical_id: str, event_name: str, properties: Any) -> dict[str, Any]:

@@ -171,3 +171,22 @@ def test_a_layer_from_outside_the_template_is_refused_naming_the_function(
         TemplateError, match=r"Resources.Fn.Properties.Layers: .* is not a layer of this template"
     ):
         start_host(aws_endpoint, template=template)
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ("{AWS_REGION: us-east-1}", r"Environment.Variables: Lambda reserves \['AWS_REGION'\]"),
+        (f"{{BIG: {'x' * 4100}}}", r"Environment.Variables: 4110 bytes as Lambda measures them"),
+    ],
+)
+def test_variables_lambda_would_refuse_are_refused_naming_the_function(
+    tmp_path: Path, aws_endpoint: str, variables: str, message: str
+) -> None:
+    template = tmp_path / "template.yaml"
+    text = BROKEN.format(code=FIXTURES / "functions" / "recorder", schedule="rate(1 day)")
+    runtime = "      Runtime: python3.12\n"
+    environment = f"      Environment:\n        Variables: {variables}\n"
+    template.write_text(text.replace(runtime, runtime + environment))
+    with pytest.raises(TemplateError, match=rf"Resources.Fn.Properties.{message}"):
+        start_host(aws_endpoint, template=template)
