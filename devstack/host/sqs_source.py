@@ -1,4 +1,4 @@
-"""An SQS event source mapping, run as the Lambda service runs one.
+"""An SQS event source mapping, run as the Lambda service runs one (and refused where it refuses one).
 
 Pollers long-poll the queue for up to BatchSize records (at most 10, what one receive gives),
 invoke the function, and delete what succeeded: everything on success, nothing on an error, and
@@ -43,8 +43,20 @@ class SqsEventSource:
             raise TemplateError(f"{self.name}: Queue must be a queue ARN (e.g. !GetAtt MyQueue.Arn)")
         self.queue_arn = str(properties["Queue"])
         self.batch_size = int(properties.get("BatchSize", 10))
+        # Lambda takes more than 10 only with a batching window, which no mapping here has
+        # (MaximumBatchingWindowInSeconds is not among EVENT_PROPERTIES), and never from a FIFO queue.
+        if not 1 <= self.batch_size <= _MAX_RECEIVE:
+            raise TemplateError(
+                f"{self.name}: BatchSize {self.batch_size} is not within 1-10 "
+                "(more needs MaximumBatchingWindowInSeconds, which FIFO queues do not take)"
+            )
         self.reports_failures = "ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or [])
         scaling = properties.get("ScalingConfig") or {}
+        if "MaximumConcurrency" in scaling and not 2 <= int(scaling["MaximumConcurrency"]) <= 1000:
+            raise TemplateError(
+                f"{self.name}: ScalingConfig.MaximumConcurrency {scaling['MaximumConcurrency']} "
+                "is not within 2-1000"
+            )
         # Pollers beyond the function's own concurrency would only hold messages while waiting.
         limit = max(function.spec.concurrency, 1)
         self.concurrency = min(int(scaling.get("MaximumConcurrency", limit)), limit)
@@ -59,9 +71,14 @@ class SqsEventSource:
         visibility = self._sqs.get_queue_attributes(
             QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
         )
-        if int(visibility["Attributes"]["VisibilityTimeout"]) < function.spec.timeout:
-            # AWS refuses such a mapping: records would come back while still being processed.
-            log.warning("%s: the queue's visibility timeout is shorter than the function's", self.name)
+        visibility_seconds = int(visibility["Attributes"]["VisibilityTimeout"])
+        if visibility_seconds < function.spec.timeout:
+            # Lambda refuses the mapping (CreateEventSourceMapping): records would come back while
+            # still being processed.
+            raise TemplateError(
+                f"{self.name}: Queue visibility timeout: {visibility_seconds} seconds is less than "
+                f"Function timeout: {function.spec.timeout:g} seconds"
+            )
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -190,3 +190,46 @@ def test_variables_lambda_would_refuse_are_refused_naming_the_function(
     template.write_text(text.replace(runtime, runtime + environment))
     with pytest.raises(TemplateError, match=rf"Resources.Fn.Properties.{message}"):
         start_host(aws_endpoint, template=template)
+
+
+MAPPED = """
+Resources:
+  Work:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: {visibility}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: {code}
+      Handler: app.handler
+      Runtime: python3.12
+      Timeout: {timeout}
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Work.Arn
+            {more}
+"""
+
+
+@pytest.mark.parametrize(
+    ("seconds", "more", "message"),
+    [
+        ((3, 5), "", r"Queue visibility timeout: 3 seconds is less than Function timeout: 5 seconds"),
+        ((5, 5), "BatchSize: 11", r"BatchSize 11 is not within 1-10"),
+        ((5, 5), "BatchSize: 0", r"BatchSize 0 is not within 1-10"),
+        ((5, 5), "ScalingConfig: {MaximumConcurrency: 1}", r"ScalingConfig.MaximumConcurrency 1 is not"),
+    ],
+)
+def test_an_sqs_mapping_lambda_would_refuse_is_refused_naming_it(
+    tmp_path: Path, aws_endpoint: str, seconds: tuple[int, int], more: str, message: str
+) -> None:
+    # seconds: the queue's visibility timeout, the function's timeout
+    template = tmp_path / "template.yaml"
+    code = FIXTURES / "functions" / "recorder"
+    visibility, timeout = seconds
+    template.write_text(MAPPED.format(code=code, visibility=visibility, timeout=timeout, more=more))
+    with pytest.raises(TemplateError, match=rf"Fn\.Work: {message}"):
+        start_host(aws_endpoint, template=template)
