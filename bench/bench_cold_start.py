@@ -11,8 +11,10 @@ The environment is Lambda's as far as an import sees it (tracing on, so powertoo
 X-Ray SDK and patches botocore), and a function's import includes the modules its first
 invocation imports lazily (FIRST_USE: the OAuth client's authlib pieces, the secret fetch),
 so none of its cold cost hides in the first request. Prints the median of each and the ratio
-(goal for the worker: at most 1.5x `import boto3`), what a full garbage collection costs a warm
-worker with its load frozen and without, and the layer's unzipped size (goal: under 50 MB), with
+(goal for the worker: at most 1.5x `import boto3`); what the worker's first invocation then
+spends building its parts (`wiring.from_env()`: no request is sent), and of that its AWS
+clients, from one session and a session each; what a full garbage collection costs a warm
+worker with its load frozen and without; and the layer's unzipped size (goal: under 50 MB), with
 what the layer's biggest parts weigh.
 """
 
@@ -74,6 +76,37 @@ FULL_COLLECTIONS = (
     "started = time.perf_counter(); gc.collect(); print(time.perf_counter() - started)"
 )
 
+# The worker's first invocation builds its parts (`wiring.from_env()`): three tables, SQS,
+# EventBridge and KMS (CLIENTS), and the core's channel. The clients as sipreg.aws makes them
+# (one session), and made a session each, as sipreg.aws did before.
+WORKER_ENVIRONMENT = {
+    "REGISTRATIONS_TABLE": "sipreg-RegistrationsTable-0123456789AB",
+    "EVENT_LOG_TABLE": "sipreg-EventLogTable-0123456789AB",
+    "SUBSCRIBERS_TABLE": "sipreg-SubscribersTable-0123456789AB",
+    "EVENTS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/sipreg-EventsQueue.fifo",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/sipreg-Dlq.fifo",
+    "STATUS_BUS_NAME": "sipreg-status",
+    "SIPREG_ROLE_IDS": "AROAEXAMPLEEVENTSAPI,AROAEXAMPLEREFRESHER",
+    "CORE_ENDPOINT": "core.example.com:443",
+    "IDENTITY_SERVER_URL": "https://id.example.com",
+    "CLIENT_ID": "sipreg",
+    "CLIENT_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:sipreg-client",
+    "DATA_KEY_ID": "arn:aws:kms:eu-west-1:123456789012:key/0123",
+}
+WIRING = "import app; from sipreg.wiring import registration_worker as wiring; wiring.from_env()"
+CLIENTS = {
+    "one session": (
+        "import app; from sipreg import aws; "
+        "[aws.dynamodb_table(n) for n in ('Registrations', 'EventLog', 'Subscribers')]; "
+        "[aws.client(s) for s in ('sqs', 'events', 'kms')]"
+    ),
+    "a session each": (
+        "import app, boto3; "
+        "[boto3.session.Session().resource('dynamodb').Table(n) for n in ('Registrations', 'EventLog', "
+        "'Subscribers')]; [boto3.session.Session().client(s) for s in ('sqs', 'events', 'kms')]"
+    ),
+}
+
 
 def run_figures(code: str, cwd: Path) -> list[float]:
     """The numbers `code` prints, run in a fresh interpreter as Lambda's init would run
@@ -84,6 +117,11 @@ def run_figures(code: str, cwd: Path) -> list[float]:
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
         "LAMBDA_TASK_ROOT": str(cwd),
+        # A sandbox's role credentials (no client looks further for any), and the worker's settings.
+        "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "example",
+        "AWS_SESSION_TOKEN": "example",
+        **WORKER_ENVIRONMENT,
     }
     prelude = f"import sys, time; sys.path[:0] = [{str(LAYER)!r}, '.']; "
     run = subprocess.run(
@@ -102,6 +140,14 @@ def run_figures(code: str, cwd: Path) -> list[float]:
 def import_seconds(code: str, cwd: Path) -> float:
     timed = f"started = time.perf_counter(); {code}; print(time.perf_counter() - started)"
     return run_figures(timed, cwd)[-1]
+
+
+def after_import_seconds(code: str, rounds: int) -> float:
+    """Median time of what `code` does after its `import app`, in the worker's folder."""
+    load, _, rest = code.partition("; ")
+    timed = f"{load}; started = time.perf_counter(); {rest}; print(time.perf_counter() - started)"
+    worker = BUILD / "functions" / "registration_worker"
+    return statistics.median(run_figures(timed, worker)[-1] for _ in range(rounds))
 
 
 def full_collection_seconds(rounds: int) -> tuple[float, float]:
@@ -170,6 +216,24 @@ def main() -> int:
             print(goal_line(label, value, f"goal: at most {WORKER_GOAL}x boto3", ratio <= WORKER_GOAL))
         else:
             print(goal_line(label, value, "x boto3", None))
+    wiring = after_import_seconds(WIRING, args.rounds)
+    clients = {way: after_import_seconds(code, args.rounds) for way, code in CLIENTS.items()}
+    print(
+        goal_line(
+            "the worker's parts, its first invocation",
+            f"{wiring * 1000:.0f} ms = {wiring / figures['boto3']:4.2f}x",
+            "x boto3: wiring.from_env(), beside the import",
+            None,
+        )
+    )
+    print(
+        goal_line(
+            "  of which its AWS clients",
+            f"{clients['one session'] * 1000:.0f} ms",
+            f"one session; {clients['a session each'] * 1000:.0f} ms a session each",
+            None,
+        )
+    )
     frozen, walked = full_collection_seconds(args.rounds)
     print(
         goal_line(
@@ -192,6 +256,7 @@ def main() -> int:
         {
             "seconds": figures,
             "full_collection_seconds": {"frozen": frozen, "not_frozen": walked},
+            "worker_first_invocation_seconds": {"wiring": wiring, "aws_clients": clients},
             "layer_mb": size,
             "layer_parts_mb": parts,
         },

@@ -19,7 +19,6 @@ from botocore.exceptions import ClientError
 from devstack import TEMPLATE
 from devstack.host import LocalHost
 from devstack.host.template import load_template
-from sipreg.aws import dynamodb_table
 from sipreg.queue import deduplication_id
 from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
@@ -161,43 +160,40 @@ def test_every_read_and_write_of_the_workers_journal_is_one_its_role_may_make(
         monkeypatch.setenv(name, environment[name])
     monkeypatch.setenv("AWS_ENDPOINT_URL", host.aws_endpoint)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    dynamodb_table.cache_clear()
-    try:
-        journal = DynamoJournal(
-            host.resources["RegistrationsTable"]["Ref"], host.resources["EventLogTable"]["Ref"]
-        )
-        msisdn, sip_uri, now = (
-            f"+4792{uuid.uuid4().int % 10**6:06d}",
-            "sips:pbx.example.com",
-            datetime.now(UTC),
-        )
-        record = RegistrationRecord(
-            msisdn=msisdn, sip_uri=sip_uri, status=RegistrationStatus.PENDING, updated_at=now
-        )
-        entry = EventLogEntry(
-            msisdn=msisdn,
-            event_id="roles-journal",
-            event_type="registration.upsert",
-            outcome=Outcome.APPLYING,
-            sip_uri=sip_uri,
-            occurred_at=now,
-            recorded_at=now,
-        )
-        # When it saves a record with its log item, then reads it every way the worker does
-        [saved] = journal.commit([(record, None)], [entry], count_try=True)
-        journal.write(entry.model_copy(update={"outcome": Outcome.ACTIVE}))
-        # Then each call is allowed and sees what was written
-        assert journal.get(msisdn, sip_uri) == saved  # GetItem: the re-read after a conflict
-        assert journal.get_many([(msisdn, sip_uri)]) == {(msisdn, sip_uri): saved}
-        assert journal.list_for(msisdn) == [saved]  # Query: a subscriber's registrations
-        item_key = (msisdn, entry.key["sk"])
-        assert journal.tries_of([item_key]) == {item_key: 1}  # a redelivered event's tries
-        # a redriven internal event's item (whose sender SQS names as the operator)
-        item = journal.log_item(item_key)
-        assert item is not None and (item.event_type, item.outcome) == ("registration.upsert", Outcome.ACTIVE)
-        assert journal.log_item((msisdn, "e#nothing-here")) is None
-    finally:
-        dynamodb_table.cache_clear()  # no other test gets the role's session
+    # sipreg.aws makes the journal's tables for the role's credentials now in the environment
+    journal = DynamoJournal(
+        host.resources["RegistrationsTable"]["Ref"], host.resources["EventLogTable"]["Ref"]
+    )
+    msisdn, sip_uri, now = (
+        f"+4792{uuid.uuid4().int % 10**6:06d}",
+        "sips:pbx.example.com",
+        datetime.now(UTC),
+    )
+    record = RegistrationRecord(
+        msisdn=msisdn, sip_uri=sip_uri, status=RegistrationStatus.PENDING, updated_at=now
+    )
+    entry = EventLogEntry(
+        msisdn=msisdn,
+        event_id="roles-journal",
+        event_type="registration.upsert",
+        outcome=Outcome.APPLYING,
+        sip_uri=sip_uri,
+        occurred_at=now,
+        recorded_at=now,
+    )
+    # When it saves a record with its log item, then reads it every way the worker does
+    [saved] = journal.commit([(record, None)], [entry], count_try=True)
+    journal.write(entry.model_copy(update={"outcome": Outcome.ACTIVE}))
+    # Then each call is allowed and sees what was written
+    assert journal.get(msisdn, sip_uri) == saved  # GetItem: the re-read after a conflict
+    assert journal.get_many([(msisdn, sip_uri)]) == {(msisdn, sip_uri): saved}
+    assert journal.list_for(msisdn) == [saved]  # Query: a subscriber's registrations
+    item_key = (msisdn, entry.key["sk"])
+    assert journal.tries_of([item_key]) == {item_key: 1}  # a redelivered event's tries
+    # a redriven internal event's item (whose sender SQS names as the operator)
+    item = journal.log_item(item_key)
+    assert item is not None and (item.event_type, item.outcome) == ("registration.upsert", Outcome.ACTIVE)
+    assert journal.log_item((msisdn, "e#nothing-here")) is None
 
 
 def test_a_function_is_refused_what_its_policies_do_not_name(host: LocalHost) -> None:

@@ -38,11 +38,9 @@ def services_the_code_calls() -> set[str]:
         if "proto" in path.parts:
             continue
         text = path.read_text()
-        found |= set(re.findall(r"""(?:aws_client|\.client|\.resource)\(\s*["']([a-z0-9-]+)["']""", text))
+        found |= set(re.findall(r"""(?:aws_client|\bclient|\.resource)\(\s*["']([a-z0-9-]+)["']""", text))
         if "dynamodb_table(" in text:
             found.add("dynamodb")
-        if "parameters.get_secret(" in text:
-            found.add("secretsmanager")
         if "Tracer(" in text:  # aws_xray_sdk builds an xray client (sampling rules) when it loads
             found.add("xray")
     return found

@@ -95,14 +95,18 @@ class SecretsManagerSigningSecrets:
         self._max_age = max_age
 
     def __call__(self) -> tuple[str, ...]:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415  # boto3 only when used
+        from aws_lambda_powertools.utilities.parameters.exceptions import (  # noqa: PLC0415  # when used
+            GetParameterError,
+        )
+
+        from sipreg.aws import secrets  # noqa: PLC0415  # boto3 only when used
 
         try:
-            return parse_secret(parameters.get_secret(self._secret_id, max_age=self._max_age))
+            return parse_secret(secrets().get(self._secret_id, max_age=self._max_age))
         except SecretFormatError as error:
             logger.error("webhook signing secret unusable: %s", error)
             raise SecretsUnavailableError() from None
-        except parameters.exceptions.GetParameterError as error:
+        except GetParameterError as error:
             logger.error("webhook signing secret unreadable: %s", type(error.__cause__).__name__)
             raise SecretsUnavailableError() from None
 

@@ -14,9 +14,9 @@ def secrets_manager_secret(secret_id: str, *, max_age_seconds: int) -> SecretSou
     """The client secret from Secrets Manager, cached per process by powertools."""
 
     def fetch(force: bool) -> str:
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415  # cold-start cost
+        from sipreg.aws import secrets  # noqa: PLC0415  # cold-start cost: powertools' parameters
 
-        value = parameters.get_secret(secret_id, max_age=max_age_seconds, force_fetch=force)
+        value = secrets().get(secret_id, max_age=max_age_seconds, force_fetch=force)
         if not isinstance(value, str) or not value:
             raise IdentityServerRejectedError(
                 "client_secret_unreadable", "the secret must be a non-empty string"
