@@ -22,6 +22,9 @@ What it adds to ministack, so the local engine is as strict as AWS for sipreg:
   `SenderId` who sent it, as SQS does: a role's session `<RoleId>:<session name>` (STS
   GetCallerIdentity's UserId), an IAM user its user id, the root the account id (ministack
   writes the account id for everyone). A message the redrive policy moves to a DLQ keeps it.
+- SQS's ChangeMessageVisibility(Batch) is refused past 12 hours from the receive that put the
+  message in flight, or past 43,200 s, as AWS refuses it ("Total VisibilityTimeout for the
+  message is beyond the limit"); ministack set any value.
 - `POST /_sipreg/execute-api/authorize`: what API Gateway does for a route with `AWS_IAM`
   authorization. The local function host sends the request it received (method, raw path, raw
   query, headers, body) and the route's ARN; the answer says whether the SigV4 signature is good
@@ -286,6 +289,77 @@ def _install_sqs_sender_id() -> None:
     sqs._build_send_sys_attrs = build_send_sys_attrs
 
 
+# A message is in flight for at most 12 hours from the receive that made it so.
+MAX_VISIBILITY_SECONDS = 43_200
+_RECEIVED_AT = "sipreg_received_at"
+
+
+def _visibility_refusal(message: dict[str, Any] | None, seconds: int) -> str | None:
+    """Why SQS refuses this visibility timeout for this in-flight message, if it does."""
+    limit = MAX_VISIBILITY_SECONDS
+    if not 0 <= seconds <= limit:
+        reason = f"Must be between 0 and {limit}, if provided."
+    elif message is not None and time.time() + seconds - message.get(_RECEIVED_AT, time.time()) > limit:
+        reason = f"Total VisibilityTimeout for the message is beyond the limit [{limit} seconds]."
+    else:
+        return None
+    return f"Value {seconds} for parameter VisibilityTimeout is invalid. Reason: {reason}"
+
+
+def _install_sqs_visibility_limit() -> None:
+    from ministack.services import sqs  # noqa: PLC0415
+
+    plain_collect = sqs._collect_msgs
+
+    def collect_and_stamp(q: dict[str, Any], max_n: int, vis_timeout: int) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = plain_collect(q, max_n, vis_timeout)
+        now = time.time()
+        for message in received:
+            message[_RECEIVED_AT] = now
+        return received
+
+    def in_flight(data: dict[str, Any], qurl: str, handle: str) -> dict[str, Any] | None:
+        queue = sqs._get_q(data.get("QueueUrl", qurl), "sqs:ChangeMessageVisibility")
+        return next((m for m in queue["messages"] if handle and m["receipt_handle"] == handle), None)
+
+    plain_change = sqs._HANDLERS["ChangeMessageVisibility"]
+    plain_batch = sqs._HANDLERS["ChangeMessageVisibilityBatch"]
+
+    def change(data: dict[str, Any], qurl: str) -> Any:
+        handle = data.get("ReceiptHandle", "")
+        refusal = _visibility_refusal(in_flight(data, qurl, handle), int(data.get("VisibilityTimeout", 30)))
+        if refusal:
+            raise sqs._Err("InvalidParameterValue", refusal)
+        return plain_change(data, qurl)
+
+    def change_batch(data: dict[str, Any], qurl: str) -> Any:
+        entries = data.get("Entries", [])
+        sqs._validate_batch_entries(entries, "ChangeMessageVisibilityBatchRequestEntry")
+        kept, refused = [], []
+        for entry in entries:
+            handle = entry.get("ReceiptHandle", "")
+            refusal = _visibility_refusal(
+                in_flight(data, qurl, handle), int(entry.get("VisibilityTimeout", 30))
+            )
+            if refusal:
+                refused.append(
+                    {
+                        "Id": entry.get("Id", ""),
+                        "Code": "InvalidParameterValue",
+                        "Message": refusal,
+                        "SenderFault": True,
+                    }
+                )
+            else:
+                kept.append(entry)
+        answer = plain_batch({**data, "Entries": kept}, qurl) if kept else {"Successful": [], "Failed": []}
+        return {**answer, "Failed": [*answer.get("Failed", []), *refused]}
+
+    sqs._collect_msgs = collect_and_stamp  # ReceiveMessage and ministack's own pollers call it by name
+    sqs._HANDLERS["ChangeMessageVisibility"] = change
+    sqs._HANDLERS["ChangeMessageVisibilityBatch"] = change_batch
+
+
 # --- API Gateway's AWS_IAM route authorization, for the local function host ----------------------
 
 AUTHORIZE_PATH = "/_sipreg/execute-api/authorize"
@@ -431,6 +505,7 @@ def main() -> int:
 
     _install_iam_additions()
     _install_sqs_sender_id()
+    _install_sqs_visibility_limit()
     config = Config()
     config.bind = [f"fd://{listener.fileno()}"]
     config.keep_alive_timeout = 75

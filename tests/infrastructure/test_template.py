@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.host.template import FUNCTION, Pseudo, Template, load_template
+from sipreg.config import RETRY_DELAY_LIMIT_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 RAW = load_template(ROOT / "template.yaml")
@@ -392,3 +393,11 @@ def test_redrive_is_given_the_roles_of_every_function_that_puts_events_on_the_qu
     }
     assert dlq_senders == {"RegistrationWorkerFunctionRole"}
     assert set(references(RAW["Outputs"]["SipregRoleIds"]["Value"])) == queue_senders | dlq_senders
+
+
+def test_a_retry_delay_the_template_allows_is_one_sqs_takes_and_the_worker_accepts() -> None:
+    # SQS keeps a message in flight at most 12 h from its receive; the worker sets the delay at
+    # the end of an invocation (Lambda's longest: 900 s), so both bounds are 12 h less that.
+    assert RETRY_DELAY_LIMIT_SECONDS == 43_200 - 900
+    for name in ("RetryBaseSeconds", "RetryMaxSeconds"):
+        assert RAW["Parameters"][name]["MaxValue"] == RETRY_DELAY_LIMIT_SECONDS, name

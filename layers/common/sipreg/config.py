@@ -126,6 +126,10 @@ class ConsentSettings(TokenSettings):
     events_queue_url: str | None = Field(None, alias="EVENTS_QUEUE_URL", min_length=1)
 
 
+# The longest retry delay SQS takes: 12 h in flight less Lambda's longest invocation (WorkerSettings).
+RETRY_DELAY_LIMIT_SECONDS = 43_200 - 900
+
+
 class WorkerSettings(_FromEnv):
     """The registration worker: where records, the event log, the queue and the status bus are."""
 
@@ -144,9 +148,11 @@ class WorkerSettings(_FromEnv):
     status_bus_name: str | None = Field(None, alias="STATUS_BUS_NAME", min_length=1)
     api_version: ApiVersion = Field(ApiVersion.V0, alias="API_VERSION")
     auth_mode: AuthMode = Field(AuthMode.USER, alias="AUTH_MODE")
-    # Retry delay of a failed record: base * 2^(receives - 1), at most max (SQS allows 12 h).
-    retry_base_seconds: int = Field(30, alias="RETRY_BASE_SECONDS", ge=0, le=43_200)
-    retry_max_seconds: int = Field(900, alias="RETRY_MAX_SECONDS", ge=0, le=43_200)
+    # Retry delay of a failed record: base * 2^(receives - 1), at most max. SQS keeps a message in
+    # flight at most 12 h from its receive and refuses a visibility beyond that; the delay is set
+    # up to one invocation after the receive (900 s at Lambda's longest), so 12 h less that.
+    retry_base_seconds: int = Field(30, alias="RETRY_BASE_SECONDS", ge=0, le=RETRY_DELAY_LIMIT_SECONDS)
+    retry_max_seconds: int = Field(900, alias="RETRY_MAX_SECONDS", ge=0, le=RETRY_DELAY_LIMIT_SECONDS)
     # Comma-separated RoleIds (AROA...) of the function roles that send sipreg's internal event
     # types (the template's `!GetAtt <Function>Role.RoleId`): SQS's SenderId names the sender.
     sipreg_role_ids: Annotated[
