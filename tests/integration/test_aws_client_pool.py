@@ -9,19 +9,12 @@ import logging
 import threading
 import uuid
 
-import annotated_types
 import pytest
-from pydantic import BaseModel
 
 from sipreg import aws as sipreg_aws
 from sipreg.config import HealthSettings, RefresherSettings, WorkerSettings
 from tests.support.host import client
-
-
-def most_allowed(settings: type[BaseModel], field: str) -> int:
-    [bound] = [m.le for m in settings.model_fields[field].metadata if isinstance(m, annotated_types.Le)]
-    assert isinstance(bound, int)
-    return bound
+from tests.support.settings import most_allowed
 
 
 def test_the_most_threads_a_function_runs_share_the_tables_client_without_dropping_connections(

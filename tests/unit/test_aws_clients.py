@@ -33,7 +33,7 @@ def fresh_interpreter(code: str) -> dict[str, object]:
     return answer
 
 
-def test_the_worker_s_clients_come_from_one_session_reading_each_model_once() -> None:
+def test_the_workers_clients_come_from_one_session_reading_each_model_once() -> None:
     # Given a cold process counting the sessions made and the service models read, when it makes
     # what the worker's first invocation makes: three tables, SQS, EventBridge, KMS, the secrets
     answer = fresh_interpreter(
