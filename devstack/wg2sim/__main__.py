@@ -24,7 +24,9 @@ Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
   GET    /_admin/stats          {"calls": {"/<service>/<method>": {"OK": n, "UNAUTHENTICATED": n, ...}},
                                  "faults_injected": {"latency": n, "unavailable": n, "stall": n}}
   GET    /_admin/faults         the fault set in force
-  POST   /_admin/faults         {"unavailable_rate": 0.3, "stall_rate": 0.05, "latency_ms": [20, 80] or 50,
+  POST   /_admin/faults         {"unavailable_rate": 0.3, "unavailable_attempts": 2 (the first 2 attempts
+                                 of every call fail UNAVAILABLE), "stall_rate": 0.05,
+                                 "latency_ms": [20, 80] or 50,
                                  "msisdns": ["+47..."], "methods": ["UpsertRegistration"],
                                  "identity_down": true}: replaces the whole fault set (a missing key
                                  is off; no msisdns/methods: all); identity_down: every identity

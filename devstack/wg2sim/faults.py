@@ -10,7 +10,17 @@ from typing import Any, Literal
 from devstack.wg2sim.validation import FieldError, e164_problem
 
 MAX_LATENCY_MS = 60_000
-FAULT_KEYS = ("unavailable_rate", "stall_rate", "latency_ms", "msisdns", "methods", "identity_down")
+# gRPC makes at most 5 attempts of a call, whatever a retry policy asks for (gRFC A6).
+MAX_ATTEMPTS = 5
+FAULT_KEYS = (
+    "unavailable_rate",
+    "unavailable_attempts",
+    "stall_rate",
+    "latency_ms",
+    "msisdns",
+    "methods",
+    "identity_down",
+)
 METHODS = ("UpsertRegistration", "DeleteRegistration")
 
 FaultAction = Literal["unavailable", "stall"]
@@ -27,6 +37,9 @@ class FaultConfig:
     """Immutable; the emulator swaps the whole config when faults change."""
 
     unavailable_rate: float = 0.0
+    # The first N attempts of every call fail UNAVAILABLE, whatever the rates draw: a retry
+    # policy's work, counted exactly (an attempt's number is gRPC's grpc-previous-rpc-attempts + 1).
+    unavailable_attempts: int = 0
     stall_rate: float = 0.0
     latency_ms: tuple[int, int] = (0, 0)  # uniform range; (n, n) is a fixed latency
     msisdns: frozenset[str] = frozenset()  # empty: every number
@@ -49,6 +62,7 @@ class FaultConfig:
             raise FieldError("methods", f"expected a list of some of {', '.join(METHODS)}")
         return cls(
             unavailable_rate=parse_rate(data.get("unavailable_rate", 0.0), "unavailable_rate"),
+            unavailable_attempts=parse_attempts(data.get("unavailable_attempts", 0), "unavailable_attempts"),
             stall_rate=parse_rate(data.get("stall_rate", 0.0), "stall_rate"),
             latency_ms=parse_latency(data.get("latency_ms", 0), "latency_ms"),
             msisdns=parse_msisdns(msisdns, "msisdns"),
@@ -59,6 +73,7 @@ class FaultConfig:
     def to_json(self) -> dict[str, Any]:
         return {
             "unavailable_rate": self.unavailable_rate,
+            "unavailable_attempts": self.unavailable_attempts,
             "stall_rate": self.stall_rate,
             "latency_ms": list(self.latency_ms),
             "msisdns": sorted(self.msisdns),
@@ -67,23 +82,29 @@ class FaultConfig:
         }
 
     def applies_to(self, msisdn: str | None, method: str | None = None) -> bool:
-        injects = self.unavailable_rate > 0 or self.stall_rate > 0 or self.latency_ms[1] > 0
+        injects = (
+            self.unavailable_rate > 0
+            or self.unavailable_attempts > 0
+            or self.stall_rate > 0
+            or self.latency_ms[1] > 0
+        )
         return (
             injects
             and (not self.msisdns or msisdn in self.msisdns)
             and (not self.methods or method in self.methods)
         )
 
-    def draw(self, rng: random.Random) -> FaultDraw:
+    def draw(self, rng: random.Random, attempt: int = 1) -> FaultDraw:
         """One draw decides the action, so the rates are fractions of all calls.
 
+        An `attempt` within `unavailable_attempts` fails UNAVAILABLE without a draw. Otherwise
         UNAVAILABLE is drawn first; if both rates add up to more than 1, stall gets the rest.
         """
         low, high = self.latency_ms
         latency = (low if low == high else rng.uniform(low, high)) / 1000
         roll = rng.random()
         action: FaultAction | None = None
-        if roll < self.unavailable_rate:
+        if attempt <= self.unavailable_attempts or roll < self.unavailable_rate:
             action = "unavailable"
         elif roll < self.unavailable_rate + self.stall_rate:
             action = "stall"
@@ -105,6 +126,14 @@ def parse_rate(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise FieldError(field, "must be a number from 0 to 1 (a fraction of calls)")
     return float(value)
+
+
+def parse_attempts(value: Any, field: str) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ATTEMPTS:
+        raise FieldError(field, f"must be a whole number of attempts from 0 to {MAX_ATTEMPTS}")
+    return value
 
 
 def parse_latency(value: Any, field: str) -> tuple[int, int]:

@@ -119,7 +119,7 @@ class SipBreakoutServicer:
         msisdn = token.msisdn if token and token.msisdn else _phone_number(request)
         if not faults.applies_to(msisdn, method):
             return
-        draw = faults.draw(self._sim.rng)
+        draw = faults.draw(self._sim.rng, attempt=_attempt(context))
         call_ended = threading.Event()
         # Fires when the call ends (deadline passed, client cancelled, server stopping), so
         # sleeping workers wake up at once and never hold up a shutdown.
@@ -187,6 +187,14 @@ def _bearer_token(sim: Wg2Sim, context: grpc.ServicerContext) -> tuple[Token | N
     if token is None:
         return None, "unknown, expired or revoked access token"
     return token, ""
+
+
+def _attempt(context: grpc.ServicerContext) -> int:
+    """Which attempt of its call this is: gRPC sends `grpc-previous-rpc-attempts` on a retry."""
+    for key, value in context.invocation_metadata():
+        if key == "grpc-previous-rpc-attempts" and str(value).isdigit():
+            return int(value) + 1
+    return 1
 
 
 def _registration(request: Any) -> Any:

@@ -77,6 +77,10 @@ def test_a_body_that_is_not_json_is_refused(wg2sim: Wg2simProcess) -> None:
         ({"unavailable_rate": -0.1}, "unavailable_rate"),
         ({"unavailable_rate": "often"}, "unavailable_rate"),
         ({"unavailable_rate": True}, "unavailable_rate"),
+        ({"unavailable_attempts": 6}, "unavailable_attempts"),
+        ({"unavailable_attempts": -1}, "unavailable_attempts"),
+        ({"unavailable_attempts": 1.5}, "unavailable_attempts"),
+        ({"unavailable_attempts": True}, "unavailable_attempts"),
         ({"stall_rate": 2}, "stall_rate"),
         ({"latency_ms": [80, 20]}, "latency_ms"),
         ({"latency_ms": [1, 2, 3]}, "latency_ms"),
@@ -110,6 +114,7 @@ def test_a_fault_set_replaces_the_previous_one(wg2sim_faults: Wg2simProcess) -> 
     wg2sim_faults.set_faults(unavailable_rate=0.3, stall_rate=0.05)
     assert wg2sim_faults.set_faults(latency_ms=50) == {
         "unavailable_rate": 0.0,
+        "unavailable_attempts": 0,
         "stall_rate": 0.0,
         "latency_ms": [50, 50],
         "msisdns": [],

@@ -3,6 +3,7 @@ UNAVAILABLE, stalls past the caller's deadline; optionally only for chosen MSISD
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,20 @@ from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2_grpc as v1_grpc
 
 UPSERT = "/wgtwo.sipbreakout.v1.SipBreakoutService/UpsertRegistration"
 FORK_TO_PBX: dict[str, Any] = {"sip_uri": "sips:pbx.acme.example", "route_type": "ROUTE_TYPE_FORK"}
+RETRY_FOUR_TIMES = {
+    "methodConfig": [
+        {
+            "name": [{"service": "wgtwo.sipbreakout.v1.SipBreakoutService"}],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.01s",
+                "maxBackoff": "0.1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
 ChannelTo = Callable[[Wg2simProcess], grpc.Channel]
 Upsert = Callable[..., Any]
 
@@ -78,6 +93,32 @@ def test_faults_hit_about_the_given_fraction_of_calls(
     # Binomial(100, 0.5) leaves 20..80 with certainty for all practical purposes
     assert 20 <= failed <= 80
     assert codes.count(grpc.StatusCode.OK) == 100 - failed
+
+
+def test_the_first_attempts_of_every_call_fail_and_a_retry_after_them_is_served(
+    wg2sim_faults: Wg2simProcess, upsert: Upsert, new_msisdn: Callable[[], str]
+) -> None:
+    # Given the first 2 attempts of every call are to fail
+    wg2sim_faults.set_faults(unavailable_attempts=2)
+    # Then a call that is never retried fails, every time: each is its first attempt
+    assert [code_of(lambda: upsert(new_msisdn())) for _ in range(3)] == [grpc.StatusCode.UNAVAILABLE] * 3
+    # And a call retried by gRPC (grpc-previous-rpc-attempts on each retry) is served on its third
+    retrying = grpc.insecure_channel(
+        wg2sim_faults.grpc_target,
+        options=[("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(RETRY_FOUR_TIMES))],
+    )
+    msisdn = new_msisdn()
+    before = wg2sim_faults.stats()
+    with retrying:
+        response = v1_grpc.SipBreakoutServiceStub(retrying).UpsertRegistration(
+            v1.UpsertRegistrationRequest(registration=v1.Registration(**FORK_TO_PBX)),
+            metadata=[("authorization", f"Bearer {wg2sim_faults.mint_token(msisdn=msisdn)}")],
+            timeout=5,
+        )
+    after = wg2sim_faults.stats()
+    assert response.status_code == v1.STATUS_CODE_OK
+    assert count(after, "UNAVAILABLE") - count(before, "UNAVAILABLE") == 2
+    assert count(after, "OK") - count(before, "OK") == 1
 
 
 def test_a_stalled_call_ends_deadline_exceeded_while_others_are_served(
@@ -166,6 +207,7 @@ def test_clearing_faults_restores_service(
     wg2sim_faults.clear_faults()
     assert wg2sim_faults.faults() == {
         "unavailable_rate": 0.0,
+        "unavailable_attempts": 0,
         "stall_rate": 0.0,
         "latency_ms": [0, 0],
         "msisdns": [],
@@ -183,6 +225,7 @@ def test_fault_flags_apply_from_start_up(wg2_channel: ChannelTo, new_msisdn: Cal
         # Then they are in force, for that number only
         assert sim.faults() == {
             "unavailable_rate": 1.0,
+            "unavailable_attempts": 0,
             "stall_rate": 0.0,
             "latency_ms": [20, 80],
             "msisdns": [faulty],

@@ -28,8 +28,9 @@ SERVICE_CONFIG: dict[str, Any] = {
     "methodConfig": [
         {"name": [{"service": api.service} for api in APIS.values()], "retryPolicy": _RETRY_POLICY}
     ],
-    # During an outage, stop retrying once failures outweigh successes (per target, per process),
-    # so a fleet of warm functions does not multiply the load on a struggling core.
+    # During an outage, stop retrying once failures outweigh successes (counted per channel: one
+    # per warm function), so a fleet of warm functions does not multiply the load on a struggling
+    # core. tests/integration/test_core_client_faults.py checks the counting against gRFC A6.
     "retryThrottling": {"maxTokens": 50, "tokenRatio": 0.5},
 }
 
