@@ -256,10 +256,12 @@ def build_rig(
     auth_mode: AuthMode = AuthMode.USER,
     core_deadline_seconds: float = 2.0,
     max_tries: int = 8,
+    core_endpoint: str | None = None,
     **property_overrides: dict[str, Any],
 ) -> Rig:
     """A fresh stack (own tables and queues) and a worker wired to it as
-    `sipreg.wiring.registration_worker` wires one."""
+    `sipreg.wiring.registration_worker` wires one; its core is `sim`'s unless `core_endpoint`
+    names another (plaintext gRPC), the identity server always `sim`'s."""
     resources = provision(endpoint, **property_overrides)
     rig_clients = Clients(endpoint, REGION)
 
@@ -278,7 +280,7 @@ def build_rig(
         identity=identity,
         service_scope=SERVICE_SCOPES[ApiVersion.V0],
     )
-    settings = {"endpoint": sim.grpc_target, "plaintext": True, "auth_mode": auth_mode}
+    settings = {"endpoint": core_endpoint or sim.grpc_target, "plaintext": True, "auth_mode": auth_mode}
     settings["deadline_seconds"] = core_deadline_seconds
     core = GrpcCoreClient.from_settings(CoreSettings.model_validate(settings, by_name=True))
     journal = DynamoJournal(ref("RegistrationsTable"), ref("EventLogTable"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -16,10 +16,20 @@ from google.protobuf.duration_pb2 import Duration
 
 from sipreg.config import AuthMode, CoreSettings
 from sipreg.core.client import GrpcCoreClient
-from sipreg.core.port import Applied, CoreCall, Deleted, Operation, Rejected, Transient, Unauthenticated
+from sipreg.core.port import (
+    Applied,
+    CoreCall,
+    Deleted,
+    Operation,
+    PermissionDenied,
+    Rejected,
+    Transient,
+    Unauthenticated,
+)
 from sipreg.models import ApiVersion, Registration, RouteType
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as v1
+from sipreg.text import PEER_TEXT_LIMIT
 from sipreg.wiring.parts import core_client
 
 TOKEN = "tok-5ecret.value"
@@ -192,12 +202,44 @@ def test_the_token_never_reaches_an_outcome_or_a_log_line(caplog) -> None:
 
     outcome = core.upsert(FORK, TOKEN)
 
-    assert outcome == Unauthenticated(detail="unknown token [token]")
+    assert outcome == Unauthenticated(detail="unknown token [redacted]")
     assert TOKEN not in repr(CoreCall(Operation.UPSERT, FORK, TOKEN))
     assert caplog.records
     assert all(
         TOKEN not in record.getMessage() and TOKEN not in str(record.__dict__) for record in caplog.records
     )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        v1.UpsertRegistrationResponse(
+            status_code="STATUS_CODE_NOT_ACCEPTABLE", error_message="no " * 100_000
+        ),
+        v1.UpsertRegistrationResponse(status_code=cast(Any, 7), error_message="no " * 100_000),
+        FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "no " * 100_000),
+        FakeRpcError(grpc.StatusCode.UNAVAILABLE, "no " * 100_000),
+        FakeRpcError(grpc.StatusCode.PERMISSION_DENIED, "no " * 100_000),
+    ],
+    ids=["not acceptable", "unknown status code", "invalid argument", "unavailable", "permission denied"],
+)
+def test_the_cores_text_is_kept_to_a_thousand_characters(answer) -> None:
+    # Given a core answering with 300 KB of text (a DynamoDB item holds 400 KB, a PutEvents 256 KB)
+    core, _ = client(answer)
+    outcome = core.upsert(FORK, TOKEN)
+    # Then the outcome keeps its first lines, marked as clipped
+    assert isinstance(outcome, Rejected | Transient | PermissionDenied)
+    text = outcome.message if isinstance(outcome, Rejected) else outcome.detail
+    assert len(text) == PEER_TEXT_LIMIT and text.endswith(("no …", "no…"))
+
+
+def test_a_token_echoed_where_the_text_is_clipped_is_redacted_whole() -> None:
+    # Given an echo of the token that the clip at 1000 characters would cut in two
+    core, _ = client(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "x" * (PEER_TEXT_LIMIT - 8) + TOKEN))
+    outcome = core.upsert(FORK, TOKEN)
+    assert isinstance(outcome, Transient)
+    # Then no part of the token is left: it was redacted before the clip
+    assert TOKEN[:7] not in outcome.detail and outcome.detail.endswith("x[redact…")
 
 
 def test_each_call_logs_one_line_with_method_masked_number_outcome_and_time(caplog) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from sipreg.events import to_json
 from sipreg.store.event_log import EventKind, kind_of
 from sipreg.store.registrations import RegistrationStatus
-from sipreg.worker.batch import REASON_LIMIT
+from sipreg.text import PEER_TEXT_LIMIT
 from tests.support.worker_events import MSISDN, SIP_URI, T0, delete, message, revoke, upsert
 from tests.support.worker_fakes import world
 
@@ -57,7 +57,7 @@ def test_a_body_padded_with_unknown_fields_is_recorded_invalid_and_holds_back_no
     # Then the padded one is recorded invalid with a bounded reason, and the good one applied
     assert report.failed == []
     [invalid] = [e for e in w.journal.entries if e.outcome == "invalid"]
-    assert len(invalid.reason or "") <= REASON_LIMIT
+    assert len(invalid.reason or "") <= PEER_TEXT_LIMIT
     assert w.journal.record(MSISDN, SIP_URI).status is RegistrationStatus.ACTIVE
 
 

@@ -28,6 +28,7 @@ from sipreg.core.port import (
 )
 from sipreg.core.requests import APIS, build_delete_request, build_upsert_request, unsupported_route_type
 from sipreg.models import ApiVersion, Registration, mask_msisdn
+from sipreg.text import kept
 
 logger = logging.getLogger(__name__)
 
@@ -84,19 +85,20 @@ def _answer(call: CoreCall, wait: Callable[[], Any]) -> CoreOutcome:
         return Transient(code=grpc.StatusCode.CANCELLED.name, detail="the call was cancelled")
     except grpc.RpcError as error:
         ended: grpc.Call = error  # type: ignore[assignment]  # a failed call's error is its Call
-        return _without_token(outcome_from_rpc_error(ended.code(), ended.details() or ""), call.token)
-    return _without_token(outcome_from_response(call.operation, response), call.token)
+        return _kept(outcome_from_rpc_error(ended.code(), ended.details() or ""), call.token)
+    return _kept(outcome_from_response(call.operation, response), call.token)
 
 
-def _without_token(outcome: CoreOutcome, token: str) -> CoreOutcome:
-    """Never let a server that echoes the token put it into an outcome (and from there, a log)."""
+def _kept(outcome: CoreOutcome, token: str) -> CoreOutcome:
+    """The core's text as sipreg keeps it (`sipreg.text.kept`): never the token, which a server may
+    echo into a log from there, and short enough for an item and a status event."""
     match outcome:
-        case Rejected(message=text) if token in text:
-            return Rejected(message=text.replace(token, "[token]"), by_core=outcome.by_core)
-        case Unauthenticated(detail=text) | PermissionDenied(detail=text) if token in text:
-            return type(outcome)(detail=text.replace(token, "[token]"))
-        case Transient(code=code, detail=text) if token in text:
-            return Transient(code=code, detail=text.replace(token, "[token]"))
+        case Rejected(message=text):
+            return Rejected(message=kept(text, secrets=[token]), by_core=outcome.by_core)
+        case Unauthenticated(detail=text) | PermissionDenied(detail=text):
+            return type(outcome)(detail=kept(text, secrets=[token]))
+        case Transient(code=code, detail=text):
+            return Transient(code=code, detail=kept(text, secrets=[token]))
     return outcome
 
 

@@ -26,14 +26,25 @@ from sipreg.oauth_client.port import (
     TokenResponse,
 )
 from sipreg.oauth_client.secret import SecretSource
+from sipreg.text import kept
 
 logger = logging.getLogger(__name__)
+
+# What a token request carries that must never be quoted back into a log (besides the secret).
+_SECRET_PARAMETERS = ("code", "code_verifier", "refresh_token")
 
 # What a token request carries besides its form (the headers of authlib's own clients).
 TOKEN_HEADERS: Mapping[str, str] = {
     "Accept": "application/json",
     "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
 }
+
+
+def _oauth_error(error: Any, description: Any, sent: Sequence[str | None]) -> IdentityServerRejectedError:
+    """The identity server's OAuth error (RFC 6749 §5.2) without what the request carried that is
+    secret (`sent`): a server may echo it, and the error's message goes into logs and items."""
+    kind = GrantRejectedError if error == "invalid_grant" else IdentityServerRejectedError
+    return kind(kept(error, secrets=sent), None if description is None else kept(description, secrets=sent))
 
 
 def _lifetime(expires_in: Any) -> float:
@@ -159,7 +170,7 @@ class OAuthClient:
             )
             if response.status != 401 or attempt > 0:
                 break  # a plain 401 from an endpoint with client auth: the secret, read once more
-        self._raise_for_status(response)
+        self._raise_for_status(response, sent=[token, self._secret(False)])
 
     # -- public endpoints ---------------------------------------------------------------------------
 
@@ -167,7 +178,8 @@ class OAuthClient:
         endpoint = self.metadata().userinfo_endpoint
         if endpoint is None:
             return {}
-        return self._json_object(self._get("userinfo", endpoint, {"Authorization": f"Bearer {access_token}"}))
+        answer = self._get("userinfo", endpoint, {"Authorization": f"Bearer {access_token}"})
+        return self._json_object(answer, sent=[access_token])
 
     def jwks(self) -> dict[str, Any]:
         return self._json_object(self._get("jwks", self.metadata().jwks_uri, {}))
@@ -196,9 +208,8 @@ class OAuthClient:
                 return token
             if error == "invalid_client" and attempt == 0:
                 continue
-            if error == "invalid_grant":
-                raise GrantRejectedError(error, token.get("error_description"))
-            raise IdentityServerRejectedError(str(error), token.get("error_description"))
+            sent = [self._secret(False), *(parameters.get(name) for name in _SECRET_PARAMETERS)]
+            raise _oauth_error(error, token.get("error_description"), sent)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _token_object(self, response: Answer) -> dict[str, Any]:
@@ -261,21 +272,23 @@ class OAuthClient:
             id_token=token.get("id_token") or None,
         )
 
-    def _raise_for_status(self, response: Answer) -> None:
+    @staticmethod
+    def _raise_for_status(response: Answer, sent: Sequence[str | None] = ()) -> None:
+        """`sent`: what the request carried that is secret."""
         if response.status < 400:
             return
         if response.status >= 500 or response.status == 429:
             raise IdentityServerUnavailableError(f"HTTP {response.status}")
         try:
             body = response.json()
-            error = str(body.get("error", f"http_{response.status}"))
+            error = body.get("error", f"http_{response.status}")
             description = body.get("error_description")
         except (ValueError, AttributeError):
             error, description = f"http_{response.status}", None
-        raise IdentityServerRejectedError(error, description)
+        raise _oauth_error(error, description, sent)
 
-    def _json_object(self, response: Answer) -> dict[str, Any]:
-        self._raise_for_status(response)
+    def _json_object(self, response: Answer, sent: Sequence[str] = ()) -> dict[str, Any]:
+        self._raise_for_status(response, sent)
         try:
             body = response.json()
         except ValueError:

@@ -7,11 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sipreg.text import kept
+
 # --- errors -------------------------------------------------------------------------------------
 
 
 class TokenError(Exception):
-    """Base of every token failure; messages never contain a token or secret."""
+    """Base of every token failure; messages never contain a token or secret, and are kept short
+    (`sipreg.text.kept`: they quote the identity server, and end up in items and logs)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(kept(message))
 
 
 class IdentityServerUnavailableError(TokenError):

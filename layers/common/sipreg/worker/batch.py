@@ -43,6 +43,7 @@ from sipreg.notify import StatusChange, StatusPublisher
 from sipreg.store.event_log import WAITING, EventKind, EventLogEntry, Outcome, kind_of
 from sipreg.store.registrations import RecordKey, RegistrationRecord
 from sipreg.telemetry import correlated, span
+from sipreg.text import kept
 from sipreg.worker.attempt import Delivery, EventResult, tries_key
 from sipreg.worker.journal import Journal
 from sipreg.worker.messages import QueuedMessage
@@ -52,9 +53,6 @@ from sipreg.worker.sqs import DeadLetters, Visibility
 logger = logging.getLogger(__name__)
 
 RAW_BODY_LIMIT = 4000  # characters of an unparseable body kept in the event log
-# Characters of why a body is not an event: one error per unknown field of a padded body would
-# outgrow DynamoDB's 400 KB item, and the item could never be written.
-REASON_LIMIT = 1000
 _TYPE_FIELD = re.compile(r'"type"\s*:\s*"([A-Za-z0-9._-]{1,64})"')
 _MSISDN_FIELD = re.compile(r'"msisdn"\s*:\s*"(\+[0-9]{8,15})"')
 WRONG_GROUP = (
@@ -329,8 +327,9 @@ class Worker:
         return self._record_dropped(message, Outcome.REJECTED, reason, event_type=event.type.value)
 
     def _invalid(self, message: QueuedMessage, reason: str) -> EventResult:
-        if len(reason) > REASON_LIMIT:
-            reason = reason[: REASON_LIMIT - 1] + "…"
+        # Clipped: one error per unknown field of a padded body would outgrow DynamoDB's 400 KB
+        # item, and the item could never be written.
+        reason = kept(reason)
         named = _TYPE_FIELD.search(message.body)
         return self._record_dropped(
             message, Outcome.INVALID, reason, event_type=named.group(1) if named else "unknown"
