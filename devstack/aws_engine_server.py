@@ -25,6 +25,11 @@ What it adds to ministack, so the local engine is as strict as AWS for sipreg:
 - SQS's ChangeMessageVisibility(Batch) is refused past 12 hours from the receive that put the
   message in flight, or past 43,200 s, as AWS refuses it ("Total VisibilityTimeout for the
   message is beyond the limit"); ministack set any value.
+- SQS's MessageGroupId and MessageDeduplicationId are 1 to 128 alphanumeric or punctuation
+  characters (SendMessage refused, a batch's entry failed), as SQS requires; ministack took any.
+- EventBridge's PutEvents is refused when its entries add up to more than 256 KB (as EventBridge
+  counts them), and an entry whose Detail is not a JSON object fails (`MalformedDetail`) while the
+  others are put, as EventBridge does; ministack put both.
 - `POST /_sipreg/execute-api/authorize`: what API Gateway does for a route with `AWS_IAM`
   authorization. The local function host sends the request it received (method, raw path, raw
   query, headers, body) and the route's ARN; the answer says whether the SigV4 signature is good
@@ -360,6 +365,90 @@ def _install_sqs_visibility_limit() -> None:
     sqs._HANDLERS["ChangeMessageVisibilityBatch"] = change_batch
 
 
+# A FIFO message's group and deduplication ids: 1 to 128 alphanumeric or punctuation characters.
+_SQS_MESSAGE_ID_PARAMETER = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
+
+
+def _install_sqs_message_id_rules() -> None:
+    from ministack.services import sqs  # noqa: PLC0415
+
+    plain_send = sqs._act_send_message
+
+    def send(data: dict[str, Any], qurl: str) -> Any:
+        for parameter in ("MessageGroupId", "MessageDeduplicationId"):
+            value = data.get(parameter)
+            if value is not None and not _SQS_MESSAGE_ID_PARAMETER.fullmatch(str(value)):
+                raise sqs._Err(
+                    "InvalidParameterValue",
+                    f"Value {value} for parameter {parameter} is invalid. Reason: {parameter} can "
+                    "only include alphanumeric and punctuation characters. 1 to 128 in length.",
+                )
+        return plain_send(data, qurl)
+
+    # SendMessageBatch sends each entry through the module's `_act_send_message`: its entries fail
+    # one by one, as SQS's do.
+    sqs._act_send_message = send
+    sqs._HANDLERS["SendMessage"] = send
+
+
+# The entries of one PutEvents request: 256 KB at most, counted as EventBridge counts them.
+MAX_PUT_EVENTS_BYTES = 262_144
+
+
+def _put_events_entry_bytes(entry: dict[str, Any]) -> int:
+    """EventBridge's size of an entry: 14 bytes for a Time, and the UTF-8 bytes of its Source,
+    DetailType, Detail and each of its Resources."""
+    resources = entry.get("Resources") or []
+    texts = [entry.get("Source"), entry.get("DetailType"), entry.get("Detail"), *resources]
+    return (14 if entry.get("Time") is not None else 0) + sum(
+        len(str(text).encode()) for text in texts if text is not None
+    )
+
+
+def _is_json_object(text: Any) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (TypeError, ValueError):
+        return False
+
+
+def _install_put_events_rules() -> None:
+    from ministack.core.responses import error_response_json, json_response  # noqa: PLC0415
+    from ministack.services import eventbridge  # noqa: PLC0415
+
+    plain_put = eventbridge._put_events
+
+    def put_events(data: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        entries = data.get("Entries") or []
+        if sum(_put_events_entry_bytes(entry) for entry in entries) > MAX_PUT_EVENTS_BYTES:
+            return error_response_json(
+                "ValidationException", "Total size of the entries in the request is over the limit.", 400
+            )
+        # An entry whose Detail is not a JSON object fails on its own; the others are put.
+        malformed = [
+            i for i, entry in enumerate(entries) if "Detail" in entry and not _is_json_object(entry["Detail"])
+        ]
+        if not malformed:
+            return plain_put(data, *args, **kwargs)
+        kept = [entry for i, entry in enumerate(entries) if i not in malformed]
+        put = (
+            json.loads(plain_put({**data, "Entries": kept}, *args, **kwargs)[2]) if kept else {"Entries": []}
+        )
+        results = iter(put.get("Entries", []))
+        answers = [
+            {"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}
+            if i in malformed
+            else next(results)
+            for i in range(len(entries))
+        ]
+        return json_response(
+            {"FailedEntryCount": sum("ErrorCode" in answer for answer in answers), "Entries": answers}
+        )
+
+    # handle_request looks `_put_events` up on the module at each request.
+    eventbridge._put_events = put_events
+
+
 # --- API Gateway's AWS_IAM route authorization, for the local function host ----------------------
 
 AUTHORIZE_PATH = "/_sipreg/execute-api/authorize"
@@ -506,6 +595,8 @@ def main() -> int:
     _install_iam_additions()
     _install_sqs_sender_id()
     _install_sqs_visibility_limit()
+    _install_sqs_message_id_rules()
+    _install_put_events_rules()
     config = Config()
     config.bind = [f"fd://{listener.fileno()}"]
     config.keep_alive_timeout = 75
