@@ -30,6 +30,7 @@ What it adds to ministack, so the local engine is as strict as AWS for sipreg:
 - EventBridge's PutEvents is refused when its entries add up to more than 256 KB (as EventBridge
   counts them), and an entry whose Detail is not a JSON object fails (`MalformedDetail`) while the
   others are put, as EventBridge does; ministack put both.
+- KMS Encrypt refuses more than 4,096 bytes of plaintext, as KMS does; ministack took any size.
 - `POST /_sipreg/execute-api/authorize`: what API Gateway does for a route with `AWS_IAM`
   authorization. The local function host sends the request it received (method, raw path, raw
   query, headers, body) and the route's ARN; the answer says whether the SigV4 signature is good
@@ -449,6 +450,35 @@ def _install_put_events_rules() -> None:
     eventbridge._put_events = put_events
 
 
+# KMS Encrypt takes 1 to 4,096 bytes of plaintext: more needs envelope encryption (or parts).
+MAX_KMS_PLAINTEXT_BYTES = 4096
+
+
+def _install_kms_plaintext_limit() -> None:
+    from ministack.core.responses import error_response_json  # noqa: PLC0415
+    from ministack.services import kms  # noqa: PLC0415
+
+    plain_encrypt = kms._encrypt
+
+    def encrypt(data: dict[str, Any]) -> Any:
+        plaintext = data.get("Plaintext", "")
+        try:
+            size = len(base64.b64decode(plaintext, validate=True)) if isinstance(plaintext, str) else 0
+        except ValueError:
+            size = 0  # ministack answers what is not base64
+        if size > MAX_KMS_PLAINTEXT_BYTES:
+            return error_response_json(
+                "ValidationException",
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: "
+                f"Member must have length less than or equal to {MAX_KMS_PLAINTEXT_BYTES}",
+                400,
+            )
+        return plain_encrypt(data)
+
+    # handle_request looks `_encrypt` up on the module at each request.
+    kms._encrypt = encrypt
+
+
 # --- API Gateway's AWS_IAM route authorization, for the local function host ----------------------
 
 AUTHORIZE_PATH = "/_sipreg/execute-api/authorize"
@@ -597,6 +627,7 @@ def main() -> int:
     _install_sqs_visibility_limit()
     _install_sqs_message_id_rules()
     _install_put_events_rules()
+    _install_kms_plaintext_limit()
     config = Config()
     config.bind = [f"fd://{listener.fileno()}"]
     config.keep_alive_timeout = 75

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from devstack import TEMPLATE
 from devstack.host import LocalHost
 from devstack.host.template import load_template
+from sipreg.cipher import KmsCipher
 from sipreg.queue import deduplication_id
 from sipreg.store.event_log import EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
@@ -231,6 +232,19 @@ def test_a_function_is_refused_what_its_policies_do_not_name(host: LocalHost) ->
             SecretId=webhook
         )
     )
+
+
+def test_a_token_longer_than_kms_takes_is_stored_and_read_in_parts_under_the_same_permissions(
+    host: LocalHost,
+) -> None:
+    # Given a JWT access token of 10 KB, more than one KMS Encrypt takes
+    key, token = host.resources["DataKey"]["Arn"], "eyJ" + "a" * 10_000
+    # When the consent callback's role stores it, then the worker's reads it back whole
+    sealed = KmsCipher(key, client=as_role(host, "OAuthCallbackFunction", "kms")).encrypt(
+        token, msisdn="+4791000001"
+    )
+    worker = KmsCipher(key, client=as_role(host, "RegistrationWorkerFunction", "kms"))
+    assert worker.decrypt(sealed, msisdn="+4791000001") == token
 
 
 def test_only_the_functions_that_use_a_token_may_decrypt_one(host: LocalHost) -> None:

@@ -21,6 +21,7 @@ from sipreg.oauth_client import (
     IdentityServerUnavailableError,
     OAuthClient,
 )
+from sipreg.oauth_client.client import MAX_TOKEN_BYTES
 
 BASE = "https://login.example.net/tenant"
 DOC = {
@@ -243,6 +244,48 @@ def test_a_token_answer_whose_lifetime_is_not_a_number_of_seconds_is_refused(exp
     oauth = OAuthClient(BASE, client_id="sipreg", client_secret=lambda force: "s3cret", http=FakeHttp(token))
     with pytest.raises(IdentityServerUnavailableError, match="expires_in"):
         oauth.client_credentials(["x"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("access_token", "a" * (MAX_TOKEN_BYTES + 1)),
+        ("refresh_token", "r" * (MAX_TOKEN_BYTES + 1)),
+        ("refresh_token", "é" * (MAX_TOKEN_BYTES // 2 + 1)),  # counted in bytes, as KMS counts
+        ("refresh_token", 12345),
+        ("refresh_token", {"token": "rt"}),
+        ("id_token", ["a", "b"]),
+    ],
+)
+def test_a_token_answer_with_a_token_sipreg_cannot_keep_is_refused_naming_it(field: str, value: Any) -> None:
+    provider = Provider()
+
+    def token(request: Request) -> Answer:
+        if request.path.endswith("/token"):
+            return answer(200, {"access_token": "at-1", "expires_in": 60, field: value})
+        return provider.answer(request)
+
+    oauth = OAuthClient(BASE, client_id="sipreg", client_secret=lambda force: "s3cret", http=FakeHttp(token))
+    with pytest.raises(IdentityServerRejectedError, match=field) as refused:
+        oauth.client_credentials(["x"])
+    assert refused.value.error == "invalid_token_response"
+
+
+def test_tokens_of_16_kb_are_kept() -> None:
+    provider = Provider()
+    longest = {"access_token": "a" * MAX_TOKEN_BYTES, "refresh_token": "r" * MAX_TOKEN_BYTES}
+
+    def token(request: Request) -> Answer:
+        if request.path.endswith("/token"):
+            return answer(200, {**longest, "expires_in": 60})
+        return provider.answer(request)
+
+    oauth = OAuthClient(BASE, client_id="sipreg", client_secret=lambda force: "s3cret", http=FakeHttp(token))
+    answered = oauth.client_credentials(["x"])
+    assert (answered.access_token, answered.refresh_token) == (
+        longest["access_token"],
+        longest["refresh_token"],
+    )
 
 
 @pytest.mark.parametrize(("expires_in", "lifetime"), [(60, 60.0), ("120", 120.0), (None, 3600.0)])

@@ -30,6 +30,9 @@ from sipreg.text import kept
 
 logger = logging.getLogger(__name__)
 
+# The longest access or refresh token sipreg keeps: 4 KMS encryptions (sipreg.cipher), and twice
+# what a core or an HTTP server takes in a header (gRPC's default metadata limit is 8 KB).
+MAX_TOKEN_BYTES = 16_384
 # What a token request carries that must never be quoted back into a log (besides the secret).
 _SECRET_PARAMETERS = ("code", "code_verifier", "refresh_token")
 
@@ -262,14 +265,23 @@ class OAuthClient:
         access_token = token.get("access_token")
         if not isinstance(access_token, str) or not access_token:
             raise IdentityServerUnavailableError("token: the answer has no access_token")
+        refresh_token, id_token = token.get("refresh_token") or None, token.get("id_token") or None
+        for name, value in (("access_token", access_token), ("refresh_token", refresh_token)):
+            if value is not None and (not isinstance(value, str) or len(value.encode()) > MAX_TOKEN_BYTES):
+                raise IdentityServerRejectedError(
+                    "invalid_token_response",
+                    f"the {name} is not a string of at most {MAX_TOKEN_BYTES:,} bytes",
+                )
+        if id_token is not None and not isinstance(id_token, str):
+            raise IdentityServerRejectedError("invalid_token_response", "the id_token is not a string")
         lifetime = _lifetime(token.get("expires_in"))
         scope = token.get("scope")
         return TokenResponse(
             access_token=access_token,
             expires_at=self._clock() + lifetime,
             scopes=tuple(scope.split()) if isinstance(scope, str) else requested,
-            refresh_token=token.get("refresh_token") or None,
-            id_token=token.get("id_token") or None,
+            refresh_token=refresh_token,
+            id_token=id_token,
         )
 
     @staticmethod
