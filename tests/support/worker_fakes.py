@@ -146,11 +146,14 @@ Script = Callable[[CoreCall], CoreOutcome]
 class FakeCore:
     """Answers each call with `script(call)` (default: applied with 3600 s / deleted)."""
 
-    def __init__(self, script: Script | None = None, latency: float = 0.0) -> None:
+    def __init__(self, script: Script | None = None, latency: float = 0.0, together: int = 0) -> None:
         self.script = script or default_answer
         self.latency = latency
         self.calls: list[CoreCall] = []
         self._lock = threading.Lock()
+        # `together` callers must be in `apply_many` at once before any is answered (or the
+        # rendezvous breaks after 5 s and each raises): concurrency proven without timing it.
+        self._rendezvous = threading.Barrier(together, timeout=5) if together else None
 
     @property
     def api_version(self) -> ApiVersion:
@@ -163,6 +166,8 @@ class FakeCore:
         return self.apply_many([CoreCall(Operation.DELETE, registration, token)])[0]
 
     def apply_many(self, calls: Sequence[CoreCall]) -> list[CoreOutcome]:
+        if self._rendezvous:
+            self._rendezvous.wait()
         if self.latency:
             time.sleep(self.latency)  # all calls at once: one round trip
         with self._lock:
@@ -270,11 +275,12 @@ def world(
     script: Script | None = None,
     *,
     latency: float = 0.0,
+    together: int = 0,
     auth_mode: AuthMode = AuthMode.USER,
     concurrency: int = 10,
     max_tries: int = 8,
 ) -> World:
-    journal, core, tokens = FakeJournal(), FakeCore(script, latency), FakeTokens()
+    journal, core, tokens = FakeJournal(), FakeCore(script, latency, together), FakeTokens()
     visibility, publisher, clock = FakeVisibility(), FakePublisher(), Clock()
     dead_letters = FakeDeadLetters()
     applier = EventApplier(
