@@ -3,6 +3,8 @@ ones whose signature, issuer, audience, expiry and nonce check out, and follows 
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -127,6 +129,20 @@ def test_a_token_signed_by_another_key_with_a_known_kid_is_refused() -> None:
     impostor = rsa("k1")
     with pytest.raises(IdTokenError):
         verifier(Jwks(KEY_1)).verify(id_token(key=impostor), nonce="n1")
+
+
+def b64_json(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{"alg": "RS256", "kid": "k1", "crit": 123}, {"alg": 123}, {"alg": "RS256", "kid": ["k1"]}, ["RS256"]],
+)
+def test_a_token_whose_header_is_malformed_is_refused(header: Any) -> None:
+    token = f"{b64_json(header)}.{b64_json({'sub': 's1'})}.AAAA"
+    with pytest.raises(IdTokenError):
+        verifier(Jwks(KEY_1)).verify(token, nonce="n1")
 
 
 def test_an_hmac_token_is_refused_even_when_keyed_with_public_material() -> None:

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from sipreg.core.answers import outcome_from_rpc_error, outcome_from_status
+from sipreg.core.answers import MAX_TTL_SECONDS, outcome_from_rpc_error, outcome_from_status
 from sipreg.core.port import (
     Applied,
     Deleted,
@@ -55,6 +55,20 @@ def test_ok_upsert_is_applied_with_the_ttl_the_core_returned() -> None:
 
 def test_ok_upsert_without_ttl_says_it_does_not_know() -> None:
     assert outcome_from_status(Operation.UPSERT, 1, "", None) == Applied(ttl_seconds=None)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "seconds"),
+    [
+        (Duration(seconds=315_576_000_000), MAX_TTL_SECONDS),  # a Duration's maximum: 10,000 years
+        (Duration(seconds=172_800), MAX_TTL_SECONDS),
+        (Duration(seconds=90, nanos=500_000_000), 90.5),
+        (Duration(seconds=0), None),
+        (Duration(seconds=-60), None),
+    ],
+)
+def test_a_ttl_is_taken_up_to_a_day_and_one_of_no_time_as_none(ttl: Duration, seconds: float | None) -> None:
+    assert outcome_from_status(Operation.UPSERT, 1, "", ttl) == Applied(ttl_seconds=seconds)
 
 
 def test_ok_delete_is_deleted() -> None:

@@ -21,7 +21,7 @@ from sipreg.oauth_client import (
     IdentityServerUnavailableError,
     OAuthClient,
 )
-from sipreg.oauth_client.client import MAX_TOKEN_BYTES
+from sipreg.oauth_client.client import MAX_TOKEN_BYTES, MAX_TOKEN_LIFETIME_SECONDS
 
 BASE = "https://login.example.net/tenant"
 DOC = {
@@ -251,7 +251,9 @@ def test_a_token_answer_whose_lifetime_is_not_a_number_of_seconds_is_refused(exp
     [
         ("access_token", "a" * (MAX_TOKEN_BYTES + 1)),
         ("refresh_token", "r" * (MAX_TOKEN_BYTES + 1)),
-        ("refresh_token", "é" * (MAX_TOKEN_BYTES // 2 + 1)),  # counted in bytes, as KMS counts
+        ("refresh_token", "é"),  # a token is visible ASCII (RFC 6749 Appendix A)
+        ("refresh_token", "\ud800"),  # JSON's lone surrogate: no UTF-8 at all
+        ("access_token", "at\n1"),
         ("refresh_token", 12345),
         ("refresh_token", {"token": "rt"}),
         ("id_token", ["a", "b"]),
@@ -288,7 +290,16 @@ def test_tokens_of_16_kb_are_kept() -> None:
     )
 
 
-@pytest.mark.parametrize(("expires_in", "lifetime"), [(60, 60.0), ("120", 120.0), (None, 3600.0)])
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [
+        (60, 60.0),
+        ("120", 120.0),
+        (None, 3600.0),
+        (9_223_372_036_854_775_807, MAX_TOKEN_LIFETIME_SECONDS),  # "never", as some servers say it
+        (1e300, MAX_TOKEN_LIFETIME_SECONDS),
+    ],
+)
 def test_a_token_lives_as_long_as_its_answer_says_or_an_hour(expires_in: Any, lifetime: float) -> None:
     provider = Provider()
 

@@ -93,6 +93,16 @@ def test_folded_headers_are_joined_and_garbage_is_refused() -> None:
         ResponseReader().feed(b"x" * 70000)
 
 
+@pytest.mark.parametrize("length", ["-99999", "-5", "+4", "4x", "٤", ""])
+def test_a_content_length_that_is_not_digits_is_refused_not_looped_on(length: str) -> None:
+    head = f"SIP/2.0 200 OK\r\nContent-Length: {length}\r\n\r\n".encode()
+    if not length:  # an empty value means no body
+        assert [r.status_code for r in ResponseReader().feed(head)] == [200]
+        return
+    with pytest.raises(ValueError, match="Content-Length"):
+        ResponseReader().feed(head + b"abcd")
+
+
 def test_probe_all_needs_a_positive_concurrency_and_reports_a_bad_uri_as_down() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         probe_all(["sips:a.example"], concurrency=0)

@@ -121,7 +121,12 @@ class ResponseReader:
                 return found
             head = self._buffer[:end].decode("utf-8", errors="replace")
             response = parse_response_head(head)
-            length = int(response.headers.get("content-length", "0") or "0")
+            length_text = response.headers.get("content-length", "0") or "0"
+            # 1*DIGIT (RFC 3261 §20.14): a negative length would cut nothing, and the same
+            # response would be read again and again.
+            if not (length_text.isascii() and length_text.isdigit()):
+                raise ValueError(f"bad Content-Length {length_text[:20]!r}")
+            length = int(length_text)
             if len(self._buffer) < end + 4 + length:
                 return found
             self._buffer = self._buffer[end + 4 + length :]

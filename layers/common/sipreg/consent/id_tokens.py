@@ -81,7 +81,9 @@ class IdTokenVerifier:
             ).validate(claims)
         except IdTokenError:
             raise
-        except (JoseError, ValueError) as error:
+        # joserfc reads some malformed headers (a `crit` that is no list) into a TypeError or
+        # the like before it checks the signature: each is a token refused, never a crash.
+        except (JoseError, ValueError, TypeError, KeyError, AttributeError) as error:
             raise IdTokenError(f"ID token rejected: {type(error).__name__}") from None
         self._check_authorized_party(claims)
         return claims

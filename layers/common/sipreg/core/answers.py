@@ -36,11 +36,25 @@ def outcome_from_status(
     if status_code == sipbreakout_v1.STATUS_CODE_OK:
         if operation is Operation.DELETE:
             return Deleted()
-        return Applied(ttl_seconds=ttl.ToTimedelta().total_seconds() if ttl is not None else None)
+        return Applied(ttl_seconds=_ttl_seconds(ttl))
     if status_code == sipbreakout_v1.STATUS_CODE_NOT_ACCEPTABLE:
         return Rejected(message=error_message or "not acceptable (the core gave no reason)")
     name = sipbreakout_v1.StatusCode.Name(status_code) if status_code == 0 else f"STATUS_CODE_{status_code}"
     return Transient(code=name, detail=error_message or "the core answered without a usable status code")
+
+
+# The longest time to live sipreg takes from the core: a registration is upserted again at least
+# daily, whatever the core says (WG2's is 3,600 s), and a Duration's maximum (10,000 years) would
+# overflow every datetime it meets.
+MAX_TTL_SECONDS = 86_400.0
+
+
+def _ttl_seconds(ttl: Duration | None) -> float | None:
+    """The core's time to live in seconds: None when it gave none or one of no time at all."""
+    if ttl is None:
+        return None
+    seconds = ttl.seconds + ttl.nanos / 1e9
+    return min(seconds, MAX_TTL_SECONDS) if seconds > 0 else None
 
 
 def outcome_from_rpc_error(code: grpc.StatusCode, details: str) -> CoreOutcome:

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 # The longest access or refresh token sipreg keeps: 4 KMS encryptions (sipreg.cipher), and twice
 # what a core or an HTTP server takes in a header (gRPC's default metadata limit is 8 KB).
 MAX_TOKEN_BYTES = 16_384
+MAX_TOKEN_LIFETIME_SECONDS = 366 * 86_400
 # What a token request carries that must never be quoted back into a log (besides the secret).
 _SECRET_PARAMETERS = ("code", "code_verifier", "refresh_token")
 
@@ -41,6 +42,13 @@ TOKEN_HEADERS: Mapping[str, str] = {
     "Accept": "application/json",
     "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
 }
+
+
+def _is_token_text(value: Any) -> bool:
+    """RFC 6749 Appendix A: a token is 1*VSCHAR (%x20-7E); sipreg keeps up to MAX_TOKEN_BYTES."""
+    return (
+        isinstance(value, str) and value.isascii() and value.isprintable() and len(value) <= MAX_TOKEN_BYTES
+    )
 
 
 def _oauth_error(error: Any, description: Any, sent: Sequence[str | None]) -> IdentityServerRejectedError:
@@ -61,7 +69,9 @@ def _lifetime(expires_in: Any) -> float:
         seconds = math.nan
     if not math.isfinite(seconds) or seconds < 0:
         raise IdentityServerUnavailableError("token: expires_in is not a number of seconds")
-    return seconds
+    # A "never" such as 2**63 - 1 would overflow a datetime (the status API) and DynamoDB's
+    # numbers: a longer lifetime is taken as a year, and the token renewed then.
+    return min(seconds, MAX_TOKEN_LIFETIME_SECONDS)
 
 
 class OAuthClient:
@@ -267,10 +277,10 @@ class OAuthClient:
             raise IdentityServerUnavailableError("token: the answer has no access_token")
         refresh_token, id_token = token.get("refresh_token") or None, token.get("id_token") or None
         for name, value in (("access_token", access_token), ("refresh_token", refresh_token)):
-            if value is not None and (not isinstance(value, str) or len(value.encode()) > MAX_TOKEN_BYTES):
+            if value is not None and not _is_token_text(value):
                 raise IdentityServerRejectedError(
                     "invalid_token_response",
-                    f"the {name} is not a string of at most {MAX_TOKEN_BYTES:,} bytes",
+                    f"the {name} is not {MAX_TOKEN_BYTES:,} or fewer visible ASCII characters",
                 )
         if id_token is not None and not isinstance(id_token, str):
             raise IdentityServerRejectedError("invalid_token_response", "the id_token is not a string")
