@@ -23,12 +23,15 @@ from sipreg.wiring import endpoint_health as wiring
 def lambda_handler(
     event: dict[str, Any], context: LambdaContext, health_check: HealthCheck | None = None
 ) -> dict[str, Any]:
-    report = (health_check or wiring.from_env()).run()
+    report = (health_check or wiring.from_env()).run(
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000
+    )
     metrics.add_metric(name="EndpointsProbed", unit=MetricUnit.Count, value=report.endpoints)
     metrics.add_metric(name="EndpointsDown", unit=MetricUnit.Count, value=report.down)
     metrics.add_metric(name="EndpointHealthChanges", unit=MetricUnit.Count, value=report.changed)
     metrics.add_metric(name="RegistrationsSuspended", unit=MetricUnit.Count, value=report.suspends)
     metrics.add_metric(name="RegistrationsResumed", unit=MetricUnit.Count, value=report.resumes)
+    metrics.add_metric(name="EndpointsNotProbed", unit=MetricUnit.Count, value=report.not_probed)
     return report.as_dict()
 
 

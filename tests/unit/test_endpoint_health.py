@@ -87,6 +87,7 @@ def check(
     action: DownAction = DownAction.ALARM,
     queue: Queue | None = None,
     max_events: int = 5000,
+    wave_size: int = 8,
 ) -> tuple[HealthCheck, Records, Queue, Publisher, Clock]:
     records, publisher, clock = Records(), Publisher(), Clock()
     queue = queue or Queue()
@@ -98,6 +99,8 @@ def check(
         publisher,
         action=action,
         max_events=max_events,
+        wave_size=wave_size,
+        wave_seconds=10.0,
         clock=clock,
     )
     return health, records, queue, publisher, clock
@@ -229,3 +232,41 @@ def test_an_unknown_down_action_is_refused_naming_the_variable() -> None:
                 "ENDPOINT_DOWN_ACTION": "ignore",
             }
         )
+
+
+class SlowProber(Prober):
+    """Each call takes the 5 s of a probe timeout on the invocation's clock (`spent`)."""
+
+    def __init__(self, up: dict[str, bool | list[bool]]) -> None:
+        super().__init__(up)
+        self.spent = 0.0
+
+    def __call__(self, uris: Sequence[str]) -> Mapping[str, ProbeResult]:
+        self.spent += 5.0
+        return super().__call__(uris)
+
+
+def test_a_run_probes_what_its_time_holds_and_the_next_starts_with_the_rest() -> None:
+    # Given 48 endpoints that never answer, 8 probed at once, a wave taking up to 10 s, and 60 s
+    silent = [f"sips:pbx{n:02d}.acme.example" for n in range(48)]
+    prober = SlowProber(dict.fromkeys(silent, False))
+    health, records, _, publisher, clock = check({uri: [] for uri in silent}, prober)
+    # When the run goes while a wave and its finish still fit in what is left
+    report = health.run(remaining_seconds=lambda: 60.0 - prober.spent)
+    # Then five waves are probed and recorded down (published), the sixth is left for the next run
+    assert (report.endpoints, report.down, report.not_probed) == (40, 40, 8)
+    assert prober.spent == 50.0 and sorted(records.saved) == sorted(silent[:40])
+    assert len(publisher.changes) == 40
+    # And the next run starts with those it did not reach, then the ones checked longest ago
+    prober.spent, prober.probes, clock.now = 0.0, [], T0 + timedelta(minutes=1)
+    assert health.run(remaining_seconds=lambda: 60.0 - prober.spent).not_probed == 8
+    assert prober.probes[:16] == silent[40:48] * 2  # a probe and its retry, in one wave
+    assert sorted(records.saved) == sorted(silent)
+
+
+def test_a_run_without_a_clock_probes_everything() -> None:
+    uris = [f"sips:pbx{n:02d}.acme.example" for n in range(20)]
+    prober = Prober(dict.fromkeys(uris, True))
+    health, records, *_ = check({uri: [] for uri in uris}, prober, wave_size=3)
+    assert health.run().endpoints == 20 and sorted(prober.probes) == sorted(uris)
+    assert len(records.saved) == 20

@@ -6,8 +6,10 @@ Each run lists the distinct endpoints in use (the `ByEndpoint` index of the Regi
 table), sends each one SIP OPTIONS over TLS (`sipreg.sip.probe_all`: bounded concurrency and
 timeout; an endpoint that fails is probed once more before it counts as down, so one lost
 packet is not an outage), and records up/down with the time and the reason in the Endpoints
-table. A change is published on the status bus (`EndpointHealthChanged`) and counted; the
-`EndpointsDown` metric feeds an alarm.
+table. It probes in waves, those checked longest ago first, as long as the invocation's time
+holds another wave: what a run does not reach, the next one starts with. A change is
+published on the status bus (`EndpointHealthChanged`) and counted; the `EndpointsDown` metric
+feeds an alarm.
 
 With `ENDPOINT_DOWN_ACTION=suspend`, a down endpoint's registrations get `registration.suspend`
 events through the events queue (so each number's order holds): the worker takes LOOP and FORK
@@ -23,8 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -40,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "sipreg-health"
 DEFAULT_MAX_EVENTS = 5000  # suspend/resume events per run; the next run continues
+# What a run keeps for its end after the last wave: the status events, the report, the metrics.
+FINISH_SECONDS = 5.0
+_NEVER = datetime.min.replace(tzinfo=UTC)  # an endpoint never checked comes first
 
 
 class EndpointDirectory(Protocol):
@@ -69,6 +75,7 @@ class HealthReport:
     suspends: int  # registration.suspend events queued
     resumes: int  # registration.resume events queued
     not_accepted: int  # events the queue did not take: the next run sends them again
+    not_probed: int = 0  # endpoints this run had no time for: the next run starts with them
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +85,20 @@ class HealthReport:
             "suspends": self.suspends,
             "resumes": self.resumes,
             "not_accepted": self.not_accepted,
+            "not_probed": self.not_probed,
         }
+
+
+@dataclass
+class _Tally:
+    """What one run has done so far."""
+
+    budget: int  # suspend/resume events it may still send
+    down: int = 0
+    suspends: int = 0
+    resumes: int = 0
+    not_accepted: int = 0
+    changes: list[EndpointChange] = field(default_factory=list)
 
 
 def control_event_id(kind: str, sip_uri: str, down_since: datetime, msisdn: str) -> str:
@@ -102,8 +122,12 @@ class HealthCheck:
         *,
         action: DownAction = DownAction.ALARM,
         max_events: int = DEFAULT_MAX_EVENTS,
+        wave_size: int = 8,
+        wave_seconds: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`wave_size`: endpoints probed at once (the prober's concurrency); `wave_seconds`: the
+        longest a wave takes (a probe and its retry, each up to the probe timeout)."""
         self._directory = directory
         self._records = records
         self._prober = prober
@@ -111,60 +135,87 @@ class HealthCheck:
         self._publisher = publisher
         self._action = action
         self._max_events = max_events
+        self._wave_size = wave_size
+        self._wave_seconds = wave_seconds
         self._clock = clock
 
-    def run(self) -> HealthReport:
+    def run(self, remaining_seconds: Callable[[], float] = lambda: math.inf) -> HealthReport:
+        """Probes the endpoints in waves of `wave_size`, those checked longest ago first, while
+        `remaining_seconds()` (the invocation's time left) holds another wave and the finish:
+        an endpoint not reached keeps its record, and the next run starts with it."""
         now = self._clock()
         uris = self._directory.endpoints_in_use()
-        results = self._probe(uris)
         known = self._records.get_many(uris)
-        changes: list[EndpointChange] = []
-        budget = self._max_events
-        suspends = resumes = not_accepted = down = 0
-        for uri in uris:
-            result, before = results[uri], known.get(uri)
-            changed = before is None or before.up != result.up
-            since = now if changed or before is None else before.since
-            health = EndpointHealth(
-                sip_uri=uri,
-                up=result.up,
-                since=since,
-                checked_at=now,
-                reason=_printable(result.reason),
-                status_code=result.status_code,
-            )
-            complete = True
-            if not result.up:
-                down += 1
-                if self._action is DownAction.SUSPEND:
-                    sent = self._send(uri, since, health.reason, budget, suspend=True)
-                    suspends, budget = suspends + sent.accepted, budget - sent.accepted
-                    not_accepted += sent.not_accepted
-            elif self._action is DownAction.SUSPEND and before is not None and not before.up:
-                sent = self._send(uri, before.since, health.reason, budget, suspend=False)
-                resumes, budget = resumes + sent.accepted, budget - sent.accepted
-                not_accepted += sent.not_accepted
-                complete = sent.complete
-            if not complete:  # still recorded as down: the next run sends the rest
-                logger.warning("endpoint %s answers again; not every resume was queued yet", uri)
-                continue
-            self._records.save(health)
-            if changed and (before is not None or not result.up):
-                changes.append(_change(health, self._action))
+        oldest_first = sorted(uris, key=lambda uri: known[uri].checked_at if uri in known else _NEVER)
+        tally, probed = _Tally(budget=self._max_events), 0
+        for start in range(0, len(oldest_first), self._wave_size):
+            if remaining_seconds() < self._wave_seconds + FINISH_SECONDS:
                 logger.warning(
-                    "endpoint %s is %s: %s",
-                    uri,
-                    "up" if result.up else "down",
-                    health.reason,
-                    extra={"sip_uri": uri, "up": result.up, "status_code": result.status_code},
+                    "health check: %d of %d endpoint(s) not probed in this run's time; the next run "
+                    "starts with them",
+                    len(uris) - probed,
+                    len(uris),
                 )
-        self._publisher.publish(changes)
-        report = HealthReport(len(uris), down, len(changes), suspends, resumes, not_accepted)
+                break
+            wave = oldest_first[start : start + self._wave_size]
+            results = self._probe(wave)
+            for uri in wave:
+                self._record(tally, uri, results[uri], known.get(uri), now)
+            probed += len(wave)
+        self._publisher.publish(tally.changes)
+        report = HealthReport(
+            probed,
+            tally.down,
+            len(tally.changes),
+            tally.suspends,
+            tally.resumes,
+            tally.not_accepted,
+            not_probed=len(uris) - probed,
+        )
         logger.info(
-            "health check: %d endpoint(s), %d down, %d changed", len(uris), down, len(changes),
+            "health check: %d endpoint(s), %d down, %d changed", probed, tally.down, len(tally.changes),
             extra=report.as_dict(),
         )  # fmt: skip
         return report
+
+    def _record(
+        self, tally: _Tally, uri: str, result: ProbeResult, before: EndpointHealth | None, now: datetime
+    ) -> None:
+        changed = before is None or before.up != result.up
+        since = now if changed or before is None else before.since
+        health = EndpointHealth(
+            sip_uri=uri,
+            up=result.up,
+            since=since,
+            checked_at=now,
+            reason=_printable(result.reason),
+            status_code=result.status_code,
+        )
+        complete = True
+        if not result.up:
+            tally.down += 1
+            if self._action is DownAction.SUSPEND:
+                sent = self._send(uri, since, health.reason, tally.budget, suspend=True)
+                tally.suspends, tally.budget = tally.suspends + sent.accepted, tally.budget - sent.accepted
+                tally.not_accepted += sent.not_accepted
+        elif self._action is DownAction.SUSPEND and before is not None and not before.up:
+            sent = self._send(uri, before.since, health.reason, tally.budget, suspend=False)
+            tally.resumes, tally.budget = tally.resumes + sent.accepted, tally.budget - sent.accepted
+            tally.not_accepted += sent.not_accepted
+            complete = sent.complete
+        if not complete:  # still recorded as down: the next run sends the rest
+            logger.warning("endpoint %s answers again; not every resume was queued yet", uri)
+            return
+        self._records.save(health)
+        if changed and (before is not None or not result.up):
+            tally.changes.append(_change(health, self._action))
+            logger.warning(
+                "endpoint %s is %s: %s",
+                uri,
+                "up" if result.up else "down",
+                health.reason,
+                extra={"sip_uri": uri, "up": result.up, "status_code": result.status_code},
+            )
 
     def _probe(self, uris: Sequence[str]) -> dict[str, ProbeResult]:
         results = dict(self._prober(uris))

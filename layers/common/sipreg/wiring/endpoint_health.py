@@ -37,6 +37,8 @@ def build(settings: HealthSettings) -> HealthCheck:
         publisher,
         action=settings.down_action,
         max_events=settings.max_events,
+        wave_size=settings.probe_concurrency,
+        wave_seconds=2 * settings.probe_timeout_seconds,  # a probe, and the retry of a failed one
     )
 
 
