@@ -394,6 +394,7 @@ def _install_sqs_message_id_rules() -> None:
 
 # The entries of one PutEvents request: 256 KB at most, counted as EventBridge counts them.
 MAX_PUT_EVENTS_BYTES = 262_144
+MAX_PUT_EVENTS_ENTRIES = 10
 
 
 def _put_events_entry_bytes(entry: dict[str, Any]) -> int:
@@ -429,7 +430,7 @@ def _install_put_events_rules() -> None:
         malformed = [
             i for i, entry in enumerate(entries) if "Detail" in entry and not _is_json_object(entry["Detail"])
         ]
-        if not malformed:
+        if not malformed or len(entries) > MAX_PUT_EVENTS_ENTRIES:  # ministack refuses more than 10
             return plain_put(data, *args, **kwargs)
         kept = [entry for i, entry in enumerate(entries) if i not in malformed]
         put = (

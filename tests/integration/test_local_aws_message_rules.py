@@ -110,6 +110,13 @@ def test_an_entry_whose_detail_is_not_a_json_object_fails_alone(bus: tuple[Any, 
     assert all("EventId" in answer["Entries"][i] for i in (0, 3))
 
 
+def test_more_than_ten_entries_are_refused_whole_even_with_a_malformed_one(bus: tuple[Any, str]) -> None:
+    events, name = bus
+    with pytest.raises(ClientError) as refused:
+        events.put_events(Entries=[entry(name, "{}")] * 10 + [entry(name, "not json")])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
 class RecordingEvents:
     """The events client, keeping each PutEvents answer."""
 

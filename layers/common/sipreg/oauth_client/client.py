@@ -183,7 +183,8 @@ class OAuthClient:
             )
             if response.status != 401 or attempt > 0:
                 break  # a plain 401 from an endpoint with client auth: the secret, read once more
-        self._raise_for_status(response, sent=[token, self._secret(False)])
+        if response.status >= 400:  # the secret is read again only to take it out of a refusal
+            self._raise_for_status(response, sent=[token, self._secret(False)])
 
     # -- public endpoints ---------------------------------------------------------------------------
 
