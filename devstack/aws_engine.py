@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Self
@@ -133,6 +134,17 @@ class LocalAws(Stoppable):
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
         """SIGTERM, then wait; killed if it does not stop in time. Returns the exit code."""
         return stop_and_close(self.process, timeout, self._log)
+
+
+def throttle_batch_get(endpoint: str, table: str, *, keys_per_call: int, calls: int) -> None:
+    """The engine's next `calls` BatchGetItem requests naming `table` read at most `keys_per_call`
+    of its keys and hand the rest back in UnprocessedKeys, as a throttled DynamoDB table does."""
+    body = json.dumps({"table": table, "keys_per_call": keys_per_call, "calls": calls}).encode()
+    request = urllib.request.Request(  # noqa: S310  # the local engine, on loopback
+        f"{endpoint}/_sipreg/dynamodb/throttle", data=body, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

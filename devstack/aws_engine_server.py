@@ -31,6 +31,12 @@ What it adds to ministack, so the local engine is as strict as AWS for sipreg:
   counts them), and an entry whose Detail is not a JSON object fails (`MalformedDetail`) while the
   others are put, as EventBridge does; ministack put both.
 - KMS Encrypt refuses more than 4,096 bytes of plaintext, as KMS does; ministack took any size.
+- DynamoDB's BatchGetItem answers at most 16 MB of items (as projected), and hands the rest
+  back in `UnprocessedKeys`, as DynamoDB does; ministack answered everything.
+- `POST /_sipreg/dynamodb/throttle` (`{"table": T, "keys_per_call": K, "calls": N}`): the next N
+  BatchGetItem requests naming T read at most K of its keys, the rest in `UnprocessedKeys` (none
+  read at all: ProvisionedThroughputExceededException), as a throttled table answers. ministack
+  has no throughput to exceed, so without this a caller's handling of throttling never runs.
 - `POST /_sipreg/execute-api/authorize`: what API Gateway does for a route with `AWS_IAM`
   authorization. The local function host sends the request it received (method, raw path, raw
   query, headers, body) and the route's ARN; the answer says whether the SigV4 signature is good
@@ -480,6 +486,90 @@ def _install_kms_plaintext_limit() -> None:
     kms._encrypt = encrypt
 
 
+# BatchGetItem answers at most 16 MB, the rest in UnprocessedKeys; so does a throttled table.
+MAX_BATCH_GET_RESPONSE_BYTES = 16 * 1024 * 1024
+THROTTLE_PATH = "/_sipreg/dynamodb/throttle"
+_throttle_lock = threading.Lock()
+_batch_get_throttles: dict[str, dict[str, int]] = {}  # table -> {"keys_per_call": K, "calls": N}
+
+
+def throttle_batch_get(request: dict[str, Any]) -> dict[str, Any]:
+    """`{"table": T, "keys_per_call": K, "calls": N}`: the next N BatchGetItem requests naming T
+    are served K of T's keys at most, the others handed back in UnprocessedKeys, as a throttled
+    table answers (`calls: 0` ends it)."""
+    table, keys_per_call, calls = request["table"], int(request["keys_per_call"]), int(request["calls"])
+    if not isinstance(table, str) or keys_per_call < 0 or calls < 0:
+        raise ValueError("table must be a name, keys_per_call and calls at least 0")
+    with _throttle_lock:
+        _batch_get_throttles[table] = {"keys_per_call": keys_per_call, "calls": calls}
+    return {"table": table, "keys_per_call": keys_per_call, "calls": calls}
+
+
+def _throttled_allowance(table: str) -> int | None:
+    """Keys the table serves in this request (None: as many as asked), counting the request."""
+    with _throttle_lock:
+        throttle = _batch_get_throttles.get(table)
+        if not throttle or throttle["calls"] <= 0:
+            return None
+        throttle["calls"] -= 1
+        return throttle["keys_per_call"]
+
+
+def _install_batch_get_limits() -> None:
+    from ministack.core.responses import error_response_json, json_response  # noqa: PLC0415
+    from ministack.services import dynamodb  # noqa: PLC0415
+
+    plain_batch_get = dynamodb._batch_get_item
+
+    def answered_bytes(table_name: str, config: dict[str, Any], key: dict[str, Any]) -> int:
+        """The size of the key's item as the answer holds it (projected, if asked)."""
+        table = dynamodb._tables.get(dynamodb._normalize_table_name(table_name))
+        pk, sk, error = dynamodb._resolve_table_key_values(table, key, allow_extra=False)
+        item = None if error else table["items"].get(pk, {}).get(sk)
+        if item and config.get("ProjectionExpression"):
+            item = dynamodb._project_item(
+                item, config["ProjectionExpression"], config.get("ExpressionAttributeNames", {})
+            )
+        elif item and config.get("AttributesToGet"):
+            item = {name: item[name] for name in config["AttributesToGet"] if name in item}
+        return dynamodb._item_size_bytes(item) if item else 0
+
+    def batch_get_item(data: dict[str, Any]) -> Any:
+        answer = plain_batch_get(data)
+        if answer[0] != 200:  # refused as a whole (too many keys, no such table, ...)
+            return answer
+        served: dict[str, Any] = {}
+        unprocessed: dict[str, Any] = {}
+        budget = MAX_BATCH_GET_RESPONSE_BYTES
+        for name, config in data["RequestItems"].items():
+            keys = config.get("Keys", [])
+            allowance = _throttled_allowance(name)
+            take = len(keys) if allowance is None else min(allowance, len(keys))
+            for index, key in enumerate(keys[:take]):
+                size = answered_bytes(name, config, key)
+                if size > budget:
+                    take = index
+                    break
+                budget -= size
+            if take:
+                served[name] = {**config, "Keys": keys[:take]}
+            if take < len(keys):
+                unprocessed[name] = {**config, "Keys": keys[take:]}
+        if not unprocessed:
+            return answer
+        if not served:  # nothing could be read: the request fails, as DynamoDB's does
+            return error_response_json(
+                "ProvisionedThroughputExceededException",
+                "Throughput exceeds the current capacity of your table or index.",
+                400,
+            )
+        partial = json.loads(plain_batch_get({**data, "RequestItems": served})[2])
+        return json_response({"Responses": partial["Responses"], "UnprocessedKeys": unprocessed})
+
+    # handle_request builds its table of handlers from the module's names at each request.
+    dynamodb._batch_get_item = batch_get_item
+
+
 # --- API Gateway's AWS_IAM route authorization, for the local function host ----------------------
 
 AUTHORIZE_PATH = "/_sipreg/execute-api/authorize"
@@ -566,9 +656,15 @@ def authorize_invoke(request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR091
     }
 
 
-def _with_authorizer(app: Any) -> Any:
+_CONTROLS = {AUTHORIZE_PATH: authorize_invoke, THROTTLE_PATH: throttle_batch_get}
+
+
+def _with_controls(app: Any) -> Any:
+    """sipreg's own paths (`_CONTROLS`: JSON in, JSON out) before ministack."""
+
     async def serve(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path") != AUTHORIZE_PATH:
+        control = _CONTROLS.get(scope.get("path", "")) if scope.get("type") == "http" else None
+        if control is None:
             await app(scope, receive, send)
             return
         body = b""
@@ -579,9 +675,9 @@ def _with_authorizer(app: Any) -> Any:
                 break
         status = 200
         try:
-            answer = authorize_invoke(json.loads(body)) if scope.get("method") == "POST" else None
+            answer = control(json.loads(body)) if scope.get("method") == "POST" else None
         except (ValueError, KeyError, TypeError) as error:
-            answer = {"error": f"malformed authorize request: {type(error).__name__}: {error}"}
+            answer = {"error": f"malformed request: {type(error).__name__}: {error}"}
             status = 400
         if answer is None:
             status, answer = 405, {"error": "POST only"}
@@ -629,6 +725,7 @@ def main() -> int:
     _install_sqs_message_id_rules()
     _install_put_events_rules()
     _install_kms_plaintext_limit()
+    _install_batch_get_limits()
     config = Config()
     config.bind = [f"fd://{listener.fileno()}"]
     config.keep_alive_timeout = 75
@@ -640,7 +737,7 @@ def main() -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
-        await serve(_with_authorizer(app), config, shutdown_trigger=stopping.wait)
+        await serve(_with_controls(app), config, shutdown_trigger=stopping.wait)
 
     threading.Thread(target=_announce_when_ready, args=(port, ready_line), daemon=True).start()
     asyncio.run(serve_until_stopped())

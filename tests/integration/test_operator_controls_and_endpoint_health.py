@@ -21,7 +21,7 @@ from sipreg.models import RouteSpec
 from sipreg.notify import EventBridgePublisher
 from sipreg.queue import EventQueue
 from sipreg.sip import probe_all
-from sipreg.store.endpoints import EndpointHealthStore
+from sipreg.store.endpoints import EndpointHealth, EndpointHealthStore
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
 from tests.support.worker import Rig, build_rig, received, status_events_queue
 from tests.support.worker_events import control, upsert
@@ -151,6 +151,12 @@ def health_check(rig: Rig, ca_file: str | None) -> HealthCheck:
     )
 
 
+def stored(endpoints: EndpointHealthStore, sip_uri: str) -> EndpointHealth:
+    health = endpoints.get_many([sip_uri])[sip_uri]
+    assert health is not None, f"no health recorded for {sip_uri}"
+    return health
+
+
 def test_a_stopped_pbx_is_down_and_its_fork_leaves_the_core_until_it_answers_again(
     rig: Rig, new_msisdn: Callable[[], str], tmp_path: Path
 ) -> None:
@@ -167,7 +173,7 @@ def test_a_stopped_pbx_is_down_and_its_fork_leaves_the_core_until_it_answers_aga
         health, bus = health_check(rig, pbx.ca_file), endpoint_events_queue(rig)
         endpoints = EndpointHealthStore(rig.ref("EndpointsTable"))
         assert health.run().down == 0
-        assert endpoints.get_many([pbx.pbx_uri])[pbx.pbx_uri].up
+        assert stored(endpoints, pbx.pbx_uri).up
 
         # When the SIP server stops
         ports, tls = (pbx.pbx_port, pbx.voicemail_port), pbx.tls
@@ -175,7 +181,7 @@ def test_a_stopped_pbx_is_down_and_its_fork_leaves_the_core_until_it_answers_aga
         report = health.run()
         # Then it is down with the reason, published, and the FORK (not the FALLBACK) leaves the core
         assert report.down == 1 and report.suspends == 2
-        down = endpoints.get_many([pbx.pbx_uri])[pbx.pbx_uri]
+        down = stored(endpoints, pbx.pbx_uri)
         assert not down.up and down.reason.startswith("connect:")
         [published] = received(rig, bus, at_least=1)
         assert published["detail"]["sip_uri"] == pbx.pbx_uri and published["detail"]["up"] is False
@@ -192,7 +198,7 @@ def test_a_stopped_pbx_is_down_and_its_fork_leaves_the_core_until_it_answers_aga
         # Then both are resumed through the queue (the FALLBACK only loses its flag) and the FORK
         # is back on the core
         assert report.resumes == 2 and report.down == 0
-        assert endpoints.get_many([pbx.pbx_uri])[pbx.pbx_uri].up
+        assert stored(endpoints, pbx.pbx_uri).up
         rig.drain()
         assert [r["sip_uri"] for r in rig.on_core(forked)] == [pbx.pbx_uri]
         resumed = rig.record(forked, pbx.pbx_uri)
@@ -211,9 +217,9 @@ def test_the_down_time_is_kept_while_the_endpoint_stays_down(rig: Rig) -> None:
     store = RegistrationStore(rig.ref("RegistrationsTable"))
     store.save(record("+4791234567", "sips:127.0.0.1:9"), read_version=None)  # nothing listens on 9
     first = health.run()
-    kept = EndpointHealthStore(rig.ref("EndpointsTable")).get_many(["sips:127.0.0.1:9"])["sips:127.0.0.1:9"]
+    kept = stored(EndpointHealthStore(rig.ref("EndpointsTable")), "sips:127.0.0.1:9")
     second = health.run()
-    again = EndpointHealthStore(rig.ref("EndpointsTable")).get_many(["sips:127.0.0.1:9"])["sips:127.0.0.1:9"]
+    again = stored(EndpointHealthStore(rig.ref("EndpointsTable")), "sips:127.0.0.1:9")
     assert (first.down, first.changed, second.down, second.changed) == (1, 1, 1, 0)
     assert again.since == kept.since and again.checked_at > kept.checked_at
     assert again.since < now() + timedelta(seconds=1)

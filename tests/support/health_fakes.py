@@ -13,8 +13,8 @@ class Records:
     def __init__(self) -> None:
         self.saved: dict[str, EndpointHealth] = {}
 
-    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth]:
-        return {uri: self.saved[uri] for uri in sip_uris if uri in self.saved}
+    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth | None]:
+        return {uri: self.saved.get(uri) for uri in sip_uris}
 
     def save(self, health: EndpointHealth) -> None:
         self.saved[health.sip_uri] = health

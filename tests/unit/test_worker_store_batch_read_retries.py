@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from botocore.stub import Stubber
 
-from sipreg.store import registrations
+from sipreg.store import batch_read
 from sipreg.store.registrations import RegistrationStore
 
 TABLE = "Registrations-stubbed"
@@ -42,7 +42,7 @@ def answer(found: list[str], unprocessed: list[str]) -> dict[str, object]:
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RegistrationStore, Stubber]]:
-    monkeypatch.setattr(registrations, "BATCH_GET_PAUSE_SECONDS", 0.0)
+    monkeypatch.setattr(batch_read, "PAUSE_SECONDS", 0.0)
     store = RegistrationStore(TABLE)
     with Stubber(store._table.meta.client) as stubber:  # the port's AWS boundary
         yield store, stubber
@@ -65,7 +65,7 @@ def test_keys_still_unprocessed_after_the_last_round_are_left_out(
 ) -> None:
     registrations_store, stubber = store
     stubber.add_response("batch_get_item", answer([A], [B]), request(A, B))
-    for _ in range(registrations.BATCH_GET_ATTEMPTS - 1):
+    for _ in range(batch_read.ATTEMPTS - 1):
         stubber.add_response("batch_get_item", answer([], [B]), request(B))
     found = registrations_store.get_many([(MSISDN, A), (MSISDN, B)])
     assert list(found) == [(MSISDN, A)]  # B unknown, not "no record": the worker reads it itself

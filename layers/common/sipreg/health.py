@@ -55,7 +55,8 @@ class EndpointDirectory(Protocol):
 
 
 class HealthRecords(Protocol):
-    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth]: ...
+    def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth | None]:
+        """None for an endpoint never checked; one whose health could not be read is left out."""
 
     def save(self, health: EndpointHealth) -> None: ...
 
@@ -146,7 +147,16 @@ class HealthCheck:
         now = self._clock()
         uris = self._directory.endpoints_in_use()
         known = self._records.get_many(uris)
-        oldest_first = sorted(uris, key=lambda uri: known[uri].checked_at if uri in known else _NEVER)
+        readable = [uri for uri in uris if uri in known]
+        if len(readable) < len(uris):
+            # Taken for new, a PBX recorded down would never see its registrations resumed.
+            logger.warning(
+                "health check: %d endpoint(s) whose last health stayed unread are not probed",
+                len(uris) - len(readable),
+            )
+        oldest_first = sorted(
+            readable, key=lambda uri: health.checked_at if (health := known[uri]) else _NEVER
+        )
         tally, probed = _Tally(budget=self._max_events), 0
         for start in range(0, len(oldest_first), self._wave_size):
             if remaining_seconds() < self._wave_seconds + FINISH_SECONDS:

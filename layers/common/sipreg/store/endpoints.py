@@ -7,7 +7,6 @@ last check, so an endpoint no registration names any more leaves the table by it
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,10 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from sipreg.aws import dynamodb_table
+from sipreg.store.batch_read import batch_get
 
 KEPT_AFTER_LAST_CHECK = timedelta(days=1)
-BATCH_GET_LIMIT = 100
-BATCH_GET_ATTEMPTS = 4
 
 
 class EndpointHealth(BaseModel):
@@ -37,24 +35,17 @@ class EndpointHealthStore:
     def __init__(self, table_name: str) -> None:
         self._table = dynamodb_table(table_name)
 
-    def get_many(self, sip_uris: Collection[str]) -> dict[str, EndpointHealth]:
-        """The stored health of these endpoints (those never checked, or still unread after a few
-        throttled rounds, are left out: they count as new)."""
-        found: dict[str, EndpointHealth] = {}
+    def get_many(self, sip_uris: Collection[str]) -> dict[str, EndpointHealth | None]:
+        """The stored health of these endpoints: None for one never checked. One DynamoDB still
+        left unprocessed after a few throttled rounds is left out: its health is unknown."""
         unique = list(dict.fromkeys(sip_uris))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            keys = [{"sip_uri": uri} for uri in unique[start : start + BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self._table.name: {"Keys": keys}}
-            for attempt in range(BATCH_GET_ATTEMPTS):  # UnprocessedKeys: throttled, try again
-                if attempt:
-                    time.sleep(0.05 * 2**attempt)
-                answer = self._table.meta.client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table.name, []):
-                    health = _from_item(item)
-                    found[health.sip_uri] = health
-                request = answer.get("UnprocessedKeys") or {}
-                if not request:
-                    break
+        read = batch_get(self._table, [{"sip_uri": uri} for uri in unique], consistent=False)
+        found: dict[str, EndpointHealth | None] = {}
+        for item in read.items:
+            health = _from_item(item)
+            found[health.sip_uri] = health
+        unread = {key["sip_uri"] for key in read.unread}
+        found.update({uri: None for uri in unique if uri not in unread and uri not in found})
         return found
 
     def save(self, health: EndpointHealth) -> None:

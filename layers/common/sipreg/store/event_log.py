@@ -30,6 +30,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from pydantic import BaseModel, ConfigDict
 
 from sipreg.aws import dynamodb_table
+from sipreg.store.batch_read import UnreadKeysError, batch_get
 
 RETENTION = timedelta(days=30)
 # A keep-alive refresh leaves an item every ~40 minutes per registration: kept 30 days, those
@@ -177,24 +178,12 @@ class EventLog:
     def _batch_get(
         self, keys: Collection[tuple[str, str]], *, projection: str | None = None
     ) -> dict[tuple[str, str], dict[str, Any]]:
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 100):
-            request: dict[str, Any] = {
-                "Keys": [{"msisdn": m, "sk": sk} for m, sk in unique[start : start + 100]],
-                "ConsistentRead": True,
-            }
-            if projection:
-                request["ProjectionExpression"] = projection
-            pending: dict[str, Any] = {self.table_name: request}
-            for _ in range(5):  # UnprocessedKeys (throttling) are asked for again
-                answer = self._table.meta.client.batch_get_item(RequestItems=pending)
-                for item in answer.get("Responses", {}).get(self.table_name, []):
-                    found[(item["msisdn"], item["sk"])] = item
-                pending = answer.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-        return found
+        """Raises UnreadKeysError if DynamoDB kept some unprocessed: an unread item is not a missing one."""
+        wanted = [{"msisdn": msisdn, "sk": sk} for msisdn, sk in dict.fromkeys(keys)]
+        read = batch_get(self._table, wanted, projection=projection)
+        if read.unread:
+            raise UnreadKeysError(self.table_name, len(read.unread))
+        return {(item["msisdn"], item["sk"]): item for item in read.items}
 
     def get(self, msisdn: str, sk: str) -> EventLogEntry | None:
         item = self._table.get_item(Key={"msisdn": msisdn, "sk": sk}, ConsistentRead=True).get("Item")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from sipreg.aws import dynamodb_table
 from sipreg.models import Msisdn, RouteSpec, RouteType, SipUri
 from sipreg.store import ConcurrentUpdateError
+from sipreg.store.batch_read import batch_get
 from sipreg.store.event_log import EventLogEntry, update_action
 
 logger = logging.getLogger(__name__)
@@ -38,9 +38,6 @@ logger = logging.getLogger(__name__)
 REFRESH_INDEX = "RefreshDue"
 ENDPOINT_INDEX = "ByEndpoint"
 TRANSACTION_LIMIT = 100  # items per TransactWriteItems
-BATCH_GET_LIMIT = 100  # keys per BatchGetItem
-BATCH_GET_ATTEMPTS = 4  # rounds for UnprocessedKeys (throttling), with a growing pause
-BATCH_GET_PAUSE_SECONDS = 0.05
 REFRESH_SHARDS = 16
 # How many event ids a record remembers to absorb redelivered or resent duplicates.
 RECENT_EVENT_IDS = 20
@@ -157,37 +154,18 @@ class RegistrationStore:
         A key without a record maps to None. Keys DynamoDB still leaves unprocessed (throttling)
         after a few rounds are left out of the answer: the caller must read those itself.
         """
-        found: dict[RecordKey, RegistrationRecord | None] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            found.update(self._batch_get(unique[start : start + BATCH_GET_LIMIT]))
-        return found
+        return self._batch_get(list(dict.fromkeys(keys)))
 
     def _batch_get(self, keys: list[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
-        name = self._table.name
+        read = batch_get(self._table, [{"msisdn": msisdn, "sip_uri": sip_uri} for msisdn, sip_uri in keys])
         found: dict[RecordKey, RegistrationRecord | None] = {}
-        pending = keys
-        for attempt in range(BATCH_GET_ATTEMPTS):
-            if attempt:
-                time.sleep(BATCH_GET_PAUSE_SECONDS * 2 ** (attempt - 1))
-            request = [{"msisdn": msisdn, "sip_uri": sip_uri} for msisdn, sip_uri in pending]
-            answer = self._table.meta.client.batch_get_item(
-                RequestItems={name: {"Keys": request, "ConsistentRead": True}}
-            )
-            for item in answer.get("Responses", {}).get(name, []):
-                record = _from_item(item)
-                found[(record.msisdn, record.sip_uri)] = record
-            unprocessed = answer.get("UnprocessedKeys", {}).get(name, {}).get("Keys", [])
-            left = {(key["msisdn"], key["sip_uri"]) for key in unprocessed}
-            found.update({key: None for key in pending if key not in left and key not in found})
-            if not left:
-                return found
-            pending = [key for key in pending if key in left]
-        logger.warning(
-            "%d registrations stayed unprocessed after %d BatchGetItem rounds",
-            len(pending),
-            BATCH_GET_ATTEMPTS,
-        )
+        for item in read.items:
+            record = _from_item(item)
+            found[(record.msisdn, record.sip_uri)] = record
+        unread = {(key["msisdn"], key["sip_uri"]) for key in read.unread}
+        if unread:
+            logger.warning("%d registration(s) stayed unprocessed after BatchGetItem's rounds", len(unread))
+        found.update({key: None for key in keys if key not in unread and key not in found})
         return found
 
     def list_for(self, msisdn: str) -> list[RegistrationRecord]:
