@@ -25,6 +25,9 @@ What it adds to ministack, so the local engine is as strict as AWS for sipreg:
 - SQS's ChangeMessageVisibility(Batch) is refused past 12 hours from the receive that put the
   message in flight, or past 43,200 s, as AWS refuses it ("Total VisibilityTimeout for the
   message is beyond the limit"); ministack set any value.
+- A FIFO queue's DeleteMessage(Batch) with a receipt handle whose visibility timeout has passed
+  is refused ("The receipt handle has expired"), as SQS refuses it; ministack deleted the message
+  as long as nobody had received it again.
 - SQS's MessageGroupId and MessageDeduplicationId are 1 to 128 alphanumeric or punctuation
   characters (SendMessage refused, a batch's entry failed), as SQS requires; ministack took any.
 - EventBridge's PutEvents is refused when its entries add up to more than 256 KB (as EventBridge
@@ -370,6 +373,53 @@ def _install_sqs_visibility_limit() -> None:
     sqs._collect_msgs = collect_and_stamp  # ReceiveMessage and ministack's own pollers call it by name
     sqs._HANDLERS["ChangeMessageVisibility"] = change
     sqs._HANDLERS["ChangeMessageVisibilityBatch"] = change_batch
+
+
+# A FIFO queue refuses to delete with a receipt handle whose visibility timeout has passed.
+EXPIRED_HANDLE = "The receipt handle has expired"
+
+
+def _install_sqs_fifo_handle_expiry() -> None:
+    from ministack.services import sqs  # noqa: PLC0415
+
+    def expired(data: dict[str, Any], qurl: str, handle: str) -> bool:
+        queue = sqs._get_q(data.get("QueueUrl", qurl), "sqs:DeleteMessage")
+        if not queue["is_fifo"] or not handle:
+            return False
+        message = next((m for m in queue["messages"] if m["receipt_handle"] == handle), None)
+        return message is not None and message["visible_at"] <= time.time()
+
+    plain_delete = sqs._HANDLERS["DeleteMessage"]
+    plain_batch = sqs._HANDLERS["DeleteMessageBatch"]
+
+    def delete(data: dict[str, Any], qurl: str) -> Any:
+        handle = data.get("ReceiptHandle", "")
+        if expired(data, qurl, handle):
+            raise sqs._Err(
+                "InvalidParameterValue",
+                f"Value {handle} for parameter ReceiptHandle is invalid. Reason: {EXPIRED_HANDLE}.",
+            )
+        return plain_delete(data, qurl)
+
+    def delete_batch(data: dict[str, Any], qurl: str) -> Any:
+        entries = data.get("Entries", [])
+        sqs._validate_batch_entries(entries, "DeleteMessageBatchRequestEntry")
+        kept = [entry for entry in entries if not expired(data, qurl, entry.get("ReceiptHandle", ""))]
+        refused = [
+            {
+                "Id": entry.get("Id", ""),
+                "Code": "ReceiptHandleIsInvalid",
+                "Message": EXPIRED_HANDLE,
+                "SenderFault": True,
+            }
+            for entry in entries
+            if entry not in kept
+        ]
+        answer = plain_batch({**data, "Entries": kept}, qurl) if kept else {"Successful": [], "Failed": []}
+        return {**answer, "Failed": [*answer.get("Failed", []), *refused]}
+
+    sqs._HANDLERS["DeleteMessage"] = delete
+    sqs._HANDLERS["DeleteMessageBatch"] = delete_batch
 
 
 # A FIFO message's group and deduplication ids: 1 to 128 alphanumeric or punctuation characters.
@@ -722,6 +772,7 @@ def main() -> int:
     _install_iam_additions()
     _install_sqs_sender_id()
     _install_sqs_visibility_limit()
+    _install_sqs_fifo_handle_expiry()
     _install_sqs_message_id_rules()
     _install_put_events_rules()
     _install_kms_plaintext_limit()

@@ -95,11 +95,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.msisdn:
         print(f"{report.left} message(s) of other numbers stay in the dead-letter queue")
+    if report.not_deleted:
+        print(
+            f"{len(report.not_deleted)} moved message(s) are still in the dead-letter queue as well (it "
+            "refused to delete them): a later run moves them again, the worker takes those for duplicates"
+        )
     if report.held:
         print(
             f"{len(report.held)} of sipreg's own event(s) stay held, each with its number's later messages:"
         )
         for why in report.held:
             print(f"  {why}")
-        return 1
-    return 0
+    return 1 if report.held or report.not_deleted else 0

@@ -23,7 +23,14 @@ its item is past retention) gets one made, if the DLQ names one of `sipreg_roles
 internal event is held: it stays in the DLQ with its number's later messages behind it (order is
 kept), and the report says why, so nothing sipreg sent is lost and nothing forged gets through.
 
-Messages of other numbers, received while looking, are made visible again when the run ends.
+Messages of other numbers, received while looking, are made visible again when the run ends. Until
+then they are kept hidden: each is hidden again for `LOOK_SECONDS` before half of its look has
+passed. Otherwise a look ending during a long run (a DLQ of thousands after an outage) would hand
+the same messages out again, round after round, and the run would never end; and a FIFO queue
+deletes nothing with a receipt whose look has ended ("The receipt handle has expired"): a moved
+message the DLQ refused to delete is deleted when the run receives it again, never moved twice;
+one still there when the run ends is named in the report (`not_deleted`): a later run moves it
+again, and the worker takes that copy for a duplicate.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 RECEIVE_LIMIT = 10
 Moved = tuple[dict[str, Any], AnyEvent | None]  # a DLQ message, and its event if it is one
-LOOK_SECONDS = 60  # how long a received DLQ message stays hidden while this run handles it
+LOOK_SECONDS = 120  # how long a received DLQ message stays hidden while this run handles it
 
 
 class RedriveError(RuntimeError):
@@ -58,6 +65,7 @@ class RedriveReport:
     left: int  # other numbers' messages seen in the DLQ and left there
     marked: int = 0  # moved events whose event-log item now says `pending`
     held: tuple[str, ...] = ()  # `<event id>: <why>` of internal events left in the DLQ
+    not_deleted: tuple[str, ...] = ()  # ids of messages moved but still in the DLQ as well
 
 
 class PendingMarks(Protocol):
@@ -85,15 +93,19 @@ class Redriver:
         self._wait = wait_seconds
         self._marked = 0
         self._held: dict[str, str] = {}  # message id -> `<event id>: <why>`
+        self._not_deleted: list[str] = []
         self.dlq_url = self._dead_letter_queue_url()
 
     def redrive(self, msisdn: str | None = None) -> RedriveReport:
         """Moves every message in the DLQ (only `msisdn`'s, if given) back to the events queue."""
         moved = 0
-        kept: list[str] = []  # other numbers' receipt handles, released at the end
-        held_back: list[str] = []  # held internal events and what is behind them, released too
+        others: dict[str, float] = {}  # other numbers' receipt handles -> when their look ends
+        held_back: dict[str, float] = {}  # held internal events and what is behind them, likewise
         try:
             while True:
+                self._keep_hidden(others)
+                self._keep_hidden(held_back)
+                look_ends = time.monotonic() + LOOK_SECONDS  # counted from before SQS's receive
                 messages = self._sqs.receive_message(
                     QueueUrl=self.dlq_url,
                     MaxNumberOfMessages=RECEIVE_LIMIT,
@@ -104,17 +116,57 @@ class Redriver:
                 ).get("Messages", [])
                 if not messages:
                     break
+                messages = self._without_moved(messages)
                 chosen = [m for m in messages if msisdn is None or _msisdn_of(m) == msisdn]
-                others = [m for m in messages if msisdn is not None and _msisdn_of(m) != msisdn]
-                kept += [m["ReceiptHandle"] for m in others]
+                if len(chosen) < len(messages):
+                    mine = {m["MessageId"] for m in chosen}
+                    others |= {m["ReceiptHandle"]: look_ends for m in messages if m["MessageId"] not in mine}
                 movable, behind = self._not_held([(m, _event_of(m)) for m in chosen])
-                held_back += [m["ReceiptHandle"] for m in behind]
+                held_back |= {m["ReceiptHandle"]: look_ends for m in behind}
                 moved += self._move(movable)
         finally:
-            self._release(kept + held_back)
+            self._release([*others, *held_back])
         return RedriveReport(
-            moved=moved, left=len(kept), marked=self._marked, held=tuple(self._held.values())
+            moved=moved,
+            left=len(others),
+            marked=self._marked,
+            held=tuple(self._held.values()),
+            not_deleted=tuple(self._not_deleted),
         )
+
+    def _without_moved(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages this run has not moved yet; the DLQ's copies of those it moved but could
+        not delete (a receipt expired) are deleted now, with their new receipt."""
+        copies = [m for m in messages if m["MessageId"] in self._not_deleted]
+        if not copies:
+            return messages
+        answer = self._sqs.delete_message_batch(
+            QueueUrl=self.dlq_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(copies)],
+        )
+        for entry in answer.get("Successful", []):
+            self._not_deleted.remove(copies[int(entry["Id"])]["MessageId"])
+        return [m for m in messages if m["MessageId"] not in {c["MessageId"] for c in copies}]
+
+    def _keep_hidden(self, looks: dict[str, float]) -> None:
+        """Hides again, for another look, the kept messages past half of theirs. One SQS will not
+        hide again (past 12 h in flight) is visible already: a later receive hands it out anew."""
+        now = time.monotonic()
+        due = [handle for handle, ends in looks.items() if ends - now < LOOK_SECONDS / 2]
+        for start in range(0, len(due), RECEIVE_LIMIT):
+            chunk = due[start : start + RECEIVE_LIMIT]
+            look_ends = time.monotonic() + LOOK_SECONDS
+            answer = self._sqs.change_message_visibility_batch(
+                QueueUrl=self.dlq_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": LOOK_SECONDS}
+                    for i, h in enumerate(chunk)
+                ],
+            )
+            for entry in answer.get("Successful", []):
+                looks[chunk[int(entry["Id"])]] = look_ends
+            for entry in answer.get("Failed", []):
+                del looks[chunk[int(entry["Id"])]]
 
     def _not_held(self, messages: list[Moved]) -> tuple[list[Moved], list[dict[str, Any]]]:
         """(messages to move, messages left in the DLQ): an internal event that cannot be marked
@@ -181,7 +233,17 @@ class Redriver:
         sent = {int(item["Id"]) for item in answer.get("Successful", [])}
         done = [{"Id": str(i), "ReceiptHandle": messages[i][0]["ReceiptHandle"]} for i in sorted(sent)]
         if done:
-            self._sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=done)
+            deleted = self._sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=done)
+            for failure in deleted.get("Failed", []):
+                message_id = messages[int(failure["Id"])][0]["MessageId"]
+                self._not_deleted.append(message_id)
+                logger.warning(
+                    "message %s is back in the events queue and still in the dead-letter queue (%s: "
+                    "%s); deleted when it comes round again",
+                    message_id,
+                    failure.get("Code"),
+                    failure.get("Message"),
+                )
         for index in sorted(sent):
             # Internal events were marked before the move (the worker checks the mark).
             event = messages[index][1]
