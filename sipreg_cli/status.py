@@ -78,6 +78,8 @@ def print_status(status: dict[str, Any], out: IO[str]) -> None:
             out.write(f"  {'':<40} last error: {reg['last_error']}\n")
     if not status.get("registrations"):
         out.write("  (none)\n")
+    if status.get("deleted_not_shown"):
+        out.write(f"  (and {status['deleted_not_shown']} deleted earlier: their events are in the log)\n")
     out.write("\nevents (newest first):\n")
     for event in status.get("events", []):
         reason = f"  {event['reason']}" if event.get("reason") else ""

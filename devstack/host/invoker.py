@@ -30,6 +30,8 @@ log = logging.getLogger("devstack.host.invocations")
 
 _WORKER_SCRIPT = Path(__file__).with_name("worker.py")
 _RESPONSE_GRACE_S = 0.25  # the worker's answer may arrive just after its deadline
+# A synchronous invocation's request and response: 6 MB each, as Lambda counts them (JSON bytes).
+MAX_PAYLOAD_BYTES = 6_291_556
 Output = int | IO[Any] | None
 
 
@@ -141,6 +143,13 @@ class FunctionRuntime:
         cold = False
         outcome, error_type = "ok", ""
         try:
+            if (size := _payload_bytes(event)) > MAX_PAYLOAD_BYTES:  # refused before any sandbox
+                raise self._error(
+                    request_id,
+                    "RequestEntityTooLargeException",
+                    f"{size} byte payload is too large for the RequestResponse invocation type "
+                    f"(limit {MAX_PAYLOAD_BYTES} bytes)",
+                )
             with self._slot(request_id) as (sandbox, cold):
                 return self._run(sandbox, request_id, event, cold)
         except InvocationError as exc:
@@ -262,6 +271,13 @@ class FunctionRuntime:
         if message["type"] == "error":
             error = message["error"]
             raise self._error(request_id, error["errorType"], error["errorMessage"])
+        if (size := _payload_bytes(message["payload"])) > MAX_PAYLOAD_BYTES:
+            raise self._error(
+                request_id,
+                "Function.ResponseSizeTooLarge",
+                f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+                f"({MAX_PAYLOAD_BYTES} bytes).",
+            )
         return message["payload"]
 
     def _exit_error(self, sandbox: _Sandbox) -> dict[str, str]:
@@ -271,3 +287,7 @@ class FunctionRuntime:
 
     def _error(self, request_id: str, error_type: str, message: str) -> InvocationError:
         return InvocationError(self.spec.logical_id, request_id, error_type, message)
+
+
+def _payload_bytes(payload: Any) -> int:
+    return len(json.dumps(payload, separators=(",", ":")).encode())

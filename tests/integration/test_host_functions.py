@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devstack.host import InvocationError, InvocationTimeoutError, LocalHost
+from devstack.host import InvocationError, InvocationTimeoutError, LocalHost, invoker
 from tests.support.host import client, start_host, wait_until
 
 SECRET = "local-webhook-secret"
@@ -153,6 +153,23 @@ def test_handler_error_is_raised_with_its_type_and_message(host: LocalHost) -> N
     assert caught.value.error_message == "bad input"
     # And the sandbox stays warm
     assert host.invoke("ProbeFunction", {})["invocations"] > 1
+
+
+def test_an_answer_past_6_mb_fails_the_invocation_as_lambdas_does(host: LocalHost) -> None:
+    limit = invoker.MAX_PAYLOAD_BYTES
+    assert len(host.invoke("ProbeFunction", {"answer_bytes": limit})["padding"]) == limit - 14
+    with pytest.raises(InvocationError) as caught:
+        host.invoke("ProbeFunction", {"answer_bytes": limit + 1})
+    assert caught.value.error_type == "Function.ResponseSizeTooLarge"
+    assert f"({limit + 1} bytes) exceeded maximum allowed payload size" in caught.value.error_message
+
+
+def test_a_request_past_6_mb_is_refused_before_it_reaches_the_function(host: LocalHost) -> None:
+    before = host.invoke("ProbeFunction", {})["invocations"]
+    with pytest.raises(InvocationError) as caught:
+        host.invoke("ProbeFunction", {"padding": "x" * invoker.MAX_PAYLOAD_BYTES})
+    assert caught.value.error_type == "RequestEntityTooLargeException"
+    assert host.invoke("ProbeFunction", {})["invocations"] == before + 1  # never ran
 
 
 def test_crashed_sandbox_is_reported_and_replaced(host: LocalHost) -> None:

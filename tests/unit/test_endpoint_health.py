@@ -33,6 +33,10 @@ class Directory:
     def registrations_at(self, sip_uri: str) -> Iterable[tuple[str, bool]]:
         return list(self.registrations.get(sip_uri, []))
 
+    def suspended_registrations(self) -> Mapping[str, Sequence[str]]:
+        held = {uri: [m for m, suspended in regs if suspended] for uri, regs in self.registrations.items()}
+        return {uri: msisdns for uri, msisdns in held.items() if msisdns}
+
 
 class Prober:
     """Answers from `up` (uri -> bool, or a list of answers given in turn); counts the probes."""
@@ -180,6 +184,25 @@ def test_when_it_answers_again_every_suspended_registration_is_resumed_and_then_
     assert sorted(e.msisdn for e in resumes) == ["+4799990001", "+4799990002"]
     assert records.saved[PBX].up and records.saved[PBX].since == clock.now
     assert [c.up for c in publisher.changes if isinstance(c, EndpointChange)] == [False, True]
+
+
+def test_a_suspend_applied_after_the_endpoint_came_back_is_resumed_by_the_next_run() -> None:
+    # Given a down endpoint whose suspend is queued, held behind its number's retrying event
+    registrations = {PBX: [("+4799990001", False)]}
+    prober = Prober({PBX: [False, False, True, True, True]})
+    health, _, queue, _, clock = check(registrations, prober, action=DownAction.SUSPEND)
+    health.run()
+    # When the endpoint answers before the worker applied it: nothing is suspended to resume yet
+    clock.now = T0 + timedelta(minutes=1)
+    assert health.run().resumes == 0
+    # and the suspend is applied afterwards
+    registrations[PBX] = [("+4799990001", True)]
+    # Then the next run, the endpoint still up, resumes it
+    clock.now = T0 + timedelta(minutes=2)
+    report = health.run()
+    assert (report.changed, report.resumes) == (0, 1)
+    [resume] = [e for e in queue.sent if isinstance(e, ResumeEvent)]
+    assert resume.msisdn == "+4799990001" and resume.registration.sip_uri == PBX
 
 
 def test_an_endpoint_stays_recorded_down_until_every_resume_was_queued() -> None:

@@ -63,6 +63,13 @@ class _Directory:
     def registrations_at(self, sip_uri: str) -> Iterable[tuple[str, bool]]:
         return [(r.msisdn, r.suspended) for r in self._w.journal.records.values() if r.sip_uri == sip_uri]
 
+    def suspended_registrations(self) -> Mapping[str, Sequence[str]]:
+        held: dict[str, list[str]] = {}
+        for record in self._w.journal.records.values():
+            if record.suspended:
+                held.setdefault(record.sip_uri, []).append(record.msisdn)
+        return held
+
 
 class _Prober:
     def __init__(self) -> None:

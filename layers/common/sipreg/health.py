@@ -17,8 +17,12 @@ registrations off the core, so subscribers' calls go the normal way, and keeps F
 Ingress. Every run while it is down suspends what is not yet suspended (a registration created
 meanwhile, a send that failed). When it answers again, `registration.resume` events put them
 back; the endpoint is recorded as up only once every resume was queued, so a run that could
-not send them all is repeated by the next one. Event ids come from the endpoint, the time it
-went down and the number: a repeated send is absorbed as a duplicate.
+not send them all is repeated by the next one. Every run while it answers resumes what is still
+suspended there (the sparse `Suspended` index): a suspend applied after the endpoint came back
+(its number's events were held behind a retrying one, or the index had not caught up) would
+otherwise keep its registration off the core until the next outage. Event ids come from the
+endpoint, the time it went down (or up) and the number: a repeated send is absorbed as a
+duplicate.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class EndpointDirectory(Protocol):
     def endpoints_in_use(self) -> list[str]: ...
 
     def registrations_at(self, sip_uri: str) -> Iterable[tuple[str, bool]]: ...
+
+    def suspended_registrations(self) -> Mapping[str, Sequence[str]]:
+        """The MSISDNs of the suspended registrations, by sip_uri."""
 
 
 class HealthRecords(Protocol):
@@ -147,6 +154,7 @@ class HealthCheck:
         now = self._clock()
         uris = self._directory.endpoints_in_use()
         known = self._records.get_many(uris)
+        suspended = self._directory.suspended_registrations() if self._action is DownAction.SUSPEND else {}
         readable = [uri for uri in uris if uri in known]
         if len(readable) < len(uris):
             # Taken for new, a PBX recorded down would never see its registrations resumed.
@@ -170,7 +178,7 @@ class HealthCheck:
             wave = oldest_first[start : start + self._wave_size]
             results = self._probe(wave)
             for uri in wave:
-                self._record(tally, uri, results[uri], known.get(uri), now)
+                self._record(tally, uri, results[uri], known.get(uri), now, suspended.get(uri, ()))
             probed += len(wave)
         self._publisher.publish(tally.changes)
         report = HealthReport(
@@ -188,8 +196,14 @@ class HealthCheck:
         )  # fmt: skip
         return report
 
-    def _record(
-        self, tally: _Tally, uri: str, result: ProbeResult, before: EndpointHealth | None, now: datetime
+    def _record(  # noqa: PLR0917  # one endpoint's result, what was known of it, and the run's own
+        self,
+        tally: _Tally,
+        uri: str,
+        result: ProbeResult,
+        before: EndpointHealth | None,
+        now: datetime,
+        suspended: Sequence[str],
     ) -> None:
         changed = before is None or before.up != result.up
         since = now if changed or before is None else before.since
@@ -205,14 +219,27 @@ class HealthCheck:
         if not result.up:
             tally.down += 1
             if self._action is DownAction.SUSPEND:
-                sent = self._send(uri, since, health.reason, tally.budget, suspend=True)
+                not_yet = [msisdn for msisdn, held in self._directory.registrations_at(uri) if not held]
+                sent = self._send(uri, since, health.reason, tally.budget, not_yet, suspend=True)
                 tally.suspends, tally.budget = tally.suspends + sent.accepted, tally.budget - sent.accepted
                 tally.not_accepted += sent.not_accepted
-        elif self._action is DownAction.SUSPEND and before is not None and not before.up:
-            sent = self._send(uri, before.since, health.reason, tally.budget, suspend=False)
-            tally.resumes, tally.budget = tally.resumes + sent.accepted, tally.budget - sent.accepted
-            tally.not_accepted += sent.not_accepted
-            complete = sent.complete
+        elif self._action is DownAction.SUSPEND:
+            came_back = before is not None and not before.up
+            held = set(suspended)
+            if came_back:  # as listed by ByEndpoint too: one suspended before `Suspended` existed
+                held |= {msisdn for msisdn, flag in self._directory.registrations_at(uri) if flag}
+            if held:
+                sent = self._send(
+                    uri,
+                    before.since if before else since,
+                    health.reason,
+                    tally.budget,
+                    sorted(held),
+                    suspend=False,
+                )
+                tally.resumes, tally.budget = tally.resumes + sent.accepted, tally.budget - sent.accepted
+                tally.not_accepted += sent.not_accepted
+                complete = sent.complete
         if not complete:  # still recorded as down: the next run sends the rest
             logger.warning("endpoint %s answers again; not every resume was queued yet", uri)
             return
@@ -234,19 +261,18 @@ class HealthCheck:
             results.update(self._prober(again))
         return results
 
-    def _send(self, uri: str, down_since: datetime, reason: str, budget: int, *, suspend: bool) -> _Sent:
-        """Suspends (every registration at `uri` not suspended yet) or resumes (every one that is);
-        at most `budget` events."""
+    def _send(  # what, where, since when, why, how many at most
+        self, uri: str, since: datetime, reason: str, budget: int, msisdns: Sequence[str], *, suspend: bool
+    ) -> _Sent:
+        """Suspends or resumes the registrations of `msisdns` at `uri`; at most `budget` events."""
         now = self._clock()
         kind = "suspend" if suspend else "resume"
         events: list[AnyEvent] = []
-        for msisdn, suspended in self._directory.registrations_at(uri):
-            if suspended == suspend:
-                continue
+        for msisdn in msisdns:
             if len(events) >= budget:
                 return _Sent.of(self._queue.send(events) if events else None, left_over=True)
             fields: dict[str, Any] = {
-                "id": control_event_id(kind, uri, down_since, msisdn),
+                "id": control_event_id(kind, uri, since, msisdn),
                 "type": f"registration.{kind}",
                 "msisdn": msisdn,
                 "occurred_at": now.isoformat(),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import httpx
 import pytest
 import requests
@@ -33,6 +34,7 @@ from devstack.host import LocalHost
 from sipreg import signing
 from sipreg.client import OperatorApi
 from sipreg.models import RouteSpec
+from sipreg.store import registrations
 from sipreg.store.event_log import EventLog, EventLogEntry, Outcome
 from sipreg.store.registrations import RegistrationRecord, RegistrationStatus, RegistrationStore
 from tests.support.events_api import REGION, SECRET, drain, upsert
@@ -158,3 +160,45 @@ def test_the_status_route_reads_the_template_tables(aws: str, api: str, host: Lo
     ]
     assert [(e["event_id"], e["outcome"]) for e in body["events"]] == [("crm-9", "rejected")]
     assert unknown == 404
+
+
+def boto3_table(endpoint: str, name: str) -> Any:
+    return boto3.resource("dynamodb", endpoint_url=endpoint, region_name=REGION).Table(name)
+
+
+def test_a_number_with_thousands_of_deleted_registrations_still_has_a_status(
+    aws: str, api: str, host: LocalHost
+) -> None:
+    # Given a number whose producer made and deleted 5,000 sip_uris, each with a long last error:
+    # all of them would be 6.5 MB of JSON, past what Lambda answers (the host refuses it, as Lambda)
+    msisdn, table = "+4799997779", host.resources["RegistrationsTable"]["Ref"]
+    first = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    with boto3_table(aws, table).batch_writer() as batch:
+        for index in range(5000):
+            record = RegistrationRecord(
+                msisdn=msisdn,
+                sip_uri=f"sips:pbx-{index:04}.example.com",
+                status=RegistrationStatus.DELETED,
+                last_error="x" * 1000,
+                updated_at=first + timedelta(seconds=index),
+            )
+            batch.put_item(Item=registrations._to_item(record))
+    live = RegistrationRecord(
+        msisdn=msisdn,
+        sip_uri="sips:voicemail.example.com",
+        status=RegistrationStatus.ACTIVE,
+        desired=RouteSpec(route_type="fallback"),  # type: ignore[arg-type]
+        updated_at=first,
+    )
+    RegistrationStore(table).save(live, read_version=None)
+    operator = Credentials(ROOT.access_key_id, ROOT.secret_access_key)
+    # When an operator asks for its status
+    with OperatorApi(api, region=REGION, credentials=operator) as client:
+        status, body = client.status(msisdn)
+    # Then it shows the live one and the 20 deleted last, and counts the others
+    assert status == 200
+    shown = [r["sip_uri"] for r in body["registrations"]]
+    assert shown == sorted(
+        [f"sips:pbx-{index:04}.example.com" for index in range(4980, 5000)] + [live.sip_uri]
+    )
+    assert body["deleted_not_shown"] == 4980

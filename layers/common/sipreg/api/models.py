@@ -141,12 +141,17 @@ class ConsentView(BaseModel):
 
 
 class SubscriberStatus(BaseModel):
-    """Every registration of one MSISDN, its consent, and one page of what became of its events
+    """The registrations of one MSISDN, its consent, and one page of what became of its events
     (newest first)."""
 
     msisdn: str
     consent: ConsentView | None = Field(default=None, description="null: no consent (or client mode).")
-    registrations: list[RegistrationView]
+    registrations: list[RegistrationView] = Field(
+        description="By sip_uri: every one not deleted, and the 20 deleted last."
+    )
+    deleted_not_shown: int = Field(
+        default=0, description="Deleted registrations older than those shown (their events are in the log)."
+    )
     events: list[EventLogView]
     next_cursor: str | None = Field(
         default=None, description="Pass as `cursor` for the next page of events; null: no more."

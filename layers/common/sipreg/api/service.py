@@ -44,7 +44,7 @@ from sipreg.models import ApiVersion, FieldError, mask_msisdn, sipreg_event_id
 from sipreg.queue import SendResult
 from sipreg.signing import SecretFormatError, parse_secret
 from sipreg.store.event_log import EventKind, EventLogEntry, InvalidCursorError, Outcome, kind_of
-from sipreg.store.registrations import RegistrationRecord
+from sipreg.store.registrations import RegistrationRecord, RegistrationStatus
 from sipreg.store.request_ids import RequestIds
 from sipreg.store.subscribers import SubscriberRecord
 from sipreg.telemetry import correlated, count
@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "events-api"
 EVENT_LOG_LIMIT = 50
+# Deleted registrations a status shows, the latest first: their number has no bound (each sip_uri
+# ever deleted stays, so an older event cannot bring it back), and their events are in the log.
+DELETED_SHOWN = 20
 
 
 class EventSink(Protocol):
@@ -254,12 +257,17 @@ class EventsService:
         consent = self._consents.consent_of(msisdn) if self._consents else None
         if not records and not entries and consent is None and not cursor and self._unknown(msisdn):
             raise UnknownMsisdnError()
+        deleted = sorted(
+            (r for r in records if r.status is RegistrationStatus.DELETED),
+            key=lambda r: r.updated_at,
+            reverse=True,
+        )
+        shown = [r for r in records if r.status is not RegistrationStatus.DELETED] + deleted[:DELETED_SHOWN]
         return SubscriberStatus(
             msisdn=msisdn,
             consent=ConsentView.of(consent) if consent else None,
-            registrations=[
-                RegistrationView.of(record) for record in sorted(records, key=lambda r: r.sip_uri)
-            ],
+            registrations=[RegistrationView.of(record) for record in sorted(shown, key=lambda r: r.sip_uri)],
+            deleted_not_shown=len(deleted) - len(deleted[:DELETED_SHOWN]),
             events=[EventLogView.of(entry) for entry in entries],
             next_cursor=next_cursor,
         )

@@ -11,6 +11,10 @@ lists the distinct endpoints in use by skipping from one sip_uri to the next (on
 item per endpoint and shard, whatever the number of registrations), and the registrations of
 one endpoint with a `begins_with` query. Its keys change only when a registration comes or goes
 (and `suspended`, projected, when it is suspended or resumed): refreshes never write to it.
+
+Suspended registrations also carry `suspended_shard`, the sparse `Suspended` index (keys only):
+the health check lists what is suspended in one query per shard, whatever the number of
+registrations, and resumes what an endpoint that answers still has suspended.
 """
 
 from __future__ import annotations
@@ -37,8 +41,12 @@ logger = logging.getLogger(__name__)
 
 REFRESH_INDEX = "RefreshDue"
 ENDPOINT_INDEX = "ByEndpoint"
+SUSPENDED_INDEX = "Suspended"
 TRANSACTION_LIMIT = 100  # items per TransactWriteItems
 REFRESH_SHARDS = 16
+# Registrations (not deleted) one number may have: a PBX, its voicemail, a recorder, ... with room
+# to spare. The worker refuses an upsert past it; a number's status stays well inside Lambda's 6 MB.
+MAX_REGISTRATIONS_PER_NUMBER = 20
 # How many event ids a record remembers to absorb redelivered or resent duplicates.
 RECENT_EVENT_IDS = 20
 
@@ -127,6 +135,8 @@ def _to_item(record: RegistrationRecord) -> dict[str, Any]:
     if record.desired is not None or record.suspended:
         item["endpoint_shard"] = refresh_shard(record.msisdn)
         item["endpoint_key"] = f"{record.sip_uri} {record.msisdn}"
+    if record.suspended:
+        item["suspended_shard"] = refresh_shard(record.msisdn)
     if record.status is RegistrationStatus.ACTIVE and record.expires_at is not None:
         # Only active records enter the sparse refresh index, keyed by expiry in epoch seconds.
         item["refresh_shard"] = refresh_shard(record.msisdn)
@@ -279,6 +289,24 @@ class RegistrationStore:
                 if "LastEvaluatedKey" not in page:
                     break
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def suspended_registrations(self) -> dict[str, list[str]]:
+        """The MSISDNs of the suspended registrations, by sip_uri (from the sparse `Suspended`
+        index: eventually consistent, as `registrations_at`)."""
+        found: dict[str, list[str]] = {}
+        for shard in self.all_shards():
+            query: dict[str, Any] = {
+                "IndexName": SUSPENDED_INDEX,
+                "KeyConditionExpression": Key("suspended_shard").eq(shard),
+            }
+            while True:
+                page = self._table.query(**query)
+                for item in page["Items"]:
+                    found.setdefault(str(item["sip_uri"]), []).append(str(item["msisdn"]))
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return found
 
 
 def now() -> datetime:

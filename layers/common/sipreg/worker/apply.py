@@ -21,6 +21,9 @@ The rules, per registration (MSISDN, sip_uri):
   the record's `last_event_at`) changes nothing and is logged `superseded`. Refreshes and consent
   events never move `last_event_*`; a revoke does, so an older upsert cannot bring a revoked
   registration back.
+- An upsert that would give its number more than `MAX_REGISTRATIONS_PER_NUMBER` registrations
+  not deleted is `rejected` and changes nothing: a producer's fault (a sip_uri made per call)
+  would otherwise put thousands on the core, each refreshed every hour.
 - **Convergence.** Every save is conditional on the version read. If a save fails after a core
   call (another invocation got to the record: SQS redelivered the group while this one ran), the
   record is read again and the event decided again; when the new decision makes no call of its
@@ -51,6 +54,7 @@ from sipreg.events import (
 from sipreg.models import ApiVersion, RouteSpec, mask_msisdn
 from sipreg.store import ConcurrentUpdateError
 from sipreg.store.event_log import Outcome
+from sipreg.store.registrations import MAX_REGISTRATIONS_PER_NUMBER
 from sipreg.store.registrations import RegistrationStatus as Status
 from sipreg.tokens import SERVICE_SCOPES, Tokens
 from sipreg.worker.attempt import Delivery, EventResult, Run
@@ -164,7 +168,7 @@ class EventApplier:
 
     # --- one registration: upsert, delete, refresh -----------------------------------------------
 
-    def _one(
+    def _one(  # noqa: PLR0911  # one return per rule of the module's docstring
         self,
         journal: Journal,
         event: UpsertEvent | DeleteEvent,
@@ -190,6 +194,10 @@ class EventApplier:
             )
             return self._steps.superseded(journal, event, sip_uri, record, reason=reason, run=run)
         before = record.status if record else None
+        if operation is Operation.UPSERT and (record is None or record.status is Status.DELETED):
+            held = [r for r in journal.list_for(event.msisdn) if r.status is not Status.DELETED]
+            if len(held) >= MAX_REGISTRATIONS_PER_NUMBER:
+                return self._over_the_limit(journal, event, sip_uri, len(held))
         if operation is Operation.DELETE and not may_be_on_core(record):
             verdict = Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
             touched = Touched(sip_uri, record, spec, verdict, before)
@@ -225,6 +233,14 @@ class EventApplier:
             verdict = replace(verdict, outcome=Outcome.REFRESHED)
         touched = Touched(sip_uri, record, record.desired, verdict, record.status)
         return self._recorder.record(journal, event, [touched], run)
+
+    def _over_the_limit(self, journal: Journal, event: AnyEvent, sip_uri: str, held: int) -> EventResult:
+        reason = (
+            f"registration.sip_uri: the number has {held} registrations already, the most it may "
+            f"have ({MAX_REGISTRATIONS_PER_NUMBER}); delete one first"
+        )
+        journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
+        return EventResult(Outcome.REJECTED, reason)
 
     def _from_ahead(self, event: AnyEvent) -> bool:
         return event.occurred_at > self._clock() + self._max_future_skew
