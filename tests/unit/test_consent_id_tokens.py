@@ -72,6 +72,9 @@ def test_a_good_token_gives_its_claims_and_the_keys_are_fetched_once() -> None:
         {"sub": None},
         {"sub": 5},
         {"sub": ""},
+        {"sub": "s" * 256},
+        {"sub": "sübject"},
+        {"sub": "line\nbreak"},
         {"iat": None},
         {"iat": str(NOW)},
         {"iat": True},
@@ -90,6 +93,9 @@ def test_a_good_token_gives_its_claims_and_the_keys_are_fetched_once() -> None:
         "no-sub",
         "sub-not-a-string",
         "sub-empty",
+        "sub-past-255",
+        "sub-not-ascii",
+        "sub-not-printable",
         "no-iat",
         "iat-a-string",
         "iat-a-bool",
@@ -102,7 +108,11 @@ def test_a_token_failing_a_claim_check_is_refused(claims: dict[str, Any]) -> Non
 
 @pytest.mark.parametrize(
     "claims",
-    [{"aud": [CLIENT, "other-client"], "azp": CLIENT}, {"azp": CLIENT}, {"aud": [CLIENT]}],
+    [
+        {"aud": [CLIENT, "other-client"], "azp": CLIENT},
+        {"azp": CLIENT},
+        {"aud": [CLIENT]},
+    ],
     ids=["multi-aud-azp-us", "azp-us", "one-aud-in-a-list"],
 )
 def test_a_token_authorized_for_us_is_accepted(claims: dict[str, Any]) -> None:
@@ -123,6 +133,11 @@ def test_a_key_set_without_usable_keys_is_refused_and_fetched_again_next_time(an
         with pytest.raises(IdTokenError):
             check.verify(id_token(), nonce="n1")
     assert len(fetches) == 2  # a broken answer is not kept: the next token asks again
+
+
+def test_a_subject_of_255_ascii_characters_is_the_longest_accepted() -> None:
+    claims = verifier(Jwks(KEY_1)).verify(id_token(sub="s" * 255), nonce="n1")
+    assert claims["sub"] == "s" * 255
 
 
 def test_a_token_signed_by_another_key_with_a_known_kid_is_refused() -> None:

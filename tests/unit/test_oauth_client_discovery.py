@@ -21,7 +21,7 @@ from sipreg.oauth_client import (
     IdentityServerUnavailableError,
     OAuthClient,
 )
-from sipreg.oauth_client.client import MAX_TOKEN_BYTES, MAX_TOKEN_LIFETIME_SECONDS
+from sipreg.oauth_client.client import MAX_SCOPE_CHARS, MAX_TOKEN_BYTES, MAX_TOKEN_LIFETIME_SECONDS
 
 BASE = "https://login.example.net/tenant"
 DOC = {
@@ -257,6 +257,11 @@ def test_a_token_answer_whose_lifetime_is_not_a_number_of_seconds_is_refused(exp
         ("refresh_token", 12345),
         ("refresh_token", {"token": "rt"}),
         ("id_token", ["a", "b"]),
+        ("scope", "s" * (MAX_SCOPE_CHARS + 1)),
+        ("scope", "openid  phone"),  # RFC 6749 §3.3: one space between scope tokens
+        ("scope", 'openid "phone"'),  # a scope token has no double quote
+        ("scope", "openid\nphone"),
+        ("scope", ["openid", "phone"]),
     ],
 )
 def test_a_token_answer_with_a_token_sipreg_cannot_keep_is_refused_naming_it(field: str, value: Any) -> None:
@@ -271,6 +276,27 @@ def test_a_token_answer_with_a_token_sipreg_cannot_keep_is_refused_naming_it(fie
     with pytest.raises(IdentityServerRejectedError, match=field) as refused:
         oauth.client_credentials(["x"])
     assert refused.value.error == "invalid_token_response"
+
+
+@pytest.mark.parametrize(
+    ("scope", "kept"),
+    [
+        ("openid phone offline_access", ("openid", "phone", "offline_access")),
+        ("s" * MAX_SCOPE_CHARS, ("s" * MAX_SCOPE_CHARS,)),
+        (None, ("x",)),  # RFC 6749 §5.1: none given, the scope asked for
+        ("", ()),
+    ],
+)
+def test_the_granted_scope_is_kept_as_answered(scope: Any, kept: tuple[str, ...]) -> None:
+    provider = Provider()
+
+    def token(request: Request) -> Answer:
+        if request.path.endswith("/token"):
+            return answer(200, {"access_token": "at-1", "expires_in": 60, "scope": scope})
+        return provider.answer(request)
+
+    oauth = OAuthClient(BASE, client_id="sipreg", client_secret=lambda force: "s3cret", http=FakeHttp(token))
+    assert oauth.client_credentials(["x"]).scopes == kept
 
 
 def test_tokens_of_16_kb_are_kept() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 ID_TOKEN_ALGORITHMS = ("RS256",)
 CLOCK_LEEWAY_SECONDS = 30
+MAX_SUBJECT_CHARS = 255  # OIDC Core §2: `sub` "MUST NOT exceed 255 ASCII characters in length"
 
 # --- ID tokens ----------------------------------------------------------------------------------
 
@@ -86,6 +87,12 @@ class IdTokenVerifier:
         except (JoseError, ValueError, TypeError, KeyError, AttributeError) as error:
             raise IdTokenError(f"ID token rejected: {type(error).__name__}") from None
         self._check_authorized_party(claims)
+        subject = claims["sub"]
+        if not isinstance(subject, str) or len(subject) > MAX_SUBJECT_CHARS or not _ascii_text(subject):
+            # OIDC Core §2; past it, a provider's subject could outgrow the subscriber's item.
+            raise IdTokenError(
+                f"ID token rejected: its sub is not {MAX_SUBJECT_CHARS} or fewer ASCII characters"
+            )
         return claims
 
     def _check_authorized_party(self, claims: dict[str, Any]) -> None:
@@ -95,3 +102,7 @@ class IdTokenVerifier:
         several = isinstance(audience, list) and len(audience) > 1
         if ("azp" in claims or several) and claims.get("azp") != self._audience:
             raise IdTokenError("ID token rejected: its azp is not this client")
+
+
+def _ascii_text(value: str) -> bool:
+    return value.isascii() and value.isprintable()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 # what a core or an HTTP server takes in a header (gRPC's default metadata limit is 8 KB).
 MAX_TOKEN_BYTES = 16_384
 MAX_TOKEN_LIFETIME_SECONDS = 366 * 86_400
+MAX_SCOPE_CHARS = 4096  # sipreg keeps the granted scope with the tokens
+# RFC 6749 §3.3: scope = scope-token *( SP scope-token ), scope-token = 1*NQCHAR.
+_SCOPE = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*")
 # What a token request carries that must never be quoted back into a log (besides the secret).
 _SECRET_PARAMETERS = ("code", "code_verifier", "refresh_token")
 
@@ -287,6 +291,13 @@ class OAuthClient:
             raise IdentityServerRejectedError("invalid_token_response", "the id_token is not a string")
         lifetime = _lifetime(token.get("expires_in"))
         scope = token.get("scope")
+        if scope not in (None, "") and not (
+            isinstance(scope, str) and len(scope) <= MAX_SCOPE_CHARS and _SCOPE.fullmatch(scope)
+        ):
+            raise IdentityServerRejectedError(
+                "invalid_token_response",
+                f"the scope is not {MAX_SCOPE_CHARS:,} or fewer characters of space-separated scope tokens",
+            )
         return TokenResponse(
             access_token=access_token,
             expires_at=self._clock() + lifetime,
