@@ -24,7 +24,8 @@ What it adds to ministack, so the local engine is as strict as AWS for sipreg:
   writes the account id for everyone). A message the redrive policy moves to a DLQ keeps it.
 - SQS's ChangeMessageVisibility(Batch) is refused past 12 hours from the receive that put the
   message in flight, or past 43,200 s, as AWS refuses it ("Total VisibilityTimeout for the
-  message is beyond the limit"); ministack set any value.
+  message is beyond the limit"); ministack set any value. A change of a message whose look is
+  over (visible again) is answered OK and changes nothing, as SQS does; ministack hid it again.
 - A FIFO queue's DeleteMessage(Batch) with a receipt handle whose visibility timeout has passed
   is refused ("The receipt handle has expired"), as SQS refuses it; ministack deleted the message
   as long as nobody had received it again.
@@ -340,23 +341,30 @@ def _install_sqs_visibility_limit() -> None:
     plain_change = sqs._HANDLERS["ChangeMessageVisibility"]
     plain_batch = sqs._HANDLERS["ChangeMessageVisibilityBatch"]
 
+    def lapsed(message: dict[str, Any] | None) -> bool:
+        """Its look is over: SQS answers a change of it OK and changes nothing (the message stays
+        visible); ministack hid it again."""
+        return message is not None and message["visible_at"] <= time.time()
+
     def change(data: dict[str, Any], qurl: str) -> Any:
         handle = data.get("ReceiptHandle", "")
-        refusal = _visibility_refusal(in_flight(data, qurl, handle), int(data.get("VisibilityTimeout", 30)))
+        message = in_flight(data, qurl, handle)
+        refusal = _visibility_refusal(message, int(data.get("VisibilityTimeout", 30)))
         if refusal:
             raise sqs._Err("InvalidParameterValue", refusal)
-        return plain_change(data, qurl)
+        return {} if lapsed(message) else plain_change(data, qurl)
 
     def change_batch(data: dict[str, Any], qurl: str) -> Any:
         entries = data.get("Entries", [])
         sqs._validate_batch_entries(entries, "ChangeMessageVisibilityBatchRequestEntry")
-        kept, refused = [], []
+        kept, refused, unchanged = [], [], []
         for entry in entries:
             handle = entry.get("ReceiptHandle", "")
-            refusal = _visibility_refusal(
-                in_flight(data, qurl, handle), int(entry.get("VisibilityTimeout", 30))
-            )
-            if refusal:
+            message = in_flight(data, qurl, handle)
+            refusal = _visibility_refusal(message, int(entry.get("VisibilityTimeout", 30)))
+            if lapsed(message) and not refusal:
+                unchanged.append({"Id": entry.get("Id", "")})
+            elif refusal:
                 refused.append(
                     {
                         "Id": entry.get("Id", ""),
@@ -368,7 +376,10 @@ def _install_sqs_visibility_limit() -> None:
             else:
                 kept.append(entry)
         answer = plain_batch({**data, "Entries": kept}, qurl) if kept else {"Successful": [], "Failed": []}
-        return {**answer, "Failed": [*answer.get("Failed", []), *refused]}
+        return {
+            "Successful": [*answer.get("Successful", []), *unchanged],
+            "Failed": [*answer.get("Failed", []), *refused],
+        }
 
     sqs._collect_msgs = collect_and_stamp  # ReceiveMessage and ministack's own pollers call it by name
     sqs._HANDLERS["ChangeMessageVisibility"] = change
@@ -613,8 +624,12 @@ def _install_batch_get_limits() -> None:
                 "Throughput exceeds the current capacity of your table or index.",
                 400,
             )
-        partial = json.loads(plain_batch_get({**data, "RequestItems": served})[2])
-        return json_response({"Responses": partial["Responses"], "UnprocessedKeys": unprocessed})
+        partial = plain_batch_get({**data, "RequestItems": served})
+        if partial[0] != 200:
+            return partial
+        return json_response(
+            {"Responses": json.loads(partial[2])["Responses"], "UnprocessedKeys": unprocessed}
+        )
 
     # handle_request builds its table of handlers from the module's names at each request.
     dynamodb._batch_get_item = batch_get_item

@@ -1,6 +1,7 @@
 """The local AWS refuses to delete a FIFO message with a receipt handle whose visibility timeout has
 passed ("The receipt handle has expired"), as SQS does; ministack deleted it as long as nobody had
-received the message again. A standard queue still takes it, as SQS's does."""
+received the message again. A standard queue still takes it, as SQS's does. A visibility change
+with such a receipt is answered OK and changes nothing, as SQS's (ministack hid the message again)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,20 @@ def test_a_standard_queue_still_takes_an_expired_receipt(aws_endpoint: str) -> N
     time.sleep(1.2)
     sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
     assert "Messages" not in sqs.receive_message(QueueUrl=url)
+
+
+def test_a_change_of_a_lapsed_receipt_is_answered_ok_and_leaves_the_message_visible(
+    aws_endpoint: str,
+) -> None:
+    sqs = client(aws_endpoint, "sqs")
+    url = fifo_queue(sqs, "receipts")
+    first, second = received(sqs, url, 2, visibility=1)
+    time.sleep(1.2)
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first, VisibilityTimeout=30)
+    answer = sqs.change_message_visibility_batch(
+        QueueUrl=url, Entries=[{"Id": "lapsed", "ReceiptHandle": second, "VisibilityTimeout": 30}]
+    )
+    assert [entry["Id"] for entry in answer["Successful"]] == ["lapsed"] and not answer.get("Failed")
+    # Neither was hidden again: both are handed out at once
+    again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30)["Messages"]
+    assert len(again) == 2

@@ -100,6 +100,7 @@ class Redriver:
         """Moves every message in the DLQ (only `msisdn`'s, if given) back to the events queue."""
         moved = 0
         others: dict[str, float] = {}  # other numbers' receipt handles -> when their look ends
+        seen_others: set[str] = set()
         held_back: dict[str, float] = {}  # held internal events and what is behind them, likewise
         try:
             while True:
@@ -120,7 +121,9 @@ class Redriver:
                 chosen = [m for m in messages if msisdn is None or _msisdn_of(m) == msisdn]
                 if len(chosen) < len(messages):
                     mine = {m["MessageId"] for m in chosen}
-                    others |= {m["ReceiptHandle"]: look_ends for m in messages if m["MessageId"] not in mine}
+                    theirs = [m for m in messages if m["MessageId"] not in mine]
+                    others |= {m["ReceiptHandle"]: look_ends for m in theirs}
+                    seen_others |= {m["MessageId"] for m in theirs}  # one handed out again counts once
                 movable, behind = self._not_held([(m, _event_of(m)) for m in chosen])
                 held_back |= {m["ReceiptHandle"]: look_ends for m in behind}
                 moved += self._move(movable)
@@ -128,7 +131,7 @@ class Redriver:
             self._release([*others, *held_back])
         return RedriveReport(
             moved=moved,
-            left=len(others),
+            left=len(seen_others),
             marked=self._marked,
             held=tuple(self._held.values()),
             not_deleted=tuple(self._not_deleted),
@@ -150,7 +153,8 @@ class Redriver:
 
     def _keep_hidden(self, looks: dict[str, float]) -> None:
         """Hides again, for another look, the kept messages past half of theirs. One SQS will not
-        hide again (past 12 h in flight) is visible already: a later receive hands it out anew."""
+        hide again (12 h in flight) shows when its look ends, and one whose look ended already
+        stays visible (SQS answers OK): either way a later receive hands it out anew."""
         now = time.monotonic()
         due = [handle for handle, ends in looks.items() if ends - now < LOOK_SECONDS / 2]
         for start in range(0, len(due), RECEIVE_LIMIT):

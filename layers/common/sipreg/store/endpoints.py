@@ -36,8 +36,8 @@ class EndpointHealthStore:
         self._table = dynamodb_table(table_name)
 
     def get_many(self, sip_uris: Collection[str]) -> dict[str, EndpointHealth | None]:
-        """The stored health of these endpoints: None for one never checked. One DynamoDB still
-        left unprocessed after a few throttled rounds is left out: its health is unknown."""
+        """The stored health of these endpoints: None for one never checked. One whose key DynamoDB
+        still left unprocessed after a few throttled rounds is left out: its health is unknown."""
         unique = list(dict.fromkeys(sip_uris))
         read = batch_get(self._table, [{"sip_uri": uri} for uri in unique], consistent=False)
         found: dict[str, EndpointHealth | None] = {}
