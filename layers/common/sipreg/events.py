@@ -384,8 +384,14 @@ _MESSAGES = {
 
 
 def event_path(loc: Sequence[str | int]) -> str:
-    """A dotted field path from a pydantic location, without the union's type tags."""
-    return ".".join(str(part) for part in loc if not (isinstance(part, str) and part in _TAGS))
+    """A dotted field path from a pydantic location, without the union's type tags: the part that
+    opens an event (first, or after its index in a list). A field that merely bears a type's name
+    (an unknown `subscriber.consented`) keeps it."""
+    return ".".join(
+        str(part)
+        for index, part in enumerate(loc)
+        if not (part in _TAGS and (index == 0 or isinstance(loc[index - 1], int)))
+    )
 
 
 def describe(detail: Mapping[str, Any], *, allow_internal: bool = False) -> FieldError:
