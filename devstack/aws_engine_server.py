@@ -322,6 +322,16 @@ def _visibility_refusal(message: dict[str, Any] | None, seconds: int) -> str | N
     return f"Value {seconds} for parameter VisibilityTimeout is invalid. Reason: {reason}"
 
 
+def _received_as(queue: dict[str, Any], handle: str) -> dict[str, Any] | None:
+    """The queue's message `handle` is the receipt of (ministack keeps a message's latest only)."""
+    return next((m for m in queue["messages"] if handle and m["receipt_handle"] == handle), None)
+
+
+def _lapsed(message: dict[str, Any] | None) -> bool:
+    """The receive's look is over: the message is visible again, its receipt spent."""
+    return message is not None and message["visible_at"] <= time.time()
+
+
 def _install_sqs_visibility_limit() -> None:
     from ministack.services import sqs  # noqa: PLC0415
 
@@ -335,16 +345,10 @@ def _install_sqs_visibility_limit() -> None:
         return received
 
     def in_flight(data: dict[str, Any], qurl: str, handle: str) -> dict[str, Any] | None:
-        queue = sqs._get_q(data.get("QueueUrl", qurl), "sqs:ChangeMessageVisibility")
-        return next((m for m in queue["messages"] if handle and m["receipt_handle"] == handle), None)
+        return _received_as(sqs._get_q(data.get("QueueUrl", qurl), "sqs:ChangeMessageVisibility"), handle)
 
     plain_change = sqs._HANDLERS["ChangeMessageVisibility"]
     plain_batch = sqs._HANDLERS["ChangeMessageVisibilityBatch"]
-
-    def lapsed(message: dict[str, Any] | None) -> bool:
-        """Its look is over: SQS answers a change of it OK and changes nothing (the message stays
-        visible); ministack hid it again."""
-        return message is not None and message["visible_at"] <= time.time()
 
     def change(data: dict[str, Any], qurl: str) -> Any:
         handle = data.get("ReceiptHandle", "")
@@ -352,7 +356,8 @@ def _install_sqs_visibility_limit() -> None:
         refusal = _visibility_refusal(message, int(data.get("VisibilityTimeout", 30)))
         if refusal:
             raise sqs._Err("InvalidParameterValue", refusal)
-        return {} if lapsed(message) else plain_change(data, qurl)
+        # A lapsed receipt: SQS answers OK and the message stays visible (ministack hid it again).
+        return {} if _lapsed(message) else plain_change(data, qurl)
 
     def change_batch(data: dict[str, Any], qurl: str) -> Any:
         entries = data.get("Entries", [])
@@ -362,7 +367,7 @@ def _install_sqs_visibility_limit() -> None:
             handle = entry.get("ReceiptHandle", "")
             message = in_flight(data, qurl, handle)
             refusal = _visibility_refusal(message, int(entry.get("VisibilityTimeout", 30)))
-            if lapsed(message) and not refusal:
+            if _lapsed(message) and not refusal:
                 unchanged.append({"Id": entry.get("Id", "")})
             elif refusal:
                 refused.append(
@@ -395,10 +400,7 @@ def _install_sqs_fifo_handle_expiry() -> None:
 
     def expired(data: dict[str, Any], qurl: str, handle: str) -> bool:
         queue = sqs._get_q(data.get("QueueUrl", qurl), "sqs:DeleteMessage")
-        if not queue["is_fifo"] or not handle:
-            return False
-        message = next((m for m in queue["messages"] if m["receipt_handle"] == handle), None)
-        return message is not None and message["visible_at"] <= time.time()
+        return bool(queue["is_fifo"]) and _lapsed(_received_as(queue, handle))
 
     plain_delete = sqs._HANDLERS["DeleteMessage"]
     plain_batch = sqs._HANDLERS["DeleteMessageBatch"]
@@ -415,17 +417,20 @@ def _install_sqs_fifo_handle_expiry() -> None:
     def delete_batch(data: dict[str, Any], qurl: str) -> Any:
         entries = data.get("Entries", [])
         sqs._validate_batch_entries(entries, "DeleteMessageBatchRequestEntry")
-        kept = [entry for entry in entries if not expired(data, qurl, entry.get("ReceiptHandle", ""))]
-        refused = [
-            {
-                "Id": entry.get("Id", ""),
-                "Code": "ReceiptHandleIsInvalid",
-                "Message": EXPIRED_HANDLE,
-                "SenderFault": True,
-            }
-            for entry in entries
-            if entry not in kept
-        ]
+        kept, refused = [], []
+        for entry in entries:
+            if expired(data, qurl, entry.get("ReceiptHandle", "")):
+                entry_id = entry.get("Id", "")
+                refused.append(
+                    {
+                        "Id": entry_id,
+                        "Code": "ReceiptHandleIsInvalid",
+                        "Message": EXPIRED_HANDLE,
+                        "SenderFault": True,
+                    }
+                )
+            else:
+                kept.append(entry)
         answer = plain_batch({**data, "Entries": kept}, qurl) if kept else {"Successful": [], "Failed": []}
         return {**answer, "Failed": [*answer.get("Failed", []), *refused]}
 

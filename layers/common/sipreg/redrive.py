@@ -117,7 +117,8 @@ class Redriver:
                 ).get("Messages", [])
                 if not messages:
                     break
-                messages = self._without_moved(messages)
+                messages, stuck = self._without_moved(messages)
+                held_back |= {m["ReceiptHandle"]: look_ends for m in stuck}  # not handed out again
                 chosen = [m for m in messages if msisdn is None or _msisdn_of(m) == msisdn]
                 if len(chosen) < len(messages):
                     mine = {m["MessageId"] for m in chosen}
@@ -137,19 +138,24 @@ class Redriver:
             not_deleted=tuple(self._not_deleted),
         )
 
-    def _without_moved(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The messages this run has not moved yet; the DLQ's copies of those it moved but could
-        not delete (a receipt expired) are deleted now, with their new receipt."""
+    def _without_moved(
+        self, messages: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(the messages this run has not moved yet, the copies it still cannot delete): the DLQ's
+        copies of those it moved but could not delete (a receipt expired) are deleted now, with
+        their new receipt."""
         copies = [m for m in messages if m["MessageId"] in self._not_deleted]
         if not copies:
-            return messages
+            return messages, []
         answer = self._sqs.delete_message_batch(
             QueueUrl=self.dlq_url,
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(copies)],
         )
-        for entry in answer.get("Successful", []):
-            self._not_deleted.remove(copies[int(entry["Id"])]["MessageId"])
-        return [m for m in messages if m["MessageId"] not in {c["MessageId"] for c in copies}]
+        deleted = {copies[int(entry["Id"])]["MessageId"] for entry in answer.get("Successful", [])}
+        self._not_deleted = [message_id for message_id in self._not_deleted if message_id not in deleted]
+        copied = {c["MessageId"] for c in copies}
+        fresh = [m for m in messages if m["MessageId"] not in copied]
+        return fresh, [c for c in copies if c["MessageId"] not in deleted]
 
     def _keep_hidden(self, looks: dict[str, float]) -> None:
         """Hides again, for another look, the kept messages past half of theirs. One SQS will not
@@ -157,20 +163,28 @@ class Redriver:
         stays visible (SQS answers OK): either way a later receive hands it out anew."""
         now = time.monotonic()
         due = [handle for handle, ends in looks.items() if ends - now < LOOK_SECONDS / 2]
-        for start in range(0, len(due), RECEIVE_LIMIT):
-            chunk = due[start : start + RECEIVE_LIMIT]
-            look_ends = time.monotonic() + LOOK_SECONDS
+        look_ends = now + LOOK_SECONDS
+        hidden = self._set_visibility(due, LOOK_SECONDS)
+        for handle in due:
+            if handle in hidden:
+                looks[handle] = look_ends
+            else:
+                del looks[handle]
+
+    def _set_visibility(self, handles: list[str], seconds: int) -> set[str]:
+        """ChangeMessageVisibilityBatch, ten at a time; the handles SQS took."""
+        taken: set[str] = set()
+        for start in range(0, len(handles), RECEIVE_LIMIT):
+            chunk = handles[start : start + RECEIVE_LIMIT]
             answer = self._sqs.change_message_visibility_batch(
                 QueueUrl=self.dlq_url,
                 Entries=[
-                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": LOOK_SECONDS}
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": seconds}
                     for i, h in enumerate(chunk)
                 ],
             )
-            for entry in answer.get("Successful", []):
-                looks[chunk[int(entry["Id"])]] = look_ends
-            for entry in answer.get("Failed", []):
-                del looks[chunk[int(entry["Id"])]]
+            taken |= {chunk[int(entry["Id"])] for entry in answer.get("Successful", [])}
+        return taken
 
     def _not_held(self, messages: list[Moved]) -> tuple[list[Moved], list[dict[str, Any]]]:
         """(messages to move, messages left in the DLQ): an internal event that cannot be marked
@@ -272,14 +286,7 @@ class Redriver:
         return marked
 
     def _release(self, handles: list[str]) -> None:
-        for start in range(0, len(handles), RECEIVE_LIMIT):
-            chunk = handles[start : start + RECEIVE_LIMIT]
-            self._sqs.change_message_visibility_batch(
-                QueueUrl=self.dlq_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)
-                ],
-            )
+        self._set_visibility(handles, 0)
 
     def _dead_letter_queue_url(self) -> str:
         attributes = self._sqs.get_queue_attributes(

@@ -267,7 +267,7 @@ class EventsService:
             msisdn=msisdn,
             consent=ConsentView.of(consent) if consent else None,
             registrations=[RegistrationView.of(record) for record in sorted(shown, key=lambda r: r.sip_uri)],
-            deleted_not_shown=len(deleted) - len(deleted[:DELETED_SHOWN]),
+            deleted_not_shown=max(0, len(deleted) - DELETED_SHOWN),
             events=[EventLogView.of(entry) for entry in entries],
             next_cursor=next_cursor,
         )

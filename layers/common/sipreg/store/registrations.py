@@ -164,10 +164,8 @@ class RegistrationStore:
         A key without a record maps to None. Keys DynamoDB still leaves unprocessed (throttling)
         after a few rounds are left out of the answer: the caller must read those itself.
         """
-        return self._batch_get(list(dict.fromkeys(keys)))
-
-    def _batch_get(self, keys: list[RecordKey]) -> dict[RecordKey, RegistrationRecord | None]:
-        read = batch_get(self._table, [{"msisdn": msisdn, "sip_uri": sip_uri} for msisdn, sip_uri in keys])
+        unique = list(dict.fromkeys(keys))
+        read = batch_get(self._table, [{"msisdn": msisdn, "sip_uri": sip_uri} for msisdn, sip_uri in unique])
         found: dict[RecordKey, RegistrationRecord | None] = {}
         for item in read.items:
             record = _from_item(item)
@@ -175,17 +173,20 @@ class RegistrationStore:
         unread = {(key["msisdn"], key["sip_uri"]) for key in read.unread}
         if unread:
             logger.warning("%d registration(s) stayed unprocessed after BatchGetItem's rounds", len(unread))
-        found.update({key: None for key in keys if key not in unread and key not in found})
+        found.update({key: None for key in unique if key not in unread and key not in found})
         return found
 
     def list_for(self, msisdn: str) -> list[RegistrationRecord]:
-        records: list[RegistrationRecord] = []
-        query: dict[str, Any] = {"KeyConditionExpression": Key("msisdn").eq(msisdn), "ConsistentRead": True}
+        items = self._query_all(KeyConditionExpression=Key("msisdn").eq(msisdn), ConsistentRead=True)
+        return [_from_item(item) for item in items]
+
+    def _query_all(self, **query: Any) -> Iterator[dict[str, Any]]:
+        """Every item the query finds, page after page."""
         while True:
             page = self._table.query(**query)
-            records.extend(_from_item(item) for item in page["Items"])
+            yield from page["Items"]
             if "LastEvaluatedKey" not in page:
-                return records
+                return
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def save(self, record: RegistrationRecord, *, read_version: int | None) -> RegistrationRecord:
@@ -277,35 +278,18 @@ class RegistrationStore:
         """(msisdn, suspended) of every wanted or suspended registration at `sip_uri` (the index
         is eventually consistent: a change of the last second may not show yet)."""
         for shard in self.all_shards():
-            query: dict[str, Any] = {
-                "IndexName": ENDPOINT_INDEX,
-                "KeyConditionExpression": Key("endpoint_shard").eq(shard)
-                & Key("endpoint_key").begins_with(f"{sip_uri} "),
-            }
-            while True:
-                page = self._table.query(**query)
-                for item in page["Items"]:
-                    yield str(item["msisdn"]), bool(item.get("suspended", False))
-                if "LastEvaluatedKey" not in page:
-                    break
-                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            condition = Key("endpoint_shard").eq(shard) & Key("endpoint_key").begins_with(f"{sip_uri} ")
+            for item in self._query_all(IndexName=ENDPOINT_INDEX, KeyConditionExpression=condition):
+                yield str(item["msisdn"]), bool(item.get("suspended", False))
 
     def suspended_registrations(self) -> dict[str, list[str]]:
         """The MSISDNs of the suspended registrations, by sip_uri (from the sparse `Suspended`
         index: eventually consistent, as `registrations_at`)."""
         found: dict[str, list[str]] = {}
         for shard in self.all_shards():
-            query: dict[str, Any] = {
-                "IndexName": SUSPENDED_INDEX,
-                "KeyConditionExpression": Key("suspended_shard").eq(shard),
-            }
-            while True:
-                page = self._table.query(**query)
-                for item in page["Items"]:
-                    found.setdefault(str(item["sip_uri"]), []).append(str(item["msisdn"]))
-                if "LastEvaluatedKey" not in page:
-                    break
-                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            condition = Key("suspended_shard").eq(shard)
+            for item in self._query_all(IndexName=SUSPENDED_INDEX, KeyConditionExpression=condition):
+                found.setdefault(str(item["sip_uri"]), []).append(str(item["msisdn"]))
         return found
 
 

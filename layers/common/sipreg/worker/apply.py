@@ -239,8 +239,7 @@ class EventApplier:
             f"registration.sip_uri: the number has {held} registrations already, the most it may "
             f"have ({MAX_REGISTRATIONS_PER_NUMBER}); delete one first"
         )
-        journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
-        return EventResult(Outcome.REJECTED, reason)
+        return self._rejected(journal, event, sip_uri, reason)
 
     def _from_ahead(self, event: AnyEvent) -> bool:
         return event.occurred_at > self._clock() + self._max_future_skew
@@ -250,5 +249,9 @@ class EventApplier:
             f"occurred_at {event.occurred_at.isoformat()} is more than "
             f"{int(self._max_future_skew.total_seconds())} s in the future"
         )
+        return self._rejected(journal, event, sip_uri, reason)
+
+    def _rejected(self, journal: Journal, event: AnyEvent, sip_uri: str | None, reason: str) -> EventResult:
+        """Refused as it is: only its log item says why; no record changes."""
         journal.write(self._recorder.entry(event, sip_uri, Outcome.REJECTED, reason))
         return EventResult(Outcome.REJECTED, reason)
