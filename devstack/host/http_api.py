@@ -234,10 +234,13 @@ def build_event(
     now = datetime.now(UTC)
     headers["x-amzn-trace-id"] = f"Root=1-{int(now.timestamp()):08x}-{uuid4().hex[:24]}"
     request_id = base64.b64encode(uuid4().bytes[:10]).decode()
+    # HTTP APIs hand the path on percent-decoded, `rawPath` too (REST APIs and function URLs keep
+    # the encoding); only the query string stays as sent.
+    decoded_path = unquote(path)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route.key,
-        "rawPath": path,
+        "rawPath": decoded_path,
         "rawQueryString": query,
         "headers": headers,
         "requestContext": {
@@ -247,7 +250,7 @@ def build_event(
             "domainPrefix": headers.get("host", "").split(".")[0].split(":")[0],
             "http": {
                 "method": request.method,
-                "path": path,
+                "path": decoded_path,
                 "protocol": request.protocol,
                 "sourceIp": request.source_ip,
                 "userAgent": headers.get("user-agent", ""),

@@ -14,7 +14,7 @@ import json
 import sys
 from functools import cache
 from typing import Annotated, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -56,13 +56,17 @@ from sipreg.wiring import events_api as wiring
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
-# Producers sign with the webhook secret (both headers); operators with AWS credentials (SigV4).
-PRODUCERS: list[dict[str, list[str]]] = [{"SipregSignature": [], "SipregRequestId": []}]
-OPERATORS: list[dict[str, list[str]]] = [{"AwsSigV4": []}]
-# A '+' may arrive percent-encoded in the path (%2B).
+# An HTTP API hands the path on percent-decoded, and powertools matches routes on it with a pattern
+# of URL characters: a space or a control character in an MSISDN would miss every route (404, where
+# the document says 400). The router gets the path percent-encoded again (`_routable`); each path
+# parameter is decoded back to what API Gateway handed on.
 PathMsisdn = Annotated[
     MsisdnField, BeforeValidator(lambda value: unquote(value) if isinstance(value, str) else value)
 ]
+
+# Producers sign with the webhook secret (both headers); operators with AWS credentials (SigV4).
+PRODUCERS: list[dict[str, list[str]]] = [{"SipregSignature": [], "SipregRequestId": []}]
+OPERATORS: list[dict[str, list[str]]] = [{"AwsSigV4": []}]
 
 
 def _problem_response(description: str) -> OpenAPIResponse:
@@ -264,8 +268,8 @@ def openapi_document() -> str:
             "Provisioning events in, registration status out. Producers (CRM, billing) post events "
             "only, signed with the webhook secret: a new `Sipreg-Request-Id` per request and "
             "`Sipreg-Signature: t=<unix seconds>,v2=<lower-case hex HMAC-SHA256(secret, string "
-            'to sign)>`, the string to sign being "sipreg-v2", t, the request id, METHOD, raw '
-            "path, raw query and "
+            'to sign)>`, the string to sign being "sipreg-v2", t, the request id, METHOD, the '
+            "path percent-decoded, the raw query and "
             "hex SHA-256 of the body, joined by newlines, within 5 minutes of our clock. Operators "
             "read status, revoke, and disable / enable / refresh a registration with AWS "
             "credentials: SigV4 (service execute-api), IAM "
@@ -310,7 +314,11 @@ def lambda_handler(
         }
     app.context["service"] = service  # read by the routes; powertools clears it after resolve
     app.context["caller"] = caller
-    return app.resolve(event, context)
+    return app.resolve(_routable(event), context)
+
+
+def _routable(event: dict[str, Any]) -> dict[str, Any]:
+    return {**event, "rawPath": quote(str(event.get("rawPath", "")), safe="/")}
 
 
 cold_start.loaded()  # last: what the load made is frozen, collection is back on

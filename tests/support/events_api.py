@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 import boto3
 
@@ -68,14 +68,16 @@ def http_event(
         all_headers["sipreg-request-id"] = request.request_id
         all_headers["sipreg-signature"] = signing.sign(request, secret, timestamp=timestamp)
     all_headers.update(headers or {})
+    # `path` as the client sends it; an HTTP API hands it on percent-decoded (the query as sent)
+    decoded_path = unquote(path)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
-        "rawPath": path,
+        "rawPath": decoded_path,
         "rawQueryString": query_string,
         "headers": all_headers,
         "requestContext": {
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+            "http": {"method": method, "path": decoded_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
             "requestId": "test",
             "routeKey": "$default",
             "stage": "$default",

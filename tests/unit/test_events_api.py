@@ -759,7 +759,11 @@ def test_a_cursor_of_another_number_is_refused(service: EventsService, event_log
     assert status == 400 and [e["field"] for e in body["errors"]] == ["cursor"]
 
 
-@pytest.mark.parametrize("msisdn", ["4799990000", "+47", "+4799990000x", "%2Bhello"])
+# API Gateway decodes the path once: %252B... arrives as %2B4799990000, which is no MSISDN; %C2%84 (a
+# control character) and %20 (a space) arrive as themselves, which no route pattern takes as written
+@pytest.mark.parametrize(
+    "msisdn", ["4799990000", "+47", "+4799990000x", "%2Bhello", "%252B4799990000", "%C2%84", "+47%209999"]
+)
 def test_a_malformed_msisdn_in_the_path_is_400_naming_it(service: EventsService, msisdn: str) -> None:
     status, body, _ = call(service, operator_event("GET", f"/v1/registrations/{msisdn}"))
 

@@ -8,8 +8,9 @@ query string, the time, a request id and the body.
 
     string to sign = "sipreg-v2" LF t LF request id LF METHOD LF path LF query LF hex SHA-256(body)
 
-`path` and `query` are exactly as sent on the request line (percent-encoding kept, no `?`; an
-empty query is an empty line); the body is the exact bytes sent; `v2` is lower-case hex. `t` is 1
+`path` is the path percent-decoded, as API Gateway's HTTP APIs hand it on (`/v1/events` has
+nothing to decode); `query` is exactly as sent on the request line (percent-encoding kept, no `?`;
+an empty query is an empty line); the body is the exact bytes sent; `v2` is lower-case hex. `t` is 1
 to 12 ASCII digits (any other `t` refuses the header unread). The time must be within
 `tolerance` (5 minutes) of our clock either way, and the API remembers each request id for that
 window, so a request cannot be replayed at all: not on another route, number or method (the
