@@ -14,7 +14,7 @@ Unknown/expired token -> UNAUTHENTICATED; token without the version's scope (v0
 `call.control:answer_and_initiate`, v1 `call.routing:write`) -> PERMISSION_DENIED. A user token
 carries its MSISDN; a client token needs `phone_number`. Bad sip_uri, route type or prefixes
 are answered STATUS_CODE_NOT_ACCEPTABLE with `error_message`. Registrations live 3600 emulator
-seconds from the last upsert; deleting an unknown one is answered OK (idempotent).
+seconds from the last upsert; deleting one it does not hold is refused (NOT_ACCEPTABLE).
 
 Admin HTTP (JSON; bad input -> 400 {"error", "field"}):
   POST   /_admin/tokens         {"msisdn": "+47...", "scopes": [...], "ttl": 3600}

@@ -165,11 +165,16 @@ class SipBreakoutServicer:
         # route type and prefixes may be left empty.
         registration = _registration(request)
         _refuse_if_any([sip_uri_problem(registration.sip_uri)])
-        # Idempotent: deleting what is not there (never made, expired, already deleted) is OK,
-        # as the desired end state holds. A retried delete whose first attempt went through but
-        # whose answer was lost must not turn into a permanent rejection.
-        self._sim.registrations.delete(msisdn, registration.sip_uri)
         pb2 = self._version.pb2
+        # WG2's documents do not say what a delete of a registration the core does not hold
+        # answers (never made, expired, deleted already: a retry whose first answer was lost).
+        # The strict reading: it is refused, so a client must not take a refusal of a delete for
+        # a reason to keep the registration.
+        if not self._sim.registrations.delete(msisdn, registration.sip_uri):
+            return pb2.DeleteRegistrationResponse(
+                status_code=pb2.STATUS_CODE_NOT_ACCEPTABLE,
+                error_message=f"no registration of {registration.sip_uri} for this number",
+            )
         return pb2.DeleteRegistrationResponse(status_code=pb2.STATUS_CODE_OK)
 
 

@@ -132,3 +132,42 @@ def test_status_changes_reach_eventbridge_for_crm_and_billing(
         (msisdn, "active", "deleted"),
     ]
     assert json.dumps(details)  # plain JSON for any consumer
+
+
+def test_a_delete_of_what_the_core_does_not_hold_ends_deleted(
+    rig: Rig, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    rig.consent(msisdn)
+    deletes = core_calls(rig.sim, "DeleteRegistration")
+    # Given a delete of a registration sipreg never made (the core refuses it: it holds none)
+    rig.send(delete("d-unknown", msisdn=msisdn, sip_uri=PBX))
+    rig.drain()
+    # Then what the delete wanted holds, and is recorded so: deleted, not rejected
+    record = rig.record(msisdn, PBX)
+    assert record is not None and record.status is RegistrationStatus.DELETED
+    assert "holds no such registration" in (record.last_error or "")
+    assert [(e.event_id, e.outcome) for e in rig.log(msisdn)] == [("d-unknown", "deleted")]
+    assert core_calls(rig.sim, "DeleteRegistration") == deletes + 1  # asked once, not retried
+
+
+def test_a_delete_retried_after_its_answer_was_lost_ends_deleted(
+    rig: Rig, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    rig.consent(msisdn)
+    rig.send(upsert("u1", msisdn=msisdn, sip_uri=PBX, at=T0))
+    rig.drain()
+    # Given a delete that reaches the core after the worker gave up waiting (its answer is lost)
+    rig.sim.set_faults(latency_ms=2_500, methods=["DeleteRegistration"], msisdns=[msisdn])
+    rig.send(delete("d1", msisdn=msisdn, sip_uri=PBX, at=T0 + timedelta(seconds=1)))
+    first = rig.deliver()
+    assert first is not None and len(first.failed) == 1
+    rig.run_until(lambda: rig.on_core(msisdn) == [])
+    rig.sim.clear_faults()
+    # When it is retried, and the core refuses to delete what it no longer holds
+    rig.drain()
+    # Then the registration ends deleted here too, nothing of it left as applied
+    record = rig.record(msisdn, PBX)
+    assert record is not None and record.status is RegistrationStatus.DELETED and record.applied is None
+    assert [(e.event_id, e.outcome) for e in rig.log(msisdn)][-1] == ("d1", "deleted")

@@ -40,11 +40,27 @@ S = grpc.StatusCode
     ],
 )
 def test_grpc_status_maps_to_its_outcome(code, expected) -> None:
-    assert outcome_from_rpc_error(code, "token expired") == expected
+    assert outcome_from_rpc_error(Operation.UPSERT, code, "token expired") == expected
 
 
 def test_grpc_status_without_details_names_the_code() -> None:
-    assert outcome_from_rpc_error(S.UNAVAILABLE, "") == Transient(code="UNAVAILABLE", detail="UNAVAILABLE")
+    assert outcome_from_rpc_error(Operation.DELETE, S.UNAVAILABLE, "") == Transient(
+        code="UNAVAILABLE", detail="UNAVAILABLE"
+    )
+
+
+def test_a_delete_the_core_answers_not_found_is_deleted_saying_so() -> None:
+    # A core that answers a delete of what it does not hold NOT_FOUND (an expired registration, a
+    # retry whose first attempt went through): what the delete wanted holds
+    outcome = outcome_from_rpc_error(Operation.DELETE, S.NOT_FOUND, "no such registration")
+
+    assert isinstance(outcome, Deleted)
+    assert outcome.note is not None and "NOT_FOUND: no such registration" in outcome.note
+
+
+@pytest.mark.parametrize("code", [S.INVALID_ARGUMENT, S.UNAVAILABLE, S.PERMISSION_DENIED])
+def test_other_failures_of_a_delete_are_not_taken_for_deleted(code) -> None:
+    assert not isinstance(outcome_from_rpc_error(Operation.DELETE, code, "x"), Deleted)
 
 
 def test_ok_upsert_is_applied_with_the_ttl_the_core_returned() -> None:
@@ -75,11 +91,18 @@ def test_ok_delete_is_deleted() -> None:
     assert outcome_from_status(Operation.DELETE, 1, "", None) == Deleted()
 
 
-@pytest.mark.parametrize("operation", list(Operation))
-def test_not_acceptable_is_rejected_with_the_cores_message(operation) -> None:
-    outcome = outcome_from_status(operation, 2, "sip_uri: port out of range", None)
+def test_not_acceptable_is_rejected_with_the_cores_message() -> None:
+    outcome = outcome_from_status(Operation.UPSERT, 2, "sip_uri: port out of range", None)
 
     assert outcome == Rejected(message="sip_uri: port out of range", by_core=True)
+
+
+def test_a_delete_the_core_refuses_is_deleted_with_the_cores_message() -> None:
+    # The core refuses a delete of a registration it does not hold (or could never have made)
+    outcome = outcome_from_status(Operation.DELETE, 2, "no registration of sips:pbx.example", None)
+
+    assert isinstance(outcome, Deleted)
+    assert outcome.note is not None and "NOT_ACCEPTABLE: no registration of sips:pbx.example" in outcome.note
 
 
 def test_not_acceptable_without_message_still_says_why_it_failed() -> None:

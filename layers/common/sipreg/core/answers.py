@@ -26,6 +26,13 @@ from sipreg.proto.wgtwo.sipbreakout.v1 import sipbreakout_pb2 as sipbreakout_v1
 # is Transient: retried, and if it persists it ends in the DLQ for an operator instead of being
 # recorded as the subscriber's fault.
 _PERMANENT_REJECTIONS = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
+# A delete the core refuses names a registration it does not hold: never made, expired, deleted
+# already (a retry whose first attempt went through but whose answer was lost), or one it could
+# never have made. WG2's documents do not say what a delete of those answers; a core may refuse it
+# (NOT_ACCEPTABLE in the answer, or gRPC NOT_FOUND, as Google's API design has it). Either way
+# what the delete wanted holds. (INVALID_ARGUMENT stays a rejection: a malformed request says
+# nothing of what the core holds.)
+_NOT_HELD_ON_DELETE = frozenset({grpc.StatusCode.NOT_FOUND})
 
 
 def outcome_from_status(
@@ -38,6 +45,8 @@ def outcome_from_status(
             return Deleted()
         return Applied(ttl_seconds=_ttl_seconds(ttl))
     if status_code == sipbreakout_v1.STATUS_CODE_NOT_ACCEPTABLE:
+        if operation is Operation.DELETE:
+            return _not_held(f"NOT_ACCEPTABLE: {error_message or 'the core gave no reason'}")
         return Rejected(message=error_message or "not acceptable (the core gave no reason)")
     name = sipbreakout_v1.StatusCode.Name(status_code) if status_code == 0 else f"STATUS_CODE_{status_code}"
     return Transient(code=name, detail=error_message or "the core answered without a usable status code")
@@ -57,9 +66,15 @@ def _ttl_seconds(ttl: Duration | None) -> float | None:
     return min(seconds, MAX_TTL_SECONDS) if seconds > 0 else None
 
 
-def outcome_from_rpc_error(code: grpc.StatusCode, details: str) -> CoreOutcome:
+def _not_held(answer: str) -> Deleted:
+    return Deleted(note=f"the core holds no such registration (its answer to the delete: {answer})")
+
+
+def outcome_from_rpc_error(operation: Operation, code: grpc.StatusCode, details: str) -> CoreOutcome:
     """The outcome of a call that ended with a gRPC status other than OK."""
     details = details or code.name
+    if operation is Operation.DELETE and code in _NOT_HELD_ON_DELETE:
+        return _not_held(f"{code.name}: {details}")
     if code is grpc.StatusCode.UNAUTHENTICATED:
         return Unauthenticated(detail=details)
     if code is grpc.StatusCode.PERMISSION_DENIED:

@@ -85,7 +85,7 @@ def _answer(call: CoreCall, wait: Callable[[], Any]) -> CoreOutcome:
         return Transient(code=grpc.StatusCode.CANCELLED.name, detail="the call was cancelled")
     except grpc.RpcError as error:
         ended: grpc.Call = error  # type: ignore[assignment]  # a failed call's error is its Call
-        return _kept(outcome_from_rpc_error(ended.code(), ended.details() or ""), call.token)
+        return _kept(outcome_from_rpc_error(call.operation, ended.code(), ended.details() or ""), call.token)
     return _kept(outcome_from_response(call.operation, response), call.token)
 
 
@@ -95,6 +95,8 @@ def _kept(outcome: CoreOutcome, token: str) -> CoreOutcome:
     match outcome:
         case Rejected(message=text):
             return Rejected(message=kept(text, secrets=[token]), by_core=outcome.by_core)
+        case Deleted(note=str(text)):
+            return Deleted(note=kept(text, secrets=[token]))
         case Unauthenticated(detail=text) | PermissionDenied(detail=text):
             return type(outcome)(detail=kept(text, secrets=[token]))
         case Transient(code=code, detail=text):

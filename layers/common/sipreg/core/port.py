@@ -22,7 +22,10 @@ class Applied:
 
 @dataclass(frozen=True)
 class Deleted:
-    """The core no longer holds the registration."""
+    """The core no longer holds the registration; `note` says why sipreg concluded so when the core
+    refused the delete of one it did not hold."""
+
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,8 @@ class Recorder:
                 return Verdict(
                     Outcome.ACTIVE, Status.ACTIVE, None, holds=Holds.SENT, expires_at=self._clock() + lives
                 )
-            case Deleted():
-                return Verdict(Outcome.DELETED, Status.DELETED, None, holds=Holds.NOTHING)
+            case Deleted(note=note):
+                return Verdict(Outcome.DELETED, Status.DELETED, note, holds=Holds.NOTHING)
             case Rejected(message=message):
                 return Verdict(Outcome.REJECTED, Status.REJECTED, message)
             case PermissionDenied(detail=detail):
