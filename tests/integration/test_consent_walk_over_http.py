@@ -223,7 +223,7 @@ def test_a_consent_yields_a_stored_refresh_token_the_identity_server_accepts(
     answer = http.post(
         f"{stack.sim.http_url}/oauth2/token",
         data={"grant_type": "refresh_token", "refresh_token": refresh},
-        auth=(stack.client_id, stack.client_secret),
+        auth=stack.basic_auth(),
     )
     assert answer.status_code == 200
     assert answer.json()["access_token"]
@@ -299,7 +299,7 @@ def test_the_server_refuses_wrong_or_missing_pkce_verifiers(
         "code": code,
         "redirect_uri": f"{stack.api_url}/oauth/callback",
     }
-    auth = (stack.client_id, stack.client_secret)
+    auth = stack.basic_auth()
     # When someone holding only the code tries it without, or with a made-up, verifier
     missing = http.post(f"{stack.sim.http_url}/oauth2/token", data=form, auth=auth)
     wrong = http.post(

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, quote_plus, urljoin, urlsplit
 
 import boto3
 import httpx
@@ -144,11 +144,15 @@ class BaseConsentStack:
             f"{self.identity_url}/userinfo", headers={"Authorization": f"Bearer {access_token}"}, timeout=5
         )
 
+    def basic_auth(self) -> tuple[str, str]:
+        """HTTP Basic's parts, form-urlencoded first (RFC 6749 §2.3.1; httpx sends them raw)."""
+        return quote_plus(self.client_id, safe=""), quote_plus(self.client_secret, safe="")
+
     def refresh_at_identity_server(self, refresh_token: str) -> httpx.Response:
         return httpx.post(
             f"{self.identity_url}/oauth2/token",
             data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-            auth=(self.client_id, self.client_secret),
+            auth=self.basic_auth(),
             timeout=5,
         )
 
@@ -157,7 +161,7 @@ class BaseConsentStack:
         return httpx.post(
             f"{self.identity_url}/oauth2/revoke",
             data={"token": refresh_token, "token_type_hint": "refresh_token"},
-            auth=(self.client_id, self.client_secret),
+            auth=self.basic_auth(),
             timeout=5,
         )
 
@@ -193,7 +197,8 @@ def _local_host(
 ) -> Iterator[tuple[LocalHost, str, str, str]]:
     """template.yaml on the local host, pointed at the identity server, with a client registered."""
     client_id = f"sipreg-{uuid.uuid4().hex[:8]}"
-    client_secret = secrets.token_urlsafe(24)
+    # with characters form decoding changes: HTTP Basic must form-urlencode it (RFC 6749 §2.3.1)
+    client_secret = secrets.token_urlsafe(24) + "+/ %"
     queue_url = events_queue_like(endpoint)
     host = LocalHost(
         TEMPLATE,

@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
 
 import pytest
 from flask import Flask
@@ -29,6 +29,9 @@ from devstack.wg2sim.state import Wg2Sim
 
 CLIENT = OidcClient("app", "app-secret-123", ("https://app.example/oauth/callback",))
 OTHER = OidcClient("other", "other-secret-123", ("https://other.example/cb",))
+# Secrets that read differently once form-decoded, and one no form decoding can read
+ODD = OidcClient("odd", "a+b%2Fc d", ("https://odd.example/cb",))
+UNREADABLE = OidcClient("pct", "p%zz", ("https://pct.example/cb",))
 MSISDN = "+4799990010"
 SCOPES = "openid phone offline_access call.control:answer_and_initiate"
 
@@ -45,7 +48,9 @@ def s256(verifier: str) -> str:
 class Server:
     def __init__(self, **config: Any) -> None:
         self.sim = Wg2Sim()
-        configure_oidc(self.sim, OidcConfig(clients={c.client_id: c for c in (CLIENT, OTHER)}, **config))
+        configure_oidc(
+            self.sim, OidcConfig(clients={c.client_id: c for c in (CLIENT, OTHER, ODD, UNREADABLE)}, **config)
+        )
         app = Flask(__name__)
         app.register_blueprint(oidc_blueprint(self.sim))
         self.http: FlaskClient = app.test_client()
@@ -264,6 +269,21 @@ def test_token_endpoint_needs_http_basic_client_auth(server: Server, headers) ->
     assert answer.status_code == 401
     assert answer.json["error"] == "invalid_client"
     assert answer.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_basic_credentials_are_form_decoded(server: Server) -> None:
+    # RFC 6749 §2.3.1: id and secret form-urlencoded before base64, as a certified provider reads them
+    encoded = basic(ODD, secret=quote_plus(ODD.client_secret, safe=""))
+    assert server.token({"grant_type": "client_credentials"}, headers=encoded).status_code == 200
+    # sent raw, its '+' reads as a space and %2F as '/': another secret
+    raw = server.token({"grant_type": "client_credentials"}, headers=basic(ODD))
+    assert (raw.status_code, raw.json["error"]) == (401, "invalid_client")
+
+
+def test_basic_credentials_with_a_bad_escape_are_refused(server: Server) -> None:
+    answer = server.token({"grant_type": "client_credentials"}, headers=basic(UNREADABLE))
+    assert (answer.status_code, answer.json["error"]) == (401, "invalid_client")
+    assert "escape" in answer.json["error_description"]
 
 
 def test_secret_in_the_body_is_refused(server: Server) -> None:

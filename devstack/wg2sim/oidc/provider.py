@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from devstack.wg2sim.oidc.authorization import check_request
 from devstack.wg2sim.oidc.config import OidcClient, OidcConfig
@@ -40,6 +40,9 @@ from devstack.wg2sim.state import Wg2Sim
 from devstack.wg2sim.tokens import Token
 
 _VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class OidcProvider:
@@ -85,8 +88,11 @@ class OidcProvider:
         except ValueError:
             raise OAuthError("invalid_client", "malformed Basic credentials", 401) from None
         client_id, colon, secret = decoded.partition(":")
-        client = self.client(unquote(client_id))
-        if not colon or client is None or not client.secret_matches(unquote(secret)):
+        if _BAD_ESCAPE.search(decoded):
+            raise OAuthError("invalid_client", "malformed Basic credentials (a bad %-escape)", 401)
+        # Form decoding, as a certified provider does: '+' is a space, %2B a plus.
+        client = self.client(unquote_plus(client_id))
+        if not colon or client is None or not client.secret_matches(unquote_plus(secret)):
             raise OAuthError("invalid_client", "unknown client or wrong secret", 401)
         if form.get("client_id") not in (None, client.client_id):
             raise OAuthError("invalid_request", "client_id in the body differs from the authenticated one")

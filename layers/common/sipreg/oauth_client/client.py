@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote_plus
 
 from sipreg.http import Answer, Http, HttpError, Urllib3Http
 from sipreg.oauth_client.metadata import ProviderMetadata, discover
@@ -257,7 +258,12 @@ class OAuthClient:
         """POSTs a form with the client's authentication (`client_secret_basic` or `_post`)."""
         from authlib.oauth2.auth import ClientAuth  # noqa: PLC0415
 
-        client_auth = ClientAuth(self._client_id, self._secret(force_secret), auth_method)
+        client_id, secret = self._client_id, self._secret(force_secret)
+        if auth_method == "client_secret_basic":
+            # RFC 6749 §2.3.1: each part form-urlencoded before base64 (authlib sends them raw, so a
+            # secret with '+', '%' or a space fails at a provider that decodes them, as certified ones do)
+            client_id, secret = quote_plus(client_id, safe=""), quote_plus(secret, safe="")
+        client_auth = ClientAuth(client_id, secret, auth_method)
         url, signed_headers, signed_body = client_auth.prepare("POST", url, dict(headers), body)
         try:
             return self._http.post(url, signed_body, signed_headers)
