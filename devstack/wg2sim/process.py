@@ -122,6 +122,10 @@ class Wg2simProcess(Stoppable):
     def registrations(self) -> list[dict[str, Any]]:
         return list(self._admin("GET", "/_admin/registrations")["registrations"])
 
+    def mark_unverified(self, msisdn: str) -> None:
+        """The identity server answers phone_number_verified false for `msisdn` from now on."""
+        self._admin("POST", "/_admin/oidc/unverified-numbers", json={"msisdn": msisdn})
+
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         """Replaces the fault set, e.g. `set_faults(unavailable_rate=1.0, msisdns=["+47..."])`."""
         return dict(self._admin("POST", "/_admin/faults", json=faults)["faults"])

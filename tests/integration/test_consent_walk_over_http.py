@@ -166,6 +166,22 @@ def test_access_denied_shows_declined_and_stores_nothing(
     assert not [m for m in stack.queued() if msisdn in m["Body"]]
 
 
+def test_a_number_the_identity_server_has_not_verified_is_refused_and_stores_nothing(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    # Given a number the identity server knows but has not verified (phone_number_verified false)
+    msisdn = new_msisdn()
+    stack.sim.mark_unverified(msisdn)
+    stack.queued()
+    # When its subscriber walks the pages and allows
+    walk = walk_consent(http, start_url(stack, msisdn=msisdn), msisdn=msisdn)
+    # Then the callback refuses to link it: nothing stored, nothing announced
+    assert walk.final.status_code == 400
+    assert "not confirmed" in walk.final.text
+    assert stack.raw_subscriber(msisdn) is None
+    assert not [m for m in stack.queued() if msisdn in m["Body"]]
+
+
 def test_return_to_on_the_allow_list_gets_the_browser_back(
     stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
 ) -> None:

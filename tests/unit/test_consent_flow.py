@@ -70,6 +70,7 @@ class Parts:
         record: Any,
         *,
         phone_number: str | None = MSISDN,
+        verified: object = True,  # phone_number_verified as the ID token says it; None: unsaid
         nonce: str | None = None,
         refresh_token: bool = True,
         extra: dict[str, Any] | None = None,
@@ -84,6 +85,8 @@ class Parts:
         }
         if phone_number:
             claims["phone_number"] = phone_number
+        if verified is not None:
+            claims["phone_number_verified"] = verified
         claims.update(extra or {})
         tokens = self.identity.issue(MSISDN, refresh_token=refresh_token)
         answer = TokenResponse(
@@ -297,7 +300,11 @@ def test_bad_code_or_id_token_is_refused_and_stores_nothing(
 def test_phone_number_comes_from_userinfo_when_the_id_token_lacks_it(parts: Parts) -> None:
     _, record = parts.started()
     code = parts.issue_code(record, phone_number=None)
-    parts.identity.userinfo_answer = {"sub": "pairwise-1", "phone_number": MSISDN}
+    parts.identity.userinfo_answer = {
+        "sub": "pairwise-1",
+        "phone_number": MSISDN,
+        "phone_number_verified": True,
+    }
     assert parts.callback({"code": code, "state": record.state}) == Consented(MSISDN, None)
 
 
@@ -319,6 +326,38 @@ def test_userinfo_about_another_subject_is_not_used(parts: Parts, userinfo: dict
     assert outcome == Refused(RefusalReason.ID_TOKEN_INVALID)
     assert parts.store.records == {}
     assert parts.events.consented_msisdns == []
+
+
+@pytest.mark.parametrize(
+    ("phone_number", "verified", "userinfo"),
+    [
+        pytest.param(MSISDN, False, None, id="id-token-false"),
+        pytest.param(MSISDN, "true", None, id="id-token-a-string"),
+        pytest.param(MSISDN, None, None, id="id-token-unsaid"),
+        pytest.param(
+            None,
+            None,
+            {"sub": "pairwise-1", "phone_number": MSISDN, "phone_number_verified": False},
+            id="userinfo-false",
+        ),
+        # the ID token's verified claim says nothing of the number /userinfo gives
+        pytest.param(None, True, {"sub": "pairwise-1", "phone_number": MSISDN}, id="userinfo-unsaid"),
+    ],
+)
+def test_a_number_the_provider_has_not_verified_is_refused(
+    parts: Parts, phone_number: str | None, verified: object, userinfo: dict[str, Any] | None
+) -> None:
+    # OIDC Core §5.1: phone_number_verified true, and nothing else, says the number is the subscriber's
+    _, record = parts.started()
+    code = parts.issue_code(record, phone_number=phone_number, verified=verified)
+    if userinfo is not None:
+        parts.identity.userinfo_answer = userinfo
+    answer = parts.identity.codes[code][1]
+    outcome = parts.callback({"code": code, "state": record.state})
+    assert outcome == Refused(RefusalReason.PHONE_NOT_VERIFIED)
+    assert parts.store.records == {}
+    assert parts.events.consented_msisdns == []
+    assert (ACCESS_TOKEN, answer.access_token) in parts.identity.revoked
 
 
 def test_no_phone_number_anywhere_is_refused(parts: Parts) -> None:

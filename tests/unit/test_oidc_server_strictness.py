@@ -341,6 +341,19 @@ def test_userinfo_tells_the_phone_number_of_a_user_token(server: Server) -> None
     assert server.get("/userinfo", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
+def test_a_number_marked_unverified_is_said_so_in_the_id_token_and_userinfo(server: Server) -> None:
+    refused = server.post("/_admin/oidc/unverified-numbers", json={"msisdn": "4799"})
+    assert (refused.status_code, refused.json["field"]) == (400, "msisdn")
+    assert server.post("/_admin/oidc/unverified-numbers", json={"msisdn": MSISDN}).status_code == 201
+    body = server.exchange(server.code()).json
+    claims = jwt.decode(
+        body["id_token"], KeySet.import_key_set(server.get("/.well-known/jwks.json").json)
+    ).claims
+    info = server.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert claims["phone_number_verified"] is False
+    assert (info.json["phone_number"], info.json["phone_number_verified"]) == (MSISDN, False)
+
+
 def test_revoking_the_refresh_token_kills_the_whole_grant(server: Server) -> None:
     body = server.exchange(server.code()).json
     answer = server.post("/oauth2/revoke", data={"token": body["refresh_token"]}, headers=basic())

@@ -30,6 +30,7 @@ subscriber proved with an SMS PIN, and the scopes granted.
     POST /_admin/rotate-keys       {"keep_previous": true}: a new signing key (old one published
                                    until the next rotation unless keep_previous is false)
     POST /_admin/oidc/clients      {"client_id", "client_secret", "redirect_uris": [...]}: add or replace
+    POST /_admin/oidc/unverified-numbers  {"msisdn"}: its phone_number_verified is false from now on
 
 Token lifetimes are the emulator's `--token-ttl` in emulator seconds; `expires_in` and the ID
 token's `exp` are given in real seconds (divided by `--time-scale`), since clients use real clocks.

@@ -74,6 +74,9 @@ class OidcConfig:
     issuer: str | None = None  # None: the base URL the request came to (e.g. http://127.0.0.1:PORT)
     # False: phone_number only from /userinfo, as certified providers do in the code flow.
     phone_number_in_id_token: bool = True
+    # Numbers the identity server knows but has not verified: phone_number_verified is false
+    # (OIDC Core §5.1), e.g. a number typed at sign-up whose PIN never came back.
+    unverified_numbers: set[str] = field(default_factory=set)
 
 
 def add_oidc_arguments(parser: Any) -> None:

@@ -77,6 +77,14 @@ class OidcProvider:
         with self._lock:
             self.config.clients[client.client_id] = client
 
+    def mark_unverified(self, msisdn: str) -> None:
+        with self._lock:
+            self.config.unverified_numbers.add(msisdn)
+
+    def _verified(self, msisdn: str) -> bool:
+        with self._lock:
+            return msisdn not in self.config.unverified_numbers
+
     def authenticate(self, authorization: str | None, form: Mapping[str, str]) -> OidcClient:
         """HTTP Basic only (RFC 6749 §2.3.1: both parts form-urlencoded before base64)."""
         if "client_secret" in form:
@@ -300,7 +308,7 @@ class OidcProvider:
             claims["nonce"] = nonce
         if PHONE in scopes and self.config.phone_number_in_id_token:
             claims["phone_number"] = family.msisdn
-            claims["phone_number_verified"] = True
+            claims["phone_number_verified"] = self._verified(family.msisdn)
         return self._keys.sign(claims)
 
     def _real_seconds(self, emulator_seconds: float) -> int:
@@ -321,7 +329,7 @@ class OidcProvider:
             answer["sid"] = family.family_id
         if PHONE in token.scopes:
             answer["phone_number"] = token.msisdn
-            answer["phone_number_verified"] = True
+            answer["phone_number_verified"] = self._verified(token.msisdn)
         return answer
 
     def revoke(self, client: OidcClient, token_value: str) -> None:

@@ -274,6 +274,16 @@ def _admin_routes(bp: Blueprint, provider: Callable[[], OidcProvider]) -> None:
         kids = provider().rotate_keys(keep_previous=keep)
         return jsonify(signing_kid=kids[0], published_kids=kids)
 
+    @bp.post("/_admin/oidc/unverified-numbers")
+    def add_unverified_number() -> ResponseReturnValue:
+        body = request.get_json(silent=True)
+        msisdn = body.get("msisdn") if isinstance(body, dict) else None
+        problem = e164_problem(msisdn, "msisdn") if isinstance(msisdn, str) else "expected an E.164 number"
+        if problem:
+            return jsonify(error=problem, field="msisdn"), 400
+        provider().mark_unverified(str(msisdn))
+        return jsonify(msisdn=msisdn, phone_number_verified=False), 201
+
     @bp.post("/_admin/oidc/clients")
     def add_client() -> ResponseReturnValue:
         try:

@@ -125,6 +125,12 @@ _REFUSALS: dict[RefusalReason, tuple[int, str, str]] = {
         "Your phone number was not shared",
         "We need your phone number to link it. Please start again and allow sharing your phone number.",
     ),
+    RefusalReason.PHONE_NOT_VERIFIED: (
+        400,
+        "Your phone number is not confirmed",
+        "Your operator has not confirmed that this phone number is yours, so nothing was stored. "
+        "Please confirm it with your operator, then start again from the link you were given.",
+    ),
     RefusalReason.OTHER_BROWSER: (
         400,
         "Finish in the browser you started in",

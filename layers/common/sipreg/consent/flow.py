@@ -92,6 +92,7 @@ class RefusalReason(StrEnum):
     CODE_REFUSED = "code_refused"  # the identity server said invalid_grant
     ID_TOKEN_INVALID = "id_token_invalid"  # noqa: S105  # a reason, not a secret
     NO_PHONE_NUMBER = "no_phone_number"
+    PHONE_NOT_VERIFIED = "phone_not_verified"  # the identity server has not verified the number
     OTHER_BROWSER = "other_browser"  # the callback came to a browser that did not start the flow
     ISSUER_MISMATCH = "issuer_mismatch"  # RFC 9207: `iss` missing or not our identity server
     IDENTITY_SERVER_DOWN = "identity_server_down"  # transient: try again later
@@ -278,7 +279,7 @@ class ConsentFlow:
         answer = self._identity.exchange_code(code, code_verifier=pending.code_verifier)
         # From here on the identity server has issued tokens: a refusal revokes them.
         try:
-            msisdn, subject = self._subscriber(answer, pending)
+            msisdn, verified, subject = self._subscriber(answer, pending)
         except (IdentityServerRejectedError, IdentityServerUnavailableError, IdTokenError) as error:
             self._revoke_issued(answer)
             return _refusal_for(error)
@@ -286,6 +287,12 @@ class ConsentFlow:
             logger.error("no usable phone_number in the ID token or /userinfo")
             self._revoke_issued(answer)
             return Refused(RefusalReason.NO_PHONE_NUMBER)
+        if not verified:
+            # OIDC Core §5.1: only phone_number_verified true says the provider checked the number is
+            # the subscriber's; linking another would put someone else's calls in the PBX's path.
+            logger.warning("callback refused: the identity server has not verified %s", mask_msisdn(msisdn))
+            self._revoke_issued(answer)
+            return Refused(RefusalReason.PHONE_NOT_VERIFIED)
         if pending.login_hint is not None and msisdn != pending.login_hint:
             logger.warning(
                 "callback refused: the flow was started for %s, the sign-in was for %s",
@@ -314,28 +321,33 @@ class ConsentFlow:
         logger.info("consent stored for %s", mask_msisdn(msisdn))
         return Consented(msisdn=msisdn, return_to=pending.return_to, refresh_token=bool(answer.refresh_token))
 
-    def _subscriber(self, answer: TokenResponse, pending: OAuthState) -> tuple[str | None, str]:
-        """(the MSISDN, or None when none is usable; the subject) from a verified ID token."""
+    def _subscriber(self, answer: TokenResponse, pending: OAuthState) -> tuple[str | None, bool, str]:
+        """(the MSISDN, or None when none is usable; whether the provider verified it; the subject)
+        from a verified ID token."""
         if answer.id_token is None:
             raise IdTokenError("ID token missing from the token response (was `openid` granted?)")
         claims = self._id_tokens.verify(answer.id_token, nonce=pending.nonce)
         subject: str = claims["sub"]  # the verifier requires a non-empty string
-        return self._phone_number(claims, subject, answer), subject
+        return *self._phone_number(claims, subject, answer), subject
 
-    def _phone_number(self, claims: Mapping[str, Any], subject: str, answer: TokenResponse) -> str | None:
-        number = claims.get("phone_number")
-        if not isinstance(number, str):
-            userinfo = self._identity.userinfo(answer.access_token)
-            if userinfo and userinfo.get("sub") != subject:
+    def _phone_number(
+        self, claims: Mapping[str, Any], subject: str, answer: TokenResponse
+    ) -> tuple[str | None, bool]:
+        """The number and its phone_number_verified, from the ID token or else /userinfo (the two
+        claims read from the same source)."""
+        source: Mapping[str, Any] = claims
+        if not isinstance(claims.get("phone_number"), str):
+            source = self._identity.userinfo(answer.access_token)
+            if source and source.get("sub") != subject:
                 # OIDC Core §5.3.2: it MUST match exactly, else its values MUST NOT be used.
                 raise IdTokenError("the /userinfo answer is not about the ID token's subject")
-            number = userinfo.get("phone_number")
+        number, verified = source.get("phone_number"), source.get("phone_number_verified") is True
         if not isinstance(number, str):
-            return None
+            return None, False
         try:
-            return check_msisdn(number)
+            return check_msisdn(number), verified
         except ValueError:
-            return None
+            return None, False
 
     def _revoke_issued(self, answer: TokenResponse) -> None:
         """Best effort: no grant is left behind for a callback that stores nothing (refresh token
