@@ -15,6 +15,7 @@ at the identity server's redirect back, for a test that sends the callback itsel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import urljoin
@@ -30,7 +31,7 @@ class WalkError(RuntimeError):
 class _Form:
     action: str
     method: str
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str | list[str]] = field(default_factory=dict)  # a checkbox's name: the ticked values
     buttons: dict[str, tuple[str, str]] = field(default_factory=dict)  # data-testid -> (name, value)
 
 
@@ -51,6 +52,10 @@ class _Page(HTMLParser):
         testid = a.get("data-testid")
         if tag == "form":
             self.forms.append(_Form(a.get("action", ""), a.get("method", "get").lower()))
+        elif tag == "input" and self.forms and a.get("type") == "checkbox" and a.get("name"):
+            ticked = self.forms[-1].fields.setdefault(a["name"], [])
+            if "checked" in a and isinstance(ticked, list):
+                ticked.append(a.get("value", "on"))
         elif tag == "input" and self.forms and a.get("name"):
             self.forms[-1].fields[a["name"]] = a.get("value", "")
         elif tag == "button" and self.forms and testid:
@@ -97,7 +102,7 @@ class Walk:
 
 
 def _submit(
-    browser: httpx.Client, page: httpx.Response, values: dict[str, str], button: str
+    browser: httpx.Client, page: httpx.Response, values: dict[str, str | list[str]], button: str
 ) -> httpx.Response:
     parsed = _Page(page.text)
     form = next((f for f in parsed.forms if button in f.buttons), None)
@@ -116,10 +121,12 @@ def walk_consent(
     msisdn: str,
     *,
     decision: str = "allow",
+    withhold: Sequence[str] = (),
     follow_callback: bool = True,
 ) -> Walk:
-    """Opens the consent link, signs in with `msisdn` and its PIN, presses Allow (or Deny), and
-    follows the identity server back to sipreg's callback (unless `follow_callback` is False).
+    """Opens the consent link, signs in with `msisdn` and its PIN, unticks the scopes in
+    `withhold`, presses Allow (or Deny), and follows the identity server back to sipreg's callback
+    (unless `follow_callback` is False).
 
     `browser` keeps its cookies (sipreg's flow binding, the identity server's session), so a
     second walk in it is signed in already and goes straight to the consent page."""
@@ -140,7 +147,12 @@ def walk_consent(
     scopes = [
         line.strip() for line in _Page(consent.text).texts.get("scopes", "").splitlines() if line.strip()
     ]
-    decided = _submit(browser, consent, {}, decision)
+    # the scopes the page offers ticked, less those withheld
+    offered = [
+        f.fields["grant"] for f in _Page(consent.text).forms if isinstance(f.fields.get("grant"), list)
+    ]
+    ticked = [scope for scope in (offered[0] if offered else []) if scope not in withhold]
+    decided = _submit(browser, consent, {"grant": ticked}, decision)
     if decided.status_code != 302:
         raise WalkError(f"pressing {decision} answered {decided.status_code}, not a redirect back")
     callback_url = decided.headers["Location"]

@@ -16,7 +16,7 @@ from devstack.consent_walk import walk_consent
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2 as v0
 from sipreg.proto.wgtwo.sipbreakout.v0 import sipbreakout_pb2_grpc as v0_grpc
-from sipreg.tokens import KmsCipher
+from sipreg.tokens import SERVICE_SCOPES, KmsCipher
 from tests.support.consent import RETURN_TO, ConsentStack, consent_stack, query_of
 
 
@@ -178,6 +178,23 @@ def test_a_number_the_identity_server_has_not_verified_is_refused_and_stores_not
     # Then the callback refuses to link it: nothing stored, nothing announced
     assert walk.final.status_code == 400
     assert "not confirmed" in walk.final.text
+    assert stack.raw_subscriber(msisdn) is None
+    assert not [m for m in stack.queued() if msisdn in m["Body"]]
+
+
+def test_a_consent_without_the_service_scope_is_refused_and_stores_nothing(
+    stack: ConsentStack, http: httpx.Client, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    stack.queued()
+    # When the subscriber unticks the service scope and allows the rest
+    walk = walk_consent(
+        http, start_url(stack, msisdn=msisdn), msisdn=msisdn, withhold=tuple(SERVICE_SCOPES.values())
+    )
+    # Then the identity server grants less (and says so), and the callback refuses to link it
+    assert query_of(walk.callback_url)["scope"] == ["openid phone offline_access"]
+    assert walk.final.status_code == 400
+    assert "Not everything needed was allowed" in walk.final.text
     assert stack.raw_subscriber(msisdn) is None
     assert not [m for m in stack.queued() if msisdn in m["Body"]]
 

@@ -41,6 +41,8 @@ MSISDN = "+4799990003"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256"})
 ALLOWED = ("https://crm.example/done", "http://localhost:8080/")
 
+ASKED = ("openid", "phone", "offline_access", "call.routing:write")  # what the flow asks for
+
 
 @dataclass
 class Parts:
@@ -74,6 +76,7 @@ class Parts:
         nonce: str | None = None,
         refresh_token: bool = True,
         extra: dict[str, Any] | None = None,
+        granted: tuple[str, ...] = ASKED,  # the answer's scope
     ) -> str:
         claims: dict[str, Any] = {
             "iss": ISSUER,
@@ -88,7 +91,7 @@ class Parts:
         if verified is not None:
             claims["phone_number_verified"] = verified
         claims.update(extra or {})
-        tokens = self.identity.issue(MSISDN, refresh_token=refresh_token)
+        tokens = self.identity.issue(MSISDN, refresh_token=refresh_token, scopes=granted)
         answer = TokenResponse(
             access_token=tokens.access_token,
             expires_at=tokens.expires_at,
@@ -115,7 +118,7 @@ def parts() -> Parts:
         identity=identity,
         id_tokens=IdTokenVerifier(identity.jwks, issuer=ISSUER, audience=CLIENT, clock=clock),
         events=events,
-        scopes=("openid", "phone", "offline_access", "call.routing:write"),
+        scopes=ASKED,
         return_to_allowlist=ALLOWED,
         clock=clock,
     )
@@ -358,6 +361,41 @@ def test_a_number_the_provider_has_not_verified_is_refused(
     assert parts.store.records == {}
     assert parts.events.consented_msisdns == []
     assert (ACCESS_TOKEN, answer.access_token) in parts.identity.revoked
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [("openid", "phone", "offline_access"), ("openid", "offline_access", "call.routing:write")],
+    ids=["no-service-scope", "no-phone-scope"],
+)
+def test_a_grant_of_less_than_was_asked_is_refused(parts: Parts, granted: tuple[str, ...]) -> None:
+    # RFC 6749 §3.3: the subscriber (or the server) may grant less; the consent would be of no use
+    _, record = parts.started()
+    code = parts.issue_code(record, granted=granted)
+    answer = parts.identity.codes[code][1]
+    outcome = parts.callback({"code": code, "state": record.state})
+    assert outcome == Refused(RefusalReason.SCOPE_NOT_GRANTED)
+    assert parts.store.records == {}
+    assert parts.events.consented_msisdns == []
+    assert parts.identity.revoked == [
+        (REFRESH_TOKEN, answer.refresh_token),
+        (ACCESS_TOKEN, answer.access_token),
+    ]
+
+
+@pytest.mark.parametrize(
+    "granted",
+    [("openid", "phone", "call.routing:write"), ()],
+    ids=["no-offline-access: lasts as its access token", "no-scope-in-the-answer: all that was asked"],
+)
+def test_a_grant_without_offline_access_or_without_a_scope_answer_is_a_consent(
+    parts: Parts, granted: tuple[str, ...]
+) -> None:
+    _, record = parts.started()
+    code = parts.issue_code(record, granted=granted)
+    outcome = parts.callback({"code": code, "state": record.state})
+    assert isinstance(outcome, Consented)
+    assert parts.events.consented_msisdns == [MSISDN]
 
 
 def test_no_phone_number_anywhere_is_refused(parts: Parts) -> None:

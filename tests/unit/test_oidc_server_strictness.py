@@ -85,17 +85,23 @@ class Server:
         return {k: v for k, v in query.items() if v is not None}
 
     def authorize(
-        self, decision: str = "allow", msisdn: str = MSISDN, **overrides: Any
+        self, decision: str = "allow", msisdn: str = MSISDN, withhold: tuple[str, ...] = (), **overrides: Any
     ) -> dict[str, list[str]]:
-        """Walks number -> PIN -> consent (or just consent when signed in); returns the redirect's query."""
+        """Walks number -> PIN -> consent (or just consent when signed in), leaving the scopes in
+        `withhold` unticked; returns the redirect's query."""
         page = self.http.get("/oauth2/auth?" + urlencode(self.auth_query(**overrides)))
         assert page.status_code == 200, page.text
         req = re.search(r'name="req" value="([^"]+)"', page.text)[1]  # type: ignore[index]
         if 'data-testid="allow"' not in page.text:
             pin_page = self.http.post("/oauth2/auth/login", data={"req": req, "msisdn": msisdn})
             pin = re.search(r'data-testid="sent-pin">(\d{6})<', pin_page.text)[1]  # type: ignore[index]
-            self.http.post("/oauth2/auth/pin", data={"req": req, "pin": pin})
-        done = self.http.post("/oauth2/auth/consent", data={"req": req, "decision": decision})
+            page = self.http.post("/oauth2/auth/pin", data={"req": req, "pin": pin})
+        ticked = [
+            s for s in re.findall(r'name="grant" value="([^"]+)" checked', page.text) if s not in withhold
+        ]
+        done = self.http.post(
+            "/oauth2/auth/consent", data={"req": req, "decision": decision, "grant": ticked}
+        )
         assert done.status_code == 302
         return parse_qs(urlsplit(done.headers["Location"]).query)
 
@@ -178,6 +184,21 @@ def test_consent_cannot_be_given_without_the_pin(server: Server) -> None:
     answer = server.post("/oauth2/auth/consent", data={"req": req, "decision": "allow"})
     assert answer.status_code == 400
     assert "Location" not in answer.headers
+
+
+def test_the_subscriber_may_grant_less_than_was_asked(server: Server) -> None:
+    # RFC 6749 §3.3: the server may issue fewer scopes than asked, and then says which
+    query = server.authorize(withhold=("call.control:answer_and_initiate",))
+    assert query["scope"] == ["openid phone offline_access"]
+    body = server.exchange(query["code"][0]).json
+    assert body["scope"] == "openid phone offline_access"
+    token = server.sim.tokens.lookup(body["access_token"])
+    assert token is not None and "call.control:answer_and_initiate" not in token.scopes
+
+
+def test_granting_nothing_is_declining(server: Server) -> None:
+    query = server.authorize(withhold=tuple(SCOPES.split()))
+    assert query["error"] == ["access_denied"]
 
 
 def test_deny_redirects_with_access_denied_and_the_state(server: Server) -> None:

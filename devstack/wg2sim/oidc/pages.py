@@ -64,9 +64,10 @@ _PIN = """<h1>Enter the PIN we sent</h1>
 
 _CONSENT = """<h1>Allow {{ client_name }}?</h1>
 <p>Signed in as <b>{{ msisdn }}</b>. <b>{{ client_name }}</b> would like to:</p>
-<ul data-testid="scopes">{% for scope, text in scopes %}
-<li title="{{ scope }}">{{ text }}</li>{% endfor %}</ul>
 <form method="post" action="{{ action }}">
+<ul data-testid="scopes">{% for scope, text in scopes %}
+<li title="{{ scope }}"><label><input type="checkbox" name="grant" value="{{ scope }}" checked
+ data-testid="grant-{{ scope }}"> {{ text }}</label></li>{% endfor %}</ul>
 <input type="hidden" name="req" value="{{ req }}">
 <div class="row">
 <button class="secondary" type="submit" name="decision" value="deny" data-testid="deny">Deny</button>

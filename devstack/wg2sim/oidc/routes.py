@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 
 from flask import Blueprint, Response, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
@@ -185,13 +186,17 @@ def _browser_routes(  # noqa: PLR0915  # one small function per route, kept toge
         if not sign_in.authenticated:
             raise AuthPageError("Sign-in out of order", "Confirm your PIN first.")
         provider().end_sign_in(sign_in_id)
-        if request.form.get("decision") != "allow":
+        # The subscriber may untick what they do not grant (RFC 6749 §3.3: the server may issue
+        # less than was asked, and says what in `scope`); the code carries only what is ticked.
+        ticked = set(request.form.getlist("grant"))
+        granted = tuple(scope for scope in sign_in.scopes if scope in ticked)
+        if request.form.get("decision") != "allow" or not granted:
             return answer(sign_in, error="access_denied", error_description="the subscriber declined")
         session = provider().session(request.cookies.get(SESSION_COOKIE))
         if session is not None and session.msisdn != sign_in.msisdn:
             session = None  # another number signed in meanwhile: its grants are not this one's
-        code = provider().issue_code(sign_in, session)
-        return answer(sign_in, code=code, scope=" ".join(sign_in.scopes))
+        code = provider().issue_code(replace(sign_in, scopes=granted), session)
+        return answer(sign_in, code=code, scope=" ".join(granted))
 
     @bp.get("/oauth2/sessions/logout")
     def logout() -> ResponseReturnValue:

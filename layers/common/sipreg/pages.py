@@ -125,6 +125,12 @@ _REFUSALS: dict[RefusalReason, tuple[int, str, str]] = {
         "Your phone number was not shared",
         "We need your phone number to link it. Please start again and allow sharing your phone number.",
     ),
+    RefusalReason.SCOPE_NOT_GRANTED: (
+        400,
+        "Not everything needed was allowed",
+        "Linking your number needs every permission the operator's page asked for, so nothing was "
+        "stored. Please start again from the link you were given and allow them all.",
+    ),
     RefusalReason.PHONE_NOT_VERIFIED: (
         400,
         "Your phone number is not confirmed",

@@ -90,7 +90,8 @@ SERVICE_SCOPES: Mapping[ApiVersion, str] = {
     ApiVersion.V1: "call.routing:write",
 }
 # ID token + phone_number claim + a refresh token, then the service scope.
-USER_SCOPES = ("openid", "phone", "offline_access")
+OFFLINE_ACCESS = "offline_access"  # a refresh token (OIDC Core §11)
+USER_SCOPES = ("openid", "phone", OFFLINE_ACCESS)
 # RFC 7009 token type hints (names, not secrets).
 ACCESS_TOKEN = "access_token"  # noqa: S105
 REFRESH_TOKEN = "refresh_token"  # noqa: S105

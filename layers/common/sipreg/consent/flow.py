@@ -59,7 +59,7 @@ from sipreg.store.oauth_states import (
     StateProblem,
     StateRefusedError,
 )
-from sipreg.tokens import ACCESS_TOKEN, REFRESH_TOKEN, ConsentTokens
+from sipreg.tokens import ACCESS_TOKEN, OFFLINE_ACCESS, REFRESH_TOKEN, ConsentTokens
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class RefusalReason(StrEnum):
     ID_TOKEN_INVALID = "id_token_invalid"  # noqa: S105  # a reason, not a secret
     NO_PHONE_NUMBER = "no_phone_number"
     PHONE_NOT_VERIFIED = "phone_not_verified"  # the identity server has not verified the number
+    SCOPE_NOT_GRANTED = "scope_not_granted"  # the subscriber allowed less than sipreg needs
     OTHER_BROWSER = "other_browser"  # the callback came to a browser that did not start the flow
     ISSUER_MISMATCH = "issuer_mismatch"  # RFC 9207: `iss` missing or not our identity server
     IDENTITY_SERVER_DOWN = "identity_server_down"  # transient: try again later
@@ -277,7 +278,31 @@ class ConsentFlow:
 
     def _finish(self, code: str, pending: OAuthState) -> CallbackOutcome:
         answer = self._identity.exchange_code(code, code_verifier=pending.code_verifier)
-        # From here on the identity server has issued tokens: a refusal revokes them.
+        linked = self._linked(answer, pending)
+        if isinstance(linked, Refused):
+            return linked
+        msisdn, subject = linked
+        self._tokens.record_consent(msisdn, answer, subject=subject)
+        try:
+            self._events.consented(msisdn, event_id=sipreg_event_id("consented", uuid.uuid4().hex))
+        except Exception as error:  # the consent is stored: whatever failed, the page must say so
+            logger.error(
+                "consent stored for %s but not announced (%s): the subscriber is asked to run the flow again",
+                mask_msisdn(msisdn),
+                type(error).__name__,
+            )
+            return Refused(RefusalReason.NOT_ANNOUNCED, transient=True)
+        logger.info("consent stored for %s", mask_msisdn(msisdn))
+        return Consented(msisdn=msisdn, return_to=pending.return_to, refresh_token=bool(answer.refresh_token))
+
+    def _linked(self, answer: TokenResponse, pending: OAuthState) -> tuple[str, str] | Refused:
+        """(the MSISDN, the subject) the issued tokens may be stored for, or why not. The identity
+        server has issued tokens already: a refusal revokes them."""
+        withheld = self._withheld(answer)
+        if withheld:
+            logger.warning("callback refused: the subscriber did not grant %s", " ".join(withheld))
+            self._revoke_issued(answer)
+            return Refused(RefusalReason.SCOPE_NOT_GRANTED)
         try:
             msisdn, verified, subject = self._subscriber(answer, pending)
         except (IdentityServerRejectedError, IdentityServerUnavailableError, IdTokenError) as error:
@@ -308,18 +333,15 @@ class ConsentFlow:
             else:
                 self._revoke_issued(answer)
             return Refused(RefusalReason.OTHER_NUMBER)
-        self._tokens.record_consent(msisdn, answer, subject=subject)
-        try:
-            self._events.consented(msisdn, event_id=sipreg_event_id("consented", uuid.uuid4().hex))
-        except Exception as error:  # the consent is stored: whatever failed, the page must say so
-            logger.error(
-                "consent stored for %s but not announced (%s): the subscriber is asked to run the flow again",
-                mask_msisdn(msisdn),
-                type(error).__name__,
-            )
-            return Refused(RefusalReason.NOT_ANNOUNCED, transient=True)
-        logger.info("consent stored for %s", mask_msisdn(msisdn))
-        return Consented(msisdn=msisdn, return_to=pending.return_to, refresh_token=bool(answer.refresh_token))
+        return msisdn, subject
+
+    def _withheld(self, answer: TokenResponse) -> list[str]:
+        """The scopes asked for but not granted (RFC 6749 §3.3: a server may grant less, and then
+        names what in `scope`; no `scope` is all that was asked). Without offline_access the
+        consent is stored and lasts as long as its access token (`refresh_token_missing`); without
+        any other, the core or the ID token would refuse every use of it."""
+        granted = set(answer.scopes) if answer.scopes else set(self._scopes)
+        return [scope for scope in self._scopes if scope != OFFLINE_ACCESS and scope not in granted]
 
     def _subscriber(self, answer: TokenResponse, pending: OAuthState) -> tuple[str | None, bool, str]:
         """(the MSISDN, or None when none is usable; whether the provider verified it; the subject)
