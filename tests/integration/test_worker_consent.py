@@ -13,6 +13,7 @@ import pytest
 
 from devstack.wg2sim.oidc.config import DEV_CLIENT
 from devstack.wg2sim.process import Wg2simProcess
+from sipreg.config import AuthMode
 from sipreg.events import EventType, RevokeEvent
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus
@@ -123,3 +124,36 @@ def test_revoke_leaves_nothing_on_the_core_and_revokes_the_tokens(
     assert answer.status_code == 401
     # And another subscriber is untouched
     assert [r["msisdn"] for r in rig.on_core(bystander)] == [bystander]
+
+
+def test_in_client_mode_a_revoked_number_stays_off_the_core_until_it_consents_again(
+    aws: str, wg2sim_faults: Wg2simProcess, new_msisdn: Callable[[], str]
+) -> None:
+    # Given client mode (one product token, good for every number) and a registration on the core
+    rig = build_rig(aws, wg2sim_faults, auth_mode=AuthMode.CLIENT)
+    msisdn = new_msisdn()
+    rig.send(upsert(msisdn=msisdn, sip_uri=PBX, at=T0))
+    rig.drain()
+    assert len(rig.on_core(msisdn)) == 1
+    # When the subscriber's consent is revoked, and the CRM, unaware, then sends a newer upsert
+    rig.send(
+        RevokeEvent(
+            id="revoke-client",
+            type=EventType.SUBSCRIBER_REVOKE,
+            msisdn=msisdn,
+            occurred_at=T0 + timedelta(minutes=1),
+        )
+    )
+    rig.drain()
+    rig.send(upsert(msisdn=msisdn, sip_uri=VOICEMAIL, route_type="fallback", at=T0 + timedelta(minutes=2)))
+    rig.drain()
+    # Then the core holds nothing of the number, and its records say why
+    assert rig.on_core(msisdn) == []
+    assert {r.status for r in rig.records(msisdn)} == {RegistrationStatus.CONSENT_REVOKED}
+    subscriber = rig.subscriber(msisdn)
+    assert subscriber is not None and subscriber.status is ConsentStatus.REVOKED
+    # And when the subscriber consents again, what they wanted is put back
+    rig.consent(msisdn)
+    rig.send(consented(msisdn=msisdn, at=T0 + timedelta(minutes=3)))
+    rig.drain()
+    assert sorted(r["sip_uri"] for r in rig.on_core(msisdn)) == [VOICEMAIL]

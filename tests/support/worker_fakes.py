@@ -205,6 +205,7 @@ class FakeTokens:
     forced: list[str] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
     product_calls: int = 0
+    consent_reads: int = 0
 
     def access_token_for(self, msisdn: str, *, force_refresh: bool = False) -> str:
         if msisdn in self.errors:
@@ -224,6 +225,10 @@ class FakeTokens:
         if self.revoke_error is not None:
             raise self.revoke_error
         self.revoked.append(msisdn)
+
+    def consent_revoked(self, msisdn: str) -> bool:
+        self.consent_reads += 1
+        return msisdn in self.revoked
 
 
 class FakeVisibility:

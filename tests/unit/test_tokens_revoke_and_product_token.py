@@ -10,6 +10,7 @@ from sipreg.store.subscribers import ConsentStatus
 from sipreg.tokens import (
     CONSENT_ENDED_WITHOUT_REFRESH,
     ConsentMissing,
+    ConsentRevoked,
     IdentityServerUnavailableError,
     TokenService,
     default_user_scopes,
@@ -95,10 +96,19 @@ def test_revoke_while_the_server_is_down_changes_nothing_here(parts) -> None:
     assert store.records[MSISDN] == before
 
 
-def test_revoke_of_an_unknown_subscriber_is_consent_missing(parts) -> None:
-    *_, tokens = parts
-    with pytest.raises(ConsentMissing):
-        tokens.revoke("+4799990998")
+def test_revoke_of_a_subscriber_without_consent_on_record_marks_it_revoked(parts) -> None:
+    # (client mode keeps no tokens per subscriber: the mark is what keeps the number off the core)
+    _, store, identity, tokens = parts
+    assert not tokens.consent_revoked("+4799990998")
+    tokens.revoke("+4799990998")
+    assert identity.revoked == []
+    assert store.records["+4799990998"].status is ConsentStatus.REVOKED
+    assert tokens.consent_revoked("+4799990998")
+    with pytest.raises(ConsentRevoked):
+        tokens.access_token_for("+4799990998")
+    # and a consent lifts it
+    tokens.record_consent("+4799990998", identity.issue("+4799990998"), subject=None)
+    assert not tokens.consent_revoked("+4799990998")
 
 
 def test_consent_after_revoke_is_usable_again(parts) -> None:

@@ -8,7 +8,7 @@ from sipreg.config import AuthMode
 from sipreg.core.port import CoreCall, CoreOutcome, Operation, Transient, Unauthenticated
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.tokens import ConsentMissing, ConsentRevoked, IdentityServerUnavailableError
-from tests.support.worker_events import MSISDN, T0, consented, delete, message, revoke, upsert
+from tests.support.worker_events import MSISDN, T0, consented, delete, message, refresh, revoke, upsert
 from tests.support.worker_fakes import answers, default_answer, world
 
 VOICEMAIL = "sips:voicemail.example.com"
@@ -122,3 +122,33 @@ def test_client_mode_uses_the_product_token_for_every_number() -> None:
     w = world(auth_mode=AuthMode.CLIENT)
     w.run(message(upsert()), message(upsert(msisdn="+4799990001")))
     assert {c.token for c in w.core.calls} == {"product-token"}
+
+
+def test_client_mode_keeps_a_revoked_number_off_the_core_until_it_consents_again() -> None:
+    # The product token works for every number: only the record says the subscriber revoked
+    w = world(auth_mode=AuthMode.CLIENT)
+    w.run(message(upsert(event_id="u1", at=T0)))
+    w.run(message(revoke(at=T0 + timedelta(minutes=1))))
+    calls = len(w.core.calls)
+    # When the CRM, unaware, sends a newer upsert
+    report = w.run(message(upsert(event_id="u2", route_type="fallback", at=T0 + timedelta(minutes=2))))
+    # Then it is recorded consent_revoked and the core is not asked
+    assert report.failed == []
+    record = w.journal.record()
+    assert record.status is RegistrationStatus.CONSENT_REVOKED and len(w.core.calls) == calls
+    assert "consents again" in (record.last_error or "")
+    # And a new consent puts it on the core
+    w.tokens.revoked.clear()
+    w.run(message(consented(at=T0 + timedelta(minutes=3))))
+    assert w.journal.record().status is RegistrationStatus.ACTIVE
+    assert w.core.calls[-1].registration.route_type.value == "fallback"
+
+
+def test_client_mode_looks_at_the_consent_only_before_putting_a_number_on_the_core() -> None:
+    w = world(auth_mode=AuthMode.CLIENT)
+    w.run(message(upsert(event_id="u1")))
+    reads = w.tokens.consent_reads
+    # A refresh and a delete put nothing new on the core: no read of the subscriber
+    w.run(message(refresh(event_id="r1")))
+    w.run(message(delete(event_id="d1", at=T0 + timedelta(minutes=1))))
+    assert w.tokens.consent_reads == reads == 1

@@ -133,7 +133,13 @@ class Tokens(Protocol):
         ...
 
     def revoke(self, msisdn: str) -> None:
-        """Revokes at the identity server, deletes the stored tokens, marks consent revoked."""
+        """Revokes at the identity server, deletes the stored tokens, marks consent revoked (also
+        of a subscriber with no consent on record: client mode keeps no tokens per subscriber)."""
+        ...
+
+    def consent_revoked(self, msisdn: str) -> bool:
+        """Whether the subscriber's consent is on record as revoked (client mode asks before it
+        puts a number on the core: its product token works for every number)."""
         ...
 
 
@@ -366,8 +372,20 @@ class TokenService:
 
     def revoke(self, msisdn: str) -> None:
         record = self._store.get(msisdn)
-        if record is None:
-            raise ConsentMissing("no consent on record for this subscriber")
+        while record is None:  # nothing to revoke anywhere: only the mark that it was
+            marked = SubscriberRecord(
+                msisdn=msisdn,
+                status=ConsentStatus.REVOKED,
+                revoked_at=utc_now(),
+                revoked_reason="revoked",
+                updated_at=utc_now(),
+            )
+            try:
+                self._store.save(marked, read_version=None)
+                logger.info("marked the consent of %s revoked (none on record)", mask_msisdn(msisdn))
+                return
+            except ConcurrentUpdateError:
+                record = self._store.get(msisdn)  # a consent came meanwhile: revoke that one
         if record.status is ConsentStatus.REVOKED and not record.has_tokens:
             self._forget(msisdn)
             return  # already revoked: nothing left to do
@@ -385,6 +403,10 @@ class TokenService:
                 break
             record = latest
         logger.info("revoked the consent of %s", mask_msisdn(msisdn))
+
+    def consent_revoked(self, msisdn: str) -> bool:
+        record = self._store.get(msisdn)
+        return record is not None and record.status is ConsentStatus.REVOKED
 
     # -- client mode --------------------------------------------------------------------------------
 

@@ -225,7 +225,7 @@ class EventApplier:
                 journal, event, [(sip_uri, record, record.desired, record.status)], run
             )
         registration = registration_at(event.msisdn, sip_uri, record.applied)
-        outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run)[0]
+        outcome = self._caller.call(event.msisdn, [(Operation.UPSERT, registration)], run, refresh=True)[0]
         verdict = self._recorder.verdict(Operation.UPSERT, outcome)
         if verdict.retry:  # a failed refresh does not make the registration any less wanted
             verdict = replace(verdict, status=Status.ACTIVE)

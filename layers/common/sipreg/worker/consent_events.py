@@ -16,7 +16,7 @@ from sipreg.core.port import Deleted, Operation
 from sipreg.events import ConsentedEvent, RevokeEvent
 from sipreg.store.event_log import Outcome
 from sipreg.store.registrations import RegistrationStatus as Status
-from sipreg.tokens import ConsentMissing, TokenError, Tokens
+from sipreg.tokens import TokenError, Tokens
 from sipreg.worker.attempt import EventResult, Run
 from sipreg.worker.claims import Claims
 from sipreg.worker.core_call import CallOutcome, CoreCaller, known_spec, may_be_on_core, registration_at
@@ -105,9 +105,7 @@ class ConsentEvents:
         if result is not None and result.retry:
             return result  # the tokens are still needed to delete what is left
         try:
-            self._tokens.revoke(event.msisdn)
-        except ConsentMissing:
-            pass  # nothing to revoke (client mode, or never consented)
+            self._tokens.revoke(event.msisdn)  # marks it revoked even with no consent on record
         except TokenError as error:
             # The attempt counts here unless its claim already counted it.
             counted_now = run.tries == 0

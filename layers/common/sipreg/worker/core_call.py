@@ -3,6 +3,9 @@
 - UNAUTHENTICATED -> the token is refreshed once and the call repeated at once. No token (consent
   missing or revoked, `invalid_grant`) or no answer from the identity server: no call is made,
   and each call comes to that instead of a core outcome.
+- Client mode: one product token for every number, so a revoked consent is known only from the
+  subscriber's record, read before calls that put something new on the core (not before a
+  refresh or a delete).
 - A call names the registration as the core knows it (by MSISDN + sip_uri): a delete by what
   the record says was sent, or any route when it says nothing.
 """
@@ -21,6 +24,8 @@ from sipreg.store.registrations import RegistrationStatus as Status
 from sipreg.telemetry import observe, span
 from sipreg.tokens import ConsentMissing, ConsentRevoked, TokenError, Tokens
 from sipreg.worker.attempt import Run
+
+CLIENT_MODE_REVOKED = "consent revoked: kept off the core until the subscriber consents again"
 
 
 @dataclass(frozen=True)
@@ -50,12 +55,14 @@ class CoreCaller:
         self._auth_mode = auth_mode
 
     def call(
-        self, msisdn: str, calls: Sequence[tuple[Operation, Registration]], run: Run
+        self, msisdn: str, calls: Sequence[tuple[Operation, Registration]], run: Run, *, refresh: bool = False
     ) -> list[CallOutcome]:
-        """The outcome of each call; a refused token is refreshed once and those calls repeated."""
+        """The outcome of each call; a refused token is refreshed once and those calls repeated.
+        `refresh`: the calls keep what the core holds alive (they put nothing new on it)."""
         if not calls:
             return []
-        token = self._token(msisdn, force=False)
+        puts_on_core = not refresh and any(operation is Operation.UPSERT for operation, _ in calls)
+        token = self._token(msisdn, force=False, puts_on_core=puts_on_core)
         if not isinstance(token, str):
             return [token] * len(calls)
         run.called.update(registration.sip_uri for _, registration in calls)
@@ -85,9 +92,13 @@ class CoreCaller:
             annotate("outcomes", ",".join(sorted({type(outcome).__name__ for outcome in outcomes})))
         return outcomes
 
-    def _token(self, msisdn: str, *, force: bool) -> str | TokenRefused | Retry:
+    def _token(self, msisdn: str, *, force: bool, puts_on_core: bool = False) -> str | TokenRefused | Retry:
         try:
             if self._auth_mode is AuthMode.CLIENT:
+                # The product token works for every number: a revoked consent is only on record.
+                # (A refresh needs no look: the revoke ended every active registration of it.)
+                if puts_on_core and self._tokens.consent_revoked(msisdn):
+                    return TokenRefused(Status.CONSENT_REVOKED, CLIENT_MODE_REVOKED)
                 return self._tokens.product_token(force_refresh=force)
             return self._tokens.access_token_for(msisdn, force_refresh=force)
         except ConsentMissing as error:
