@@ -11,7 +11,7 @@ import pytest
 
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg.config import DownAction
-from sipreg.health import HealthCheck
+from sipreg.health import HealthCheck, HealthReport
 from sipreg.notify import EventBridgePublisher
 from sipreg.queue import EventQueue
 from sipreg.sip import ProbeResult
@@ -74,3 +74,55 @@ def test_a_suspend_applied_after_its_endpoint_came_back_is_resumed_by_the_next_r
     assert [r["route_type"] for r in rig.on_core(msisdn)] == ["ROUTE_TYPE_FORK"]
     assert registrations.suspended_registrations() == {}
     assert check.run().resumes == 0  # nothing left suspended
+
+
+class ProbeDown(Probe):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+
+
+class ProbeRunningAnotherCheck(ProbeDown):
+    """Answers down, after running `other` whole first: a second run side by side, which read the
+    endpoint's health as this one did (Lambda overlaps a schedule's invocations when one runs long,
+    and retries a failed one)."""
+
+    def __init__(self, other: HealthCheck) -> None:
+        super().__init__()
+        self.other: HealthCheck | None = other
+        self.other_report: HealthReport | None = None
+
+    def __call__(self, uris: Sequence[str]) -> dict[str, ProbeResult]:
+        if self.other is not None:
+            other, self.other = self.other, None
+            self.other_report = other.run()
+        return super().__call__(uris)
+
+
+def test_of_two_runs_side_by_side_one_records_the_outage_suspends_and_tells(
+    rig: Rig, new_msisdn: Callable[[], str]
+) -> None:
+    msisdn = new_msisdn()
+    rig.consent(msisdn)
+    rig.send(upsert("crm-fork-2", msisdn=msisdn, sip_uri=PBX, route_type="fork", at=T0))
+    rig.drain()
+    registrations = RegistrationStore(rig.ref("RegistrationsTable"))
+    endpoints = EndpointHealthStore(rig.ref("EndpointsTable"))
+
+    def check(probe: Probe) -> HealthCheck:
+        publisher = EventBridgePublisher(rig.ref("StatusBus"), client=rig.aws("events"))
+        return HealthCheck(
+            registrations, endpoints, probe, EventQueue(rig.queue_url), publisher, action=DownAction.SUSPEND
+        )
+
+    assert check(Probe()).run().down == 0
+    # Given the PBX stops answering, and two runs find it so, each having read it up
+    probe = ProbeRunningAnotherCheck(check(ProbeDown()))
+    first = check(probe).run()
+    second = probe.other_report
+    assert second is not None
+    # Then one of them records the outage, queues the suspend and tells; the other leaves it
+    assert (first.changed + second.changed, first.suspends + second.suspends) == (1, 1)
+    assert rig.queue_depth() == 1
+    health = endpoints.get_many([PBX])[PBX]
+    assert health is not None and not health.up

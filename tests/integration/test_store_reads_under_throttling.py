@@ -168,7 +168,8 @@ def test_an_endpoint_whose_health_stays_unread_waits_for_the_next_run(
     down_since = now() - timedelta(hours=1)
     health = EndpointHealthStore(endpoints)
     health.save(
-        EndpointHealth(sip_uri=uris[-1], up=False, since=down_since, checked_at=down_since, reason="timeout")
+        EndpointHealth(sip_uri=uris[-1], up=False, since=down_since, checked_at=down_since, reason="timeout"),
+        previous=None,
     )
     check = HealthCheck(
         registrations,

@@ -15,6 +15,7 @@ from sipreg.health import HealthCheck
 from sipreg.notify import Change, EndpointChange
 from sipreg.queue import SendResult
 from sipreg.sip import ProbeResult
+from sipreg.store.endpoints import EndpointHealth
 from sipreg.wiring import endpoint_health
 from tests.support.health_fakes import Records
 
@@ -293,3 +294,35 @@ def test_a_run_without_a_clock_probes_everything() -> None:
     health, records, *_ = check({uri: [] for uri in uris}, prober, wave_size=3)
     assert health.run().endpoints == 20 and sorted(prober.probes) == sorted(uris)
     assert len(records.saved) == 20
+
+
+def test_of_two_runs_side_by_side_that_find_an_endpoint_back_one_tells_and_the_resumes_are_one() -> None:
+    # Given a PBX recorded down with a suspended registration, and two runs that both read it so
+    # (the second runs whole while the first probes: Lambda overlaps a schedule's invocations)
+    registrations = {PBX: [("+4799990000", True)]}
+    second, records, queue, publisher, clock = check(
+        registrations, Prober({PBX: True}), action=DownAction.SUSPEND
+    )
+    records.saved[PBX] = EndpointHealth(
+        sip_uri=PBX,
+        up=False,
+        since=T0 - timedelta(hours=1),
+        checked_at=T0 - timedelta(minutes=1),
+        reason="timeout",
+    )
+
+    class ProbeAfterTheOther(Prober):
+        def __call__(self, uris: Sequence[str]) -> Mapping[str, ProbeResult]:
+            second.run()
+            return super().__call__(uris)
+
+    first = HealthCheck(
+        Directory(registrations), records, ProbeAfterTheOther({PBX: True}), queue, publisher,
+        action=DownAction.SUSPEND, clock=clock,
+    )  # fmt: skip
+    first.run()
+    # Then the change is told once, and both runs' resumes carry one id (absorbed as duplicates)
+    assert len(publisher.changes) == 1
+    assert [type(e) for e in queue.sent] == [ResumeEvent, ResumeEvent]
+    assert len({e.id for e in queue.sent}) == 1
+    assert records.saved[PBX].up

@@ -41,6 +41,7 @@ from sipreg.models import sipreg_event_id
 from sipreg.notify import EndpointChange, StatusPublisher
 from sipreg.queue import SendResult
 from sipreg.sip import ProbeResult
+from sipreg.store import ConcurrentUpdateError
 from sipreg.store.endpoints import EndpointHealth
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class HealthRecords(Protocol):
     def get_many(self, sip_uris: Sequence[str]) -> Mapping[str, EndpointHealth | None]:
         """None for an endpoint never checked; one whose health could not be read is left out."""
 
-    def save(self, health: EndpointHealth) -> None: ...
+    def save(self, health: EndpointHealth, *, previous: EndpointHealth | None) -> None:
+        """Raises ConcurrentUpdateError when the stored health is no longer `previous`."""
 
 
 class EventSink(Protocol):
@@ -218,6 +220,11 @@ class HealthCheck:
         complete = True
         if not result.up:
             tally.down += 1
+            # Recorded first: of two runs side by side only the one that records it suspends (each
+            # would name its events by its own `since`) and tells; what a failed send leaves is
+            # suspended by the next run, which finds the endpoint down.
+            if not self._recorded(health, before):
+                return
             if self._action is DownAction.SUSPEND:
                 not_yet = [msisdn for msisdn, held in self._directory.registrations_at(uri) if not held]
                 sent = self._send(uri, since, health.reason, tally.budget, not_yet, suspend=True)
@@ -243,7 +250,8 @@ class HealthCheck:
         if not complete:  # still recorded as down: the next run sends the rest
             logger.warning("endpoint %s answers again; not every resume was queued yet", uri)
             return
-        self._records.save(health)
+        if result.up and not self._recorded(health, before):
+            return  # (its resumes, named by the same `since`, were absorbed as duplicates)
         if changed and (before is not None or not result.up):
             tally.changes.append(_change(health, self._action))
             logger.warning(
@@ -253,6 +261,17 @@ class HealthCheck:
                 health.reason,
                 extra={"sip_uri": uri, "up": result.up, "status_code": result.status_code},
             )
+
+    def _recorded(self, health: EndpointHealth, before: EndpointHealth | None) -> bool:
+        """Saves `health` unless another run recorded the endpoint since `before` was read."""
+        try:
+            self._records.save(health, previous=before)
+        except ConcurrentUpdateError:
+            logger.info(
+                "endpoint %s was recorded by another run meanwhile; this one leaves it", health.sip_uri
+            )
+            return False
+        return True
 
     def _probe(self, uris: Sequence[str]) -> dict[str, ProbeResult]:
         results = dict(self._prober(uris))
