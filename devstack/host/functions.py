@@ -23,6 +23,7 @@ _RESOLVED_PROPERTIES = (
     "Environment",
     "Layers",
     "Tracing",
+    "ReservedConcurrentExecutions",
 )
 
 
@@ -115,7 +116,7 @@ def _build_one(stack: Stack, resource: Resource, api_urls: Mapping[str, str]) ->
         python_paths=(code_dir, *_layer_dirs(stack, logical_id, props.get("Layers") or [])),
         timeout=timeout,
         memory_mb=memory,
-        concurrency=_concurrency(events),
+        concurrency=_concurrency(events, props.get("ReservedConcurrentExecutions")),
         env=env,
         events=events,
         traced=traced,
@@ -216,14 +217,24 @@ def _layer_dirs(stack: Stack, logical_id: str, layers: list[Any]) -> list[Path]:
     return found
 
 
-def _concurrency(events: tuple[EventSpec, ...]) -> int:
-    """One at a time, or what an SQS source's scaling allows."""
+# Lambda runs each concurrent invocation in an execution environment of its own, up to the
+# account's concurrency (1,000 by default) unless the function reserves some: a schedule's next
+# invocation starts beside one still running, two API requests run side by side. The host runs
+# this many at once of a function that reserves none: enough for every overlap to happen.
+UNRESERVED_CONCURRENCY = 4
+
+
+def _concurrency(events: tuple[EventSpec, ...], reserved: Any) -> int:
+    """The function's ReservedConcurrentExecutions (0: every invocation is throttled), else
+    UNRESERVED_CONCURRENCY, or more when an SQS source's scaling allows more."""
+    if reserved is not None:
+        return int(reserved)
     scaling = [
         int((e.properties.get("ScalingConfig") or {}).get("MaximumConcurrency", 1))
         for e in events
         if e.type == "SQS"
     ]
-    return max([1, *scaling])
+    return max([UNRESERVED_CONCURRENCY, *scaling])
 
 
 def _runtime_env(

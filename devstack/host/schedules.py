@@ -5,16 +5,20 @@ Only `rate(...)` runs: it is what template.yaml's schedules use. A `cron(...)` o
 expression is refused when the template is loaded.
 
 The event's `time` is the real time of firing: the functions compare it with their own clocks.
+
+EventBridge invokes its target asynchronously, so the host does as Lambda does with such an
+invocation: it runs beside one still running (the function's concurrency allows it), and one
+that fails (an error, a timeout) is tried twice more with the same event, a minute and then two
+minutes later (scaled by the time factor).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +31,10 @@ log = logging.getLogger(__name__)
 EVENT_PROPERTIES = frozenset({"Schedule", "Description"})
 _RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+# Lambda's retries of a failed asynchronous invocation: the waits before the second and third try.
+ASYNC_RETRY_SECONDS = (60, 120)
+# Invocations of one schedule the host keeps going at once (each may be waiting to retry).
+_RUNNING_PER_SCHEDULE = 4
 
 
 class ScheduleExpressionError(ValueError):
@@ -88,7 +96,9 @@ class Scheduler:
         self.time_factor = time_factor
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pool = ThreadPoolExecutor(max_workers=max(len(schedules), 1), thread_name_prefix="schedule")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(len(schedules), 1) * _RUNNING_PER_SCHEDULE, thread_name_prefix="schedule"
+        )
         self._started_at = time.time()
 
     def start(self) -> None:
@@ -131,12 +141,26 @@ class Scheduler:
             if self._stopping.wait(max(self.real_time_of(moment) - time.time(), 0)):
                 return
             upcoming[id(schedule)] = self.next_fire(schedule, moment)
-            self._pool.submit(self._fire_logged, schedule)
+            self.fire_async(schedule)
 
-    def _fire_logged(self, schedule: Schedule) -> None:
-        # Logged by the invoker; an asynchronous invocation has no caller to tell.
-        with contextlib.suppress(InvocationError):
-            self.fire(schedule)
+    def fire_async(self, schedule: Schedule) -> Future[None]:
+        """Invokes the schedule's function as EventBridge does, asynchronously; done when it
+        succeeded or its last try failed."""
+        return self._pool.submit(self._invoke_async, schedule)
+
+    def _invoke_async(self, schedule: Schedule) -> None:
+        """Errors are logged by the invoker (an asynchronous invocation has no caller to tell), and
+        a failed invocation is tried again as Lambda does."""
+        event = schedule.event(self.account_id, self.region, datetime.now(UTC))
+        waits = (0, *ASYNC_RETRY_SECONDS)
+        for attempt, wait in enumerate(waits, start=1):
+            if wait and self._stopping.wait(wait / self.time_factor):
+                return
+            try:
+                schedule.function.invoke(event, trigger=f"schedule:{schedule.name}")
+                return
+            except InvocationError:
+                log.info("%s: scheduled invocation failed (try %d of %d)", schedule.name, attempt, len(waits))
 
 
 def _iso(moment: datetime) -> str:

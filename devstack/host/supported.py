@@ -39,6 +39,7 @@ FUNCTION_PROPERTIES = frozenset(
         "Layers",
         "MemorySize",
         "Policies",
+        "ReservedConcurrentExecutions",
         "Runtime",
         "Timeout",
         "Tracing",

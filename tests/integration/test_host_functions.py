@@ -195,17 +195,21 @@ def test_a_sandbox_lost_mid_invocation_fails_that_invocation_and_the_next_starts
     assert host.runtimes["ProbeFunction"].kill_busy() is False
 
 
-def test_function_runs_one_invocation_at_a_time_unless_the_template_allows_more(host: LocalHost) -> None:
+def test_invocations_run_side_by_side_unless_the_function_reserves_fewer(host: LocalHost) -> None:
     def two_at_once(function: str) -> set[int]:
         with ThreadPoolExecutor(max_workers=2) as pool:
             answers = list(pool.map(lambda _: host.invoke(function, {"sleep": 0.3}), range(2)))
         return {answer["pid"] for answer in answers}
 
-    # ProbeFunction (no SQS source scaling beyond one): the second invocation waits for the one sandbox
-    assert len(two_at_once("ProbeFunction")) == 1
-    # ParallelFunction (its SQS source's ScalingConfig.MaximumConcurrency: 2): a second sandbox
-    # runs beside the first
-    assert len(two_at_once("ParallelFunction")) == 2
+    # ProbeFunction reserves no concurrency: as in Lambda, a second invocation gets an execution
+    # environment of its own and runs beside the first
+    assert len(two_at_once("ProbeFunction")) == 2
+    # SerialFunction reserves one: the second invocation waits for the one environment
+    assert len(two_at_once("SerialFunction")) == 1
+    # ThrottledFunction reserves none at all: Lambda throttles every invocation
+    with pytest.raises(InvocationError) as caught:
+        host.invoke("ThrottledFunction", {})
+    assert caught.value.error_type == "TooManyRequestsException"
 
 
 def test_unknown_function_is_named_in_the_error(host: LocalHost) -> None:

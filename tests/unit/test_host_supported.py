@@ -48,8 +48,8 @@ Resources:
     ("extra", "refused"),
     [
         (
-            "      ReservedConcurrentExecutions: 2",
-            r"Resources.Fn.Properties.ReservedConcurrentExecutions is not supported",
+            "      ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 2}",
+            r"Resources.Fn.Properties.ProvisionedConcurrencyConfig is not supported",
         ),
         (
             "      InlineCode: 'def handler(e, c): pass'",
