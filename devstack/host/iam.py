@@ -7,8 +7,11 @@ and definitions. The host creates that role in the local AWS (with the account's
 credentials), assumes it, and gives the function's sandboxes the session's credentials; the local
 AWS then refuses every call the policies do not allow, as AWS would.
 
-Not put on the local role: the managed policies SAM adds for the Lambda service's own work
-(CloudWatch Logs, X-Ray, the SQS poller), which the host does with its own credentials.
+Of the managed policies SAM adds for the Lambda service's own work, the local role gets the one
+of an SQS event (`AWSLambdaSQSQueueExecutionRole`, written out: the local AWS has no managed
+policies), since the host polls a function's queue with its role as Lambda does, so a queue the
+role may not read, or whose key it may not decrypt with, stalls the mapping here too. Not put on
+it: CloudWatch Logs and X-Ray, which the host does with its own credentials.
 (template.yaml names no managed policy in `Policies`, nor a `Role` of its own: `supported`
 refuses both.)
 
@@ -35,7 +38,7 @@ from samtranslator.policy_template_processor.processor import PolicyTemplatesPro
 from devstack.host.aws import Clients
 from devstack.host.http_api import IamDecision, Request
 from devstack.host.resources import Physical, Stack
-from devstack.host.template import Resource, TemplateError
+from devstack.host.template import Resource, TemplateError, iter_events
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,27 @@ def expand_policies(stack: Stack, function: Resource) -> list[tuple[str, dict[st
         resolved.setdefault("Version", _POLICY_VERSION)
         expanded.append((name, resolved))
     return expanded
+
+
+# arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole, which SAM attaches to the
+# role of a function with an SQS event (samtranslator.model.eventsources.pull.SQS).
+SQS_QUEUE_EXECUTION_POLICY: dict[str, Any] = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
 
 
 class RoleSessions:
@@ -139,7 +163,10 @@ def create_function_role(stack: Stack, function: Resource, function_name: str) -
         MaxSessionDuration=SESSION_SECONDS,
         Description=f"local execution role of {logical_id}",
     )["Role"]
-    for name, document in expand_policies(stack, function):
+    policies = expand_policies(stack, function)
+    if any(event_type == "SQS" for _, event_type, _ in iter_events(function.properties)):
+        policies.append(("AWSLambdaSQSQueueExecutionRole", SQS_QUEUE_EXECUTION_POLICY))
+    for name, document in policies:
         iam.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(document))
     stack.physical[f"{logical_id}Role"] = Physical(
         "AWS::IAM::Role", role_name, {"Arn": role["Arn"], "RoleId": role["RoleId"]}

@@ -62,15 +62,21 @@ class SqsEventSource:
         self.concurrency = min(int(scaling.get("MaximumConcurrency", limit)), limit)
         self.wait_seconds = max(0, min(int(wait_seconds), 20))
         _, _, _, self.region, account, queue_name = self.queue_arn.split(":", 5)
-        self._sqs = clients.new_client("sqs", connections=self.concurrency + 2)
+        setup = clients.new_client("sqs", connections=2)
+        # Lambda polls with the function's execution role (its own policies, and the managed policy
+        # SAM attaches for an SQS event: devstack.host.iam): a queue it may not read, or whose key
+        # it may not decrypt with, stalls the mapping. Without roles, with the host's credentials.
+        role = function.spec.credentials
+        connections = self.concurrency + 2
+        self._sqs = (
+            clients.role_client("sqs", role, connections) if role else clients.new_client("sqs", connections)
+        )
         try:
-            found = self._sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)
+            found = setup.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)
         except ClientError as exc:
             raise ProvisioningError(f"{self.name}: no queue {self.queue_arn} at the endpoint") from exc
         self.queue_url = found["QueueUrl"]
-        visibility = self._sqs.get_queue_attributes(
-            QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"]
-        )
+        visibility = setup.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])
         visibility_seconds = int(visibility["Attributes"]["VisibilityTimeout"])
         if visibility_seconds < function.spec.timeout:
             # Lambda refuses the mapping (CreateEventSourceMapping): records would come back while
@@ -99,6 +105,11 @@ class SqsEventSource:
                 messages = self._gather()
                 if messages:
                     self._deliver(messages)
+            except ClientError as refused:  # e.g. the role may not read the queue: Lambda's PROBLEM
+                if self._stopping.is_set():
+                    return
+                log.error("%s: polling refused (%s); retrying in 1 s", self.name, refused)
+                self._stopping.wait(1)
             except Exception:
                 if self._stopping.is_set():
                     return

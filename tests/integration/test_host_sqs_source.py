@@ -13,7 +13,7 @@ from uuid import uuid4
 import pytest
 
 from devstack.host import LocalHost
-from tests.support.host import batches, client, start_host, wait_until
+from tests.support.host import batches, client, items, start_host, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +138,26 @@ def test_record_that_keeps_failing_lands_in_the_dlq_after_max_receive_count(
     deliveries = batches_of_run(aws_endpoint, host, "WorkQueue", run)
     counts = sorted(r["attributes"]["ApproximateReceiveCount"] for b in deliveries for r in b)
     assert counts == ["1", "2"]
+
+
+def test_the_source_polls_with_the_functions_role(
+    host: LocalHost, aws_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given SealedQueue, encrypted with a key SealedConsumerFunction's role may not decrypt with
+    # through SQS, and a message on it
+    queue_url = host.resources["SealedQueue"]["QueueUrl"]
+    client(aws_endpoint, "sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps({"sealed": True}))
+    # When its source polls, Then it is refused, as Lambda's poller would be (its mapping stalls):
+    # the function never gets the message, which stays on the queue
+    wait_until(lambda: "polling refused" in caplog.text and "SealedConsumerFunction.Sealed" in caplog.text)
+    name = host.resources["SealedConsumerFunction"]["Ref"]
+    assert items(aws_endpoint, host.resources["RecordTable"]["Ref"], name) == []
+    attributes = client(aws_endpoint, "sqs").get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert (
+        int(attributes["ApproximateNumberOfMessages"])
+        + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        == 1
+    )
