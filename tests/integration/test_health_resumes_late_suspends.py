@@ -37,13 +37,18 @@ class Probe:
         return {uri: ProbeResult(uri, self.up, 200 if self.up else None, reason, 0.01) for uri in uris}
 
 
+def fork_on_core(rig: Rig, msisdn: str, event_id: str) -> str:
+    """A consented number with a FORK to the PBX, applied."""
+    rig.consent(msisdn)
+    rig.send(upsert(event_id, msisdn=msisdn, sip_uri=PBX, route_type="fork", at=T0))
+    rig.drain()
+    return msisdn
+
+
 def test_a_suspend_applied_after_its_endpoint_came_back_is_resumed_by_the_next_run(
     rig: Rig, new_msisdn: Callable[[], str]
 ) -> None:
-    msisdn = new_msisdn()
-    rig.consent(msisdn)
-    rig.send(upsert("crm-fork", msisdn=msisdn, sip_uri=PBX, route_type="fork", at=T0))
-    rig.drain()
+    msisdn = fork_on_core(rig, new_msisdn(), "crm-fork")
     probe = Probe()
     registrations = RegistrationStore(rig.ref("RegistrationsTable"))
     check = HealthCheck(
@@ -102,10 +107,7 @@ class ProbeRunningAnotherCheck(ProbeDown):
 def test_of_two_runs_side_by_side_one_records_the_outage_suspends_and_tells(
     rig: Rig, new_msisdn: Callable[[], str]
 ) -> None:
-    msisdn = new_msisdn()
-    rig.consent(msisdn)
-    rig.send(upsert("crm-fork-2", msisdn=msisdn, sip_uri=PBX, route_type="fork", at=T0))
-    rig.drain()
+    fork_on_core(rig, new_msisdn(), "crm-fork-2")
     registrations = RegistrationStore(rig.ref("RegistrationsTable"))
     endpoints = EndpointHealthStore(rig.ref("EndpointsTable"))
 

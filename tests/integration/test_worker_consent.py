@@ -18,7 +18,7 @@ from sipreg.events import EventType, RevokeEvent
 from sipreg.store.registrations import RegistrationStatus
 from sipreg.store.subscribers import ConsentStatus
 from tests.support.worker import Rig, build_rig
-from tests.support.worker_events import consented, upsert
+from tests.support.worker_events import consented, revoke, upsert
 
 PBX = "sips:pbx.acme.example"
 VOICEMAIL = "sips:voicemail.acme.example"
@@ -136,14 +136,7 @@ def test_in_client_mode_a_revoked_number_stays_off_the_core_until_it_consents_ag
     rig.drain()
     assert len(rig.on_core(msisdn)) == 1
     # When the subscriber's consent is revoked, and the CRM, unaware, then sends a newer upsert
-    rig.send(
-        RevokeEvent(
-            id="revoke-client",
-            type=EventType.SUBSCRIBER_REVOKE,
-            msisdn=msisdn,
-            occurred_at=T0 + timedelta(minutes=1),
-        )
-    )
+    rig.send(revoke(msisdn=msisdn, at=T0 + timedelta(minutes=1)))
     rig.drain()
     rig.send(upsert(msisdn=msisdn, sip_uri=VOICEMAIL, route_type="fallback", at=T0 + timedelta(minutes=2)))
     rig.drain()
