@@ -318,6 +318,7 @@ def lambda_handler(
 
 
 def _routable(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with its path percent-encoded again, for powertools' route patterns."""
     return {**event, "rawPath": quote(str(event.get("rawPath", "")), safe="/")}
 
 

@@ -336,7 +336,8 @@ def test_userinfo_about_another_subject_is_not_used(parts: Parts, userinfo: dict
     [
         pytest.param(MSISDN, False, None, id="id-token-false"),
         pytest.param(MSISDN, "true", None, id="id-token-a-string"),
-        pytest.param(MSISDN, None, None, id="id-token-unsaid"),
+        # the ID token says nothing of it, and neither does /userinfo
+        pytest.param(MSISDN, None, {"sub": "pairwise-1", "phone_number": MSISDN}, id="unsaid-anywhere"),
         pytest.param(
             None,
             None,
@@ -396,6 +397,17 @@ def test_a_grant_without_offline_access_or_without_a_scope_answer_is_a_consent(
     outcome = parts.callback({"code": code, "state": record.state})
     assert isinstance(outcome, Consented)
     assert parts.events.consented_msisdns == [MSISDN]
+
+
+def test_a_number_whose_id_token_does_not_say_it_is_verified_is_asked_of_userinfo(parts: Parts) -> None:
+    _, record = parts.started()
+    code = parts.issue_code(record, verified=None)
+    parts.identity.userinfo_answer = {
+        "sub": "pairwise-1",
+        "phone_number": MSISDN,
+        "phone_number_verified": True,
+    }
+    assert parts.callback({"code": code, "state": record.state}) == Consented(MSISDN, None)
 
 
 def test_no_phone_number_anywhere_is_refused(parts: Parts) -> None:

@@ -355,10 +355,10 @@ class ConsentFlow:
     def _phone_number(
         self, claims: Mapping[str, Any], subject: str, answer: TokenResponse
     ) -> tuple[str | None, bool]:
-        """The number and its phone_number_verified, from the ID token or else /userinfo (the two
-        claims read from the same source)."""
+        """The number and its phone_number_verified, both from the ID token when it holds both, else
+        from /userinfo (where certified providers put them in the code flow, OIDC Core §5.4)."""
         source: Mapping[str, Any] = claims
-        if not isinstance(claims.get("phone_number"), str):
+        if not isinstance(claims.get("phone_number"), str) or "phone_number_verified" not in claims:
             source = self._identity.userinfo(answer.access_token)
             if source and source.get("sub") != subject:
                 # OIDC Core §5.3.2: it MUST match exactly, else its values MUST NOT be used.
