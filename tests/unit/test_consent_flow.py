@@ -300,9 +300,16 @@ def test_bad_code_or_id_token_is_refused_and_stores_nothing(
     assert parts.events.consented_msisdns == []
 
 
-def test_phone_number_comes_from_userinfo_when_the_id_token_lacks_it(parts: Parts) -> None:
+@pytest.mark.parametrize(
+    ("phone_number", "verified"),
+    [(None, None), (MSISDN, None)],
+    ids=["no-number-in-the-id-token", "not-said-whether-verified"],
+)
+def test_phone_number_comes_from_userinfo_when_the_id_token_lacks_it(
+    parts: Parts, phone_number: str | None, verified: object
+) -> None:
     _, record = parts.started()
-    code = parts.issue_code(record, phone_number=None)
+    code = parts.issue_code(record, phone_number=phone_number, verified=verified)
     parts.identity.userinfo_answer = {
         "sub": "pairwise-1",
         "phone_number": MSISDN,
@@ -397,17 +404,6 @@ def test_a_grant_without_offline_access_or_without_a_scope_answer_is_a_consent(
     outcome = parts.callback({"code": code, "state": record.state})
     assert isinstance(outcome, Consented)
     assert parts.events.consented_msisdns == [MSISDN]
-
-
-def test_a_number_whose_id_token_does_not_say_it_is_verified_is_asked_of_userinfo(parts: Parts) -> None:
-    _, record = parts.started()
-    code = parts.issue_code(record, verified=None)
-    parts.identity.userinfo_answer = {
-        "sub": "pairwise-1",
-        "phone_number": MSISDN,
-        "phone_number_verified": True,
-    }
-    assert parts.callback({"code": code, "state": record.state}) == Consented(MSISDN, None)
 
 
 def test_no_phone_number_anywhere_is_refused(parts: Parts) -> None:
