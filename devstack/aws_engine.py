@@ -139,9 +139,22 @@ class LocalAws(Stoppable):
 def throttle_batch_get(endpoint: str, table: str, *, keys_per_call: int, calls: int) -> None:
     """The engine's next `calls` BatchGetItem requests naming `table` read at most `keys_per_call`
     of its keys and hand the rest back in UnprocessedKeys, as a throttled DynamoDB table does."""
-    body = json.dumps({"table": table, "keys_per_call": keys_per_call, "calls": calls}).encode()
+    _control(
+        endpoint,
+        "/_sipreg/dynamodb/throttle",
+        {"table": table, "keys_per_call": keys_per_call, "calls": calls},
+    )
+
+
+def limit_in_flight(endpoint: str, queue_name: str, limit: int) -> None:
+    """The FIFO queue hands out at most `limit` messages at once (SQS's quota: 120,000), as SQS
+    does past its quota: a receive gets nothing, and no error."""
+    _control(endpoint, "/_sipreg/sqs/in-flight-limit", {"queue": queue_name, "limit": limit})
+
+
+def _control(endpoint: str, path: str, fields: dict[str, Any]) -> None:
     request = urllib.request.Request(  # noqa: S310  # the local engine, on loopback
-        f"{endpoint}/_sipreg/dynamodb/throttle", data=body, method="POST"
+        f"{endpoint}{path}", data=json.dumps(fields).encode(), method="POST"
     )
     with urllib.request.urlopen(request, timeout=5):  # noqa: S310
         pass

@@ -332,12 +332,42 @@ def _lapsed(message: dict[str, Any] | None) -> bool:
     return message is not None and message["visible_at"] <= time.time()
 
 
+# A FIFO queue hands out at most 120,000 messages at once; past that a receive gets nothing, and
+# no error says why (SQS's FIFO quotas). A test may set a queue's limit lower.
+FIFO_IN_FLIGHT_LIMIT = 120_000
+IN_FLIGHT_PATH = "/_sipreg/sqs/in-flight-limit"
+_in_flight_lock = threading.Lock()
+_in_flight_limits: dict[str, int] = {}  # queue name -> its limit, where a test set one
+
+
+def set_in_flight_limit(request: dict[str, Any]) -> dict[str, Any]:
+    """`{"queue": NAME, "limit": N}`: the FIFO queue NAME hands out at most N messages at once."""
+    queue, limit = request["queue"], int(request["limit"])
+    if not isinstance(queue, str) or limit < 0:
+        raise ValueError("queue must be a name, limit at least 0")
+    with _in_flight_lock:
+        _in_flight_limits[queue] = limit
+    return {"queue": queue, "limit": limit}
+
+
+def _room_in_flight(q: dict[str, Any], now: float) -> int:
+    """How many more messages the FIFO queue `q` may hand out now."""
+    with _in_flight_lock:
+        limit = _in_flight_limits.get(q["name"], FIFO_IN_FLIGHT_LIMIT)
+    held = sum(1 for m in q["messages"] if m.get(_RECEIVED_AT) and m["visible_at"] > now)
+    return max(limit - held, 0)
+
+
 def _install_sqs_visibility_limit() -> None:
     from ministack.services import sqs  # noqa: PLC0415
 
     plain_collect = sqs._collect_msgs
 
     def collect_and_stamp(q: dict[str, Any], max_n: int, vis_timeout: int) -> list[dict[str, Any]]:
+        if q["is_fifo"]:
+            max_n = min(max_n, _room_in_flight(q, time.time()))
+            if max_n == 0:
+                return []
         received: list[dict[str, Any]] = plain_collect(q, max_n, vis_timeout)
         now = time.time()
         for message in received:
@@ -726,7 +756,11 @@ def authorize_invoke(request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR091
     }
 
 
-_CONTROLS = {AUTHORIZE_PATH: authorize_invoke, THROTTLE_PATH: throttle_batch_get}
+_CONTROLS = {
+    AUTHORIZE_PATH: authorize_invoke,
+    THROTTLE_PATH: throttle_batch_get,
+    IN_FLIGHT_PATH: set_in_flight_limit,
+}
 
 
 def _with_controls(app: Any) -> Any:

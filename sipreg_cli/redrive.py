@@ -106,4 +106,9 @@ def run(args: argparse.Namespace) -> int:
         )
         for why in report.held:
             print(f"  {why}")
-    return 1 if report.held or report.not_deleted else 0
+    if report.unreached:
+        print(
+            f"{report.unreached} message(s) in the dead-letter queue were out of this run's reach (SQS hands "
+            "out at most 120,000 of a FIFO queue at once) or came meanwhile: run it again"
+        )
+    return 1 if report.held or report.not_deleted or report.unreached else 0

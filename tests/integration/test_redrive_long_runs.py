@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devstack.aws_engine import limit_in_flight
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg import redrive
 from sipreg.events import to_json
@@ -89,7 +90,7 @@ def test_the_messages_a_long_run_keeps_stay_hidden_until_it_ends(
     # Then every message was handed out once (none came back while the run still held it), the
     # number's event moved, and the other numbers' are all in the DLQ, visible again
     assert len(sqs.handed_out) == len(set(sqs.handed_out)) == 31
-    assert (report.moved, report.left, report.not_deleted) == (1, 30, ())
+    assert (report.moved, report.left, report.not_deleted, report.unreached) == (1, 30, (), 0)
     assert rig.queue_depth() == 1
     assert in_dlq(rig) == 30
     visible = rig.aws("sqs").get_queue_attributes(
@@ -113,3 +114,21 @@ def test_a_moved_message_the_dlq_did_not_delete_is_deleted_when_it_comes_round_n
     assert sqs.handed_out == [message_id, message_id]
     assert (report.moved, report.not_deleted) == (1, ())
     assert rig.queue_depth() == 1 and in_dlq(rig) == 0
+
+
+def test_a_run_that_sqs_hands_no_more_says_what_it_could_not_reach(
+    rig: Rig, new_msisdn: Callable[[], str]
+) -> None:
+    # Given a FIFO DLQ that hands out at most 5 messages at once (SQS: 120,000, and then a receive
+    # gets nothing, no error), 8 dead letters of other numbers, and one number's behind them
+    limit_in_flight(rig.endpoint, rig.dlq_url.rsplit("/", 1)[-1], 5)
+    for index in range(8):
+        dead_letter(rig, new_msisdn(), f"ahead-{index}")
+    wanted = new_msisdn()
+    dead_letter(rig, wanted, "behind-1")
+    # When that number's messages are redriven
+    report = Redriver(rig.aws("sqs"), rig.queue_url, wait_seconds=0).redrive(msisdn=wanted)
+    # Then the run, handed nothing more while it holds 5, does not end as if the DLQ were done: it
+    # says how many it could not reach (4), and nothing was lost
+    assert (report.moved, report.left, report.unreached) == (0, 5, 4)
+    assert rig.queue_depth() == 0 and in_dlq(rig) == 9

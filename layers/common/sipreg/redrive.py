@@ -66,6 +66,7 @@ class RedriveReport:
     marked: int = 0  # moved events whose event-log item now says `pending`
     held: tuple[str, ...] = ()  # `<event id>: <why>` of internal events left in the DLQ
     not_deleted: tuple[str, ...] = ()  # ids of messages moved but still in the DLQ as well
+    unreached: int = 0  # messages still visible in the DLQ when the run found nothing more
 
 
 class PendingMarks(Protocol):
@@ -128,6 +129,7 @@ class Redriver:
                 movable, behind = self._not_held([(m, _event_of(m)) for m in chosen])
                 held_back |= {m["ReceiptHandle"]: look_ends for m in behind}
                 moved += self._move(movable)
+            unreached = self._visible()  # before the release makes what this run holds visible
         finally:
             self._release([*others, *held_back])
         return RedriveReport(
@@ -136,7 +138,19 @@ class Redriver:
             marked=self._marked,
             held=tuple(self._held.values()),
             not_deleted=tuple(self._not_deleted),
+            unreached=unreached,
         )
+
+    def _visible(self) -> int:
+        """What the DLQ still shows while this run holds all it was handed: an empty receive does
+        not mean an empty queue. A FIFO queue hands out at most 120,000 messages at once and
+        looks for groups among its first 120,000 only, past which a receive gets nothing and no
+        error (a `--msisdn` run over a DLQ of more); and one may have come meanwhile. SQS's count
+        is approximate: a run that finds none may still have missed some."""
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes.get("ApproximateNumberOfMessages", 0))
 
     def _without_moved(
         self, messages: list[dict[str, Any]]
