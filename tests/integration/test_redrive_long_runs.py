@@ -6,18 +6,22 @@ expired FIFO receipt, as SQS does)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.aws_engine import limit_in_flight
+from devstack.aws_engine import ROOT, limit_in_flight
 from devstack.wg2sim.process import Wg2simProcess
 from sipreg import redrive
 from sipreg.events import to_json
 from sipreg.redrive import Redriver
-from tests.support.worker import Rig, build_rig
+from tests.support.worker import REGION, Rig, build_rig
 from tests.support.worker_events import T0, upsert
 
 LOOK = 2
@@ -132,3 +136,15 @@ def test_a_run_that_sqs_hands_no_more_says_what_it_could_not_reach(
     # says how many it could not reach (4), and nothing was lost
     assert (report.moved, report.left, report.unreached) == (0, 5, 4)
     assert rig.queue_depth() == 0 and in_dlq(rig) == 9
+    # And `sipreg redrive` says so, and fails (exit status 1: run it again)
+    sipreg = str(Path(sys.executable).with_name("sipreg"))
+    command = subprocess.run(
+        [sipreg, "redrive", "--queue-url", rig.queue_url, "--endpoint-url", rig.endpoint, "--msisdn", wanted],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **ROOT.as_environment(), "AWS_REGION": REGION},
+    )
+    assert command.returncode == 1, command.stderr
+    assert "4 message(s) in the dead-letter queue were out of this run's reach" in command.stdout
