@@ -327,6 +327,11 @@ def _received_as(queue: dict[str, Any], handle: str) -> dict[str, Any] | None:
     return next((m for m in queue["messages"] if handle and m["receipt_handle"] == handle), None)
 
 
+def _failed_entry(entry: dict[str, Any], code: str, message: str) -> dict[str, Any]:
+    """A batch entry SQS refused for the sender's fault, as a batch answer's `Failed` lists it."""
+    return {"Id": entry.get("Id", ""), "Code": code, "Message": message, "SenderFault": True}
+
+
 def _lapsed(message: dict[str, Any] | None) -> bool:
     """The receive's look is over: the message is visible again, its receipt spent."""
     return message is not None and message["visible_at"] <= time.time()
@@ -400,14 +405,7 @@ def _install_sqs_visibility_limit() -> None:
             if _lapsed(message) and not refusal:
                 unchanged.append({"Id": entry.get("Id", "")})
             elif refusal:
-                refused.append(
-                    {
-                        "Id": entry.get("Id", ""),
-                        "Code": "InvalidParameterValue",
-                        "Message": refusal,
-                        "SenderFault": True,
-                    }
-                )
+                refused.append(_failed_entry(entry, "InvalidParameterValue", refusal))
             else:
                 kept.append(entry)
         answer = plain_batch({**data, "Entries": kept}, qurl) if kept else {"Successful": [], "Failed": []}
@@ -450,15 +448,7 @@ def _install_sqs_fifo_handle_expiry() -> None:
         kept, refused = [], []
         for entry in entries:
             if expired(data, qurl, entry.get("ReceiptHandle", "")):
-                entry_id = entry.get("Id", "")
-                refused.append(
-                    {
-                        "Id": entry_id,
-                        "Code": "ReceiptHandleIsInvalid",
-                        "Message": EXPIRED_HANDLE,
-                        "SenderFault": True,
-                    }
-                )
+                refused.append(_failed_entry(entry, "ReceiptHandleIsInvalid", EXPIRED_HANDLE))
             else:
                 kept.append(entry)
         answer = plain_batch({**data, "Entries": kept}, qurl) if kept else {"Successful": [], "Failed": []}
