@@ -139,6 +139,7 @@ class Volumes:
     consents: float
     token_renewals: float  # user mode: calls to the identity server's token endpoint
     token_reads: float  # refreshes and changes whose sandbox holds no valid cached token
+    consent_checks: float  # client mode: changes that first read the subscriber's revocation marker
     refresher_runs: float
 
 
@@ -161,6 +162,9 @@ def volumes(s: Scenario) -> Volumes:
         consents=(0.02 * s.subscribers if s.consents_per_month is None else s.consents_per_month),
         token_renewals=(refreshes + changes) / uses_per_token if user else 0.0,
         token_reads=(refreshes + changes) * (1 - hit) if user else 0.0,
+        # Client mode: an upsert other than a refresh reads the number's consent record first (a
+        # revoked consent stops it; sipreg.worker.core_call). Deletes are counted alike: few.
+        consent_checks=0.0 if user else changes,
         refresher_runs=HOURS_PER_MONTH * 3600 / s.schedule_seconds,
     )
 
@@ -223,6 +227,8 @@ def unit_work(c: Counts) -> dict[str, Work]:
         ),
         # a cache miss: the subscriber's record read and its access token decrypted
         "token_read": Work(read_units=read_units(c.subscriber_kb), kms_requests=1),
+        # client mode: the subscriber's record read, strongly (a revocation marker, or nothing)
+        "consent_check": Work(read_units=read_units(c.subscriber_kb)),
         "refresher_run": Work(
             lambda_invocations=1,
             lambda_ms=c.refresher_run_ms,
@@ -295,6 +301,7 @@ def monthly_cost(s: Scenario, counts: Counts | None = None, prices: Prices | Non
         "consent": v.consents,
         "token_renewal": v.token_renewals,
         "token_read": v.token_reads,
+        "consent_check": v.consent_checks,
         "refresher_run": v.refresher_runs,
     }
     by_service: dict[str, float] = dict.fromkeys(_usage_cost(Work(), p, 0.5), 0.0)

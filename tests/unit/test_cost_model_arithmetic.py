@@ -113,3 +113,13 @@ def test_the_command_prints_the_total_and_the_refreshes(capsys: pytest.CaptureFi
     total = monthly_cost(Scenario(subscribers=10_000, auth_mode="client")).total
     assert re.search(rf"total +\$ *{re.escape(f'{total:,.2f}')}", out)
     assert "refreshes" in out
+
+
+def test_client_mode_reads_the_consent_record_once_per_change_and_user_mode_never() -> None:
+    client = volumes(Scenario(subscribers=1000, changes_per_day=200, auth_mode="client"))
+    user = volumes(Scenario(subscribers=1000, changes_per_day=200))
+    assert client.consent_checks == client.changes > 0
+    assert user.consent_checks == 0
+    cost = monthly_cost(Scenario(subscribers=1000, changes_per_day=200, auth_mode="client"))
+    assert cost.by_work["consent_check"] > 0
+    assert unit_work(Counts(subscriber_kb=0.3))["consent_check"].read_units == 1
