@@ -109,3 +109,19 @@ def test_probe_all_needs_a_positive_concurrency_and_reports_a_bad_uri_as_down() 
     assert probe_all([]) == {}
     [bad] = probe_all(["sip:plain.example"]).values()
     assert not bad.up and bad.status_code is None and bad.reason.startswith("bad uri")
+
+
+def test_a_request_the_server_sends_on_the_connection_is_skipped_not_taken_for_garbage() -> None:
+    # Given the server's own OPTIONS (with a body) ahead of its answer, in one read
+    request = b"OPTIONS sips:sipreg@127.0.0.1 SIP/2.0\r\nCall-ID: x\r\nl: 3\r\n\r\nabc"
+    answer = b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    # Then only the answer comes out
+    assert [r.status_code for r in ResponseReader().feed(request + answer)] == [200]
+
+
+def test_an_answer_read_before_garbage_in_the_same_read_is_kept() -> None:
+    answer = b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    found = ResponseReader().feed(answer + b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    assert [r.status_code for r in found] == [200]
+    with pytest.raises(ValueError, match="not a SIP response"):  # garbage alone still is
+        ResponseReader().feed(b"HTTP/1.1 400 Bad Request\r\n\r\n")

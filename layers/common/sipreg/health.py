@@ -12,11 +12,11 @@ published on the status bus (`EndpointHealthChanged`) and counted; the `Endpoint
 feeds an alarm.
 
 With `ENDPOINT_DOWN_ACTION=suspend`, a down endpoint's registrations get `registration.suspend`
-events through the events queue (so each number's order holds): the worker takes LOOP and FORK
-registrations off the core, so subscribers' calls go the normal way, and keeps Fallback and
-Ingress. Every run while it is down suspends what is not yet suspended (a registration created
-meanwhile, a send that failed). When it answers again, `registration.resume` events put them
-back; the endpoint is recorded as up only once every resume was queued, so a run that could
+events through the events queue (so each number's order holds): the worker takes LOOP, FORK,
+LOOP_MO and LOOP_MT registrations off the core, so subscribers' calls go the normal way, and
+keeps Fallback and Ingress. Every run while it is down suspends what is not yet suspended (a
+registration created meanwhile, a send that failed). When it answers again,
+`registration.resume` events put them back; the endpoint is recorded as up only once every resume was queued, so a run that could
 not send them all is repeated by the next one. Every run while it answers resumes what is still
 suspended there (the sparse `Suspended` index): a suspend applied after the endpoint came back
 (its number's events were held behind a retrying one, or the index had not caught up) would

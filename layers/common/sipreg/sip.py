@@ -6,10 +6,13 @@ SIP proxies such as Kamailio's dispatcher send.)
     results = probe_all(uris, timeout=5.0, concurrency=8)   # {uri: ProbeResult}, each uri once
 
 One OPTIONS request per probe, on a fresh TLS connection (certificate and host name verified
-against the system's roots, or `ca_file`), answered by the first final response. `up` means a
-2xx came back (as the dispatcher counts it), or a status in `up_statuses`; any other final
-response, no answer within `timeout`, a refused connection, a TLS failure or an unresolvable
-host is down, with the reason. `probe` never raises for what the network does; only a `uri`
+against the system's roots, or `ca_file`), answered by the first final response. `up` means the
+PBX's SIP stack answered: any final response (RFC 3261 §11.2) but those that say it cannot serve
+now (`DOWN_STATUSES`: 408 and the 5xx but 501). A PBX that challenges (401, 407) or refuses
+(403, 404) an OPTIONS from a source it does not know, as Asterisk's PJSIP and many SBCs do with
+a Lambda's address, is up: the core's INVITEs come from elsewhere and are served. No answer
+within `timeout`, a refused connection, a TLS failure or an unresolvable host is down, with the
+reason. `probe` never raises for what the network does; only a `uri`
 that is not `sips:` host [":" port] raises `ValueError`.
 
 No SRV lookup (RFC 3263): a `sips:` URI without a port is tried on 5061. No SIP library, on
@@ -23,7 +26,7 @@ import secrets
 import socket
 import ssl
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -31,6 +34,10 @@ DEFAULT_PORT = 5061  # sips: without a port, and without SRV
 DEFAULT_TIMEOUT_SECONDS = 5.0
 MAX_RESPONSE_BYTES = 65536
 USER_AGENT = "sipreg-health/1"
+# Final answers to OPTIONS that say the server cannot serve now (RFC 3261 §21.4.9, §21.5; RFC 3263
+# §4.3 fails over on 503): Request Timeout and the server errors, but 501 Not Implemented (a
+# working server that does not do OPTIONS).
+DOWN_STATUSES = frozenset({408} | set(range(500, 600)) - {501})
 # Compact header forms (RFC 3261 §7.3.3) a response may use for what this client reads.
 COMPACT = {"v": "via", "i": "call-id", "l": "content-length", "f": "from", "t": "to"}
 
@@ -120,8 +127,17 @@ class ResponseReader:
             if end == -1:
                 return found
             head = self._buffer[:end].decode("utf-8", errors="replace")
-            response = parse_response_head(head)
-            length_text = response.headers.get("content-length", "0") or "0"
+            lines = head.split("\r\n")
+            try:
+                headers = _headers(lines[1:])
+                # A request the server sends on this connection (RFC 3261 §18.3: either side may) is
+                # skipped; a response is read.
+                response = None if _is_request_line(lines[0]) else _response(lines[0], headers)
+            except ValueError:
+                if found:  # what came before the bad message is answer enough
+                    return found
+                raise
+            length_text = headers.get("content-length", "0") or "0"
             # 1*DIGIT (RFC 3261 §20.14): a negative length would cut nothing, and the same
             # response would be read again and again.
             if not (length_text.isascii() and length_text.isdigit()):
@@ -130,18 +146,33 @@ class ResponseReader:
             if len(self._buffer) < end + 4 + length:
                 return found
             self._buffer = self._buffer[end + 4 + length :]
-            found.append(response)
+            if response is not None:
+                found.append(response)
 
 
 def parse_response_head(head: str) -> Response:
     """Status line and headers (folded lines joined, compact names expanded); ValueError if no response."""
     lines = head.split("\r\n")
-    parts = lines[0].split(" ", 2)
+    return _response(lines[0], _headers(lines[1:]))
+
+
+def _response(status_line: str, headers: dict[str, str]) -> Response:
+    parts = status_line.split(" ", 2)
     if len(parts) < 2 or parts[0] != "SIP/2.0" or not (parts[1].isdigit() and len(parts[1]) == 3):
-        raise ValueError(f"not a SIP response: {lines[0][:80]!r}")
+        raise ValueError(f"not a SIP response: {status_line[:80]!r}")
+    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
+
+
+def _is_request_line(line: str) -> bool:
+    """Method SP Request-URI SP SIP-Version (RFC 3261 §7.1)."""
+    parts = line.split(" ")
+    return len(parts) == 3 and parts[0].isalpha() and parts[0].isupper() and parts[2] == "SIP/2.0"
+
+
+def _headers(lines: list[str]) -> dict[str, str]:
     headers: dict[str, str] = {}
     last = ""
-    for line in lines[1:]:
+    for line in lines:
         if line[:1] in (" ", "\t") and last:
             headers[last] += " " + line.strip()
             continue
@@ -152,7 +183,7 @@ def parse_response_head(head: str) -> Response:
         name = COMPACT.get(name, name)
         last = name
         headers.setdefault(name, value.strip())
-    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
+    return headers
 
 
 def _matches(response: Response, branch: str, call_id: str) -> bool:
@@ -169,13 +200,10 @@ def probe(  # noqa: PLR0911  # one return per way a probe can end
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ca_file: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    up_statuses: Collection[int] = (),
 ) -> ProbeResult:
     """One OPTIONS to `uri` over TLS; `timeout` bounds it all (resolve, connect, handshake, answer).
 
-    Trust: `ssl_context` if given, else the system's roots plus `ca_file`. `up_statuses` adds final
-    statuses that count as up besides 2xx (e.g. {403, 405} for an endpoint that answers OPTIONS
-    from strangers with a refusal: its SIP stack is alive).
+    Trust: `ssl_context` if given, else the system's roots plus `ca_file`.
     """
     target = parse_sips_uri(uri)
     started = time.monotonic()
@@ -194,9 +222,7 @@ def probe(  # noqa: PLR0911  # one return per way a probe can end
     try:
         raw.settimeout(max(deadline - time.monotonic(), 0.001))
         with context.wrap_socket(raw, server_hostname=target.host) as tls:
-            return _exchange(
-                tls, target=target, deadline=deadline, timeout=timeout, up_statuses=up_statuses, result=result
-            )
+            return _exchange(tls, target=target, deadline=deadline, timeout=timeout, result=result)
     except TimeoutError:
         return result(False, None, f"timeout: no TLS session within {timeout:g} s")
     except ssl.SSLCertVerificationError as error:
@@ -215,7 +241,6 @@ def _exchange(
     target: SipsTarget,
     deadline: float,
     timeout: float,
-    up_statuses: Collection[int],
     result: Callable[[bool, int | None, str], ProbeResult],
 ) -> ProbeResult:
     local_host, local_port = tls.getsockname()[:2]
@@ -244,8 +269,7 @@ def _exchange(
         for response in responses:
             if response.status_code >= 200 and _matches(response, branch, call_id):
                 code = response.status_code
-                up = 200 <= code < 300 or code in up_statuses
-                return result(up, code, f"{code} {response.reason}".strip())
+                return result(code not in DOWN_STATUSES, code, f"{code} {response.reason}".strip())
 
 
 def probe_all(
@@ -255,7 +279,6 @@ def probe_all(
     concurrency: int = 8,
     ca_file: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    up_statuses: Collection[int] = (),
 ) -> dict[str, ProbeResult]:
     """`probe` each distinct URI, at most `concurrency` at once; all done within about `timeout`
     x ceil(distinct / concurrency). A URI that is not `sips:` host[:port] is down ("bad uri")."""
@@ -266,7 +289,7 @@ def probe_all(
 
     def one(uri: str) -> ProbeResult:
         try:
-            return probe(uri, timeout=timeout, ssl_context=context, up_statuses=up_statuses)
+            return probe(uri, timeout=timeout, ssl_context=context)
         except ValueError as error:
             return ProbeResult(uri, False, None, f"bad uri: {error}", 0.0)
 
