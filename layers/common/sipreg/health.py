@@ -16,13 +16,13 @@ events through the events queue (so each number's order holds): the worker takes
 LOOP_MO and LOOP_MT registrations off the core, so subscribers' calls go the normal way, and
 keeps Fallback and Ingress. Every run while it is down suspends what is not yet suspended (a
 registration created meanwhile, a send that failed). When it answers again,
-`registration.resume` events put them back; the endpoint is recorded as up only once every resume was queued, so a run that could
-not send them all is repeated by the next one. Every run while it answers resumes what is still
-suspended there (the sparse `Suspended` index): a suspend applied after the endpoint came back
-(its number's events were held behind a retrying one, or the index had not caught up) would
-otherwise keep its registration off the core until the next outage. Event ids come from the
-endpoint, the time it went down (or up) and the number: a repeated send is absorbed as a
-duplicate.
+`registration.resume` events put them back; the endpoint is recorded as up only once every
+resume was queued, so a run that could not send them all is repeated by the next one. Every run
+while it answers resumes what is still suspended there (the sparse `Suspended` index): a suspend
+applied after the endpoint came back (its number's events were held behind a retrying one, or
+the index had not caught up) would otherwise keep its registration off the core until the next
+outage. Event ids come from the endpoint, the time it went down (or up) and the number: a
+repeated send is absorbed as a duplicate.
 """
 
 from __future__ import annotations
