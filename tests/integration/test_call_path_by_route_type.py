@@ -205,8 +205,9 @@ def test_loop_mo_loops_the_callers_own_calls_and_not_calls_to_it(
     outgoing = sim.call(subscriber, other, "answer")
     incoming = sim.call(other, subscriber, "answer")
     assert path(outgoing) == [(2, 200), (3, 200), (4, 200)]
-    # The caller has the registration: its mobile-originating prefix replaces the '+' towards the TAS
-    assert leg(outgoing, 2)["request_uri"].startswith(f"sips:00{other[1:]}@")
+    # The caller has the registration: its mobile-originating prefix goes after the '+' towards the
+    # TAS (WG2: "00" turns sip:+4711... into sip:+0047 11...)
+    assert leg(outgoing, 2)["request_uri"].startswith(f"sips:+00{other[1:]}@")
     assert path(incoming) == [(4, 200)]
 
 
@@ -218,7 +219,7 @@ def test_loop_mt_loops_calls_to_it_and_not_its_own(
     incoming = sim.call(other, subscriber, "answer")
     outgoing = sim.call(subscriber, other, "answer")
     assert path(incoming) == [(2, 200), (3, 200), (4, 200)]
-    assert leg(incoming, 2)["request_uri"].startswith(f"sips:0{subscriber[1:]}@")
+    assert leg(incoming, 2)["request_uri"].startswith(f"sips:+0{subscriber[1:]}@")
     assert path(outgoing) == [(4, 200)]
 
 

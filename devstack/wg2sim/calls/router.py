@@ -285,7 +285,8 @@ class CallRouter:
     ) -> tuple[Leg, ClientInvite]:
         """Leg 2: an INVITE for the called number, routed through the TAS (its `sips:` URI as the
         first Route; for a Loop, the core's own Route after it)."""
-        number = prefix + request.callee[1:] if prefix else request.callee
+        # WG2: "00" turns `INVITE sip:+4711...` into `INVITE sip:+0047 11...`: the "+" stays.
+        number = "+" + prefix + request.callee[1:] if prefix else request.callee
         request_uri = f"sips:{number}@{CORE_DOMAIN};user=phone"
         routes = [f"<{registration.sip_uri};lr>"]
         if route_back is not None:
